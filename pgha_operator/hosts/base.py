@@ -1,0 +1,75 @@
+"""The Host and Service ports: what every transport (local, ssh) offers the operator."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Protocol
+
+
+class ServiceState(StrEnum):
+    RUNNING = "running"
+    STOPPED = "stopped"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True)
+class CommandResult:
+    argv: tuple[str, ...]
+    returncode: int
+    stdout: str
+    stderr: str
+
+    @property
+    def ok(self) -> bool:
+        return self.returncode == 0
+
+
+class HostError(Exception):
+    """A command or file operation on a host failed; the message names the host and what."""
+
+
+@dataclass(frozen=True)
+class ServiceDefinition:
+    """How to run one long-lived daemon; rendered per machine (a systemd unit on real machines,
+    a JSON file for the local supervisor)."""
+
+    name: str
+    argv: tuple[str, ...]
+    user: str | None = None  # None = the operator's own user
+    env: Mapping[str, str] = field(default_factory=dict)
+    cwd: str | None = None
+    reload_signal: str | None = "HUP"  # None: the service cannot reload, restart it
+    stop_timeout: float = 60.0
+
+
+class Service(Protocol):
+    name: str
+
+    def state(self) -> ServiceState: ...
+    def pid(self) -> int | None: ...
+    def start(self) -> None: ...
+    def stop(self) -> None: ...
+    def reload(self) -> None: ...
+    def restart(self) -> None: ...
+
+
+class Host(Protocol):
+    """One machine. Paths are absolute paths as seen on that machine."""
+
+    name: str
+
+    def run(
+        self,
+        argv: Sequence[str],
+        *,
+        user: str | None = None,
+        timeout: float = 30,
+        check: bool = True,
+        input: str | None = None,
+    ) -> CommandResult: ...
+    def read(self, path: str) -> bytes | None: ...
+    def write(self, path: str, data: bytes, *, mode: int = 0o644, owner: str | None = None) -> bool: ...
+    def remove(self, path: str) -> None: ...
+    def service(self, name: str) -> Service: ...
