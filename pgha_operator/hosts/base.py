@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import Protocol
+
+from pgha_operator.servicedef import ServiceDefinition
+
+__all__ = ["CommandResult", "Host", "HostError", "Service", "ServiceDefinition", "ServiceState"]
 
 
 class ServiceState(StrEnum):
@@ -28,20 +32,6 @@ class CommandResult:
 
 class HostError(Exception):
     """A command or file operation on a host failed; the message names the host and what."""
-
-
-@dataclass(frozen=True)
-class ServiceDefinition:
-    """How to run one long-lived daemon; rendered per machine (a systemd unit on real machines,
-    a JSON file for the local supervisor)."""
-
-    name: str
-    argv: tuple[str, ...]
-    user: str | None = None  # None = the operator's own user
-    env: Mapping[str, str] = field(default_factory=dict)
-    cwd: str | None = None
-    reload_signal: str | None = "HUP"  # None: the service cannot reload, restart it
-    stop_timeout: float = 60.0
 
 
 class Service(Protocol):
