@@ -431,7 +431,8 @@ def parse_text(text: str, source: str) -> tuple[list[LoadedCluster], list[Proble
         topo_problems = _topology_problems(cluster)
         if topo_problems:
             problems.extend(
-                Problem(source, prefix + p, r, _line_of(node, p.split("."))) for p, r in topo_problems
+                Problem(source, prefix + p, r, _line_of(node, p.split(".")))
+                for p, r in topo_problems
             )
             continue
         warnings = []

@@ -71,18 +71,14 @@ def _derive(
         # Only the ssh provider has no network; its manifests must list machines.
         return [(f"{DEFAULT_NAMES[role]}{i}", "") for i in range(1, count + 1)]
     base = int(network.network_address) + OFFSETS[role]
-    return [
-        (f"{DEFAULT_NAMES[role]}{i}", str(IPv4Address(base + i))) for i in range(1, count + 1)
-    ]
+    return [(f"{DEFAULT_NAMES[role]}{i}", str(IPv4Address(base + i))) for i in range(1, count + 1)]
 
 
 def build(cluster: Cluster) -> Topology:
     spec = cluster.spec
     network = spec.provider.network
     pg = _derive("postgres", spec.postgres.machines, spec.postgres.instances, network)
-    lb = _derive(
-        "loadbalancer", spec.load_balancer.machines, spec.load_balancer.instances, network
-    )
+    lb = _derive("loadbalancer", spec.load_balancer.machines, spec.load_balancer.instances, network)
     if spec.etcd.placement == "colocated":
         etcd = pg[: spec.etcd.members]
     else:
@@ -129,7 +125,11 @@ def topology_problems(cluster: Cluster) -> list[tuple[str, str]]:
         if given is None and network is None:
             problems.append((f"{path}.machines", "the ssh provider needs every machine listed"))
             continue
-        if given is None and network is not None and OFFSETS[role] + count >= network.num_addresses - 1:
+        if (
+            given is None
+            and network is not None
+            and OFFSETS[role] + count >= network.num_addresses - 1
+        ):
             problems.append(
                 (
                     "spec.provider.network",
