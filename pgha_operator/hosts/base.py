@@ -4,18 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from enum import StrEnum
 from typing import Protocol
 
-from pgha_operator.servicedef import ServiceDefinition
+from pgha_operator.servicedef import ServiceDefinition, ServiceState
 
 __all__ = ["CommandResult", "Host", "HostError", "Service", "ServiceDefinition", "ServiceState"]
-
-
-class ServiceState(StrEnum):
-    RUNNING = "running"
-    STOPPED = "stopped"
-    FAILED = "failed"
 
 
 @dataclass(frozen=True)
