@@ -8,6 +8,7 @@ pid files, is the only way this module ever finds something to signal: never a p
 from __future__ import annotations
 
 import contextlib
+import grp
 import json
 import os
 import pwd
@@ -21,9 +22,10 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, NamedTuple
+from typing import Literal, NamedTuple
 
 from pgha_operator.hosts.base import CommandResult, HostError, ServiceDefinition, ServiceState
+from pgha_operator.servicedef import definition_from_json, definition_to_json
 
 TAG_VAR = "PGHA_MACHINE"
 SERVICE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -85,7 +87,7 @@ def _signal_exact(pid: int, starttime: int, sig: int) -> bool:
             return False
         signal.pidfd_send_signal(pidfd, sig)
         return True
-    except ProcessLookupError:
+    except (ProcessLookupError, PermissionError):
         return False
     finally:
         os.close(pidfd)
@@ -129,8 +131,6 @@ def _owner_ids(owner: str | None) -> tuple[int, int]:
     pw = _passwd(user)
     if not group:
         return pw.pw_uid, pw.pw_gid
-    import grp  # only needed for the rare "user:group" form
-
     try:
         return pw.pw_uid, grp.getgrnam(group).gr_gid
     except KeyError:
@@ -153,65 +153,21 @@ def _tail(text: str, lines: int = _TAIL_LINES) -> str:
 
 
 # --------------------------------------------------------------------------------------------
-# service definitions (pure)
-
-_DEF_FIELDS = {"name", "argv", "user", "env", "cwd", "reload_signal", "stop_timeout"}
+# service definitions: the JSON format is servicedef's; the supervisor only checks what it needs
 
 
-def definition_to_json(d: ServiceDefinition) -> str:
-    """Stable JSON text (sorted keys, indent 2, trailing newline) so that an unchanged
-    definition renders to identical bytes and Host.write() reports no change."""
-    obj: dict[str, Any] = {
-        "name": d.name,
-        "argv": list(d.argv),
-        "user": d.user,
-        "env": dict(d.env),
-        "cwd": d.cwd,
-        "reload_signal": d.reload_signal,
-        "stop_timeout": float(d.stop_timeout),
-    }
-    return json.dumps(obj, sort_keys=True, indent=2) + "\n"
-
-
-def definition_from_json(text: str) -> ServiceDefinition:
-    """Parse and validate; raises ValueError naming the bad field."""
-    obj = json.loads(text)
-    if not isinstance(obj, dict):
-        raise ValueError("service definition: expected a JSON object")
-    unknown = set(obj) - _DEF_FIELDS
-    if unknown:
-        raise ValueError(f"service definition: unknown fields {sorted(unknown)}")
-    name = obj.get("name")
-    if not isinstance(name, str) or not name:
-        raise ValueError("service definition: 'name' must be a non-empty string")
-    argv = obj.get("argv")
-    if not isinstance(argv, list) or not argv or not all(isinstance(a, str) for a in argv):
-        raise ValueError("service definition: 'argv' must be a non-empty list of strings")
-    env = obj.get("env", {})
-    if not isinstance(env, dict) or not all(
-        isinstance(k, str) and isinstance(v, str) for k, v in env.items()
-    ):
-        raise ValueError("service definition: 'env' must map strings to strings")
-    for key in ("user", "cwd", "reload_signal"):
-        if obj.get(key) is not None and not isinstance(obj[key], str):
-            raise ValueError(f"service definition: {key!r} must be a string or null")
-    reload_signal = obj.get("reload_signal", "HUP")
-    if reload_signal is not None:
-        _signal_number(reload_signal)
-    stop_timeout = obj.get("stop_timeout", 60.0)
-    if isinstance(stop_timeout, bool) or not isinstance(stop_timeout, int | float):
-        raise ValueError("service definition: 'stop_timeout' must be a number")
-    if stop_timeout <= 0:
-        raise ValueError("service definition: 'stop_timeout' must be positive")
-    return ServiceDefinition(
-        name=name,
-        argv=tuple(argv),
-        user=obj.get("user"),
-        env=dict(env),
-        cwd=obj.get("cwd"),
-        reload_signal=reload_signal,
-        stop_timeout=float(stop_timeout),
-    )
+def check_definition(d: ServiceDefinition) -> None:
+    """Raise ValueError for a definition the supervisor cannot run."""
+    if not d.argv or not all(isinstance(a, str) and a for a in d.argv):
+        raise ValueError("'argv' must be a non-empty list of non-empty strings")
+    if not all(isinstance(k, str) and isinstance(v, str) for k, v in d.env.items()):
+        raise ValueError("'env' must map strings to strings")
+    if d.cwd is not None and not os.path.isabs(d.cwd):
+        raise ValueError(f"'cwd' must be absolute: {d.cwd!r}")
+    if d.reload_signal is not None:
+        _signal_number(d.reload_signal)
+    if isinstance(d.stop_timeout, bool) or not d.stop_timeout > 0:
+        raise ValueError("'stop_timeout' must be a positive number")
 
 
 # --------------------------------------------------------------------------------------------
@@ -246,6 +202,12 @@ class LocalHost:
     @property
     def log_dir(self) -> str:
         return os.path.join(self.root, "var/log/pgha")
+
+    def _ids(self, owner: str | None) -> tuple[int, int]:
+        try:
+            return _owner_ids(owner)
+        except HostError as e:
+            raise HostError(f"{self.name}: {e}") from None
 
     @contextlib.contextmanager
     def _oserror(self, what: str) -> Iterator[None]:
@@ -336,7 +298,7 @@ class LocalHost:
     def write(self, path: str, data: bytes, *, mode: int = 0o644, owner: str | None = None) -> bool:
         """Atomically replace `path`; False (and nothing written) when content, mode and
         owner already match. owner None means the operator's own user."""
-        uid, gid = _owner_ids(owner)
+        uid, gid = self._ids(owner)
         with self._oserror(f"cannot write {path}"):
             if self._file_matches(path, data, mode, uid, gid):
                 return False
@@ -402,7 +364,7 @@ class LocalHost:
 
     def ensure_dir(self, path: str, mode: int = 0o755, owner: str | None = None) -> bool:
         """Make `path` a directory with that mode and owner; True when something changed."""
-        uid, gid = _owner_ids(owner)
+        uid, gid = self._ids(owner)
         changed = False
         with self._oserror(f"cannot create directory {path}"):
             if not os.path.isdir(path):
@@ -509,6 +471,17 @@ class _PidRecord:
     starttime: int
 
 
+_LOCKS: dict[str, threading.RLock] = {}
+_LOCKS_GUARD = threading.Lock()
+
+
+def _lock_for(pid_path: str) -> threading.RLock:
+    # One lock per pid file, shared by every LocalService object of this process, so two
+    # threads cannot both see "not running" and start two copies.
+    with _LOCKS_GUARD:
+        return _LOCKS.setdefault(pid_path, threading.RLock())
+
+
 def _reap(proc: subprocess.Popen[bytes], exited: threading.Event) -> None:
     # A child that dies while the operator runs would stay a zombie without this wait.
     proc.wait()
@@ -550,9 +523,12 @@ class LocalService:
         if raw is None:
             raise self._err(f"no definition at {self.definition_path}")
         try:
-            return definition_from_json(raw.decode())
-        except (ValueError, UnicodeDecodeError) as e:
-            raise self._err(f"bad definition {self.definition_path}: {e}") from e
+            d = definition_from_json(raw.decode())
+            check_definition(d)
+        except (ValueError, KeyError, TypeError, AttributeError) as e:
+            # servicedef parses without validating: turn any bad file into one clear error.
+            raise self._err(f"bad definition {self.definition_path}: {e!r}") from e
+        return d
 
     # ---- pid file
 
@@ -588,13 +564,20 @@ class LocalService:
     # ---- control
 
     def start(self) -> None:
+        with _lock_for(self.pid_path):
+            self._start()
+
+    def _start(self) -> None:
         if self._running() is not None:
             return
         d = self.definition()
         if d.user is not None and d.user != _current_user():
             if os.geteuid() != 0:
                 raise self._err(f"cannot run as {d.user}: the operator is not root")
-            pw = _passwd(d.user)
+            try:
+                pw = _passwd(d.user)
+            except HostError as e:
+                raise self._err(str(e)) from None
             prefix = _setpriv(pw)
         else:
             pw = pwd.getpwuid(os.geteuid())
@@ -668,6 +651,10 @@ class LocalService:
             return ""
 
     def stop(self) -> None:
+        with _lock_for(self.pid_path):
+            self._stop()
+
+    def _stop(self) -> None:
         rec = self._record()
         if rec is None:
             return
@@ -717,8 +704,9 @@ class LocalService:
             raise self._err("cannot reload: not running")
 
     def restart(self) -> None:
-        self.stop()
-        self.start()
+        with _lock_for(self.pid_path):
+            self._stop()
+            self._start()
 
 
 def write_definition(host: LocalHost, d: ServiceDefinition) -> bool:
@@ -730,6 +718,7 @@ __all__ = [
     "TAG_VAR",
     "LocalHost",
     "LocalService",
+    "check_definition",
     "definition_from_json",
     "definition_to_json",
     "proc_starttime",

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import tempfile
 import textwrap
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -22,6 +23,7 @@ from pgha_operator.hosts.local import (
     TAG_VAR,
     LocalHost,
     LocalService,
+    check_definition,
     definition_from_json,
     definition_to_json,
     proc_starttime,
@@ -100,7 +102,7 @@ def sh(script: str) -> list[str]:
 # ---- definitions (pure)
 
 
-def test_definition_json_roundtrip_is_stable() -> None:
+def test_definition_json_roundtrip_is_stable(host: LocalHost) -> None:
     d = ServiceDefinition(
         name="etcd",
         argv=("etcd", "--name", "e1"),
@@ -108,25 +110,34 @@ def test_definition_json_roundtrip_is_stable() -> None:
         env={"B": "2", "A": "1"},
         cwd="/var/lib/etcd",
         reload_signal="USR2",
-        stop_timeout=5,
+        stop_timeout=5.0,
     )
     text = definition_to_json(d)
     assert text.endswith("}\n")
-    assert json.loads(text)["env"] == {"A": "1", "B": "2"}
     assert text.index('"A"') < text.index('"B"')
     back = definition_from_json(text)
     assert back == d
     assert definition_to_json(back) == text
-    minimal = definition_from_json('{"name": "x", "argv": ["true"]}')
-    assert minimal.reload_signal == "HUP" and minimal.stop_timeout == 60.0
-    for bad in (
-        '{"name": "x", "argv": []}',
-        '{"name": "x", "argv": ["a"], "typo": 1}',
-        '{"name": "x", "argv": ["a"], "reload_signal": "NOPE"}',
-        '{"name": "x", "argv": ["a"], "env": {"A": 1}}',
+    assert write_definition(host, d) is True
+    assert write_definition(host, d) is False  # stable bytes: no change reported
+    assert host.service("etcd").definition() == d
+
+
+def test_bad_definition_is_refused(host: LocalHost) -> None:
+    svc = host.service("bad")
+    for text in (
+        '{"name": "bad", "argv": []}',
+        '{"name": "bad", "argv": ["sleep", "60"], "reload_signal": "NOPE"}',
+        '{"name": "bad", "argv": ["sleep", "60"], "cwd": "relative"}',
+        '{"name": "bad"}',
+        "not json",
     ):
-        with pytest.raises(ValueError):
-            definition_from_json(bad)
+        host.write(svc.definition_path, text.encode())
+        with pytest.raises(HostError, match="bad definition"):
+            svc.start()
+        assert svc.state() == ServiceState.STOPPED
+    with pytest.raises(ValueError):
+        check_definition(ServiceDefinition(name="x", argv=("true",), stop_timeout=0))
 
 
 # ---- files
@@ -261,6 +272,25 @@ def test_service_start_state_stop(host: LocalHost) -> None:
     svc.restart()
     assert svc.state() == ServiceState.RUNNING and svc.pid() != pid
     assert "starting sleep 60" in Path(svc.log_path).read_text()
+
+
+def test_concurrent_starts_make_one_process(host: LocalHost) -> None:
+    define(host, "once", ["sleep", "60"])
+    errors: list[BaseException] = []
+
+    def start() -> None:
+        try:
+            host.service("once").start()
+        except BaseException as e:  # reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=start) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    assert host.processes() == [host.service("once").pid()]
 
 
 def test_stop_escalates_to_sigkill(host: LocalHost) -> None:
@@ -445,8 +475,8 @@ def test_kill_all_finds_postgres_backends(make_host: Callable[..., LocalHost]) -
         sock = os.path.join(base, "sock")
         host.ensure_dir(data, mode=0o700, owner="postgres")
         host.ensure_dir(sock, mode=0o755, owner="postgres")
-        host.run([f"{PG_BIN}/initdb", "-D", data, "-A", "trust", "-U", "postgres"],
-                 user="postgres", timeout=60)  # fmt: skip
+        initdb = [f"{PG_BIN}/initdb", "-D", data, "-A", "trust", "-U", "postgres"]
+        host.run(initdb, user="postgres", timeout=60)
         svc = define(
             host,
             "postgres",
