@@ -104,7 +104,9 @@ def build(cluster: Cluster) -> Topology:
 
 
 def topology_problems(cluster: Cluster) -> list[tuple[str, str]]:
-    """Duplicate names/addresses and addresses outside the network, as (field path, reason)."""
+    """Machines the spec cannot have, as (field path, reason): a network too small for the
+    derived addresses, listed addresses outside the provider's network, and names or
+    addresses used twice (within a role or across roles)."""
     spec = cluster.spec
     network = spec.provider.network
     problems: list[tuple[str, str]] = []
@@ -123,30 +125,63 @@ def topology_problems(cluster: Cluster) -> list[tuple[str, str]]:
     addresses: dict[str, str] = {}
     for path, given, count, role in sections:
         if given is None and network is None:
-            problems.append((f"{path}.machines", "the ssh provider needs every machine listed"))
+            problems.append(
+                (
+                    f"{path}.machines",
+                    f"the {spec.provider.type} provider has no network to derive addresses "
+                    "from; list every machine (name and address)",
+                )
+            )
             continue
         if (
             given is None
             and network is not None
             and OFFSETS[role] + count >= network.num_addresses - 1
         ):
+            first = IPv4Address(int(network.network_address) + OFFSETS[role] + 1)
             problems.append(
                 (
                     "spec.provider.network",
-                    f"{network} is too small to derive {count} {role} addresses; "
-                    "use a bigger network or list machines",
+                    f"{network} is too small to derive {count} {role} addresses "
+                    f"from {first} on; use a /24 or bigger, or list the machines",
                 )
             )
             continue
         for index, (name, address) in enumerate(_derive(role, given, count, network)):
-            where = f"{path}.machines.{index}" if given is not None else path
+            if given is not None:
+                where = f"{path}.machines.{index}"
+                what = where
+                problems.extend(
+                    (f"{where}.address", reason)
+                    for reason in _address_problems(spec.provider.type, network, address)
+                )
+            else:
+                where = path
+                what = f"{path} (derived {name})"
             if name in names:
-                problems.append((f"{where}.name", f"machine {name!r} is also {names[name]}"))
-            names.setdefault(name, where)
+                problems.append((f"{where}.name", f"{name!r} is already used by {names[name]}"))
+            names.setdefault(name, what)
             if address in addresses:
-                problems.append((f"{where}.address", f"{address} is also {addresses[address]}"))
-            addresses.setdefault(address, where)
+                problems.append(
+                    (f"{where}.address", f"{address} is already used by {addresses[address]}")
+                )
+            addresses.setdefault(address, what)
     return problems
+
+
+def _address_problems(provider: str, network: IPv4Network | None, address: str) -> list[str]:
+    addr = IPv4Address(address)
+    if provider == "local":
+        if not addr.is_loopback:
+            return [f"{address} is not a loopback address; the local provider needs 127.x.y.z"]
+        return []
+    if network is None:
+        return []
+    if addr not in network:
+        return [f"{address} is outside spec.provider.network ({network})"]
+    if network.num_addresses > 2 and addr in (network.network_address, network.broadcast_address):
+        return [f"{address} is the network or broadcast address of {network}"]
+    return []
 
 
 def all_addresses(topo: Topology) -> Iterable[str]:
