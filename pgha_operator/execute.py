@@ -1,0 +1,146 @@
+"""The one place that turns actions into effects on hosts and clients.
+
+Actions run in order; the run stops at the first failure or after a barrier action, and
+the loop re-observes. Every effect is idempotent and re-checks its precondition.
+"""
+
+from __future__ import annotations
+
+import errno
+import socket
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import yaml
+
+from pgha_operator.actions import (
+    Action,
+    CreateMachine,
+    ReloadService,
+    RestartService,
+    StartService,
+    WaitFor,
+    WriteFile,
+)
+from pgha_operator.errors import OperatorError, PermanentError
+from pgha_operator.hosts.base import HostError
+from pgha_operator.providers.base import Provider
+from pgha_operator.render import Binaries
+from pgha_operator.servicedef import ServiceState
+from pgha_operator.spec import Cluster
+from pgha_operator.topology import Topology
+
+
+@dataclass(frozen=True)
+class Env:
+    cluster: Cluster
+    topology: Topology
+    provider: Provider
+    binaries: Binaries
+    check_ports: bool = True  # machines sharing this host (local) can collide with others
+
+
+@dataclass
+class Outcome:
+    done: list[Action] = field(default_factory=list)
+    failed: Action | None = None
+    error: str | None = None
+    exception: Exception | None = None
+    stopped_at_barrier: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return self.failed is None
+
+
+def execute(
+    actions: Sequence[Action], env: Env, progress: Callable[[Action], None] | None = None
+) -> Outcome:
+    outcome = Outcome()
+    for action in actions:
+        if progress:
+            progress(action)
+        try:
+            _perform(action, env)
+        except (OperatorError, HostError, OSError) as exc:
+            outcome.failed = action
+            outcome.error = f"{action.describe}: {exc}"
+            outcome.exception = exc
+            return outcome
+        outcome.done.append(action)
+        if action.barrier:
+            outcome.stopped_at_barrier = True
+            return outcome
+    return outcome
+
+
+def _perform(action: Action, env: Env) -> None:
+    match action:
+        case CreateMachine(machine=name):
+            env.provider.create(env.topology.machine(name))
+        case WriteFile():
+            _write_file(action, env)
+        case StartService(machine=machine, service=service):
+            svc = env.provider.host(machine).service(service)
+            if svc.state() == ServiceState.RUNNING:
+                return
+            if env.check_ports:
+                _check_ports_free(env, machine, service)
+            svc.start()
+        case ReloadService(machine=machine, service=service):
+            svc = env.provider.host(machine).service(service)
+            if svc.state() == ServiceState.RUNNING:
+                svc.reload()
+        case RestartService(machine=machine, service=service):
+            env.provider.host(machine).service(service).restart()
+        case WaitFor():
+            return
+        case _:
+            raise OperatorError(f"unknown action {action!r}")
+
+
+def _write_file(action: WriteFile, env: Env) -> None:
+    host = env.provider.host(action.machine)
+    data = action.content.encode()
+    if action.path.endswith((".yml", ".yaml")):
+        yaml.safe_load(action.content)  # never install a file its reader cannot parse
+    if action.path.endswith("haproxy.cfg"):
+        # Rule 5: validate a candidate beside the live file, then rename it into place.
+        candidate = action.path + ".pgha-new"
+        host.write(candidate, data, mode=action.mode, owner=action.owner)
+        try:
+            res = host.run([env.binaries.haproxy, "-c", "-q", "-f", candidate], check=False)
+            if not res.ok:
+                raise OperatorError(f"haproxy -c refused the new config: {res.stderr.strip()}")
+        finally:
+            host.remove(candidate)
+    host.write(action.path, data, mode=action.mode, owner=action.owner)
+
+
+def service_ports(env: Env, machine: str, service: str) -> list[tuple[str, int]]:
+    address = env.topology.address(machine)
+    topo = env.topology
+    if service == "etcd":
+        return [(address, topo.etcd_client_port), (address, topo.etcd_peer_port)]
+    if service == "patroni":
+        return [(address, topo.rest_api_port), (address, topo.pg_port)]
+    if service == "haproxy":
+        p = env.cluster.spec.load_balancer.ports
+        return [(address, p.primary), (address, p.replicas), (address, p.stats)]
+    return []
+
+
+def _check_ports_free(env: Env, machine: str, service: str) -> None:
+    """A stopped service whose port is bound means another program holds it: say which."""
+    for address, port in service_ports(env, machine, service):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                s.bind((address, port))
+            except OSError as exc:
+                if exc.errno == errno.EADDRINUSE:
+                    raise PermanentError(
+                        f"{address}:{port} is already in use by another program; "
+                        f"{service} on {machine} cannot start"
+                    ) from exc
+                raise
