@@ -28,6 +28,8 @@ from pgha_operator.topology import Topology
 
 # Services that cannot re-read their configuration: a changed file means a restart.
 RESTART_ON_CHANGE = frozenset({"etcd"})
+# Start order: the DCS first, then the databases, then the router in front of them.
+START_ORDER = {"etcd": 0, "patroni": 1, "haproxy": 2}
 
 
 @dataclass(frozen=True)
@@ -109,12 +111,15 @@ def _config_changes(changed: Mapping[tuple[str, str], str]) -> list[Action]:
 
 def _service_starts(desired: Desired, observed: Observed) -> list[Action]:
     out: list[Action] = []
-    stopped = [
-        (machine, service)
-        for machine, services in sorted(desired.services.items())
-        for service in services
-        if observed.service(machine, service) != ServiceState.RUNNING
-    ]
+    stopped = sorted(
+        (
+            (machine, service)
+            for machine, services in desired.services.items()
+            for service in services
+            if observed.service(machine, service) != ServiceState.RUNNING
+        ),
+        key=lambda ms: (START_ORDER.get(ms[1], 9), ms[0]),
+    )
     quorum = etcd_has_quorum(desired, observed)
     waiting_for_etcd = False
     for machine, service in stopped:

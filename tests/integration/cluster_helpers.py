@@ -1,0 +1,145 @@
+"""Helpers for integration tests that run whole clusters through the real CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import psycopg
+
+CLI = [sys.executable, "-m", "pgha_operator.cli"]
+
+
+def make_state_root() -> Path:
+    # Not pytest's tmp_path: /tmp/pytest-of-root is mode 700 and postgres cannot reach it.
+    root = Path(tempfile.mkdtemp(prefix="pgha-test-", dir="/tmp"))
+    root.chmod(0o755)
+    return root
+
+
+def write_manifest(root: Path, name: str, network: str, body: str = "") -> Path:
+    manifest = root / "manifests" / f"{name}.yaml"
+    manifest.parent.mkdir(parents=True, exist_ok=True)
+    manifest.write_text(
+        f"""apiVersion: pgha/v1
+kind: Cluster
+metadata:
+  name: {name}
+spec:
+  provider: {{type: local, network: {network}}}
+  profile: fast
+{body}"""
+    )
+    return manifest
+
+
+def cli(*args: str, timeout: float = 300, check: bool = False) -> subprocess.CompletedProcess[str]:
+    res = subprocess.run(
+        [*CLI, *args], capture_output=True, text=True, timeout=timeout, cwd=Path(__file__).parents[2]
+    )
+    if check and res.returncode != 0:
+        raise AssertionError(f"{args} exited {res.returncode}:\n{res.stdout}\n{res.stderr}")
+    return res
+
+
+def status(manifest: Path, state: Path) -> dict[str, Any]:
+    res = cli("status", "-f", str(manifest), "--state-dir", str(state), "--json", timeout=60)
+    return json.loads(res.stdout)
+
+
+def dsn(manifest: Path, state: Path, role: str = "primary") -> str:
+    res = cli("dsn", "-f", str(manifest), "--state-dir", str(state), "--role", role, check=True)
+    return res.stdout.strip() + " connect_timeout=2"
+
+
+def wait_for(what: str, predicate: Callable[[], Any], timeout: float = 90, step: float = 0.5) -> Any:
+    """Poll until predicate() is truthy; generous timeouts, never a speed assertion."""
+    deadline = time.monotonic() + timeout
+    last_exc: Exception | None = None
+    while time.monotonic() < deadline:
+        try:
+            value = predicate()
+            if value:
+                return value
+        except Exception as exc:  # noqa: BLE001 - components restart under us
+            last_exc = exc
+        time.sleep(step)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what} (last error: {last_exc})")
+
+
+def service_pid(state: Path, machine: str, service: str) -> int | None:
+    path = state / "machines" / machine / "run" / "pgha" / f"{service}.pid"
+    try:
+        return int(json.loads(path.read_text())["pid"])
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+def postmaster_pid(state: Path, machine: str) -> int | None:
+    path = state / "machines" / machine / "pg" / "data" / "postmaster.pid"
+    try:
+        return int(path.read_text().splitlines()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def kill_leftovers(state: Path) -> None:
+    """Safety net: SIGKILL every process tagged with a machine of this state dir."""
+    prefix = f"PGHA_MACHINE={state}/".encode()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            env = (entry / "environ").read_bytes()
+        except OSError:
+            continue
+        if any(item.startswith(prefix) for item in env.split(b"\0")):
+            try:
+                os.kill(int(entry.name), signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+    for pm in state.glob("machines/*/pg/data/postmaster.pid"):
+        try:
+            os.kill(int(pm.read_text().splitlines()[0]), signal.SIGKILL)
+        except (OSError, ValueError, IndexError):
+            pass
+
+
+def query(conninfo: str, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        return conn.execute(sql, params).fetchall()
+
+
+class Operator:
+    """`pgha-operator run` in the background, stopped with SIGTERM like a user's Ctrl-C."""
+
+    def __init__(self, manifest: Path, state: Path) -> None:
+        self.log = open(state.parent / f"operator-{time.time_ns()}.log", "w")  # noqa: SIM115
+        self.proc = subprocess.Popen(
+            [*CLI, "run", "-f", str(manifest), "--state-dir", str(state)],
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            cwd=Path(__file__).parents[2],
+        )
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.log.close()
+
+    def output(self) -> str:
+        self.log.flush()
+        return Path(self.log.name).read_text()

@@ -1,0 +1,285 @@
+"""A whole cluster on the local provider: real etcd, Patroni/PostgreSQL and HAProxy.
+
+The tests of this module share one cluster and run in file order; each leaves it converged.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from tests.integration.cluster_helpers import (
+    Operator,
+    cli,
+    dsn,
+    kill_leftovers,
+    make_state_root,
+    postmaster_pid,
+    query,
+    service_pid,
+    status,
+    wait_for,
+    write_manifest,
+)
+
+pytestmark = pytest.mark.integration
+
+NETWORK = "127.0.20.0/24"  # node1-3 .11-.13, etcd1-3 .101-.103, haproxy1 .201
+BODY = """  etcd: {members: 3}
+  postgres: {instances: 3, parameters: {max_connections: 50}}
+  loadBalancer: {instances: 1}
+"""
+
+
+@dataclass
+class Cluster:
+    root: Path
+    manifest: Path
+    state: Path
+
+    def status(self) -> dict:
+        return status(self.manifest, self.state)
+
+    def dsn(self, role: str = "primary") -> str:
+        return dsn(self.manifest, self.state, role)
+
+    def pids(self) -> dict[str, int | None]:
+        out = {}
+        for machine in (self.state / "machines").iterdir():
+            for pidfile in (machine / "run" / "pgha").glob("*.pid"):
+                out[f"{machine.name}/{pidfile.stem}"] = service_pid(
+                    self.state, machine.name, pidfile.stem
+                )
+        return out
+
+    def primary(self) -> str:
+        members = self.status()["postgres"]["members"]
+        return next(m["name"] for m in members if m["role"] == "primary")
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[Cluster]:
+    root = make_state_root()
+    manifest = write_manifest(root, "itest", NETWORK, BODY)
+    state = root / "state"
+    c = Cluster(root, manifest, state)
+    try:
+        res = cli("apply", "-f", str(manifest), "--state-dir", str(state), "--timeout", "240")
+        assert res.returncode == 0, f"apply failed:\n{res.stdout}\n{res.stderr}"
+        yield c
+    finally:
+        cli("destroy", "-f", str(manifest), "--state-dir", str(state), "--yes", timeout=180)
+        kill_leftovers(state)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def converged(c: Cluster) -> bool:
+    return c.status()["phase"] == "Converged"
+
+
+def test_apply_converges_writes_through_5000_reads_through_5001(cluster: Cluster) -> None:
+    st = cluster.status()
+    assert st["phase"] == "Converged", st
+    etcd = st["etcd"]["members"]
+    assert len(etcd) == 3 and all(m["healthy"] and not m["isLearner"] for m in etcd)
+    roles = sorted(m["role"] for m in st["postgres"]["members"])
+    assert roles == ["primary", "replica", "replica"]
+    assert all(m["state"] in ("running", "streaming") for m in st["postgres"]["members"])
+    primary = cluster.primary()
+    backends = {(b["backend"], b["name"]): b["status"] for b in st["loadBalancer"]["backends"]}
+    for name in ("node1", "node2", "node3"):
+        want_primary = "UP" if name == primary else "DOWN"
+        assert backends[("primary", name)].startswith(want_primary), backends
+        assert backends[("replicas", name)].startswith("DOWN" if name == primary else "UP")
+
+    query(cluster.dsn(), "CREATE TABLE IF NOT EXISTS t (id int primary key, v text)")
+    query(cluster.dsn(), "INSERT INTO t VALUES (1, 'hello') ON CONFLICT DO NOTHING")
+
+    def read_replica() -> bool:
+        rows = query(cluster.dsn("replicas"), "SELECT pg_is_in_recovery(), v FROM t WHERE id = 1")
+        return rows == [(True, "hello")]
+
+    wait_for("the row on a replica through :5001", read_replica, timeout=30)
+
+
+def test_wrong_password_is_refused(cluster: Cluster) -> None:
+    good = cluster.dsn()
+    bad = " ".join(
+        "password=wrong" if part.startswith("password=") else part for part in good.split()
+    )
+    with pytest.raises(psycopg.OperationalError, match="password authentication failed"):
+        query(bad, "SELECT 1")
+    # Directly on a node too, bypassing HAProxy: no trust line for 127.0.0.1 survives.
+    direct = bad.replace("host=127.0.20.201", "host=127.0.20.11").replace("port=5000", "port=5432")
+    with pytest.raises(psycopg.OperationalError, match="password authentication failed"):
+        query(direct, "SELECT 1")
+
+
+def test_second_apply_changes_nothing(cluster: Cluster) -> None:
+    before = cluster.pids()
+    res = cli("apply", "-f", str(cluster.manifest), "--state-dir", str(cluster.state))
+    assert res.returncode == 0, res.stderr
+    assert "->" not in res.stdout  # no action was taken
+    plan = cli("plan", "-f", str(cluster.manifest), "--state-dir", str(cluster.state))
+    assert plan.stdout.strip() == "no changes"
+    assert cluster.pids() == before
+
+
+@pytest.fixture
+def operator(cluster: Cluster) -> Iterator[Operator]:
+    op = Operator(cluster.manifest, cluster.state)
+    try:
+        yield op
+    finally:
+        op.stop()
+
+
+def test_running_operator_repairs_drift(cluster: Cluster, operator: Operator) -> None:
+    state = cluster.state
+    # A dead HAProxy is restarted.
+    old = service_pid(state, "haproxy1", "haproxy")
+    assert old
+    os.kill(old, signal.SIGKILL)
+    wait_for(
+        "haproxy restarted",
+        lambda: service_pid(state, "haproxy1", "haproxy") not in (None, old),
+        timeout=30,
+    )
+    # A hand-edited haproxy.cfg is restored (and reloaded).
+    cfg = state / "machines" / "haproxy1" / "etc" / "haproxy" / "haproxy.cfg"
+    original = cfg.read_text()
+    cfg.write_text(original.replace("5001", "5999"))
+    wait_for("haproxy.cfg restored", lambda: cfg.read_text() == original, timeout=30)
+    # A replica's Patroni killed -> restarted and streaming again.
+    replica = next(n for n in ("node1", "node2", "node3") if n != cluster.primary())
+    old = service_pid(state, replica, "patroni")
+    assert old
+    os.kill(old, signal.SIGKILL)
+    wait_for(
+        f"patroni on {replica} restarted",
+        lambda: service_pid(state, replica, "patroni") not in (None, old),
+        timeout=30,
+    )
+    # An etcd member killed -> restarted and healthy.
+    old = service_pid(state, "etcd2", "etcd")
+    assert old
+    os.kill(old, signal.SIGKILL)
+    wait_for(
+        "etcd2 restarted",
+        lambda: service_pid(state, "etcd2", "etcd") not in (None, old),
+        timeout=30,
+    )
+    wait_for("cluster converged after the repairs", lambda: converged(cluster), timeout=120)
+
+
+def test_primary_crash_fails_over_and_old_primary_rejoins(
+    cluster: Cluster, operator: Operator
+) -> None:
+    query(cluster.dsn(), "CREATE TABLE IF NOT EXISTS w (seq int primary key)")
+    acked: list[int] = []
+    failed = 0
+    stop = threading.Event()
+
+    def writer() -> None:
+        nonlocal failed
+        seq = 0
+        while not stop.is_set():
+            seq += 1
+            try:
+                with psycopg.connect(cluster.dsn(), autocommit=True) as conn:
+                    conn.execute("INSERT INTO w VALUES (%s)", (seq,))
+                acked.append(seq)
+            except psycopg.Error:
+                failed += 1
+                time.sleep(0.1)
+
+    old_primary = cluster.primary()
+    thread = threading.Thread(target=writer, daemon=True)
+    thread.start()
+    try:
+        wait_for("some acknowledged writes", lambda: len(acked) > 20, timeout=30)
+        patroni = service_pid(cluster.state, old_primary, "patroni")
+        postmaster = postmaster_pid(cluster.state, old_primary)
+        assert patroni and postmaster
+        os.kill(patroni, signal.SIGKILL)
+        os.kill(postmaster, signal.SIGKILL)
+        crashed_at = len(acked)
+        wait_for(
+            "writes through :5000 on a new primary",
+            lambda: len(acked) > crashed_at + 20 and cluster.primary() != old_primary,
+            timeout=120,
+        )
+    finally:
+        stop.set()
+        thread.join(timeout=10)
+    wait_for("the old primary rejoined as a replica", lambda: converged(cluster), timeout=180)
+    members = {m["name"]: m for m in cluster.status()["postgres"]["members"]}
+    assert members[old_primary]["role"] == "replica"
+    rows = {r[0] for r in query(cluster.dsn(), "SELECT seq FROM w")}
+    lost = [s for s in acked if s not in rows]
+    assert lost == [], f"acknowledged rows lost: {lost[:20]}"
+    print(f"failover: {len(acked)} acked, {failed} failed attempts, 0 lost")
+
+
+def test_invalid_manifest_is_refused_and_cluster_untouched(
+    cluster: Cluster, operator: Operator
+) -> None:
+    wait_for("converged", lambda: converged(cluster), timeout=60)
+    before = cluster.pids()
+    good = cluster.manifest.read_text()
+    try:
+        cluster.manifest.write_text(good.replace("etcd: {members: 3}", "etcd: {members: 4}"))
+        wait_for(
+            "the error in the running operator's status",
+            lambda: "even" in (cluster.status().get("manifestError") or ""),
+            timeout=30,
+        )
+        time.sleep(3)  # several cycles with the bad manifest in place
+        assert cluster.pids() == before
+        assert cluster.status()["phase"] == "Converged"
+    finally:
+        cluster.manifest.write_text(good)
+    wait_for("error cleared", lambda: not cluster.status().get("manifestError"), timeout=30)
+
+
+def test_restarted_operator_adopts_services(cluster: Cluster) -> None:
+    before = cluster.pids()
+    first = Operator(cluster.manifest, cluster.state)
+    time.sleep(3)
+    first.stop()
+    assert "operator stopped; the cluster keeps running" in first.output()
+    assert cluster.pids() == before and converged(cluster)
+    second = Operator(cluster.manifest, cluster.state)
+    try:
+        time.sleep(4)
+        assert cluster.pids() == before
+        assert "->" not in second.output()  # adopted, nothing (re)started
+    finally:
+        second.stop()
+
+
+def test_destroy_leaves_nothing(cluster: Cluster) -> None:
+    tag = f"PGHA_MACHINE={cluster.state}/".encode()
+    res = cli("destroy", "-f", str(cluster.manifest), "--state-dir", str(cluster.state))
+    assert res.returncode == 2 and "--yes" in res.stderr  # refuses without --yes
+    res = cli("destroy", "-f", str(cluster.manifest), "--state-dir", str(cluster.state), "--yes")
+    assert res.returncode == 0, res.stderr
+    assert not cluster.state.exists()
+    left = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if tag in (entry / "environ").read_bytes():
+                    left.append(entry.name)
+            except OSError:
+                pass
+    assert left == []
