@@ -23,6 +23,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    Strict,
     ValidationError,
     ValidationInfo,
     field_validator,
@@ -87,8 +88,8 @@ class VagrantProvider(Model):
     box: str = "generic/debian12"
     box_version: str = "4.3.12"
     vm_provider: Literal["virtualbox", "libvirt"] = "virtualbox"
-    memory: Annotated[int, Field(ge=512)] = 1024
-    cpus: Annotated[int, Field(ge=1)] = 1
+    memory: Annotated[int, Strict(), Field(ge=512)] = 1024
+    cpus: Annotated[int, Strict(), Field(ge=1)] = 1
 
 
 class SshProvider(Model):
@@ -127,11 +128,11 @@ class MachineRef(Model):
 
 
 class EtcdSpec(Model):
-    members: Annotated[int, Field(ge=1, le=9)] = 3
+    members: Annotated[int, Strict(), Field(ge=1, le=9)] = 3
     placement: Literal["dedicated", "colocated"] = "dedicated"
     machines: list[MachineRef] | None = None
-    client_port: Annotated[int, Field(ge=1, le=65535)] = 2379
-    peer_port: Annotated[int, Field(ge=1, le=65535)] = 2380
+    client_port: Annotated[int, Strict(), Field(ge=1, le=65535)] = 2379
+    peer_port: Annotated[int, Strict(), Field(ge=1, le=65535)] = 2380
 
 
 ParameterValue = str | int | float | bool
@@ -175,9 +176,9 @@ class HbaRule(Model):
 
 class PostgresSpec(Model):
     version: Literal[15] = 15
-    instances: Annotated[int, Field(ge=1, le=89)] = 3
+    instances: Annotated[int, Strict(), Field(ge=1, le=89)] = 3
     machines: list[MachineRef] | None = None
-    port: Annotated[int, Field(ge=1, le=65535)] = 5432
+    port: Annotated[int, Strict(), Field(ge=1, le=65535)] = 5432
     parameters: dict[str, ParameterValue] = Field(default_factory=dict)
     hba: list[HbaRule] = Field(default_factory=list)
     synchronous: Literal["off", "on", "strict"] = "off"
@@ -230,18 +231,18 @@ PROFILES: dict[str, dict[str, Any]] = {
 class PatroniSpec(Model):
     """Patroni's timing; unset values come from the cluster's profile."""
 
-    ttl: Annotated[int, Field(ge=20)] | None = None
-    loop_wait: Annotated[int, Field(ge=1)] | None = None
-    retry_timeout: Annotated[int, Field(ge=3)] | None = None
-    maximum_lag_on_failover: Annotated[int, Field(ge=0)] = 1048576
-    rest_api_port: Annotated[int, Field(ge=1, le=65535)] = 8008
+    ttl: Annotated[int, Strict(), Field(ge=20)] | None = None
+    loop_wait: Annotated[int, Strict(), Field(ge=1)] | None = None
+    retry_timeout: Annotated[int, Strict(), Field(ge=3)] | None = None
+    maximum_lag_on_failover: Annotated[int, Strict(), Field(ge=0)] = 1048576
+    rest_api_port: Annotated[int, Strict(), Field(ge=1, le=65535)] = 8008
     namespace: Annotated[str, Field(pattern=NAMESPACE_PATTERN)] = "/service/"
 
 
 class Ports(Model):
-    primary: Annotated[int, Field(ge=1, le=65535)] = 5000
-    replicas: Annotated[int, Field(ge=1, le=65535)] = 5001
-    stats: Annotated[int, Field(ge=1, le=65535)] = 7000
+    primary: Annotated[int, Strict(), Field(ge=1, le=65535)] = 5000
+    replicas: Annotated[int, Strict(), Field(ge=1, le=65535)] = 5001
+    stats: Annotated[int, Strict(), Field(ge=1, le=65535)] = 7000
 
 
 Duration = Annotated[str, Field(pattern=DURATION_PATTERN)]
@@ -253,8 +254,8 @@ class HealthCheck(Model):
     inter: Duration | None = None
     fastinter: Duration | None = None
     downinter: Duration | None = None
-    rise: Annotated[int, Field(ge=1)] | None = None
-    fall: Annotated[int, Field(ge=1)] | None = None
+    rise: Annotated[int, Strict(), Field(ge=1)] | None = None
+    fall: Annotated[int, Strict(), Field(ge=1)] | None = None
 
     @field_validator("inter", "fastinter", "downinter")
     @classmethod
@@ -265,11 +266,11 @@ class HealthCheck(Model):
 
 
 class LoadBalancerSpec(Model):
-    instances: Annotated[int, Field(ge=1, le=50)] = 1
+    instances: Annotated[int, Strict(), Field(ge=1, le=50)] = 1
     machines: list[MachineRef] | None = None
     ports: Ports = Ports()
     health_check: HealthCheck = HealthCheck()
-    maxconn: Annotated[int, Field(ge=1)] = 200
+    maxconn: Annotated[int, Strict(), Field(ge=1)] = 200
 
 
 class ClusterSpec(Model):
@@ -771,7 +772,10 @@ def _reason(err: Any, loc: list[str]) -> tuple[str, str]:
         hint = BOUND_HINTS.get((".".join(p for p in parts if not p.isdigit()), kind))
         return path, f"{reason} ({hint})" if hint else reason
     if kind in ("int_type", "int_parsing", "int_from_float"):
-        return path, f"expected a whole number, got {shown}"
+        unquote = isinstance(value, str) and value.strip().isdigit()
+        return path, f"expected a whole number, got {shown}" + (
+            "; write it without quotes" if unquote else ""
+        )
     if kind in ("string_type", "str_type"):
         return path, f"expected text, got {shown}"
     if kind in ("bool_type", "bool_parsing"):

@@ -137,6 +137,20 @@ BAD: list[tuple[str, str, str, list[str], str | None]] = [
         "members: three",
     ),
     (
+        "type-bool-as-int",
+        edit("    members: 3", "    members: true"),
+        "spec.etcd.members",
+        ["whole number", "got true"],
+        "members: true",
+    ),
+    (
+        "type-quoted-int",
+        edit("    instances: 3", '    instances: "3"'),
+        "spec.postgres.instances",
+        ["whole number", "got '3'", "without quotes"],
+        'instances: "3"',
+    ),
+    (
         "type-mapping",
         edit("  etcd:\n    members: 3\n", "  etcd: [3]\n"),
         "spec.etcd",
