@@ -112,6 +112,23 @@ def systemd_argv(d: ServiceDefinition) -> tuple[str, ...]:
     return d.argv
 
 
+def runtime_directory(path: str) -> str | None:
+    """A directory under /run (tmpfs: empty after a reboot) as systemd's RuntimeDirectory=."""
+    for prefix in ("/run/", "/var/run/"):
+        if path.startswith(prefix) and len(path) > len(prefix):
+            return path.removeprefix(prefix).strip("/")
+    return None
+
+
+def _runtime_directory_of(ctx: RenderContext, machine: str, service: str) -> str | None:
+    layout = ctx.layout(machine)
+    if service == "patroni":
+        return runtime_directory(layout.pg_socket_dir)
+    if service == "haproxy":
+        return runtime_directory(posixpath.dirname(layout.haproxy_socket))
+    return None
+
+
 def systemd_unit(ctx: RenderContext, machine: str, d: ServiceDefinition) -> str:
     if d.name == "patroni" and not d.user:
         raise ValueError(
@@ -130,6 +147,7 @@ def systemd_unit(ctx: RenderContext, machine: str, d: ServiceDefinition) -> str:
         user=d.user,
         environment=[systemd_env(k, v) for k, v in sorted(d.env.items())],
         working_directory=d.cwd,
+        runtime_directory=_runtime_directory_of(ctx, machine, d.name),
         reload_signal=d.reload_signal,
         stop_timeout=int(d.stop_timeout),
     )

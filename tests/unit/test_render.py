@@ -28,7 +28,7 @@ from pgha_operator.render import (
     service_definitions,
     validation_argv,
 )
-from pgha_operator.render.services import systemd_quote
+from pgha_operator.render.services import runtime_directory, systemd_quote
 from pgha_operator.servicedef import definition_from_json
 from pgha_operator.topology import Role
 
@@ -66,7 +66,7 @@ ETCD_FLAGS = set(
     peer-client-cert-auth peer-trusted-ca-file peer-cert-allowed-cn peer-cert-allowed-hostname
     peer-auto-tls peer-crl-file cipher-suites cors host-whitelist auth-token bcrypt-cost
     auth-token-ttl enable-pprof metrics listen-metrics-urls logger log-outputs log-level
-    """.split()
+    """.split()  # noqa: SIM905 (one flag list, as etcd --help prints it)
 )
 
 
@@ -626,6 +626,17 @@ def test_systemd_units(manifest_name: str) -> None:
             assert int(svc["TimeoutStopSec"]) == int(d.stop_timeout)
             assert unit["Install"]["WantedBy"] == "multi-user.target"
             argv = shlex.split(svc["ExecStart"])
+            layout = ctx.layouts[m.name]
+            runtime = {
+                "patroni": layout.pg_socket_dir,
+                "haproxy": layout.haproxy_socket.rsplit("/", 1)[0],
+            }.get(name, "")
+            if runtime.startswith("/run/") or runtime.startswith("/var/run/"):
+                # tmpfs: systemd recreates it at every start
+                assert "/run/" + svc["RuntimeDirectory"] == runtime.removeprefix("/var")
+                assert svc["RuntimeDirectoryPreserve"] == "yes"
+            else:
+                assert "RuntimeDirectory" not in svc
             if name == "haproxy":
                 assert argv == [d.argv[0], "-Ws", "-f", d.argv[-1]]
                 assert svc["Type"] == "notify"
@@ -650,6 +661,19 @@ def test_systemd_units(manifest_name: str) -> None:
                 assert svc["Type"] == "simple"  # notify would wait for quorum
                 assert "ExecReload" not in svc
                 assert "User" not in svc
+
+
+def test_systemd_runtime_directories_on_real_machines() -> None:
+    ctx = make_ctx(load_manifest(REPO / "manifests/vagrant.yaml"))
+    units = {f.path: parse_unit(f.content) for f in render_all(ctx) if f.service is None}
+    assert units["/etc/systemd/system/pgha-patroni.service"]["Service"]["RuntimeDirectory"] == (
+        "postgresql"
+    )
+    assert units["/etc/systemd/system/pgha-haproxy.service"]["Service"]["RuntimeDirectory"] == (
+        "haproxy"
+    )
+    assert runtime_directory("/var/run/postgresql") == "postgresql"
+    assert runtime_directory("/tmp/x/run") is None
 
 
 def test_systemd_patroni_needs_a_service_user() -> None:
