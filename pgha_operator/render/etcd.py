@@ -1,7 +1,8 @@
 """etcd member configuration: the YAML file read by `etcd --config-file` (etcd 3.4).
 
-The keys of that file are etcd's flag names without the leading dashes; etcd silently
-ignores a key it does not know, so tests check them against `etcd --help`.
+The keys of that file are etcd's flag names without the leading dashes (plus
+`enable-grpc-gateway`, which `etcd --help` does not list); etcd silently ignores a key it
+does not know, so tests check them against that list and start a real etcd.
 """
 
 from __future__ import annotations
@@ -36,6 +37,10 @@ def etcd_config(ctx: RenderContext, machine: str) -> dict[str, Any]:
         "initial-cluster-state": "existing" if machine in ctx.etcd_joining else "new",
         "initial-cluster-token": topo.cluster,
         "enable-v2": False,  # Patroni uses the v3 API (etcd3 DCS)
+        # The HTTP/JSON gateway (/v3/...) that Patroni's etcd3 DCS and etcd3gw talk to. On
+        # etcd 3.4 it is on by default for command-line flags but OFF with --config-file
+        # (etcd-io/etcd#12093, fixed in 3.5): without it every /v3 call answers 404.
+        "enable-grpc-gateway": True,
         "strict-reconfig-check": True,  # refuse membership changes that would lose quorum
         "pre-vote": True,  # a member coming back does not disrupt the leader
         "heartbeat-interval": 100,

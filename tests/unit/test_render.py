@@ -51,8 +51,9 @@ SECRET_VALUES = {
 # The seed's literal passwords (postgres/replicator/admin) must never come back.
 SEED_PASSWORDS = {"postgres", "replicator", "admin"}
 
-# `etcd --help` of etcd 3.4.23: the config-file keys are these flag names. etcd ignores a
-# key it does not know, so a typo would silently fall back to a default.
+# `etcd --help` of etcd 3.4.23: the config-file keys are these flag names, plus the unlisted
+# enable-grpc-gateway. etcd ignores a key it does not know: a typo would silently fall back
+# to a default.
 ETCD_FLAGS = set(
     """name data-dir wal-dir snapshot-count heartbeat-interval election-timeout
     initial-election-tick-advance listen-peer-urls listen-client-urls max-snapshots max-wals
@@ -66,6 +67,7 @@ ETCD_FLAGS = set(
     peer-client-cert-auth peer-trusted-ca-file peer-cert-allowed-cn peer-cert-allowed-hostname
     peer-auto-tls peer-crl-file cipher-suites cors host-whitelist auth-token bcrypt-cost
     auth-token-ttl enable-pprof metrics listen-metrics-urls logger log-outputs log-level
+    enable-grpc-gateway
     """.split()  # noqa: SIM905 (one flag list, as etcd --help prints it)
 )
 
@@ -287,6 +289,7 @@ def test_etcd_config(ctx: RenderContext) -> None:
         assert doc["initial-cluster-state"] == "new"
         assert doc["initial-cluster-token"] == ctx.cluster.name
         assert doc["enable-v2"] is False
+        assert doc["enable-grpc-gateway"] is True  # etcd 3.4 + --config-file: off otherwise
         for key, value in doc.items():
             assert "0.0.0.0" not in str(value) and "localhost" not in str(value), key
 
