@@ -73,6 +73,8 @@ class EtcdClient:
         """Run fn on the current endpoint, failing over on connection errors and 503
         (an endpoint without quorum, or a learner, refuses with 503)."""
         errors: list[str] = []
+        status: int | None = None
+        body: str | None = None
         n = len(self._clients)
         for i in range(n):
             idx = (self._current + i) % n
@@ -81,6 +83,9 @@ class EtcdClient:
                 result = fn(client)
             except (gw_exc.ConnectionFailedError, gw_exc.ConnectionTimeoutError) as exc:
                 errors.append(f"{url}: {_short(_gw_text(exc)) or type(exc).__name__}")
+                if exc.args:  # etcd answered (503/504 + reason phrase), not a socket error
+                    status = 503 if isinstance(exc, gw_exc.ConnectionFailedError) else 504
+                    body = exc.detail_text
                 continue
             except gw_exc.Etcd3Exception as exc:
                 text = _gw_text(exc)
@@ -93,7 +98,10 @@ class EtcdClient:
             self._current = idx
             return result
         raise ComponentError(
-            f"etcd {what}: no endpoint answered ({'; '.join(errors)})", url=self.client_urls[0]
+            f"etcd {what}: no endpoint answered ({'; '.join(errors)})",
+            url=self.client_urls[0],
+            status=status,
+            body=body,
         )
 
     def _member_call(self, path: str, what: str, body: dict[str, Any]) -> Any:
@@ -108,7 +116,10 @@ class EtcdClient:
         """Add a member (a learner by default: it cannot vote until promoted).
 
         The new member must then be started with --initial-cluster-state existing. etcd
-        allows one learner at a time (412 "too many learner members in cluster").
+        allows one learner at a time (412 "too many learner members in cluster") and,
+        with its default strict reconfig check, refuses any add (503 "unhealthy cluster")
+        unless every voter has been connected for the last 5 s: remove a dead member
+        before adding its replacement, and expect 503 for a few seconds after a start.
         """
         body: dict[str, Any] = {"peerURLs": list(peer_urls)}
         if learner:

@@ -1,0 +1,282 @@
+"""EtcdClient and the collectors against real etcd 3.4 processes on loopback addresses.
+
+The cluster lives on 127.0.9.101-104 (away from hand-made labs on 127.0.9.1-21); every
+process is started in its own session and stopped by PID in the fixture's finalizer.
+"""
+
+from __future__ import annotations
+
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+import requests
+
+from pgha_operator.components.etcd import ComponentError, EtcdClient
+from pgha_operator.components.patroni import PatroniClient
+from pgha_operator.observe.etcd import collect_etcd
+from pgha_operator.observe.facts import EtcdMember
+from pgha_operator.observe.haproxy import collect_haproxy
+from pgha_operator.observe.patroni import collect_patroni
+
+pytestmark = pytest.mark.integration
+
+ETCD = shutil.which("etcd") or "/usr/bin/etcd"
+ADDR = {f"e{i}": f"127.0.9.{100 + i}" for i in range(1, 5)}
+TOKEN = "pgha-test-clients"
+
+
+def client_url(name: str) -> str:
+    return f"http://{ADDR[name]}:2379"
+
+
+def peer_url(name: str) -> str:
+    return f"http://{ADDR[name]}:2380"
+
+
+def wait_until(what: str, check: Callable[[], bool], timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def healthy(name: str) -> bool:
+    try:
+        return requests.get(f"{client_url(name)}/health", timeout=0.5).json()["health"] == "true"
+    except (requests.RequestException, ValueError, KeyError):
+        return False
+
+
+def port_free(address: str, port: int) -> bool:
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((address, port))
+        except OSError:
+            return False
+    return True
+
+
+@dataclass
+class EtcdLab:
+    root: Path
+    procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+
+    def start(self, name: str, initial: list[str], state: str) -> None:
+        data = self.root / name
+        data.mkdir(exist_ok=True)
+        argv = [
+            ETCD,
+            f"--name={name}",
+            f"--data-dir={data / 'data'}",
+            f"--listen-client-urls={client_url(name)}",
+            f"--advertise-client-urls={client_url(name)}",
+            f"--listen-peer-urls={peer_url(name)}",
+            f"--initial-advertise-peer-urls={peer_url(name)}",
+            f"--initial-cluster={','.join(f'{n}={peer_url(n)}' for n in initial)}",
+            f"--initial-cluster-state={state}",
+            f"--initial-cluster-token={TOKEN}",
+        ]
+        with open(data / "log", "ab") as log:
+            # Own session (setsid): a test runner's process-group signals do not reach it.
+            self.procs[name] = subprocess.Popen(
+                argv, stdout=log, stderr=log, stdin=subprocess.DEVNULL, start_new_session=True
+            )
+
+    def stop(self, name: str, timeout: float = 8.0) -> None:
+        proc = self.procs.get(name)
+        if proc is None or proc.poll() is not None:
+            return
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()  # by PID: only the process this fixture started
+            proc.wait(5)
+
+    def stop_all(self) -> None:
+        for proc in self.procs.values():
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        # A leader whose peers are gone spends seconds on a leadership transfer; the data
+        # is throwaway, so do not wait long before SIGKILL.
+        deadline = time.monotonic() + 2
+        for proc in self.procs.values():
+            try:
+                proc.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(5)
+
+
+@pytest.fixture(scope="module")
+def etcd_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EtcdLab]:
+    if not Path(ETCD).exists():
+        pytest.skip(f"etcd binary not found at {ETCD}")
+    for name, address in ADDR.items():
+        for port in (2379, 2380):
+            if not port_free(address, port):
+                pytest.fail(f"{address}:{port} ({name}) is in use by another program")
+    lab = EtcdLab(tmp_path_factory.mktemp("etcd"))
+    try:
+        members = ["e1", "e2", "e3"]
+        for name in members:
+            lab.start(name, members, "new")
+        wait_until("3 healthy etcd members", lambda: all(healthy(n) for n in members))
+        yield lab
+    finally:
+        lab.stop_all()
+
+
+def urls(*names: str) -> list[str]:
+    return [client_url(n) for n in names]
+
+
+def test_member_list(etcd_lab: EtcdLab) -> None:
+    members = EtcdClient(urls("e1", "e2", "e3")).member_list()
+    assert sorted(m.name for m in members) == ["e1", "e2", "e3"]
+    assert all(m.id.isdigit() and not m.is_learner for m in members)
+    e2 = next(m for m in members if m.name == "e2")
+    assert e2.peer_urls == (peer_url("e2"),) and e2.client_urls == (client_url("e2"),)
+
+
+def test_learner_add_start_promote_remove(etcd_lab: EtcdLab) -> None:
+    client = EtcdClient(urls("e1", "e2", "e3"))
+    added: list[EtcdMember] = []
+
+    def try_add() -> bool:
+        try:
+            added.append(client.add_member([peer_url("e4")], learner=True))
+        except ComponentError as exc:
+            # etcd refuses adds until every voter has been connected for 5 s.
+            if exc.status != 503 or "unhealthy cluster" not in str(exc):
+                raise
+            return False
+        return True
+
+    wait_until("etcd to accept a member add", try_add)
+    new = added[0]
+    assert new.is_learner and new.name == "" and new.id.isdigit()
+
+    # Only one learner at a time, and an unstarted one cannot be promoted: 412 both.
+    with pytest.raises(ComponentError) as err:
+        client.add_member(["http://127.0.9.105:2380"], learner=True)
+    assert err.value.status == 412 and "too many learner" in str(err.value)
+    with pytest.raises(ComponentError) as err:
+        client.promote_member(new.id)
+    assert err.value.status == 412 and "in sync with leader" in str(err.value)
+
+    etcd_lab.start("e4", ["e1", "e2", "e3", "e4"], "existing")
+    wait_until("the learner to answer /health", lambda: healthy("e4"))
+    listed = {m.id: m for m in client.member_list()}
+    assert listed[new.id].name == "e4" and listed[new.id].is_learner
+
+    # A learner refuses reads (503): a client pointed at it first fails over.
+    assert EtcdClient(urls("e4", "e1")).get("/no/such/key") is None
+
+    promoted: list[bool] = []
+
+    def try_promote() -> bool:
+        try:
+            client.promote_member(new.id)
+        except ComponentError as exc:
+            if exc.status != 412:  # 412 until the learner has caught up
+                raise
+            return False
+        promoted.append(True)
+        return True
+
+    wait_until("the learner to be promotable", try_promote)
+    e4 = next(m for m in client.member_list() if m.id == new.id)
+    assert not e4.is_learner and e4.name == "e4"
+
+    remaining = client.remove_member(new.id)
+    assert sorted(m.name for m in remaining) == ["e1", "e2", "e3"]
+    etcd_lab.stop("e4")  # a removed member shuts itself down; make sure
+    assert sorted(m.name for m in client.member_list()) == ["e1", "e2", "e3"]
+
+
+def test_delete_key_if_value(etcd_lab: EtcdLab) -> None:
+    client = EtcdClient(urls("e1", "e2", "e3"))
+    key = "/service/demo/leader"
+    client.put(key, "pg1")
+    assert client.delete_key_if_value(key, "pg2") is False
+    assert client.get(key) == "pg1"
+    assert client.delete_key_if_value(key, "pg1") is True
+    assert client.get(key) is None
+    assert client.delete_key_if_value(key, "pg1") is False  # absent: nothing to delete
+    client.put(key, "nodé-ü")  # non-ASCII survives the round trip
+    assert client.get(key) == "nodé-ü"
+    assert client.delete_key_if_value(key, "nodé-ü") is True
+
+
+def test_collect_etcd_healthy(etcd_lab: EtcdLab) -> None:
+    facts = collect_etcd(urls("e1", "e2", "e3"))
+    assert facts.reachable and facts.error is None
+    assert facts.healthy == {"e1", "e2", "e3"}
+    assert facts.leader is not None and facts.leader.name in {"e1", "e2", "e3"}
+
+
+def test_collect_etcd_with_one_member_stopped(etcd_lab: EtcdLab) -> None:
+    # Runs after the others in this module: it leaves e3 stopped.
+    etcd_lab.stop("e3")
+    wait_until("e3 to stop answering", lambda: not healthy("e3"))
+
+    facts = collect_etcd(urls("e3", "e1", "e2"))  # the dead endpoint first: fails over
+    assert facts.reachable
+    assert sorted(m.name for m in facts.members) == ["e1", "e2", "e3"]  # still listed
+    assert facts.healthy == {"e1", "e2"}
+    assert facts.leader is not None and facts.leader.name in {"e1", "e2"}
+
+    down = collect_etcd(urls("e3"))
+    assert not down.reachable and down.members == ()
+    assert down.error is not None and client_url("e3") in down.error
+    assert "connection refused" in down.error
+
+    assert sorted(m.name for m in EtcdClient(urls("e3", "e1")).member_list()) == [
+        "e1",
+        "e2",
+        "e3",
+    ]
+    with pytest.raises(ComponentError) as err:
+        EtcdClient(urls("e3"), timeout=1).member_list()
+    assert client_url("e3") in str(err.value) and err.value.status is None
+
+    # With a voter down etcd refuses any member add, even a learner: replacing a dead
+    # member must start with removing it.
+    with pytest.raises(ComponentError) as err:
+        EtcdClient(urls("e1", "e2")).add_member([peer_url("e4")], learner=True)
+    assert err.value.status == 503 and "unhealthy cluster" in str(err.value)
+
+
+# ------------------------------------------------- nothing listening: facts, not exceptions
+
+DEAD = "127.0.9.109"  # nothing runs here
+
+
+def test_collectors_report_unreachable_components() -> None:
+    patroni = collect_patroni([f"http://{DEAD}:8008", f"http://{DEAD}:8009"], ("u", "p"))
+    assert not patroni.reachable and patroni.primaries == frozenset()
+    assert patroni.error is not None and f"http://{DEAD}:8008" in patroni.error
+
+    haproxy = collect_haproxy(f"http://{DEAD}:7000/")
+    assert not haproxy.reachable and haproxy.servers == ()
+    assert haproxy.error == f"http://{DEAD}:7000/;csv: connection refused"
+
+
+def test_patroni_client_error_names_the_url() -> None:
+    client = PatroniClient(f"http://{DEAD}:8008/patroni", ("u", "p"), timeout=1)
+    assert client.api_url == f"http://{DEAD}:8008"
+    with pytest.raises(ComponentError) as err:
+        client.switchover("pg1")
+    assert f"http://{DEAD}:8008/switchover" in str(err.value)
+    assert err.value.url == f"http://{DEAD}:8008/switchover"
