@@ -43,7 +43,11 @@ spec:
 
 def cli(*args: str, timeout: float = 300, check: bool = False) -> subprocess.CompletedProcess[str]:
     res = subprocess.run(
-        [*CLI, *args], capture_output=True, text=True, timeout=timeout, cwd=Path(__file__).parents[2]
+        [*CLI, *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=Path(__file__).parents[2],
     )
     if check and res.returncode != 0:
         raise AssertionError(f"{args} exited {res.returncode}:\n{res.stdout}\n{res.stderr}")
@@ -60,7 +64,9 @@ def dsn(manifest: Path, state: Path, role: str = "primary") -> str:
     return res.stdout.strip() + " connect_timeout=2"
 
 
-def wait_for(what: str, predicate: Callable[[], Any], timeout: float = 90, step: float = 0.5) -> Any:
+def wait_for(
+    what: str, predicate: Callable[[], Any], timeout: float = 90, step: float = 0.5
+) -> Any:
     """Poll until predicate() is truthy; generous timeouts, never a speed assertion."""
     deadline = time.monotonic() + timeout
     last_exc: Exception | None = None

@@ -74,9 +74,7 @@ def converged(desired: Desired) -> Observed:
             (m, s): ServiceState.RUNNING for m, names in desired.services.items() for s in names
         },
         etcd=EtcdFacts(reachable=True, members=members, healthy=frozenset(topo.etcd)),
-        patroni=PatroniFacts(
-            reachable=True, members=pg, primaries=frozenset({topo.postgres[0]})
-        ),
+        patroni=PatroniFacts(reachable=True, members=pg, primaries=frozenset({topo.postgres[0]})),
         haproxy={lb: HaproxyFacts(reachable=True) for lb in topo.loadbalancers},
     )
 
