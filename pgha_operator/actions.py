@@ -72,6 +72,18 @@ class RestartService:
 
 
 @dataclass(frozen=True)
+class CreateRole:
+    """A login role the operator owns (its password is a generated secret)."""
+
+    role: str
+    barrier: bool = False
+
+    @property
+    def describe(self) -> str:
+        return f"create role {self.role} on the primary"
+
+
+@dataclass(frozen=True)
 class WaitFor:
     """Nothing to do until a condition holds; ends the cycle (e.g. etcd quorum)."""
 
@@ -83,4 +95,6 @@ class WaitFor:
         return f"wait for {self.what}"
 
 
-Action = CreateMachine | WriteFile | StartService | ReloadService | RestartService | WaitFor
+Action = (
+    CreateMachine | WriteFile | StartService | ReloadService | RestartService | CreateRole | WaitFor
+)

@@ -174,7 +174,13 @@ class Controller:
         return desired
 
     def env(self, desired: Desired) -> Env:
-        return Env(self.cluster, desired.topology, self.provider, self.binaries)
+        return Env(
+            self.cluster,
+            desired.topology,
+            self.provider,
+            self.binaries,
+            secrets=load_or_create(self.state_dir),
+        )
 
     # --- one cycle ----------------------------------------------------------------------------
 

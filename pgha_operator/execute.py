@@ -11,11 +11,14 @@ import socket
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+import psycopg
 import yaml
+from psycopg import sql
 
 from pgha_operator.actions import (
     Action,
     CreateMachine,
+    CreateRole,
     ReloadService,
     RestartService,
     StartService,
@@ -25,7 +28,7 @@ from pgha_operator.actions import (
 from pgha_operator.errors import OperatorError, PermanentError
 from pgha_operator.hosts.base import HostError
 from pgha_operator.providers.base import Provider
-from pgha_operator.render import Binaries
+from pgha_operator.render import ADMIN_USER, SUPERUSER, Binaries, Secrets
 from pgha_operator.servicedef import ServiceState
 from pgha_operator.spec import Cluster
 from pgha_operator.topology import Topology
@@ -37,6 +40,7 @@ class Env:
     topology: Topology
     provider: Provider
     binaries: Binaries
+    secrets: Secrets | None = None
     check_ports: bool = True  # machines sharing this host (local) can collide with others
 
 
@@ -93,6 +97,8 @@ def _perform(action: Action, env: Env) -> None:
                 svc.reload()
         case RestartService(machine=machine, service=service):
             env.provider.host(machine).service(service).restart()
+        case CreateRole(role=role):
+            _create_role(env, role)
         case WaitFor():
             return
         case _:
@@ -144,3 +150,36 @@ def _check_ports_free(env: Env, machine: str, service: str) -> None:
                         f"{service} on {machine} cannot start"
                     ) from exc
                 raise
+
+
+def _create_role(env: Env, role: str) -> None:
+    if role != ADMIN_USER or env.secrets is None:
+        raise OperatorError(f"no generated password for role {role}")
+    # Through the primary's own address; the role replicates from there.
+    from pgha_operator.observe.patroni import collect_patroni
+    from pgha_operator.render import REST_USER
+
+    topo = env.topology
+    facts = collect_patroni(
+        [topo.rest_api_url(n) for n in topo.postgres], (REST_USER, env.secrets.rest_password)
+    )
+    leader = facts.leader
+    if leader is None:
+        raise OperatorError("no primary to create the role on")
+    with psycopg.connect(
+        host=leader.host,
+        port=leader.port,
+        user=SUPERUSER,
+        password=env.secrets.superuser_password,
+        dbname="postgres",
+        connect_timeout=5,
+        autocommit=True,
+    ) as conn:
+        exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)).fetchone()
+        if exists:
+            return
+        conn.execute(
+            sql.SQL("CREATE ROLE {} LOGIN CREATEDB CREATEROLE PASSWORD {}").format(
+                sql.Identifier(role), sql.Literal(env.secrets.admin_password)
+            )
+        )

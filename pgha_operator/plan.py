@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pgha_operator.actions import (
     Action,
     CreateMachine,
+    CreateRole,
     ReloadService,
     RestartService,
     StartService,
@@ -21,7 +22,7 @@ from pgha_operator.actions import (
     WriteFile,
 )
 from pgha_operator.observe.snapshot import Observed
-from pgha_operator.render import DesiredFile
+from pgha_operator.render import ADMIN_USER, DesiredFile
 from pgha_operator.servicedef import ServiceState
 from pgha_operator.spec import Cluster
 from pgha_operator.topology import Topology
@@ -81,6 +82,7 @@ def plan(desired: Desired, observed: Observed) -> Plan:
     actions += [CreateMachine(m.name) for m in topo.machines if not observed.has_machine(m.name)]
 
     changed_services: dict[tuple[str, str], str] = {}
+    redefined: dict[tuple[str, str], str] = {}
     for f in desired.files:
         have = observed.files.get((f.machine, f.path))
         if have == content_hash(f.content):
@@ -89,24 +91,41 @@ def plan(desired: Desired, observed: Observed) -> Plan:
         actions.append(WriteFile(f.machine, f.path, f.content, f.mode, f.owner, reason))
         if f.service and observed.service(f.machine, f.service) == ServiceState.RUNNING:
             changed_services.setdefault((f.machine, f.service), f"{f.path} {reason}")
+        if f.defines and observed.service(f.machine, f.defines) == ServiceState.RUNNING:
+            redefined.setdefault((f.machine, f.defines), f"definition {reason}")
 
-    actions += _config_changes(changed_services)
+    actions += _config_changes(changed_services, redefined, observed)
     actions += _service_starts(desired, observed)
+    actions += _roles(desired, observed)
     return Plan(tuple(actions), _decision(actions))
 
 
-def _config_changes(changed: Mapping[tuple[str, str], str]) -> list[Action]:
-    """Reload what can reload; restart the rest one at a time (rule 3)."""
+def _config_changes(
+    changed: Mapping[tuple[str, str], str],
+    redefined: Mapping[tuple[str, str], str],
+    observed: Observed,
+) -> list[Action]:
+    """Reload what can reload; restart the rest, one service per cycle (rule 3), PostgreSQL
+    replicas before the primary."""
     out: list[Action] = []
-    restarted = False
-    for (machine, service), reason in sorted(changed.items()):
-        if service in RESTART_ON_CHANGE:
-            if not restarted:
-                out.append(RestartService(machine, service, reason))
-                restarted = True
+    restarts: dict[tuple[str, str], str] = dict(redefined)
+    for key, reason in sorted(changed.items()):
+        if key[1] in RESTART_ON_CHANGE or key in restarts:
+            restarts.setdefault(key, reason)
         else:
-            out.append(ReloadService(machine, service, reason))
+            out.append(ReloadService(key[0], key[1], reason))
+    primary = observed.patroni.leader.name if observed.patroni.leader else None
+    if restarts:
+        machine, service = min(restarts, key=lambda k: (k[1] == "patroni" and k[0] == primary, k))
+        out.append(RestartService(machine, service, restarts[(machine, service)]))
     return out
+
+
+def _roles(desired: Desired, observed: Observed) -> list[Action]:
+    """Roles Patroni does not create (Patroni 4 ignores bootstrap.users)."""
+    if observed.roles is None or ADMIN_USER in observed.roles:
+        return []
+    return [CreateRole(ADMIN_USER)]
 
 
 def _service_starts(desired: Desired, observed: Observed) -> list[Action]:

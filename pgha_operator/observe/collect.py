@@ -8,13 +8,16 @@ from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 
+import psycopg
+
 from pgha_operator.observe.etcd import collect_etcd
+from pgha_operator.observe.facts import PatroniFacts
 from pgha_operator.observe.haproxy import collect_haproxy
 from pgha_operator.observe.patroni import collect_patroni
 from pgha_operator.observe.snapshot import Observed
 from pgha_operator.plan import Desired, content_hash
 from pgha_operator.providers.base import Provider
-from pgha_operator.render import REST_USER, Secrets
+from pgha_operator.render import ADMIN_USER, REST_USER, SUPERUSER, Secrets
 from pgha_operator.servicedef import ServiceState
 
 
@@ -46,11 +49,35 @@ def observe(desired: Desired, provider: Provider, secrets: Secrets) -> Observed:
             host = provider.host(machine)
             for name in names:
                 services[(machine, name)] = host.service(name).state()
+        patroni_facts = patroni.result()
         return Observed(
             machines=machines,
             files=files,
             services=services,
             etcd=etcd.result(),
-            patroni=patroni.result(),
+            patroni=patroni_facts,
             haproxy={lb: fut.result() for lb, fut in haproxy.items()},
+            roles=collect_roles(patroni_facts, secrets),
         )
+
+
+def collect_roles(facts: PatroniFacts, secrets: Secrets) -> frozenset[str] | None:
+    """The operator's roles that exist on the primary; None when no primary answers."""
+    leader = facts.leader
+    if leader is None or leader.state != "running":
+        return None
+    try:
+        with psycopg.connect(
+            host=leader.host,
+            port=leader.port,
+            user=SUPERUSER,
+            password=secrets.superuser_password,
+            dbname="postgres",
+            connect_timeout=2,
+        ) as conn:
+            rows = conn.execute(
+                "SELECT rolname FROM pg_roles WHERE rolname = ANY(%s)", ([ADMIN_USER],)
+            ).fetchall()
+    except psycopg.Error:
+        return None
+    return frozenset(r[0] for r in rows)

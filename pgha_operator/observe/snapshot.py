@@ -25,6 +25,8 @@ class Observed:
     etcd: EtcdFacts = field(default_factory=lambda: EtcdFacts(reachable=False))
     patroni: PatroniFacts = field(default_factory=lambda: PatroniFacts(reachable=False))
     haproxy: Mapping[str, HaproxyFacts] = field(default_factory=dict)  # per LB machine
+    # login roles present on the primary; None when no primary answered
+    roles: frozenset[str] | None = None
 
     def service(self, machine: str, name: str) -> ServiceState:
         return self.services.get((machine, name), ServiceState.STOPPED)

@@ -78,6 +78,7 @@ class DesiredFile:
     mode: int
     owner: str | None  # None = the operator's own user
     service: ServiceName | None  # the service that reads this file; None if none
+    defines: ServiceName | None = None  # the service this file defines (unit / definition)
 
 
 def format_duration(ms: int) -> str:

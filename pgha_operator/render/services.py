@@ -168,6 +168,7 @@ def service_files(ctx: RenderContext, machine: str) -> tuple[DesiredFile, ...]:
                 mode=SERVICE_FILE_MODE,
                 owner=None,
                 service=None,
+                defines=d.name,
             )
             for d in defs
         )
@@ -180,6 +181,7 @@ def service_files(ctx: RenderContext, machine: str) -> tuple[DesiredFile, ...]:
                 mode=SERVICE_FILE_MODE,
                 owner=None,
                 service=None,
+                defines=d.name,
             )
             for d in defs
         )

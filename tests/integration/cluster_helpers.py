@@ -121,7 +121,8 @@ def kill_leftovers(state: Path) -> None:
 
 def query(conninfo: str, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
     with psycopg.connect(conninfo, autocommit=True) as conn:
-        return conn.execute(sql, params).fetchall()
+        cur = conn.execute(sql, params)
+        return cur.fetchall() if cur.description is not None else []
 
 
 class Operator:
