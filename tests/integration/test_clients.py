@@ -226,6 +226,139 @@ def test_collect_etcd_healthy(etcd_lab: EtcdLab) -> None:
     assert facts.leader is not None and facts.leader.name in {"e1", "e2", "e3"}
 
 
+PATRONI = "/opt/pgha-operator/patroni/bin/patroni"
+PG_BIN = "/usr/lib/postgresql/15/bin"
+PG_ADDR = "127.0.9.111"
+REST = f"http://{PG_ADDR}:8008"
+AUTH = ("patroni", "rest-secret")
+
+
+def patroni_config(root: Path) -> str:
+    etcd_hosts = "".join(f"\n  - {ADDR[n]}:2379" for n in ("e1", "e2", "e3"))
+    return f"""\
+scope: clients-test
+namespace: /service/
+name: pg1
+restapi:
+  listen: {PG_ADDR}:8008
+  connect_address: {PG_ADDR}:8008
+  authentication: {{username: {AUTH[0]}, password: {AUTH[1]}}}
+etcd3:
+  hosts:{etcd_hosts}
+bootstrap:
+  dcs: {{ttl: 20, loop_wait: 1, retry_timeout: 5}}
+  initdb: [{{encoding: UTF8}}]
+postgresql:
+  listen: {PG_ADDR}:5432
+  connect_address: {PG_ADDR}:5432
+  data_dir: {root}/data
+  bin_dir: {PG_BIN}
+  pgpass: {root}/pgpass
+  authentication:
+    superuser: {{username: postgres, password: su-secret}}
+    replication: {{username: replicator, password: repl-secret}}
+  parameters: {{unix_socket_directories: {root}}}
+  pg_hba:
+  - local all postgres peer
+  - host all all 127.0.0.1/32 scram-sha-256
+  - host replication replicator 127.0.0.1/32 scram-sha-256
+"""
+
+
+@pytest.fixture
+def patroni_node(etcd_lab: EtcdLab) -> Iterator[subprocess.Popen[bytes]]:
+    import os
+    import tempfile
+
+    if os.geteuid() != 0 or not Path(PATRONI).exists() or not Path(PG_BIN).exists():
+        pytest.skip("needs root, the Patroni venv and PostgreSQL 15")
+    for port in (8008, 5432):
+        if not port_free(PG_ADDR, port):
+            pytest.fail(f"{PG_ADDR}:{port} is in use by another program")
+    # Not under pytest's tmp dir: its parent is mode 700 and postgres must traverse it.
+    top = Path(tempfile.mkdtemp(prefix="pgha-clients-", dir="/tmp"))
+    top.chmod(0o755)
+    root = top / "pg1"
+    root.mkdir(mode=0o700)
+    shutil.chown(root, "postgres", "postgres")
+    (top / "patroni.yml").write_text(patroni_config(root))
+    with open(top / "patroni.log", "ab") as log:
+        proc = subprocess.Popen(
+            ["setpriv", "--reuid=postgres", "--regid=postgres", "--init-groups",
+             PATRONI, str(top / "patroni.yml")],
+            stdout=log, stderr=log, stdin=subprocess.DEVNULL, start_new_session=True,
+        )  # fmt: skip
+    try:
+        wait_until("Patroni to become primary", lambda: is_primary(REST), timeout=30)
+        yield proc
+    finally:
+        proc.send_signal(signal.SIGTERM)  # Patroni stops PostgreSQL itself
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+        shutil.rmtree(top, ignore_errors=True)
+
+
+def is_primary(url: str) -> bool:
+    try:
+        return requests.get(f"{url}/primary", timeout=0.5).status_code == 200
+    except requests.RequestException:
+        return False
+
+
+def test_patroni_collector_and_client(patroni_node: subprocess.Popen[bytes]) -> None:
+    dead = "http://127.0.9.112:8008"  # listed but not running: must not hide the live one
+    facts = collect_patroni([dead, REST], AUTH)
+    assert facts.reachable and facts.error is None
+    assert facts.primaries == {"pg1"}
+    (pg1,) = facts.members
+    assert (pg1.name, pg1.role, pg1.state, pg1.api_url) == ("pg1", "primary", "running", REST)
+    assert (pg1.host, pg1.port) == (PG_ADDR, 5432)
+    # Just after bootstrap the member key has no timeline yet (it answers /primary 200
+    # before its first DCS update carries one): facts must allow None.
+    assert pg1.timeline in (None, 1)
+    wait_until("the timeline in /cluster", lambda: collect_patroni([REST]).members[0].timeline == 1)
+    assert facts.leader == pg1
+    assert facts.dynamic_config["ttl"] == 20 and facts.dynamic_config["loop_wait"] == 1
+
+    client = PatroniClient(f"{REST}/patroni", AUTH)
+    assert client.is_primary()
+    assert client.patroni()["patroni"]["name"] == "pg1"
+    new = client.patch_config({"postgresql": {"parameters": {"max_connections": 150}}})
+    assert new["postgresql"]["parameters"]["max_connections"] == 150
+    # GET /config serves the node's cached DCS view: right after the PATCH it may still be
+    # the old config, until the HA loop (woken by the PATCH) refreshes it.
+    wait_until(
+        "GET /config to show the patch",
+        lambda: (
+            client.config().get("postgresql", {}).get("parameters", {}).get("max_connections")
+            == 150
+        ),
+    )
+    wait_until(
+        "pending_restart after a restart-only parameter change",
+        lambda: collect_patroni([REST], AUTH).members[0].pending_restart,
+    )
+    assert client.reload() == "reload scheduled"
+    assert "restarted successfully" in client.restart(only_if_pending=True)
+    wait_until(
+        "pending_restart to clear",
+        lambda: not collect_patroni([REST], AUTH).members[0].pending_restart,
+    )
+
+    with pytest.raises(ComponentError) as err:
+        client.reinitialize()  # the leader cannot be reinitialized
+    assert err.value.status == 503 and "leader" in str(err.value)
+    with pytest.raises(ComponentError) as err:
+        client.switchover("pg1")  # nobody to switch over to
+    assert err.value.status is not None and err.value.url == f"{REST}/switchover"
+    with pytest.raises(ComponentError) as err:
+        PatroniClient(REST, None).patch_config({"ttl": 30})  # unsafe endpoint, no auth
+    assert err.value.status == 401
+
+
 def test_collect_etcd_with_one_member_stopped(etcd_lab: EtcdLab) -> None:
     # Runs after the others in this module: it leaves e3 stopped.
     etcd_lab.stop("e3")
