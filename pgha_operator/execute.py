@@ -129,7 +129,9 @@ def service_ports(env: Env, machine: str, service: str) -> list[tuple[str, int]]
     if service == "etcd":
         return [(address, topo.etcd_client_port), (address, topo.etcd_peer_port)]
     if service == "patroni":
-        return [(address, topo.rest_api_port), (address, topo.pg_port)]
+        # Not the PostgreSQL port: a postmaster that outlived its Patroni holds it, and the
+        # restarted Patroni adopts that postmaster.
+        return [(address, topo.rest_api_port)]
     if service == "haproxy":
         p = env.cluster.spec.load_balancer.ports
         return [(address, p.primary), (address, p.replicas), (address, p.stats)]

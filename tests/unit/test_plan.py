@@ -215,3 +215,23 @@ def test_plan_is_deterministic_and_repairs_exactly_the_drift(
     assert started == set(dead)
     # Applying the plan's effects and observing again plans nothing.
     assert plan(DESIRED, CONVERGED).actions == ()
+
+
+def test_missing_admin_role_is_created_once_a_primary_answers() -> None:
+    desired = demo_desired()
+    observed = replace(converged(desired), roles=frozenset())
+    assert [a.describe for a in plan(desired, observed).actions] == [
+        "create role admin on the primary"
+    ]
+    assert plan(desired, replace(observed, roles=frozenset({"admin"}))).actions == ()
+
+
+def test_changed_patroni_definitions_restart_replicas_before_the_primary() -> None:
+    desired = demo_desired()
+    observed = converged(desired)
+    defs = [f for f in desired.files if f.defines == "patroni"]
+    files = {**observed.files, **{(f.machine, f.path): "old" for f in defs}}
+    actions = plan(desired, replace(observed, files=files)).actions
+    restarts = [a for a in actions if isinstance(a, RestartService)]
+    # node1 is the primary in `converged`: a replica goes first, one per cycle.
+    assert [(r.machine, r.service) for r in restarts] == [("node2", "patroni")]
