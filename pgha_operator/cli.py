@@ -328,7 +328,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    ctl = _controller(args)
+    ctl = _controller(args, fall_back_to_last_applied=True)
     report = ctl.cycle(act=False)
     status = report.status
     saved = read_status(ctl.state_dir)

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import IO, Any
 
 import structlog
+import yaml
 
 from pgha_operator import conditions as cond
 from pgha_operator import topology
@@ -38,6 +39,7 @@ from pgha_operator.status import build_status, write_status
 
 log = structlog.get_logger("pgha-operator")
 
+LAST_APPLIED = "last-applied.yaml"
 RESYNC_SECONDS = 2.0  # a converged cluster is re-observed this often
 BUSY_SECONDS = 0.5  # after actions: re-observe soon to take the next step
 
@@ -74,11 +76,21 @@ class Controller:
         state_dir: Path | None = None,
         cluster_name: str | None = None,
         progress: Callable[[Action], None] | None = None,
+        fall_back_to_last_applied: bool = False,
     ) -> None:
         self.paths = list(paths)
         self.cluster_name = cluster_name
         self.progress = progress
-        self.loaded = load_one(self.paths, cluster_name)
+        self.manifest_error: str | None = None
+        try:
+            self.loaded = load_one(self.paths, cluster_name)
+        except ManifestError as exc:
+            # `status` must still work while a refused edit sits in the manifest.
+            last = state_dir / LAST_APPLIED if state_dir else None
+            if not (fall_back_to_last_applied and last and last.exists()):
+                raise
+            self.loaded = load_one([str(last)], cluster_name)
+            self.manifest_error = str(exc)
         self.cluster: Cluster = self.loaded.cluster
         if self.cluster.spec.provider.type != "local":
             raise PermanentError(
@@ -89,7 +101,6 @@ class Controller:
         self.user = local_provider.service_user()
         self.binaries = local_provider.find_binaries()
         self.provider = local_provider.LocalProvider(self.state_dir, self.user)
-        self.manifest_error: str | None = None
         self.events: deque[dict[str, str]] = deque(maxlen=20)
         self.generation = 0
         self._spec_hash = ""
@@ -193,6 +204,8 @@ class Controller:
         the_plan = plan(desired, observed)
         error = None
         permanent = False
+        if act:
+            self._save_last_applied()
         if act and the_plan.actions:
             outcome = execute(the_plan.actions, self.env(desired), self.progress)
             for action in outcome.done:
@@ -225,6 +238,15 @@ class Controller:
         )
         write_status(self.state_dir, status)
         return CycleReport(the_plan, observed, decision, phase, converged, error, permanent, status)
+
+    def _save_last_applied(self) -> None:
+        """The manifest in force, so `status` can show the cluster while an edit is refused."""
+        text = yaml.safe_dump(self.cluster.model_dump(mode="json", by_alias=True, exclude_none=True), sort_keys=False)
+        path = self.state_dir / LAST_APPLIED
+        if not path.exists() or path.read_text() != text:
+            tmp = path.with_suffix(".tmp")
+            tmp.write_text(text)
+            os.replace(tmp, path)
 
     def _event(self, message: str) -> None:
         self.events.append({"time": _now(), "message": message})

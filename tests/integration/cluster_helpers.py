@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -108,15 +109,11 @@ def kill_leftovers(state: Path) -> None:
         except OSError:
             continue
         if any(item.startswith(prefix) for item in env.split(b"\0")):
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(int(entry.name), signal.SIGKILL)
-            except ProcessLookupError:
-                pass
     for pm in state.glob("machines/*/pg/data/postmaster.pid"):
-        try:
+        with contextlib.suppress(OSError, ValueError, IndexError):
             os.kill(int(pm.read_text().splitlines()[0]), signal.SIGKILL)
-        except (OSError, ValueError, IndexError):
-            pass
 
 
 def query(conninfo: str, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:

@@ -143,17 +143,21 @@ def operator(cluster: Cluster) -> Iterator[Operator]:
         op.stop()
 
 
+def kill_and_wait_restart(state: Path, machine: str, service: str) -> None:
+    old = service_pid(state, machine, service)
+    assert old, f"{service} on {machine} has no pid"
+    os.kill(old, signal.SIGKILL)
+    wait_for(
+        f"{service} on {machine} restarted",
+        lambda: service_pid(state, machine, service) not in (None, old),
+        timeout=30,
+    )
+
+
 def test_running_operator_repairs_drift(cluster: Cluster, operator: Operator) -> None:
     state = cluster.state
     # A dead HAProxy is restarted.
-    old = service_pid(state, "haproxy1", "haproxy")
-    assert old
-    os.kill(old, signal.SIGKILL)
-    wait_for(
-        "haproxy restarted",
-        lambda: service_pid(state, "haproxy1", "haproxy") not in (None, old),
-        timeout=30,
-    )
+    kill_and_wait_restart(state, "haproxy1", "haproxy")
     # A hand-edited haproxy.cfg is restored (and reloaded).
     cfg = state / "machines" / "haproxy1" / "etc" / "haproxy" / "haproxy.cfg"
     original = cfg.read_text()
@@ -161,23 +165,9 @@ def test_running_operator_repairs_drift(cluster: Cluster, operator: Operator) ->
     wait_for("haproxy.cfg restored", lambda: cfg.read_text() == original, timeout=30)
     # A replica's Patroni killed -> restarted and streaming again.
     replica = next(n for n in ("node1", "node2", "node3") if n != cluster.primary())
-    old = service_pid(state, replica, "patroni")
-    assert old
-    os.kill(old, signal.SIGKILL)
-    wait_for(
-        f"patroni on {replica} restarted",
-        lambda: service_pid(state, replica, "patroni") not in (None, old),
-        timeout=30,
-    )
+    kill_and_wait_restart(state, replica, "patroni")
     # An etcd member killed -> restarted and healthy.
-    old = service_pid(state, "etcd2", "etcd")
-    assert old
-    os.kill(old, signal.SIGKILL)
-    wait_for(
-        "etcd2 restarted",
-        lambda: service_pid(state, "etcd2", "etcd") not in (None, old),
-        timeout=30,
-    )
+    kill_and_wait_restart(state, "etcd2", "etcd")
     wait_for("cluster converged after the repairs", lambda: converged(cluster), timeout=120)
 
 
