@@ -289,7 +289,11 @@ def patroni_node(etcd_lab: EtcdLab) -> Iterator[subprocess.Popen[bytes]]:
             stdout=log, stderr=log, stdin=subprocess.DEVNULL, start_new_session=True,
         )  # fmt: skip
     try:
-        wait_until("Patroni to become primary", lambda: is_primary(REST), timeout=30)
+        try:
+            wait_until("Patroni to become primary", lambda: is_primary(REST), timeout=90)
+        except AssertionError as exc:
+            tail = (top / "patroni.log").read_text()[-3000:]
+            raise AssertionError(f"{exc}\npatroni.log:\n{tail}") from None
         yield proc
     finally:
         proc.send_signal(signal.SIGTERM)  # Patroni stops PostgreSQL itself
