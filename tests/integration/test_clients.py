@@ -287,6 +287,7 @@ def patroni_node(etcd_lab: EtcdLab) -> Iterator[subprocess.Popen[bytes]]:
             ["setpriv", "--reuid=postgres", "--regid=postgres", "--init-groups",
              PATRONI, str(top / "patroni.yml")],
             stdout=log, stderr=log, stdin=subprocess.DEVNULL, start_new_session=True,
+            cwd=top,  # postgres must be able to read its working directory (CI's may be 700)
         )  # fmt: skip
     try:
         try:
