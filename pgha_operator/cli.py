@@ -256,7 +256,9 @@ def cmd_render(args: argparse.Namespace) -> int:
 
             secrets = load_or_create(ctl.state_dir)
         layouts = {m.name: ctl.provider.layout(m.name) for m in topology.build(cluster).machines}
-        desired, ctx = build_desired(cluster, layouts, secrets, ctl.binaries, ctl.user, "local")
+        desired, ctx = build_desired(
+            cluster, layouts, secrets, ctl.binaries, ctl.user, ctl.provider.service_manager
+        )
     else:
         desired, ctx = build_desired(
             cluster, None, PLACEHOLDER_SECRETS, Binaries(), "postgres", "systemd"

@@ -32,7 +32,8 @@ from pgha_operator.execute import Env, execute
 from pgha_operator.observe.collect import observe
 from pgha_operator.observe.snapshot import Observed
 from pgha_operator.plan import Desired, Plan, plan
-from pgha_operator.providers import local as local_provider
+from pgha_operator.providers import make_provider
+from pgha_operator.providers.local import default_state_dir
 from pgha_operator.secrets import load_or_create
 from pgha_operator.spec import Cluster, LoadedCluster, ManifestError, load
 from pgha_operator.status import build_status, write_status
@@ -92,15 +93,10 @@ class Controller:
             self.loaded = load_one([str(last)], cluster_name)
             self.manifest_error = str(exc)
         self.cluster: Cluster = self.loaded.cluster
-        if self.cluster.spec.provider.type != "local":
-            raise PermanentError(
-                f"provider {self.cluster.spec.provider.type!r} is not available yet; "
-                "this version runs clusters with provider 'local'"
-            )
-        self.state_dir = state_dir or local_provider.default_state_dir(self.cluster.name)
-        self.user = local_provider.service_user()
-        self.binaries = local_provider.find_binaries()
-        self.provider = local_provider.LocalProvider(self.state_dir, self.user)
+        self.state_dir = state_dir or default_state_dir(self.cluster.name)
+        self.provider = make_provider(self.cluster, self.state_dir)
+        self.user = self.provider.service_user
+        self.binaries = self.provider.binaries
         self.events: deque[dict[str, str]] = deque(maxlen=20)
         self.generation = 0
         self._spec_hash = ""
@@ -143,7 +139,7 @@ class Controller:
 
     def prepare(self) -> None:
         """Checks before anything starts; takes the operator lock of this cluster."""
-        local_provider.preflight(self.state_dir, self.user, self.binaries)
+        self.provider.preflight()
         self.lock()
 
     def lock(self) -> None:
@@ -180,7 +176,7 @@ class Controller:
             load_or_create(self.state_dir),
             self.binaries,
             self.user,
-            "local",
+            self.provider.service_manager,
         )
         return desired
 
@@ -241,7 +237,9 @@ class Controller:
 
     def _save_last_applied(self) -> None:
         """The manifest in force, so `status` can show the cluster while an edit is refused."""
-        text = yaml.safe_dump(self.cluster.model_dump(mode="json", by_alias=True, exclude_none=True), sort_keys=False)
+        text = yaml.safe_dump(
+            self.cluster.model_dump(mode="json", by_alias=True, exclude_none=True), sort_keys=False
+        )
         path = self.state_dir / LAST_APPLIED
         if not path.exists() or path.read_text() != text:
             tmp = path.with_suffix(".tmp")

@@ -1,0 +1,20 @@
+"""Where machines come from: pick the provider a manifest names."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pgha_operator.errors import PermanentError
+from pgha_operator.providers.base import Provider
+from pgha_operator.spec import Cluster
+
+
+def make_provider(cluster: Cluster, state_dir: Path) -> Provider:
+    kind = cluster.spec.provider.type
+    if kind == "local":
+        from pgha_operator.providers import local
+
+        return local.LocalProvider(state_dir, local.service_user(), local.find_binaries())
+    raise PermanentError(
+        f"provider {kind!r} is not available yet; this version runs clusters with provider 'local'"
+    )

@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Literal, Protocol
 
 from pgha_operator.hosts.base import Host
 from pgha_operator.observe.snapshot import MachineFact
+from pgha_operator.render import Binaries
 from pgha_operator.topology import Layout, Machine
 
 
 class Provider(Protocol):
     kind: str
+    service_manager: Literal["local", "systemd"]
+    service_user: str | None  # who runs Patroni/PostgreSQL on the machines
+    binaries: Binaries  # paths of the daemons on the machines
+    can_fence: bool  # power_off really stops a machine (fencing, drills)
+
+    def preflight(self) -> None: ...
 
     def machines(self) -> list[MachineFact]: ...
     def create(self, machine: Machine) -> None: ...

@@ -13,6 +13,7 @@ import pwd
 import shutil
 import sys
 from pathlib import Path
+from typing import Literal
 
 from pgha_operator.errors import PermanentError
 from pgha_operator.hosts.local import LocalHost
@@ -49,11 +50,18 @@ def find_binaries() -> Binaries:
 
 class LocalProvider:
     kind = "local"
+    service_manager: Literal["local", "systemd"] = "local"
+    can_fence = True
 
-    def __init__(self, state_dir: Path, user: str | None) -> None:
+    def __init__(self, state_dir: Path, user: str | None, binaries: Binaries) -> None:
         self.state_dir = state_dir
         self.user = user
+        self.service_user = user
+        self.binaries = binaries
         self.machines_dir = state_dir / "machines"
+
+    def preflight(self) -> None:
+        preflight(self.state_dir, self.user, self.binaries)
 
     def root(self, name: str) -> str:
         return str(self.machines_dir / name)
