@@ -84,6 +84,133 @@ class CreateRole:
 
 
 @dataclass(frozen=True)
+class StopService:
+    machine: str
+    service: str
+    reason: str
+    barrier: bool = True
+
+    @property
+    def describe(self) -> str:
+        return f"stop {self.service} on {self.machine} ({self.reason})"
+
+
+@dataclass(frozen=True)
+class DestroyMachine:
+    machine: str
+    barrier: bool = True
+
+    @property
+    def describe(self) -> str:
+        return f"destroy machine {self.machine} (no longer in the manifest)"
+
+
+@dataclass(frozen=True)
+class RemovePath:
+    machine: str
+    path: str
+    reason: str
+    barrier: bool = False
+
+    @property
+    def describe(self) -> str:
+        return f"remove {self.machine}:{self.path} ({self.reason})"
+
+
+@dataclass(frozen=True)
+class AddEtcdMember:
+    """Rule 2: a new member joins as a learner, one at a time."""
+
+    machine: str
+    peer_url: str
+    barrier: bool = True
+
+    @property
+    def describe(self) -> str:
+        return f"add etcd member {self.machine} ({self.peer_url}) as a learner"
+
+
+@dataclass(frozen=True)
+class StartEtcdLearner:
+    """First start of a member added to a running cluster: its config names the membership it
+    joins (initial-cluster-state existing)."""
+
+    machine: str
+    path: str
+    content: str
+    mode: int
+    owner: str | None
+    barrier: bool = True
+
+    @property
+    def describe(self) -> str:
+        return f"start etcd on {self.machine} to join the existing cluster"
+
+
+@dataclass(frozen=True)
+class PromoteEtcdMember:
+    machine: str
+    member_id: str
+    barrier: bool = True
+
+    @property
+    def describe(self) -> str:
+        return f"promote etcd learner {self.machine} to a voting member"
+
+
+@dataclass(frozen=True)
+class RemoveEtcdMember:
+    machine: str
+    member_id: str
+    reason: str
+    barrier: bool = True
+
+    @property
+    def describe(self) -> str:
+        return f"remove etcd member {self.machine} ({self.reason})"
+
+
+@dataclass(frozen=True)
+class PatchPatroniConfig:
+    """Rule 7: DCS settings change through PATCH /config, never by rewriting patroni.yml."""
+
+    patch_json: str  # the JSON body, keys sorted (a frozen, comparable value)
+    keys: tuple[str, ...]  # what changes, for the description
+    barrier: bool = True
+
+    @property
+    def describe(self) -> str:
+        return f"PATCH Patroni /config: {', '.join(self.keys)}"
+
+
+@dataclass(frozen=True)
+class RestartPostgres:
+    """A rolling restart step through Patroni (POST /restart), never two at once (rule 3)."""
+
+    machine: str
+    reason: str
+    barrier: bool = True
+
+    @property
+    def describe(self) -> str:
+        return f"restart PostgreSQL on {self.machine} ({self.reason})"
+
+
+@dataclass(frozen=True)
+class Switchover:
+    """Rules 3 and 4: the primary is restarted or removed only after a switchover."""
+
+    leader: str
+    candidate: str
+    reason: str
+    barrier: bool = True
+
+    @property
+    def describe(self) -> str:
+        return f"switch over {self.leader} -> {self.candidate} before {self.reason}"
+
+
+@dataclass(frozen=True)
 class WaitFor:
     """Nothing to do until a condition holds; ends the cycle (e.g. etcd quorum)."""
 

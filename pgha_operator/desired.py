@@ -2,14 +2,51 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping
-from typing import Literal
+from dataclasses import dataclass, field
+from typing import Any, Literal
 
 from pgha_operator import topology
-from pgha_operator.plan import Desired
-from pgha_operator.render import Binaries, RenderContext, Secrets, render_all, service_definitions
+from pgha_operator.actions import Action
+from pgha_operator.render import (
+    Binaries,
+    DesiredFile,
+    RenderContext,
+    Secrets,
+    dynamic_config,
+    render_all,
+    service_definitions,
+)
 from pgha_operator.spec import Cluster
-from pgha_operator.topology import Layout
+from pgha_operator.topology import Layout, Topology
+
+
+@dataclass(frozen=True)
+class Desired:
+    cluster: Cluster
+    topology: Topology
+    files: tuple[DesiredFile, ...]
+    services: Mapping[str, tuple[str, ...]]  # machine -> services, in start order
+    # what Patroni should hold in the DCS (compared with GET /config, changed by PATCH)
+    dynamic_config: Mapping[str, Any] = field(default_factory=dict)
+    etcd_data_dirs: Mapping[str, str] = field(default_factory=dict)  # etcd machine -> data dir
+
+
+@dataclass(frozen=True)
+class Plan:
+    actions: tuple[Action, ...]
+    decision: str  # one human-readable line: logged, shown by status
+    blocked: str | None = None  # a condition reason that stops all changes (TwoPrimaries)
+
+    @property
+    def empty(self) -> bool:
+        return not self.actions
+
+
+def content_hash(text: str | bytes) -> str:
+    data = text.encode() if isinstance(text, str) else text
+    return hashlib.sha256(data).hexdigest()
 
 
 def build_desired(
@@ -40,6 +77,8 @@ def build_desired(
         services={
             m.name: tuple(d.name for d in service_definitions(ctx, m.name)) for m in topo.machines
         },
+        dynamic_config=dynamic_config(ctx),
+        etcd_data_dirs={name: layouts[name].etcd_data for name in topo.etcd},
     )
     return desired, ctx
 

@@ -7,7 +7,9 @@ the loop re-observes. Every effect is idempotent and re-checks its precondition.
 from __future__ import annotations
 
 import errno
+import json
 import socket
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -17,18 +19,30 @@ from psycopg import sql
 
 from pgha_operator.actions import (
     Action,
+    AddEtcdMember,
     CreateMachine,
     CreateRole,
+    DestroyMachine,
+    PatchPatroniConfig,
+    PromoteEtcdMember,
     ReloadService,
+    RemoveEtcdMember,
+    RemovePath,
+    RestartPostgres,
     RestartService,
+    StartEtcdLearner,
     StartService,
+    StopService,
+    Switchover,
     WaitFor,
     WriteFile,
 )
-from pgha_operator.errors import OperatorError, PermanentError
+from pgha_operator.components.etcd import EtcdClient
+from pgha_operator.components.patroni import PatroniClient
+from pgha_operator.errors import OperatorError, PermanentError, TemporaryError
 from pgha_operator.hosts.base import HostError
 from pgha_operator.providers.base import Provider
-from pgha_operator.render import ADMIN_USER, SUPERUSER, Binaries, Secrets
+from pgha_operator.render import ADMIN_USER, REST_USER, SUPERUSER, Binaries, Secrets
 from pgha_operator.servicedef import ServiceState
 from pgha_operator.spec import Cluster
 from pgha_operator.topology import Topology
@@ -99,6 +113,30 @@ def _perform(action: Action, env: Env) -> None:
             env.provider.host(machine).service(service).restart()
         case CreateRole(role=role):
             _create_role(env, role)
+        case StopService(machine=machine, service=service):
+            env.provider.host(machine).service(service).stop()
+        case DestroyMachine(machine=machine):
+            env.provider.destroy(machine)
+        case RemovePath(machine=machine, path=path):
+            env.provider.host(machine).remove(path)
+        case AddEtcdMember(peer_url=peer_url):
+            _etcd(env).add_member([peer_url], learner=True)
+        case StartEtcdLearner(machine=machine, path=path, content=content):
+            host = env.provider.host(machine)
+            host.write(path, content.encode(), mode=action.mode, owner=action.owner)
+            if env.check_ports:
+                _check_ports_free(env, machine, "etcd")
+            host.service("etcd").start()
+        case PromoteEtcdMember(member_id=member_id):
+            _etcd(env).promote_member(member_id)
+        case RemoveEtcdMember(member_id=member_id):
+            _etcd(env).remove_member(member_id)
+        case PatchPatroniConfig(patch_json=patch_json):
+            _patroni(env, _leader(env)).patch_config(json.loads(patch_json))
+        case RestartPostgres(machine=machine):
+            _patroni(env, machine).restart()
+        case Switchover(leader=leader, candidate=candidate):
+            _switchover(env, leader, candidate)
         case WaitFor():
             return
         case _:
@@ -185,3 +223,41 @@ def _create_role(env: Env, role: str) -> None:
                 sql.Identifier(role), sql.Literal(env.secrets.admin_password)
             )
         )
+
+
+def _etcd(env: Env) -> EtcdClient:
+    return EtcdClient(env.topology.etcd_client_urls)
+
+
+def _patroni(env: Env, machine: str) -> PatroniClient:
+    auth = (REST_USER, env.secrets.rest_password) if env.secrets else None
+    return PatroniClient(env.topology.rest_api_url(machine), auth)
+
+
+def _leader(env: Env) -> str:
+    for name in env.topology.postgres:
+        try:
+            if _patroni(env, name).is_primary():
+                return name
+        except OperatorError:
+            continue
+    raise TemporaryError("no node answers GET /primary")
+
+
+SWITCHOVER_WAIT_SECONDS = 60.0
+
+
+def _switchover(env: Env, leader: str, candidate: str) -> None:
+    """Ask Patroni (it demotes and promotes, never us), then wait until the candidate leads."""
+    _patroni(env, leader).switchover(leader, candidate)
+    deadline = time.monotonic() + SWITCHOVER_WAIT_SECONDS
+    while time.monotonic() < deadline:
+        try:
+            if _patroni(env, candidate).is_primary():
+                return
+        except OperatorError:
+            pass
+        time.sleep(0.2)
+    raise TemporaryError(
+        f"{candidate} is not primary {SWITCHOVER_WAIT_SECONDS:.0f}s after the switchover"
+    )

@@ -1,15 +1,14 @@
 """plan(desired, observed) -> the ordered actions that move the cluster toward the manifest.
 
 PURE: no I/O, two immutable values in, one immutable Plan out. A converged observation
-plans nothing. Ordering follows the dependency chain: machines, files, etcd, Patroni,
-HAProxy. Safety rules (DESIGN §2) are enforced here, so they are unit-testable.
+plans nothing. Ordering follows the dependency chain: machines, files, removals, etcd
+membership, service starts, Patroni's DCS config, rolling restarts, roles. Safety rules
+(DESIGN §2) are enforced here, so they are unit-testable.
 """
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Mapping
-from dataclasses import dataclass
 
 from pgha_operator.actions import (
     Action,
@@ -21,49 +20,19 @@ from pgha_operator.actions import (
     WaitFor,
     WriteFile,
 )
+from pgha_operator.desired import Desired, Plan, content_hash
 from pgha_operator.observe.snapshot import Observed
-from pgha_operator.render import ADMIN_USER, DesiredFile
+from pgha_operator.plan_etcd import etcd_has_quorum, etcd_membership
+from pgha_operator.plan_patroni import config_patch, removals, rolling_restart
+from pgha_operator.render import ADMIN_USER
 from pgha_operator.servicedef import ServiceState
-from pgha_operator.spec import Cluster
-from pgha_operator.topology import Topology
+
+__all__ = ["Desired", "Plan", "content_hash", "etcd_has_quorum", "plan"]
 
 # Services that cannot re-read their configuration: a changed file means a restart.
 RESTART_ON_CHANGE = frozenset({"etcd"})
 # Start order: the DCS first, then the databases, then the router in front of them.
 START_ORDER = {"etcd": 0, "patroni": 1, "haproxy": 2}
-
-
-@dataclass(frozen=True)
-class Desired:
-    cluster: Cluster
-    topology: Topology
-    files: tuple[DesiredFile, ...]
-    services: Mapping[str, tuple[str, ...]]  # machine -> services, in start order
-
-
-@dataclass(frozen=True)
-class Plan:
-    actions: tuple[Action, ...]
-    decision: str  # one human-readable line: logged, shown by status
-    blocked: str | None = None  # a condition reason that stops all changes (TwoPrimaries)
-
-    @property
-    def empty(self) -> bool:
-        return not self.actions
-
-
-def content_hash(text: str | bytes) -> str:
-    data = text.encode() if isinstance(text, str) else text
-    return hashlib.sha256(data).hexdigest()
-
-
-def etcd_has_quorum(desired: Desired, observed: Observed) -> bool:
-    facts = observed.etcd
-    if not facts.reachable:
-        return False
-    voters = [m for m in facts.members if not m.is_learner]
-    healthy = [m for m in voters if m.name in facts.healthy]
-    return bool(voters) and len(healthy) * 2 > len(voters)
 
 
 def plan(desired: Desired, observed: Observed) -> Plan:
@@ -81,9 +50,15 @@ def plan(desired: Desired, observed: Observed) -> Plan:
     topo = desired.topology
     actions += [CreateMachine(m.name) for m in topo.machines if not observed.has_machine(m.name)]
 
+    membership = etcd_membership(desired, observed)
+    # Members still joining get their config from the join step, not the steady-state file.
+    settling = membership.machines
+
     changed_services: dict[tuple[str, str], str] = {}
     redefined: dict[tuple[str, str], str] = {}
     for f in desired.files:
+        if f.service == "etcd" and f.machine in settling:
+            continue
         have = observed.files.get((f.machine, f.path))
         if have == content_hash(f.content):
             continue
@@ -94,19 +69,29 @@ def plan(desired: Desired, observed: Observed) -> Plan:
         if f.defines and observed.service(f.machine, f.defines) == ServiceState.RUNNING:
             redefined.setdefault((f.machine, f.defines), f"definition {reason}")
 
-    actions += _config_changes(changed_services, redefined, observed)
-    actions += _service_starts(desired, observed)
-    actions += _roles(desired, observed)
-    return Plan(tuple(actions), _decision(actions))
+    actions += _config_changes(changed_services, redefined, desired, observed, membership.busy)
+    actions += removals(desired, observed)
+    actions += membership.actions
+    actions += _service_starts(desired, observed, settling)
+    if not any(isinstance(a, StartService) for a in actions):
+        actions += config_patch(desired, observed)
+        actions += rolling_restart(desired, observed)
+    actions += _roles(observed)
+    # A wait is a barrier: whatever else can be done this cycle goes before it.
+    ordered = [a for a in actions if not isinstance(a, WaitFor)]
+    ordered += [a for a in actions if isinstance(a, WaitFor)][:1]
+    return Plan(tuple(ordered), _decision(ordered))
 
 
 def _config_changes(
     changed: Mapping[tuple[str, str], str],
     redefined: Mapping[tuple[str, str], str],
+    desired: Desired,
     observed: Observed,
+    etcd_busy: bool,
 ) -> list[Action]:
     """Reload what can reload; restart the rest, one service per cycle (rule 3), PostgreSQL
-    replicas before the primary."""
+    replicas before the primary, etcd only while every voter is healthy."""
     out: list[Action] = []
     restarts: dict[tuple[str, str], str] = dict(redefined)
     for key, reason in sorted(changed.items()):
@@ -114,6 +99,8 @@ def _config_changes(
             restarts.setdefault(key, reason)
         else:
             out.append(ReloadService(key[0], key[1], reason))
+    etcd_ok = not etcd_busy and _all_voters_healthy(observed)
+    restarts = {k: v for k, v in restarts.items() if k[1] != "etcd" or etcd_ok}
     primary = observed.patroni.leader.name if observed.patroni.leader else None
     if restarts:
         machine, service = min(restarts, key=lambda k: (k[1] == "patroni" and k[0] == primary, k))
@@ -121,14 +108,13 @@ def _config_changes(
     return out
 
 
-def _roles(desired: Desired, observed: Observed) -> list[Action]:
-    """Roles Patroni does not create (Patroni 4 ignores bootstrap.users)."""
-    if observed.roles is None or ADMIN_USER in observed.roles:
-        return []
-    return [CreateRole(ADMIN_USER)]
+def _all_voters_healthy(observed: Observed) -> bool:
+    facts = observed.etcd
+    voters = [m for m in facts.members if not m.is_learner]
+    return facts.reachable and bool(voters) and all(m.name in facts.healthy for m in voters)
 
 
-def _service_starts(desired: Desired, observed: Observed) -> list[Action]:
+def _service_starts(desired: Desired, observed: Observed, settling: frozenset[str]) -> list[Action]:
     out: list[Action] = []
     stopped = sorted(
         (
@@ -136,10 +122,11 @@ def _service_starts(desired: Desired, observed: Observed) -> list[Action]:
             for machine, services in desired.services.items()
             for service in services
             if observed.service(machine, service) != ServiceState.RUNNING
+            and not (service == "etcd" and machine in settling)
         ),
         key=lambda ms: (START_ORDER.get(ms[1], 9), ms[0]),
     )
-    quorum = etcd_has_quorum(desired, observed)
+    quorum = etcd_has_quorum(observed)
     waiting_for_etcd = False
     for machine, service in stopped:
         if service == "patroni" and not quorum:
@@ -150,6 +137,13 @@ def _service_starts(desired: Desired, observed: Observed) -> list[Action]:
     if waiting_for_etcd:
         out.append(WaitFor("an etcd quorum before starting Patroni"))
     return out
+
+
+def _roles(observed: Observed) -> list[Action]:
+    """Roles Patroni does not create (Patroni 4 ignores bootstrap.users)."""
+    if observed.roles is None or ADMIN_USER in observed.roles:
+        return []
+    return [CreateRole(ADMIN_USER)]
 
 
 def _decision(actions: list[Action]) -> str:

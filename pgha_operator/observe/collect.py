@@ -20,6 +20,8 @@ from pgha_operator.providers.base import Provider
 from pgha_operator.render import ADMIN_USER, REST_USER, SUPERUSER, Secrets
 from pgha_operator.servicedef import ServiceState
 
+ALL_SERVICES = ("etcd", "patroni", "haproxy")
+
 
 def observe(desired: Desired, provider: Provider, secrets: Secrets) -> Observed:
     topo = desired.topology
@@ -43,12 +45,20 @@ def observe(desired: Desired, provider: Provider, secrets: Secrets) -> Observed:
                 continue
             data = provider.host(f.machine).read(f.path)
             files[(f.machine, f.path)] = None if data is None else content_hash(data)
-        for machine, names in desired.services.items():
-            if machine not in machines:
-                continue
+        wanted = {m.name for m in topo.machines}
+        for machine in machines:
             host = provider.host(machine)
+            # A machine that left the manifest: look at whatever it may still run.
+            names = desired.services.get(machine, ()) if machine in wanted else ALL_SERVICES
             for name in names:
                 services[(machine, name)] = host.service(name).state()
+        etcd_data = {
+            name: provider.host(name)
+            .run(["test", "-d", f"{path}/member"], check=False, timeout=10)
+            .ok
+            for name, path in desired.etcd_data_dirs.items()
+            if name in machines
+        }
         patroni_facts = patroni.result()
         return Observed(
             machines=machines,
@@ -58,6 +68,7 @@ def observe(desired: Desired, provider: Provider, secrets: Secrets) -> Observed:
             patroni=patroni_facts,
             haproxy={lb: fut.result() for lb, fut in haproxy.items()},
             roles=collect_roles(patroni_facts, secrets),
+            etcd_data=etcd_data,
         )
 
 

@@ -27,6 +27,8 @@ class Observed:
     haproxy: Mapping[str, HaproxyFacts] = field(default_factory=dict)  # per LB machine
     # login roles present on the primary; None when no primary answered
     roles: frozenset[str] | None = None
+    # etcd machine -> whether its data dir holds a member (None/absent: not looked at)
+    etcd_data: Mapping[str, bool] = field(default_factory=dict)
 
     def service(self, machine: str, name: str) -> ServiceState:
         return self.services.get((machine, name), ServiceState.STOPPED)
