@@ -210,7 +210,8 @@ class Controller:
                 error = outcome.error
                 permanent = isinstance(outcome.exception, PermanentError)
         conditions = cond.assess(desired, observed)
-        phase = cond.phase(conditions, the_plan, error)
+        # A temporary error (retried next cycle) is progress, not failure.
+        phase = cond.phase(conditions, the_plan, error if permanent else None)
         decision = the_plan.decision
         if error:
             decision = f"failed: {error}"

@@ -17,13 +17,14 @@ from pgha_operator.actions import (
     ReloadService,
     RestartService,
     StartService,
+    Switchover,
     WaitFor,
     WriteFile,
 )
 from pgha_operator.desired import Desired, Plan, content_hash
 from pgha_operator.observe.snapshot import Observed
 from pgha_operator.plan_etcd import etcd_has_quorum, etcd_membership
-from pgha_operator.plan_patroni import config_patch, removals, rolling_restart
+from pgha_operator.plan_patroni import config_patch, removals, rolling_restart, switchover_candidate
 from pgha_operator.render import ADMIN_USER
 from pgha_operator.servicedef import ServiceState
 
@@ -54,8 +55,11 @@ def plan(desired: Desired, observed: Observed) -> Plan:
     # Members still joining get their config from the join step, not the steady-state file.
     settling = membership.machines
 
-    changed_services: dict[tuple[str, str], str] = {}
-    redefined: dict[tuple[str, str], str] = {}
+    reloads: dict[tuple[str, str], str] = {}
+    # Writes whose reader must restart are held back until that restart is planned: a file
+    # written without its restart would leave the old config running unnoticed.
+    held: dict[tuple[str, str], list[WriteFile]] = {}
+    held_reason: dict[tuple[str, str], str] = {}
     for f in desired.files:
         if f.service == "etcd" and f.machine in settling:
             continue
@@ -63,13 +67,25 @@ def plan(desired: Desired, observed: Observed) -> Plan:
         if have == content_hash(f.content):
             continue
         reason = "missing" if have is None else "changed"
-        actions.append(WriteFile(f.machine, f.path, f.content, f.mode, f.owner, reason))
-        if f.service and observed.service(f.machine, f.service) == ServiceState.RUNNING:
-            changed_services.setdefault((f.machine, f.service), f"{f.path} {reason}")
-        if f.defines and observed.service(f.machine, f.defines) == ServiceState.RUNNING:
-            redefined.setdefault((f.machine, f.defines), f"definition {reason}")
+        write = WriteFile(f.machine, f.path, f.content, f.mode, f.owner, reason)
+        reader_running = bool(f.service) and _running(observed, f.machine, f.service)
+        if f.defines and _running(observed, f.machine, f.defines):
+            key = (f.machine, f.defines)
+            held.setdefault(key, []).append(write)
+            held_reason.setdefault(key, f"its definition {reason}")
+        elif reader_running and f.service in RESTART_ON_CHANGE:
+            key = (f.machine, f.service)
+            held.setdefault(key, []).append(write)
+            held_reason.setdefault(key, f"{f.path} {reason}")
+        else:
+            actions.append(write)
+            if reader_running:
+                reloads.setdefault((f.machine, f.service), f"{f.path} {reason}")
+    for key in held:
+        reloads.pop(key, None)  # its reader restarts anyway: no separate reload
 
-    actions += _config_changes(changed_services, redefined, desired, observed, membership.busy)
+    actions += [ReloadService(m, s, r) for (m, s), r in sorted(reloads.items())]
+    actions += _one_restart(held, held_reason, desired, observed, membership.busy)
     actions += removals(desired, observed)
     actions += membership.actions
     actions += _service_starts(desired, observed, settling)
@@ -83,29 +99,33 @@ def plan(desired: Desired, observed: Observed) -> Plan:
     return Plan(tuple(ordered), _decision(ordered))
 
 
-def _config_changes(
-    changed: Mapping[tuple[str, str], str],
-    redefined: Mapping[tuple[str, str], str],
+def _running(observed: Observed, machine: str, service: str) -> bool:
+    return observed.service(machine, service) == ServiceState.RUNNING
+
+
+def _one_restart(
+    held: Mapping[tuple[str, str], list[WriteFile]],
+    reasons: Mapping[tuple[str, str], str],
     desired: Desired,
     observed: Observed,
     etcd_busy: bool,
 ) -> list[Action]:
-    """Reload what can reload; restart the rest, one service per cycle (rule 3), PostgreSQL
-    replicas before the primary, etcd only while every voter is healthy."""
-    out: list[Action] = []
-    restarts: dict[tuple[str, str], str] = dict(redefined)
-    for key, reason in sorted(changed.items()):
-        if key[1] in RESTART_ON_CHANGE or key in restarts:
-            restarts.setdefault(key, reason)
-        else:
-            out.append(ReloadService(key[0], key[1], reason))
+    """One restart per cycle (rule 3): etcd only while every voter is healthy and no
+    membership change runs; PostgreSQL replicas first, the primary after a switchover."""
     etcd_ok = not etcd_busy and _all_voters_healthy(observed)
-    restarts = {k: v for k, v in restarts.items() if k[1] != "etcd" or etcd_ok}
+    keys = [k for k in held if k[1] != "etcd" or etcd_ok]
+    if not keys:
+        return []
     primary = observed.patroni.leader.name if observed.patroni.leader else None
-    if restarts:
-        machine, service = min(restarts, key=lambda k: (k[1] == "patroni" and k[0] == primary, k))
-        out.append(RestartService(machine, service, restarts[(machine, service)]))
-    return out
+    machine, service = min(keys, key=lambda k: (k[1] == "patroni" and k[0] == primary, k))
+    if service == "patroni" and machine == primary:
+        candidate = switchover_candidate(desired, observed, machine)
+        if candidate is not None:
+            return [Switchover(machine, candidate, f"restarting Patroni on {machine}")]
+    return [
+        *held[(machine, service)],
+        RestartService(machine, service, reasons[(machine, service)]),
+    ]
 
 
 def _all_voters_healthy(observed: Observed) -> bool:

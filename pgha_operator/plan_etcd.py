@@ -72,6 +72,8 @@ def etcd_membership(desired: Desired, observed: Observed) -> Membership:
             return _replace(name, m, voters, facts.healthy)
 
     missing = [n for n in topo.etcd if n not in member_of]
+    # Not yet members: never started from the steady-state ("new" cluster) config.
+    joining = frozenset(missing)
     if missing:
         name = missing[0]
         if down:
@@ -86,7 +88,7 @@ def etcd_membership(desired: Desired, observed: Observed) -> Membership:
                 RemovePath(name, desired.etcd_data_dirs[name], "stale data of a former member")
             )
         steps.append(AddEtcdMember(name, topo.etcd_peer_url(name)))
-        return Membership(tuple(steps), frozenset({name}), True)
+        return Membership(tuple(steps), joining, True)
 
     if extra:
         m = extra[0]
@@ -112,8 +114,8 @@ def _replace(
     return Membership((action,), frozenset({name}), True)
 
 
-def _refuse(what: str) -> Membership:
-    return Membership((WaitFor(what),), busy=True)
+def _refuse(what: str, machines: frozenset[str] = frozenset()) -> Membership:
+    return Membership((WaitFor(what),), machines, busy=True)
 
 
 def _start_learner(desired: Desired, observed: Observed, name: str) -> StartEtcdLearner:
