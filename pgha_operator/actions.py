@@ -207,7 +207,7 @@ class Switchover:
 
     @property
     def describe(self) -> str:
-        return f"switch over {self.leader} -> {self.candidate} before {self.reason}"
+        return f"switch over {self.leader} -> {self.candidate} {self.reason}"
 
 
 @dataclass(frozen=True)

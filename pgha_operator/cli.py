@@ -7,19 +7,23 @@ import json
 import signal
 import sys
 import threading
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
 import structlog
 
 from pgha_operator import __version__, topology
-from pgha_operator.actions import Action
+from pgha_operator.actions import Action, Switchover
+from pgha_operator.conditions import PRIMARY_BACKEND
 from pgha_operator.controller import Controller, load_one
 from pgha_operator.desired import PLACEHOLDER_SECRETS, build_desired
 from pgha_operator.errors import OperatorError
+from pgha_operator.execute import execute
 from pgha_operator.hosts.base import HostError
 from pgha_operator.observe.snapshot import Observed
 from pgha_operator.plan import plan
+from pgha_operator.plan_patroni import switchover_candidate
 from pgha_operator.render import ADMIN_USER, SUPERUSER, Binaries
 from pgha_operator.spec import Cluster, ManifestError, load
 from pgha_operator.status import format_status, read_status
@@ -156,6 +160,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--role", choices=("primary", "replicas"), default="primary")
     p.add_argument("--user", choices=(SUPERUSER, ADMIN_USER), default=SUPERUSER)
+    state_dir(p)
+
+    p = command(
+        "switchover",
+        "Hand the primary role to a healthy replica through Patroni's REST API and wait until "
+        "HAProxy's primary port routes to it.",
+        cmd_switchover,
+    )
+    p.add_argument("--to", metavar="NODE", help="the new primary (default: the best replica)")
+    p.add_argument("--timeout", type=float, default=60, metavar="S", help="default 60")
     state_dir(p)
 
     p = command(
@@ -376,6 +390,40 @@ def cmd_dsn(args: argparse.Namespace) -> int:
         "dbname=postgres connect_timeout=5"
     )
     return 0
+
+
+def cmd_switchover(args: argparse.Namespace) -> int:
+    ctl = _controller(args)
+    desired, observed = ctl.observe()
+    leader = observed.patroni.leader
+    if leader is None or leader.name not in observed.patroni.primaries:
+        raise OperatorError(
+            f"cluster {ctl.cluster.name} has no running primary to switch over from"
+        )
+    candidate = args.to or switchover_candidate(desired, observed, leader.name)
+    healthy = {m.name for m in observed.patroni.members if m.state == "streaming"}
+    if candidate is None or candidate == leader.name or candidate not in healthy:
+        raise OperatorError(
+            f"no healthy candidate: {candidate or 'none'} is not a streaming replica "
+            f"(streaming: {', '.join(sorted(healthy)) or 'none'})"
+        )
+    started = time.monotonic()
+    outcome = execute(
+        [Switchover(leader.name, candidate, "as requested")], ctl.env(desired), _progress
+    )
+    if outcome.error:
+        raise OperatorError(outcome.error)
+    deadline = started + args.timeout
+    while time.monotonic() < deadline:
+        _, now = ctl.observe(desired)
+        if all(f.up(PRIMARY_BACKEND) == {candidate} for f in now.haproxy.values() if f.reachable):
+            print(
+                f"{candidate} is primary behind :{ctl.cluster.spec.load_balancer.ports.primary} "
+                f"after {time.monotonic() - started:.1f}s"
+            )
+            return 0
+        time.sleep(0.2)
+    raise OperatorError(f"{candidate} is primary but HAProxy does not route to it yet")
 
 
 def cmd_destroy(args: argparse.Namespace) -> int:

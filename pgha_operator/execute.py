@@ -231,7 +231,17 @@ def _etcd(env: Env) -> EtcdClient:
 
 def _patroni(env: Env, machine: str) -> PatroniClient:
     auth = (REST_USER, env.secrets.rest_password) if env.secrets else None
-    return PatroniClient(env.topology.rest_api_url(machine), auth)
+    return PatroniClient(f"http://{_address(env, machine)}:{env.topology.rest_api_port}", auth)
+
+
+def _address(env: Env, machine: str) -> str:
+    """A machine of the manifest, or one that is leaving it (known to the provider only)."""
+    if machine in {m.name for m in env.topology.machines}:
+        return env.topology.address(machine)
+    for fact in env.provider.machines():
+        if fact.name == machine and fact.address:
+            return fact.address
+    raise OperatorError(f"no address known for machine {machine}")
 
 
 def _leader(env: Env) -> str:

@@ -121,7 +121,7 @@ def _one_restart(
     if service == "patroni" and machine == primary:
         candidate = switchover_candidate(desired, observed, machine)
         if candidate is not None:
-            return [Switchover(machine, candidate, f"restarting Patroni on {machine}")]
+            return [Switchover(machine, candidate, f"before restarting Patroni on {machine}")]
     return [
         *held[(machine, service)],
         RestartService(machine, service, reasons[(machine, service)]),

@@ -56,7 +56,7 @@ def removals(desired: Desired, observed: Observed) -> list[Action]:
             candidate = switchover_candidate(desired, observed, name)
             if candidate is None:
                 return [WaitFor(f"a healthy replica to take over from {name} before removing it")]
-            return [Switchover(name, candidate, f"removing {name}")]
+            return [Switchover(name, candidate, f"before removing {name}")]
         if observed.service(name, "patroni") == ServiceState.RUNNING:
             return [StopService(name, "patroni", "leaving the cluster")]
         if member is not None:
@@ -121,7 +121,7 @@ def rolling_restart(desired: Desired, observed: Observed) -> list[Action]:
         if len(members) == 1:
             return [RestartPostgres(primary, "parameters need a restart; no replica to take over")]
         return [WaitFor(f"a healthy replica to take over before restarting {primary}")]
-    return [Switchover(primary, candidate, f"restarting {primary}")]
+    return [Switchover(primary, candidate, f"before restarting {primary}")]
 
 
 def _healthy(m: PatroniMember) -> bool:
