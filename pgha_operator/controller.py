@@ -284,13 +284,25 @@ class Controller:
         """Reconcile until converged or the timeout; stops early on a permanent error."""
         deadline = time.monotonic() + timeout
         last_decision = ""
+        acted = False
+        confirmed = False
         while True:
             report = self.cycle()
+            acted = acted or bool(report.plan.actions)
             if report.decision != last_decision:
                 log.info("cycle", decision=report.decision, phase=report.phase)
                 last_decision = report.decision
-            if report.converged or report.permanent or time.monotonic() >= deadline:
+            if report.permanent or time.monotonic() >= deadline:
                 return report
+            if report.converged:
+                # Patroni applies a DCS change (and flags pending restarts) on its next loop:
+                # after acting, converged must still hold one loop_wait later.
+                if not acted or confirmed:
+                    return report
+                confirmed = True
+                time.sleep(self.cluster.timing.loop_wait + 1.0)
+                continue
+            confirmed = False
             time.sleep(BUSY_SECONDS if report.plan.actions else 1.0)
 
     def run(self, stop: threading.Event) -> None:
