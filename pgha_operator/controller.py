@@ -15,7 +15,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
@@ -27,6 +27,7 @@ from pgha_operator import conditions as cond
 from pgha_operator import topology
 from pgha_operator.actions import Action
 from pgha_operator.desired import build_desired
+from pgha_operator.drill.marks import down_machines
 from pgha_operator.errors import PermanentError
 from pgha_operator.execute import Env, execute
 from pgha_operator.observe.collect import observe
@@ -193,7 +194,9 @@ class Controller:
 
     def observe(self, desired: Desired | None = None) -> tuple[Desired, Observed]:
         desired = desired or self.desired()
-        return desired, observe(desired, self.provider, load_or_create(self.state_dir))
+        observed = observe(desired, self.provider, load_or_create(self.state_dir))
+        # Read after the services: a drill marks a machine down before it kills it.
+        return desired, replace(observed, down=down_machines(self.state_dir))
 
     def cycle(self, act: bool = True) -> CycleReport:
         desired, observed = self.observe()

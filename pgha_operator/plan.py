@@ -143,6 +143,7 @@ def _service_starts(desired: Desired, observed: Observed, settling: frozenset[st
             for service in services
             if observed.service(machine, service) != ServiceState.RUNNING
             and not (service == "etcd" and machine in settling)
+            and machine not in observed.down  # a crashed machine stays down until unmarked
         ),
         key=lambda ms: (START_ORDER.get(ms[1], 9), ms[0]),
     )
@@ -156,6 +157,9 @@ def _service_starts(desired: Desired, observed: Observed, settling: frozenset[st
         out.append(StartService(machine, service))
     if waiting_for_etcd:
         out.append(WaitFor("an etcd quorum before starting Patroni"))
+    down = sorted(m for m in observed.down if m in desired.services)
+    if down:
+        out.append(WaitFor(f"{', '.join(down)} to come back (marked down by a drill)"))
     return out
 
 

@@ -29,6 +29,8 @@ class Observed:
     roles: frozenset[str] | None = None
     # etcd machine -> whether its data dir holds a member (None/absent: not looked at)
     etcd_data: Mapping[str, bool] = field(default_factory=dict)
+    # machines a drill marked down (a crash the operator must not repair yet): drill/marks.py
+    down: frozenset[str] = frozenset()
 
     def service(self, machine: str, name: str) -> ServiceState:
         return self.services.get((machine, name), ServiceState.STOPPED)
