@@ -51,6 +51,7 @@ def build_status(
                 "state": m.state if m else "absent",
                 "timeline": m.timeline if m else None,
                 "lagBytes": m.lag_bytes if m else None,
+                "pendingRestart": bool(m and m.pending_restart),
                 "restApi": topo.rest_api_url(name) if name in topo.postgres else m and m.api_url,
             }
         )

@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -148,3 +149,50 @@ class Operator:
         if not self.log.closed:
             self.log.flush()
         return Path(self.log.name).read_text()
+
+
+class Writer:
+    """Inserts (seq) through :5000 in a thread, reconnecting on errors; counts what failed."""
+
+    def __init__(self, conninfo: str, table: str = "writes") -> None:
+        self.conninfo = conninfo
+        self.table = table
+        self.acked: list[int] = []
+        self.ack_times: list[float] = []  # time.monotonic() of each acknowledged insert
+        self.failed = 0
+        self._stop = threading.Event()
+        query(conninfo, f"CREATE TABLE IF NOT EXISTS {table} (seq int primary key)")
+        # Continue after an earlier writer's rows on the same table.
+        self._start = query(conninfo, f"SELECT coalesce(max(seq), 0) FROM {table}")[0][0]
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+
+    def __enter__(self) -> Writer:
+        self._thread.start()
+        wait_for("first acknowledged writes", lambda: len(self.acked) > 5, timeout=30)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=15)
+
+    def _loop(self) -> None:
+        seq = self._start
+        while not self._stop.is_set():
+            seq += 1
+            try:
+                with psycopg.connect(self.conninfo, autocommit=True) as conn:
+                    conn.execute(f"INSERT INTO {self.table} VALUES (%s)", (seq,))
+                self.acked.append(seq)
+                self.ack_times.append(time.monotonic())
+            except psycopg.Error:
+                self.failed += 1
+                time.sleep(0.05)
+
+    def longest_gap(self, since: float) -> float:
+        """Longest time without an acknowledged write after `since` (write unavailability)."""
+        times = [since, *(t for t in self.ack_times if t >= since)]
+        return max((b - a for a, b in zip(times, times[1:], strict=False)), default=0.0)
+
+    def lost(self) -> list[int]:
+        rows = {r[0] for r in query(self.conninfo, f"SELECT seq FROM {self.table}")}
+        return [s for s in self.acked if s not in rows]
