@@ -18,6 +18,7 @@ from pgha_operator.actions import Action, Switchover
 from pgha_operator.conditions import PRIMARY_BACKEND
 from pgha_operator.controller import Controller, load_one
 from pgha_operator.desired import PLACEHOLDER_SECRETS, build_desired
+from pgha_operator.drill.cli import add_drill_command
 from pgha_operator.errors import OperatorError
 from pgha_operator.execute import execute
 from pgha_operator.hosts.base import HostError
@@ -179,6 +180,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--yes", action="store_true", help="required: this deletes all data")
     state_dir(p)
+    add_drill_command(sub)
     return parser
 
 

@@ -54,6 +54,8 @@ class Prober:
         self.statement_timeout = statement_timeout
         self.probes: list[Probe] = []
         self._latest: dict[str, Probe] = {}
+        self._last_writable: float | None = None
+        self._started = time.monotonic()
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
 
@@ -81,6 +83,14 @@ class Prober:
     def latest(self, node: str) -> Probe | None:
         return self._latest.get(node)
 
+    def quiet_for(self) -> float:
+        """Seconds since any node last committed a probe write (since start if none),
+        counting only while every node is being asked (each has a probe since then)."""
+        last = self._last_writable if self._last_writable is not None else self._started
+        if any(p.sent < last for p in list(self._latest.values())) or not self._latest:
+            return 0.0
+        return time.monotonic() - last
+
     def _loop(self, node: str) -> None:
         conn: pq.PGconn | None = None
         try:
@@ -90,6 +100,8 @@ class Prober:
                 probe = Probe(node, sent, time.monotonic(), state)
                 self.probes.append(probe)
                 self._latest[node] = probe
+                if state == NodeState.WRITABLE:
+                    self._last_writable = max(self._last_writable or 0.0, probe.done)
                 self._stop.wait(max(0.0, sent + self.interval - time.monotonic()))
         finally:
             if conn is not None:

@@ -1,0 +1,315 @@
+"""The drill's checker: figures from what the writers, the prober and the watcher logged.
+
+Pure: lists of records in, numbers out, so every rule is unit-tested on made-up logs.
+Times are time.monotonic() values; figures are seconds relative to the fault's start.
+
+- write gap: the longest stretch without an acknowledged write that ends after the fault
+  started (for the dominant outage: last ok before it -> first ok after it);
+- acknowledged rows lost: acked by the server, missing on the final primary;
+- dual-primary time: how long two nodes were both accepting writes. A node accepts
+  writes over a run of consecutive probes that committed, from the first one's question
+  to the last one's answer: an upper bound, so a real overlap is never missed;
+- old primary stopped writes: end of the old primary's accepting run that spans the fault;
+- rejoined: first moment every failed PostgreSQL node was a streaming replica again and
+  every stopped etcd member healthy;
+- read-only (quorum loss): when the last write anywhere was accepted, and for how long
+  no node accepted one before the etcd members came back.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from pgha_operator.drill.pgclient import Outcome
+from pgha_operator.drill.prober import NodeState, Probe
+from pgha_operator.drill.watch import WatchSample
+from pgha_operator.drill.writer import Attempt
+
+Span = tuple[float, float]
+
+
+@dataclass(frozen=True)
+class FaultWindow:
+    scenario: str
+    started: float
+    healed: float  # the fault undone: machine back, processes thawed, switchover returned
+    old_primary: str | None
+    targets: tuple[str, ...] = ()  # machines the fault hit
+    pg_targets: tuple[str, ...] = ()  # PostgreSQL nodes that must come back as replicas
+    etcd_targets: tuple[str, ...] = ()  # etcd members that must come back healthy
+    expect_read_only: bool = False  # quorum loss: the cluster must stop taking writes
+    # Writes must flow again within the resume limit of this moment: the fault's start, or
+    # its end when the outage is the point (quorum loss). None: the fault's start.
+    recovery_from: float | None = None
+
+
+@dataclass(frozen=True)
+class RunFigures:
+    scenario: str
+    targets: tuple[str, ...]
+    old_primary: str | None
+    new_primary: str | None
+    fault_seconds: float
+    write_gap_seconds: float | None
+    writes_resumed_seconds: float | None
+    acked_rows: int
+    acked_lost: int
+    lost_rows: tuple[tuple[int, int], ...]
+    failed_attempts: int
+    unknown_attempts: int
+    unknown_committed: int
+    failed_but_present: int
+    dual_primary_seconds: float
+    dual_primary_nodes: tuple[str, ...]
+    old_primary_stopped_writes_seconds: float | None
+    rejoined_seconds: float | None
+    read_only_after_seconds: float | None = None
+    read_only_held_seconds: float | None = None
+    converged_seconds: float | None = None
+    problems: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def verdict(self) -> str:
+        return "FAIL" if self.problems else "PASS"
+
+    def to_json(self) -> dict[str, Any]:
+        def r(x: float | None) -> float | None:
+            return None if x is None else round(x, 3)
+
+        return {
+            "scenario": self.scenario,
+            "targets": list(self.targets),
+            "oldPrimary": self.old_primary,
+            "newPrimary": self.new_primary,
+            "faultSeconds": r(self.fault_seconds),
+            "writeGapSeconds": r(self.write_gap_seconds),
+            "writesResumedSeconds": r(self.writes_resumed_seconds),
+            "ackedRows": self.acked_rows,
+            "ackedLost": self.acked_lost,
+            "lostRows": [list(x) for x in self.lost_rows],
+            "failedAttempts": self.failed_attempts,
+            "unknownAttempts": self.unknown_attempts,
+            "unknownCommitted": self.unknown_committed,
+            "failedButPresent": self.failed_but_present,
+            "dualPrimarySeconds": r(self.dual_primary_seconds),
+            "dualPrimaryNodes": list(self.dual_primary_nodes),
+            "oldPrimaryStoppedWritesSeconds": r(self.old_primary_stopped_writes_seconds),
+            "rejoinedSeconds": r(self.rejoined_seconds),
+            "readOnlyAfterSeconds": r(self.read_only_after_seconds),
+            "readOnlyHeldSeconds": r(self.read_only_held_seconds),
+            "convergedSeconds": r(self.converged_seconds),
+            "verdict": self.verdict,
+            "problems": list(self.problems),
+        }
+
+
+# --- the pieces ----------------------------------------------------------------------------
+
+
+def write_gap(
+    ok_times: Iterable[float], start: float, end: float
+) -> tuple[float | None, float | None]:
+    """(longest stretch without an ack that ends after `start`, when the ack closing it
+    came). The stretch begins at the last ack before `start` (or at `start` if none).
+    When writes had not resumed by `end`, the stretch runs to `end` and the second value
+    is None. None, None when `end` <= `start`."""
+    if end <= start:
+        return None, None
+    times = sorted(ok_times)
+    prev = max((t for t in times if t <= start), default=start)
+    best, resumed = 0.0, None
+    for t in (t for t in times if start < t <= end):
+        if t - prev > best:
+            best, resumed = t - prev, t
+        prev = t
+    if end - prev > best:
+        return end - prev, None  # no ack since: writes had not resumed by `end`
+    return best, resumed
+
+
+def accepting_spans(probes: Iterable[Probe]) -> dict[str, list[Span]]:
+    """Per node, the runs of consecutive probes that committed a write, each as
+    (first question sent, last answer received)."""
+    by_node: dict[str, list[Probe]] = {}
+    for p in probes:
+        by_node.setdefault(p.node, []).append(p)
+    spans: dict[str, list[Span]] = {}
+    for node, items in by_node.items():
+        items.sort(key=lambda p: p.sent)
+        runs: list[Span] = []
+        start: float | None = None
+        end = 0.0
+        for p in items:
+            if p.state == NodeState.WRITABLE:
+                if start is None:
+                    start = p.sent
+                end = p.done
+            elif start is not None:
+                runs.append((start, end))
+                start = None
+        if start is not None:
+            runs.append((start, end))
+        spans[node] = runs
+    return spans
+
+
+def dual_primary(spans: dict[str, list[Span]]) -> tuple[float, tuple[str, ...]]:
+    """Total time at least two nodes were accepting writes, and which nodes took part."""
+    events: list[tuple[float, int, str]] = []
+    for node, runs in spans.items():
+        for s, e in runs:
+            events.append((s, 1, node))
+            events.append((e, -1, node))
+    # At equal times, ends before starts: touching spans do not overlap.
+    events.sort(key=lambda ev: (ev[0], ev[1]))
+    active: dict[str, int] = {}
+    total, since = 0.0, 0.0
+    involved: set[str] = set()
+    for t, delta, node in events:
+        before = sum(1 for n in active.values() if n > 0)
+        active[node] = active.get(node, 0) + delta
+        after = sum(1 for n in active.values() if n > 0)
+        if before < 2 <= after:
+            since = t
+            involved.update(n for n, c in active.items() if c > 0)
+        elif before >= 2 > after:
+            total += t - since
+        if after >= 2:
+            involved.update(n for n, c in active.items() if c > 0)
+    return total, tuple(sorted(involved))
+
+
+def stopped_writes(
+    runs: Sequence[Span], start: float, observed_until: float, tolerance: float = 1.0
+) -> float | None:
+    """Seconds from `start` until the node's last accepting run begun before `start`
+    ended (0 if it ended before). None when the node was not seen accepting writes before
+    the fault, or when that run lasted to the end of the observation (it never stopped)."""
+    earlier = [r for r in runs if r[0] <= start]
+    if not earlier:
+        return None
+    _, end = earlier[-1]
+    if end >= observed_until - tolerance:
+        return None
+    return max(0.0, end - start)
+
+
+def rejoined_at(
+    samples: Iterable[WatchSample],
+    pg_targets: Collection[str],
+    etcd_targets: Collection[str],
+    after: float,
+) -> float | None:
+    """First sample after `after` where every PostgreSQL target is a streaming replica
+    (its own GET /patroni) and every etcd target is healthy."""
+    for s in samples:
+        if s.at < after:
+            continue
+        nodes_ok = all(
+            (v := s.nodes.get(n)) is not None and v.streaming_replica for n in pg_targets
+        )
+        if nodes_ok and set(etcd_targets) <= s.etcd_healthy:
+            return s.at
+    return None
+
+
+def read_only_window(
+    probes: Iterable[Probe], start: float, healed: float
+) -> tuple[float, float] | None:
+    """(seconds until the last write accepted anywhere during the fault, seconds no node
+    accepted one after that until `healed`); None if writes were accepted until the end."""
+    last = start
+    for p in probes:
+        if p.state == NodeState.WRITABLE and p.sent < healed:
+            last = max(last, p.done)
+    if last >= healed:
+        return None
+    return last - start, healed - last
+
+
+def new_primary(spans: dict[str, list[Span]], old: str | None, after: float) -> str | None:
+    """The node accepting writes at the end, if it is not `old` (None if unchanged)."""
+    last = [(runs[-1][1], node) for node, runs in spans.items() if runs and runs[-1][1] > after]
+    if not last:
+        return None
+    node = max(last)[1]
+    return None if node == old else node
+
+
+# --- the whole run -------------------------------------------------------------------------
+
+
+def analyse(
+    fault: FaultWindow,
+    attempts: Sequence[Attempt],
+    probes: Sequence[Probe],
+    samples: Sequence[WatchSample],
+    present: Collection[tuple[int, int]],
+    observed_until: float,
+    converged_at: float | None,
+    resume_limit: float,
+) -> RunFigures:
+    """`present`: the (client, seq) rows found on the final primary; `resume_limit`:
+    seconds after the fault was undone by which writes must flow again."""
+    acked = [a for a in attempts if a.outcome == Outcome.OK]
+    failed = [a for a in attempts if a.outcome == Outcome.FAILED]
+    unknown = [a for a in attempts if a.outcome == Outcome.UNKNOWN]
+    lost = sorted((a.client, a.seq) for a in acked if (a.client, a.seq) not in present)
+    gap, resumed = write_gap((a.finished for a in acked), fault.started, observed_until)
+    spans = accepting_spans(probes)
+    overlap, dual_nodes = dual_primary(spans)
+    stopped = None
+    if fault.old_primary is not None:
+        stopped = stopped_writes(spans.get(fault.old_primary, []), fault.started, observed_until)
+    rejoin = rejoined_at(samples, fault.pg_targets, fault.etcd_targets, fault.healed)
+    read_only = read_only_window(probes, fault.started, fault.healed)
+
+    def rel(t: float | None) -> float | None:
+        return None if t is None else t - fault.started
+
+    problems = []
+    if lost:
+        problems.append(f"{len(lost)} acknowledged rows lost")
+    if overlap > 0:
+        problems.append(f"two primaries for {overlap:.3f} s ({', '.join(dual_nodes)})")
+    recovery_from = fault.started if fault.recovery_from is None else fault.recovery_from
+    if resumed is None and gap is not None:
+        problems.append("writes did not resume")
+    elif resumed is not None and resumed - recovery_from > resume_limit:
+        problems.append(
+            f"writes resumed {resumed - recovery_from:.1f} s after "
+            f"{'the fault ended' if recovery_from > fault.started else 'the fault'} "
+            f"(limit {resume_limit:.0f} s)"
+        )
+    if (fault.pg_targets or fault.etcd_targets) and rejoin is None:
+        problems.append(f"{', '.join(fault.pg_targets + fault.etcd_targets)} did not rejoin")
+    if converged_at is None:
+        problems.append("the cluster did not return to Converged")
+    if fault.expect_read_only and read_only is None:
+        problems.append("the cluster kept accepting writes without an etcd quorum")
+    return RunFigures(
+        scenario=fault.scenario,
+        targets=fault.targets,
+        old_primary=fault.old_primary,
+        new_primary=new_primary(spans, fault.old_primary, fault.started),
+        fault_seconds=fault.healed - fault.started,
+        write_gap_seconds=gap,
+        writes_resumed_seconds=rel(resumed),
+        acked_rows=len(acked),
+        acked_lost=len(lost),
+        lost_rows=tuple(lost[:20]),
+        failed_attempts=len(failed),
+        unknown_attempts=len(unknown),
+        unknown_committed=sum(1 for a in unknown if (a.client, a.seq) in present),
+        failed_but_present=sum(1 for a in failed if (a.client, a.seq) in present),
+        dual_primary_seconds=overlap,
+        dual_primary_nodes=dual_nodes,
+        old_primary_stopped_writes_seconds=stopped,
+        rejoined_seconds=rel(rejoin),
+        read_only_after_seconds=read_only[0] if read_only and fault.expect_read_only else None,
+        read_only_held_seconds=read_only[1] if read_only and fault.expect_read_only else None,
+        converged_seconds=rel(converged_at),
+        problems=tuple(problems),
+    )

@@ -1,0 +1,297 @@
+"""Fault injectors. Each one hits the cluster through the provider (or Patroni, for a
+planned switchover), holds the fault, undoes it, and returns the FaultWindow the checker
+reads. Every injector undoes its fault in a `finally`: a drill that fails or is
+interrupted never leaves a machine frozen, and "down" marks expire on their own.
+
+How long a fault lasts (`seconds=None` picks the default):
+- crash-primary, freeze-primary: until another node accepts writes (Patroni failed over,
+  after the leader key's ttl), plus a second; at most ttl + 60 s;
+- crash-replica, kill-etcd-member: 10 s;
+- etcd-quorum-loss: until no node has accepted a write for 5 s; at most ttl + 60 s.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from pgha_operator.actions import Switchover
+from pgha_operator.drill.checker import FaultWindow
+from pgha_operator.drill.marks import clear_down, mark_down
+from pgha_operator.drill.target import DrillError, Live, Target
+from pgha_operator.execute import execute
+from pgha_operator.hosts.local import LocalHost
+from pgha_operator.observe.etcd import collect_etcd
+from pgha_operator.plan_patroni import switchover_candidate
+from pgha_operator.topology import Role
+
+DEFAULT_HOLD = 10.0  # seconds a crashed replica or etcd member stays down
+SETTLE = 1.0  # seconds a crashed primary stays down after the failover
+READ_ONLY_PROOF = 5.0  # quorum loss: seconds without any accepted write before restoring
+MARK_MARGIN = 120.0  # a mark outlives the longest hold by this much, then expires
+
+Inject = Callable[[Target, Live, "float | None"], FaultWindow]
+
+
+@dataclass(frozen=True)
+class Fault:
+    name: str
+    summary: str
+    inject: Inject
+    needs_netns: bool = False  # needs machines with their own network namespace
+
+    def refusal(self, target: Target) -> str | None:
+        """Why this fault cannot run against `target`, or None."""
+        kind = target.provider.kind
+        if self.needs_netns and kind == "local":
+            return (
+                f"{self.name} cuts the primary's machine off the network, which needs machines "
+                "with their own network namespace (the nspawn provider). On the local "
+                "provider every machine shares this host's loopback interface and outgoing "
+                "loopback traffic always comes from 127.0.0.1, so no firewall rule can "
+                "isolate one machine; run this scenario on an nspawn cluster"
+            )
+        if kind != "local":
+            return f"{self.name} is not available on provider {kind!r} yet"
+        return None
+
+
+# --- helpers ---------------------------------------------------------------------------------
+
+
+def _hold_until_failover(target: Target, live: Live, old: str, seconds: float | None) -> None:
+    if seconds is not None:
+        time.sleep(seconds)
+        return
+    limit = target.cluster.timing.ttl + 60
+    if live.wait_for(lambda: bool(live.prober.writable_now() - {old}), limit):
+        time.sleep(SETTLE)
+
+
+def _crash(target: Target, machines: tuple[str, ...], reason: str, hold: float) -> None:
+    """Mark first, then kill: a running operator must never see the machine dead and
+    unmarked (it would restart it, and a crash would become a restart)."""
+    for m in machines:
+        mark_down(target.state_dir, m, hold + MARK_MARGIN, reason)
+    for m in machines:
+        target.provider.power_off(m)
+
+
+def _pg_machines(target: Target, machines: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple(m for m in machines if target.topology.machine(m).has(Role.POSTGRES))
+
+
+# --- the faults ------------------------------------------------------------------------------
+
+
+def switchover(target: Target, live: Live, seconds: float | None) -> FaultWindow:
+    leader = live.primary()
+    desired, observed = target.ctl.observe()
+    candidate = switchover_candidate(desired, observed, leader)
+    if candidate is None:
+        raise DrillError(f"no streaming replica to switch over to from {leader}")
+    started = time.monotonic()
+    outcome = execute([Switchover(leader, candidate, "(drill)")], target.ctl.env(desired))
+    if outcome.error:
+        raise DrillError(outcome.error)
+    return FaultWindow(
+        "switchover",
+        started,
+        time.monotonic(),
+        old_primary=leader,
+        targets=(leader,),
+        pg_targets=(leader,),
+        recovery_from=started,
+    )
+
+
+def crash_primary(target: Target, live: Live, seconds: float | None) -> FaultWindow:
+    primary = live.primary()
+    limit = seconds if seconds is not None else target.cluster.timing.ttl + 60
+    started = time.monotonic()
+    try:
+        _crash(target, (primary,), "crash-primary", limit)
+        _hold_until_failover(target, live, primary, seconds)
+    finally:
+        clear_down(target.state_dir, primary)
+    return FaultWindow(
+        "crash-primary",
+        started,
+        time.monotonic(),
+        old_primary=primary,
+        targets=(primary,),
+        pg_targets=(primary,),
+        etcd_targets=tuple(m for m in (primary,) if m in target.topology.etcd),
+        recovery_from=started,
+    )
+
+
+def freeze_primary(target: Target, live: Live, seconds: float | None) -> FaultWindow:
+    primary = live.primary()
+    host = target.provider.host(primary)
+    if not isinstance(host, LocalHost):
+        raise DrillError("freeze-primary needs the local provider's process list")
+    stopped: dict[int, None] = {}
+    started = time.monotonic()
+    try:
+        # Stop until a scan finds nothing new: a stopped postmaster forks no more children.
+        for _ in range(20):
+            fresh = [p for p in host.processes() if p not in stopped]
+            if not fresh:
+                break
+            for pid in fresh:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGSTOP)
+                stopped[pid] = None
+        _hold_until_failover(target, live, primary, seconds)
+    finally:
+        for pid in stopped:  # a hung VM resumes all at once
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGCONT)
+    return FaultWindow(
+        "freeze-primary",
+        started,
+        time.monotonic(),
+        old_primary=primary,
+        targets=(primary,),
+        pg_targets=(primary,),
+        recovery_from=started,
+    )
+
+
+def crash_replica(target: Target, live: Live, seconds: float | None) -> FaultWindow:
+    primary = live.primary()
+    _, observed = target.ctl.observe()
+    replicas = sorted(
+        (m for m in observed.patroni.members if m.name != primary and m.state == "streaming"),
+        # The synchronous standby first: losing it is the case that can block commits.
+        key=lambda m: (m.role != "sync_standby", m.name),
+    )
+    if not replicas:
+        raise DrillError("no streaming replica to crash")
+    victim = replicas[0].name
+    hold = DEFAULT_HOLD if seconds is None else seconds
+    started = time.monotonic()
+    try:
+        _crash(target, (victim,), "crash-replica", hold)
+        time.sleep(hold)
+    finally:
+        clear_down(target.state_dir, victim)
+    return FaultWindow(
+        "crash-replica",
+        started,
+        time.monotonic(),
+        old_primary=primary,
+        targets=(victim,),
+        pg_targets=(victim,),
+        etcd_targets=tuple(m for m in (victim,) if m in target.topology.etcd),
+        recovery_from=started,
+    )
+
+
+def _etcd_victims(target: Target, primary: str, count: int) -> tuple[str, ...]:
+    """`count` etcd machines, the current etcd leader first, the primary's machine last."""
+    facts = collect_etcd(target.topology.etcd_client_urls)
+    leader = facts.leader.name if facts.leader else None
+    order = sorted(target.topology.etcd, key=lambda m: (m == primary, m != leader, m))
+    return tuple(order[:count])
+
+
+def kill_etcd_member(target: Target, live: Live, seconds: float | None) -> FaultWindow:
+    primary = live.primary()
+    victims = _etcd_victims(target, primary, 1)
+    hold = DEFAULT_HOLD if seconds is None else seconds
+    started = time.monotonic()
+    try:
+        _crash(target, victims, "kill-etcd-member", hold)
+        time.sleep(hold)
+    finally:
+        for m in victims:
+            clear_down(target.state_dir, m)
+    return FaultWindow(
+        "kill-etcd-member",
+        started,
+        time.monotonic(),
+        old_primary=primary,
+        targets=victims,
+        pg_targets=_pg_machines(target, victims),
+        etcd_targets=victims,
+        recovery_from=started,
+    )
+
+
+def etcd_quorum_loss(target: Target, live: Live, seconds: float | None) -> FaultWindow:
+    primary = live.primary()
+    members = len(target.topology.etcd)
+    if members < 2:
+        raise DrillError("etcd-quorum-loss needs at least 2 etcd members (1 has no quorum to lose)")
+    victims = _etcd_victims(target, primary, members // 2 + 1)
+    limit = seconds if seconds is not None else target.cluster.timing.ttl + 60
+    started = time.monotonic()
+    try:
+        _crash(target, victims, "etcd-quorum-loss", limit)
+        if seconds is not None:
+            time.sleep(seconds)
+        else:
+            live.wait_for(lambda: live.prober.quiet_for() >= READ_ONLY_PROOF, limit)
+    finally:
+        for m in victims:
+            clear_down(target.state_dir, m)
+    healed = time.monotonic()
+    return FaultWindow(
+        "etcd-quorum-loss",
+        started,
+        healed,
+        old_primary=primary,
+        targets=victims,
+        pg_targets=_pg_machines(target, victims),
+        etcd_targets=victims,
+        expect_read_only=True,
+        recovery_from=healed,  # read-only is the point; writes come back once etcd does
+    )
+
+
+def partition_primary(target: Target, live: Live, seconds: float | None) -> FaultWindow:
+    raise DrillError("partition-primary needs a provider with a network namespace per machine")
+
+
+FAULTS: dict[str, Fault] = {
+    f.name: f
+    for f in (
+        Fault("switchover", "planned switchover through Patroni's REST API", switchover),
+        Fault(
+            "crash-primary",
+            "SIGKILL Patroni and PostgreSQL of the primary; its machine stays down until "
+            "Patroni has failed over",
+            crash_primary,
+        ),
+        Fault(
+            "freeze-primary",
+            "SIGSTOP every process of the primary's machine (a hung VM) until Patroni has "
+            "failed over, then SIGCONT",
+            freeze_primary,
+        ),
+        Fault("crash-replica", "a replica's machine goes down for 10 s", crash_replica),
+        Fault(
+            "kill-etcd-member",
+            "the etcd leader's machine goes down for 10 s",
+            kill_etcd_member,
+        ),
+        Fault(
+            "etcd-quorum-loss",
+            "a majority of etcd machines go down until the cluster has been read-only for "
+            "5 s, then come back",
+            etcd_quorum_loss,
+        ),
+        Fault(
+            "partition-primary",
+            "cut the primary off from etcd and the other nodes (network namespaces only)",
+            partition_primary,
+            needs_netns=True,
+        ),
+    )
+}

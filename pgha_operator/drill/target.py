@@ -1,0 +1,124 @@
+"""The cluster a drill runs against, and the live view the fault injectors consult."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from pgha_operator import conditions as cond
+from pgha_operator import topology
+from pgha_operator.controller import Controller
+from pgha_operator.drill.prober import Prober
+from pgha_operator.drill.watch import Watcher
+from pgha_operator.drill.writer import Writer
+from pgha_operator.errors import OperatorError, PermanentError
+from pgha_operator.plan import plan
+from pgha_operator.providers.base import Provider
+from pgha_operator.render import SUPERUSER, Secrets
+from pgha_operator.secrets import FILE_NAME, load_or_create
+from pgha_operator.spec import Cluster
+from pgha_operator.topology import Topology
+
+
+class DrillError(OperatorError):
+    """The drill could not go on (no primary, a fault that could not be injected...)."""
+
+
+class DrillRefused(PermanentError):
+    """The drill must not run: drills not allowed, no --yes, a scenario the provider lacks."""
+
+
+@dataclass
+class Target:
+    ctl: Controller  # observes only; never takes the lock
+    secrets: Secrets
+
+    @classmethod
+    def of(cls, ctl: Controller) -> Target:
+        if not (ctl.state_dir / FILE_NAME).exists():
+            raise DrillRefused(
+                f"cluster {ctl.cluster.name} has no state in {ctl.state_dir}: "
+                "apply it first (pgha-operator apply)"
+            )
+        return cls(ctl, load_or_create(ctl.state_dir))
+
+    @property
+    def cluster(self) -> Cluster:
+        return self.ctl.cluster
+
+    @property
+    def topology(self) -> Topology:
+        return topology.build(self.cluster)
+
+    @property
+    def provider(self) -> Provider:
+        return self.ctl.provider
+
+    @property
+    def state_dir(self) -> Path:
+        return self.ctl.state_dir
+
+    def lb_conninfo(self) -> str:
+        topo = self.topology
+        lb = topo.address(topo.loadbalancers[0])
+        port = self.cluster.spec.load_balancer.ports.primary
+        return self._conninfo(lb, port)
+
+    def node_conninfos(self) -> dict[str, str]:
+        topo = self.topology
+        return {n: self._conninfo(topo.address(n), topo.pg_port) for n in topo.postgres}
+
+    def _conninfo(self, host: str, port: int) -> str:
+        return (
+            f"host={host} port={port} user={SUPERUSER} "
+            f"password={self.secrets.superuser_password} dbname=postgres "
+            "application_name=pgha-drill"
+        )
+
+    def rest_urls(self) -> dict[str, str]:
+        topo = self.topology
+        return {n: topo.rest_api_url(n) for n in topo.postgres}
+
+    def etcd_urls(self) -> dict[str, str]:
+        topo = self.topology
+        return dict(zip(topo.etcd, topo.etcd_client_urls, strict=True))
+
+    def phase(self) -> tuple[str, str]:
+        """(phase, decision) as `status` would show them, without writing status."""
+        desired, observed = self.ctl.observe()
+        the_plan = plan(desired, observed)
+        conditions = cond.assess(desired, observed)
+        phase = cond.phase(conditions, the_plan)
+        decision = the_plan.decision
+        if the_plan.empty and phase != "Converged":
+            waiting = next(c for c in conditions if not c.status)
+            decision = f"waiting: {waiting.type} {waiting.reason}"
+        return phase, decision
+
+
+@dataclass
+class Live:
+    prober: Prober
+    watcher: Watcher
+    writer: Writer
+
+    def primary(self) -> str:
+        """The one node accepting writes now (asked directly)."""
+        writable = self.prober.writable_now()
+        if len(writable) != 1:
+            raise DrillError(
+                f"expected one node accepting writes, found {len(writable)}: "
+                f"{', '.join(sorted(writable)) or 'none'}"
+            )
+        return next(iter(writable))
+
+    @staticmethod
+    def wait_for(predicate: Callable[[], bool], timeout: float, step: float = 0.1) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if predicate():
+                return True
+            time.sleep(step)
+        return False
