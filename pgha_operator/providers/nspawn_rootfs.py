@@ -170,9 +170,11 @@ def parse_deb822_sources(text: str) -> Iterator[tuple[str, list[str], list[str]]
         if fields.get("enabled", "yes").lower() == "no":
             continue
         for uri in fields.get("uris", "").split():
-            yield uri.rstrip("/"), fields.get("suites", "").split(), fields.get(
-                "components", ""
-            ).split()
+            yield (
+                uri.rstrip("/"),
+                fields.get("suites", "").split(),
+                fields.get("components", "").split(),
+            )
 
 
 # --- building ------------------------------------------------------------------------------

@@ -80,9 +80,9 @@ def ensure_packages(host: Host, packages: Iterable[str]) -> list[str]:
         + shlex.join(missing)
     )
     host.run(["sh", "-c", script], timeout=APT_TIMEOUT)
-    if "postgresql-15" in missing and not had_main:
-        if host.run(["test", "-e", MAIN_CLUSTER], check=False).ok:
-            host.run(["pg_dropcluster", "--stop", "15", "main"], timeout=120)
+    drop_main = "postgresql-15" in missing and not had_main
+    if drop_main and host.run(["test", "-e", MAIN_CLUSTER], check=False).ok:
+        host.run(["pg_dropcluster", "--stop", "15", "main"], timeout=120)
     still = missing_packages(host, missing)
     if still:
         raise PermanentError(f"{host.name}: apt-get did not install {', '.join(still)}")
