@@ -15,6 +15,16 @@ def make_provider(cluster: Cluster, state_dir: Path) -> Provider:
         from pgha_operator.providers import local
 
         return local.LocalProvider(state_dir, local.service_user(), local.find_binaries())
-    raise PermanentError(
-        f"provider {kind!r} is not available yet; this version runs clusters with provider 'local'"
-    )
+    if kind == "nspawn":
+        from pgha_operator.providers.nspawn import NspawnProvider
+
+        return NspawnProvider(cluster, state_dir)
+    if kind == "vagrant":
+        from pgha_operator.providers.vagrant import VagrantProvider
+
+        return VagrantProvider(cluster, state_dir)
+    if kind == "ssh":
+        from pgha_operator.providers.ssh import SshProvider
+
+        return SshProvider(cluster, state_dir)
+    raise PermanentError(f"unknown provider {kind!r}")
