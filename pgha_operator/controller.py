@@ -188,6 +188,7 @@ class Controller:
             self.provider,
             self.binaries,
             secrets=load_or_create(self.state_dir),
+            check_ports=self.provider.kind == "local",  # only local machines share this host
         )
 
     # --- one cycle ----------------------------------------------------------------------------
