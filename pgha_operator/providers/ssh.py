@@ -90,9 +90,15 @@ class SshProvider:
         raw = self.host(name).read(self.marker)
         return None if raw is None else json.loads(raw)
 
+    def _local_record(self, name: str) -> Path:
+        """Which hosts this operator prepared: known without dialling anything."""
+        return self.state_dir / "hosts" / name
+
     def machines(self) -> list[MachineFact]:
         facts = []
         for m in self.topology.machines:
+            if not self._local_record(m.name).exists():
+                continue  # never prepared by us: not a machine of this cluster yet
             try:
                 prepared = self._record(m.name) is not None
             except HostError:
@@ -111,12 +117,15 @@ class SshProvider:
         if machine.has(Role.POSTGRES) and not had_venv:
             record["patroni_venv"] = PATRONI_VENV
         host.write(self.marker, (json.dumps(record, indent=2) + "\n").encode())
+        self._local_record(machine.name).parent.mkdir(parents=True, exist_ok=True)
+        self._local_record(machine.name).write_text(f"{machine.address}\n")
 
     def destroy(self, name: str) -> None:
         """Remove what the operator installed; the host itself stays."""
         host = self.host(name)
         record = self._record(name)
         if record is None:
+            self._local_record(name).unlink(missing_ok=True)
             return
         for service in SERVICES:
             host.service(service).disable()
@@ -143,6 +152,7 @@ class SshProvider:
                 timeout=900,
             )
         host.remove(self.marker)
+        self._local_record(name).unlink(missing_ok=True)
         host.close()
         self._hosts.pop(name, None)
 
