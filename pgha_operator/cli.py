@@ -22,6 +22,7 @@ from pgha_operator.drill.cli import add_drill_command
 from pgha_operator.errors import OperatorError
 from pgha_operator.execute import execute
 from pgha_operator.hosts.base import HostError
+from pgha_operator.hosts.ssh_cli import add_ssh_command
 from pgha_operator.observe.snapshot import Observed
 from pgha_operator.plan import plan
 from pgha_operator.plan_patroni import switchover_candidate
@@ -181,6 +182,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--yes", action="store_true", help="required: this deletes all data")
     state_dir(p)
     add_drill_command(sub)
+    add_ssh_command(sub)
     return parser
 
 
@@ -228,8 +230,9 @@ def _controller(args: argparse.Namespace, **kwargs: object) -> Controller:
 def cmd_plan(args: argparse.Namespace) -> int:
     loaded = load_one(_files(args), args.cluster)
     _print_warnings(loaded.warnings)
-    if loaded.cluster.spec.provider.type == "local":
-        desired, observed = _controller(args).observe()
+    ctl = _controller(args)  # machine providers observe live once they have machines
+    if ctl.provider.kind == "local" or ctl.provider.machines():
+        desired, observed = ctl.observe()
     else:
         desired, _ = build_desired(
             loaded.cluster, None, PLACEHOLDER_SECRETS, Binaries(), "postgres", "systemd"
@@ -263,8 +266,8 @@ def cmd_plan(args: argparse.Namespace) -> int:
 def cmd_render(args: argparse.Namespace) -> int:
     loaded = load_one(_files(args), args.cluster)
     cluster = loaded.cluster
-    if cluster.spec.provider.type == "local":
-        ctl = _controller(args)
+    ctl = _controller(args)  # machine providers render real secrets once they have machines
+    if ctl.provider.kind == "local" or ctl.provider.machines():
         secrets_file = ctl.state_dir / "secrets.yaml"
         secrets = PLACEHOLDER_SECRETS
         if secrets_file.exists():
