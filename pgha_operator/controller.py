@@ -237,7 +237,8 @@ class Controller:
                 "stateDir": str(self.state_dir),
             },
         )
-        write_status(self.state_dir, status)
+        if act:  # only the operator that acts owns status.json; `status` just reads
+            write_status(self.state_dir, status)
         return CycleReport(the_plan, observed, decision, phase, converged, error, permanent, status)
 
     def _save_last_applied(self) -> None:

@@ -51,6 +51,9 @@ def plan(desired: Desired, observed: Observed) -> Plan:
     topo = desired.topology
     actions += [CreateMachine(m.name) for m in topo.machines if not observed.has_machine(m.name)]
 
+    leaving = removals(desired, observed)
+    # While a leaving primary hands over, HAProxy keeps routing to it (new config after).
+    handing_over = any(isinstance(a, Switchover) for a in leaving)
     membership = etcd_membership(desired, observed)
     # Members still joining get their config from the join step, not the steady-state file.
     settling = membership.machines
@@ -62,6 +65,8 @@ def plan(desired: Desired, observed: Observed) -> Plan:
     held_reason: dict[tuple[str, str], str] = {}
     for f in desired.files:
         if f.service == "etcd" and f.machine in settling:
+            continue
+        if f.service == "haproxy" and handing_over:
             continue
         have = observed.files.get((f.machine, f.path))
         if have == content_hash(f.content):
@@ -86,7 +91,7 @@ def plan(desired: Desired, observed: Observed) -> Plan:
 
     actions += [ReloadService(m, s, r) for (m, s), r in sorted(reloads.items())]
     actions += _one_restart(held, held_reason, desired, observed, membership.busy)
-    actions += removals(desired, observed)
+    actions += leaving
     actions += membership.actions
     actions += _service_starts(desired, observed, settling)
     if not any(isinstance(a, StartService) for a in actions):

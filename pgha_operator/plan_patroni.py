@@ -46,17 +46,23 @@ def switchover_candidate(desired: Desired, observed: Observed, leader: str) -> s
 def removals(desired: Desired, observed: Observed) -> list[Action]:
     """Tear down one machine that left the manifest per cycle, the safe way round."""
     wanted = {m.name for m in desired.topology.machines}
-    for name in sorted(n for n in observed.machines if observed.has_machine(n) and n not in wanted):
+    leaving = sorted(n for n in observed.machines if observed.has_machine(n) and n not in wanted)
+    leader = observed.patroni.leader
+    if leader is not None and leader.name in leaving:
+        # Rule 4, and before anything else: the primary hands over while HAProxy still
+        # routes to it, so writes pause only for the switchover itself.
+        candidate = switchover_candidate(desired, observed, leader.name)
+        if candidate is None:
+            return [
+                WaitFor(f"a healthy replica to take over from {leader.name} before removing it")
+            ]
+        return [Switchover(leader.name, candidate, f"before removing {leader.name}")]
+    for name in leaving:
         fact = observed.machines[name]
         peer = f"http://{fact.address}:{desired.topology.etcd_peer_port}"
         if any(peer in m.peer_urls for m in observed.etcd.members):
             continue  # still an etcd member: the membership step removes it first
         member = observed.patroni.member(name)
-        if member is not None and member.role == "primary":
-            candidate = switchover_candidate(desired, observed, name)
-            if candidate is None:
-                return [WaitFor(f"a healthy replica to take over from {name} before removing it")]
-            return [Switchover(name, candidate, f"before removing {name}")]
         if observed.service(name, "patroni") == ServiceState.RUNNING:
             return [StopService(name, "patroni", "leaving the cluster")]
         if member is not None:

@@ -70,6 +70,8 @@ def test_removing_the_primary_switches_over_first() -> None:
     assert sw and sw[0].leader == "node3" and sw[0].candidate in ("node1", "node2")
     assert "switch over node3 ->" in sw[0].describe
     assert not any(isinstance(a, (StopService, DestroyMachine)) for a in actions)
+    # HAProxy keeps routing to the primary until it handed over.
+    assert not any(getattr(a, "path", "").endswith("haproxy.cfg") for a in actions)
 
 
 def test_removed_replica_is_stopped_waited_for_then_destroyed() -> None:
