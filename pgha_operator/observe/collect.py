@@ -26,6 +26,8 @@ ALL_SERVICES = ("etcd", "patroni", "haproxy")
 def observe(desired: Desired, provider: Provider, secrets: Secrets) -> Observed:
     topo = desired.topology
     machines = {m.name: m for m in provider.machines()}
+    # A stopped machine (nspawn, vagrant) is listed but cannot be asked anything.
+    up = {name for name, fact in machines.items() if fact.exists}
     with ThreadPoolExecutor(max_workers=4) as pool:
         etcd = pool.submit(collect_etcd, topo.etcd_client_urls)
         patroni = pool.submit(
@@ -41,12 +43,12 @@ def observe(desired: Desired, provider: Provider, secrets: Secrets) -> Observed:
         files: dict[tuple[str, str], str | None] = {}
         services: dict[tuple[str, str], ServiceState] = {}
         for f in desired.files:
-            if f.machine not in machines:
+            if f.machine not in up:
                 continue
             data = provider.host(f.machine).read(f.path)
             files[(f.machine, f.path)] = None if data is None else content_hash(data)
         wanted = {m.name for m in topo.machines}
-        for machine in machines:
+        for machine in [m for m in machines if m in up]:
             host = provider.host(machine)
             # A machine that left the manifest: look at whatever it may still run.
             names = desired.services.get(machine, ()) if machine in wanted else ALL_SERVICES
@@ -57,7 +59,7 @@ def observe(desired: Desired, provider: Provider, secrets: Secrets) -> Observed:
             .run(["test", "-d", f"{path}/member"], check=False, timeout=10)
             .ok
             for name, path in desired.etcd_data_dirs.items()
-            if name in machines
+            if name in up
         }
         patroni_facts = patroni.result()
         return Observed(
