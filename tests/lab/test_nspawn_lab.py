@@ -1,0 +1,312 @@
+"""The SSH + systemd path end to end, on systemd-nspawn machines (root only).
+
+manifests/nspawn.yaml as shipped: 3 PostgreSQL machines (etcd beside them) and 1 HAProxy
+machine, each a booted Debian 12 with systemd and sshd in its own network namespace. The
+tests run in order against one cluster; the module's fixture destroys it (and sweeps up
+anything the provider made) even when a test fails. The rootfs is built once when absent
+and cached in /var/cache/pgha-operator/rootfs (outside the repository).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+import requests
+
+from pgha_operator.providers import make_provider
+from pgha_operator.providers.nspawn import NspawnProvider
+from pgha_operator.spec import load
+
+REPO = Path(__file__).parents[2]
+MANIFEST = REPO / "manifests" / "nspawn.yaml"
+CLI = [sys.executable, "-m", "pgha_operator.cli"]
+APPLY_TIMEOUT = 600  # the first apply may build the rootfs (~1-2 min) before anything else
+
+pytestmark = [
+    pytest.mark.lab,
+    pytest.mark.skipif(
+        os.geteuid() != 0 or not shutil.which("systemd-nspawn"),
+        reason="lab tests need root and systemd-nspawn (make setup)",
+    ),
+]
+
+
+@dataclass
+class Lab:
+    state: Path
+    provider: NspawnProvider
+
+    def cli(
+        self, *args: str, timeout: float = 300, check: bool = True
+    ) -> subprocess.CompletedProcess[str]:
+        res = subprocess.run(
+            [*CLI, *args],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            cwd=REPO,
+            stdin=subprocess.DEVNULL,
+        )
+        if check and res.returncode != 0:
+            raise AssertionError(
+                f"pgha-operator {' '.join(args)} exited {res.returncode}:\n{res.stdout}\n{res.stderr}"
+            )
+        return res
+
+    def apply(self, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+        return self.cli(
+            "apply",
+            "-f",
+            str(MANIFEST),
+            "--state-dir",
+            str(self.state),
+            "--timeout",
+            str(timeout),
+            timeout=timeout + 120,
+        )
+
+    def ssh(
+        self, machine: str, *command: str, check: bool = True
+    ) -> subprocess.CompletedProcess[str]:
+        return self.cli(
+            "ssh",
+            "-f",
+            str(MANIFEST),
+            "--state-dir",
+            str(self.state),
+            machine,
+            "--",
+            *command,
+            timeout=120,
+            check=check,
+        )
+
+    def status(self) -> dict[str, Any]:
+        res = self.cli(
+            "status", "-f", str(MANIFEST), "--state-dir", str(self.state), "--json", check=False
+        )
+        return json.loads(res.stdout)
+
+    def dsn(self, role: str) -> str:
+        res = self.cli("dsn", "-f", str(MANIFEST), "--state-dir", str(self.state), "--role", role)
+        return res.stdout.strip()
+
+    def primary(self) -> str | None:
+        """The node whose Patroni answers GET /primary with 200 (asked directly)."""
+        topo = self.provider.topology
+        found = []
+        for name in topo.postgres:
+            with contextlib.suppress(requests.RequestException):
+                if requests.get(f"{topo.rest_api_url(name)}/primary", timeout=1).status_code == 200:
+                    found.append(name)
+        return found[0] if len(found) == 1 else None
+
+    def members(self) -> dict[str, dict[str, Any]]:
+        return {m["name"]: m for m in self.status()["postgres"]["members"]}
+
+
+def wait_for(what: str, predicate: Callable[[], Any], timeout: float = 120) -> Any:
+    deadline = time.monotonic() + timeout
+    last: Exception | None = None
+    while time.monotonic() < deadline:
+        try:
+            value = predicate()
+            if value:
+                return value
+        except Exception as exc:  # noqa: BLE001 - machines and services restart under us
+            last = exc
+        time.sleep(0.5)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what} (last error: {last})")
+
+
+def leftovers(provider: NspawnProvider, state: Path) -> list[str]:
+    """Everything of this cluster that could outlive it: namespaces, links, mounts, nspawn."""
+    net = provider.net
+    found = [f"netns {n}" for n in os.listdir("/run/netns")] if os.path.isdir("/run/netns") else []
+    ours = {net.switch_ns, *(net.machine_ns(m.name) for m in provider.topology.machines)}
+    found = [f for f in found if f.split(" ", 1)[1] in ours]
+    if os.path.exists(f"/sys/class/net/{net.uplink}"):
+        found.append(f"link {net.uplink}")
+    with open("/proc/self/mountinfo") as f:
+        found += [f"mount {line.split()[4]}" for line in f if str(state) in line.split()[4]]
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            cmdline = Path(f"/proc/{entry}/cmdline").read_bytes().split(b"\0")
+            stat = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:
+            continue
+        zombie = stat[stat.rindex(")") + 2] == "Z"
+        if (
+            not zombie
+            and cmdline[0].endswith(b"systemd-nspawn")
+            and str(state).encode() in b" ".join(cmdline)
+        ):
+            found.append(f"process {entry} {b' '.join(cmdline).decode()[:80]}")
+    return found
+
+
+@pytest.fixture(scope="module")
+def lab() -> Iterator[Lab]:
+    state = Path(tempfile.mkdtemp(prefix="pgha-lab-", dir="/tmp"))
+    cluster = load([str(MANIFEST)])[0].cluster
+    provider = make_provider(cluster, state)
+    assert isinstance(provider, NspawnProvider)
+    lab = Lab(state, provider)
+    try:
+        yield lab
+    finally:
+        lab.cli("destroy", "-f", str(MANIFEST), "--state-dir", str(state), "--yes", check=False)
+        # Safety net for a destroy that failed: the provider sweeps up what it made.
+        for m in provider.topology.machines:
+            with contextlib.suppress(Exception):
+                provider.destroy(m.name)
+        shutil.rmtree(state, ignore_errors=True)
+
+
+def test_apply_then_write_through_5000_and_read_through_5001(lab: Lab) -> None:
+    res = lab.apply(APPLY_TIMEOUT)
+    assert "cluster lab converged" in res.stdout
+    primary_dsn = lab.dsn("primary") + " connect_timeout=5"
+    replica_dsn = lab.dsn("replicas") + " connect_timeout=5"
+    assert "host=10.231.0.201 port=5000" in primary_dsn
+    with psycopg.connect(primary_dsn, autocommit=True) as conn:
+        conn.execute("CREATE TABLE IF NOT EXISTS lab_rows (id int PRIMARY KEY, note text)")
+        conn.execute("INSERT INTO lab_rows VALUES (1, 'through :5000')")
+        assert conn.execute("SELECT pg_is_in_recovery()").fetchone() == (False,)
+
+    def replica_sees_row() -> bool:
+        with psycopg.connect(replica_dsn, autocommit=True) as conn:
+            in_recovery = conn.execute("SELECT pg_is_in_recovery()").fetchone()
+            row = conn.execute("SELECT note FROM lab_rows WHERE id = 1").fetchone()
+            return in_recovery == (True,) and row == ("through :5000",)
+
+    wait_for("the row on a replica through :5001", replica_sees_row, 60)
+
+
+def test_services_are_active_on_the_right_machines(lab: Lab) -> None:
+    for node in ("node1", "node2", "node3"):
+        out = lab.ssh(
+            node, "systemctl", "is-active", "pgha-patroni", "pgha-etcd", "pgha-haproxy", check=False
+        )
+        assert out.stdout.split() == ["active", "active", "inactive"], (node, out.stdout)
+    out = lab.ssh(
+        "haproxy1",
+        "systemctl",
+        "is-active",
+        "pgha-haproxy",
+        "pgha-patroni",
+        "pgha-etcd",
+        check=False,
+    )
+    assert out.stdout.split() == ["active", "inactive", "inactive"]
+    # Enabled, so a machine that reboots brings its services back on its own.
+    assert lab.ssh("node1", "systemctl", "is-enabled", "pgha-patroni").stdout.strip() == "enabled"
+    # Debian's own units for the same daemons are masked.
+    out = lab.ssh("node1", "systemctl", "is-enabled", "etcd", "postgresql", "haproxy", check=False)
+    assert out.stdout.split() == ["masked", "masked", "masked"]
+
+
+def _main_pid(lab: Lab, machine: str, unit: str) -> str:
+    return lab.ssh(machine, "systemctl", "show", "-p", "MainPID", "--value", unit).stdout.strip()
+
+
+def test_hand_edited_haproxy_cfg_is_restored_and_reloaded(lab: Lab) -> None:
+    cfg = "/etc/haproxy/haproxy.cfg"
+    rendered = lab.ssh("haproxy1", "cat", cfg).stdout
+    pid = _main_pid(lab, "haproxy1", "pgha-haproxy")
+    reloads = lab.ssh(
+        "haproxy1", "sh", "-c", "journalctl -u pgha-haproxy -o cat | grep -c Reloaded || true"
+    ).stdout
+    lab.ssh("haproxy1", "sh", "-c", f"echo '# edited by hand' >> {cfg}")
+    assert lab.ssh("haproxy1", "cat", cfg).stdout != rendered
+    res = lab.apply()
+    assert "write haproxy1:/etc/haproxy/haproxy.cfg (changed)" in res.stdout
+    assert "reload haproxy on haproxy1" in res.stdout
+    assert lab.ssh("haproxy1", "cat", cfg).stdout == rendered
+    assert _main_pid(lab, "haproxy1", "pgha-haproxy") == pid  # reloaded, not restarted
+    after = lab.ssh(
+        "haproxy1", "sh", "-c", "journalctl -u pgha-haproxy -o cat | grep -c Reloaded || true"
+    ).stdout
+    assert int(after) == int(reloads or 0) + 1
+    with psycopg.connect(lab.dsn("primary") + " connect_timeout=5") as conn:
+        assert conn.execute("SELECT count(*) FROM lab_rows").fetchone() == (1,)
+
+
+def test_changed_unit_is_reloaded_into_systemd_and_restarted(lab: Lab) -> None:
+    unit = "/etc/systemd/system/pgha-haproxy.service"
+    rendered = lab.ssh("haproxy1", "cat", unit).stdout
+    pid = _main_pid(lab, "haproxy1", "pgha-haproxy")
+    lab.ssh("haproxy1", "sed", "-i", "s/^TimeoutStopSec=.*/TimeoutStopSec=7/", unit)
+    show = ["systemctl", "show", "-p", "NeedDaemonReload", "--value", "pgha-haproxy"]
+    assert lab.ssh("haproxy1", *show).stdout.strip() == "yes"
+    res = lab.apply()
+    assert "restart haproxy on haproxy1" in res.stdout
+    assert lab.ssh("haproxy1", "cat", unit).stdout == rendered
+    assert lab.ssh("haproxy1", *show).stdout.strip() == "no"
+    assert _main_pid(lab, "haproxy1", "pgha-haproxy") != pid
+
+
+def test_stopped_patroni_on_a_replica_is_started_again(lab: Lab) -> None:
+    primary = wait_for("one primary", lab.primary, 60)
+    replica = next(n for n in ("node1", "node2", "node3") if n != primary)
+    lab.ssh(replica, "systemctl", "stop", "pgha-patroni")
+    assert (
+        lab.ssh(replica, "systemctl", "is-active", "pgha-patroni", check=False).stdout.strip()
+        == "inactive"
+    )
+    res = lab.apply()
+    assert f"start patroni on {replica}" in res.stdout
+    assert lab.ssh(replica, "systemctl", "is-active", "pgha-patroni").stdout.strip() == "active"
+    wait_for(
+        f"{replica} streaming again",
+        lambda: (
+            lab.members()[replica]["state"] in ("streaming", "running")
+            and lab.members()[replica]["role"] == "replica"
+        ),
+        90,
+    )
+
+
+def test_hard_stopped_primary_fails_over_and_rejoins_as_replica(lab: Lab) -> None:
+    old = wait_for("one primary", lab.primary, 60)
+    lab.provider.power_off(old)  # a power cut: the container's PID 1 is SIGKILLed
+    assert not lab.provider.running(old)
+    new = wait_for("a new primary", lambda: (p := lab.primary()) and p != old and p, 120)
+    with psycopg.connect(lab.dsn("primary") + " connect_timeout=5", autocommit=True) as conn:
+        conn.execute("INSERT INTO lab_rows VALUES (2, 'after failover')")
+    res = lab.apply()  # the operator boots the machine again; Patroni rejoins it
+    assert f"create machine {old}" in res.stdout
+    assert lab.provider.running(old)
+    wait_for(
+        f"{old} back as a streaming replica",
+        lambda: (
+            lab.members()[old]["role"] == "replica" and lab.members()[old]["state"] == "streaming"
+        ),
+        120,
+    )
+    assert lab.primary() == new
+    with psycopg.connect(lab.dsn("primary") + " connect_timeout=5") as conn:
+        assert conn.execute("SELECT id FROM lab_rows ORDER BY id").fetchall() == [(1,), (2,)]
+
+
+def test_destroy_leaves_no_machine_mount_or_namespace(lab: Lab) -> None:
+    assert leftovers(lab.provider, lab.state)  # the cluster is there before
+    res = lab.cli("destroy", "-f", str(MANIFEST), "--state-dir", str(lab.state), "--yes")
+    assert "cluster lab destroyed" in res.stdout
+    assert leftovers(lab.provider, lab.state) == []
+    assert not lab.state.exists()
