@@ -439,8 +439,20 @@ def _alive(pid: int, starttime: int) -> bool:
 
 
 def _signal(pid: int, sig: int) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.kill(pid, sig)
+    """Signal pid only while it is the process we looked at: a pidfd pins it, so a pid
+    reused between our check and the signal is never hit."""
+    starttime = _starttime(pid)
+    try:
+        pidfd = os.pidfd_open(pid)
+    except (ProcessLookupError, PermissionError):
+        return
+    try:
+        if starttime and _starttime(pid) == starttime:
+            signal.pidfd_send_signal(pidfd, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+    finally:
+        os.close(pidfd)
 
 
 def _container_init(nspawn_pid: int) -> int | None:

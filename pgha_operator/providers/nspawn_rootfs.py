@@ -248,7 +248,13 @@ def _build(target: Path, log: Path | None) -> None:
     ]
     if Path(KEYRING).exists():
         argv.append(f"--keyring={KEYRING}")
-    _run([*argv, SUITE, str(target), mirror], log, f"debootstrap from {mirror}")
+    try:
+        _run([*argv, SUITE, str(target), mirror], log, f"debootstrap from {mirror}")
+    except PermanentError:
+        # A mirror hiccup (a truncated download) should not cost a CI run: once more, clean.
+        shutil.rmtree(target)
+        target.mkdir(mode=0o755)
+        _run([*argv, SUITE, str(target), mirror], log, f"debootstrap from {mirror}")
     # Patroni's wheels come through this machine's own pip configuration (its index or
     # mirror); the rootfs installs them offline.
     wheels = target / WHEELS_IN_ROOTFS.lstrip("/")
