@@ -30,6 +30,7 @@ from pgha_operator.desired import build_desired
 from pgha_operator.drill.marks import down_machines
 from pgha_operator.errors import PermanentError
 from pgha_operator.execute import Env, execute
+from pgha_operator.fencer import Fencer
 from pgha_operator.observe.collect import observe
 from pgha_operator.observe.snapshot import Observed
 from pgha_operator.plan import Desired, Plan, plan
@@ -102,6 +103,7 @@ class Controller:
         self.generation = 0
         self._spec_hash = ""
         self._lock_file: IO[str] | None = None
+        self.fencer: Fencer | None = None  # the fast failover path; only `run` probes
         self._accept(self.cluster)
 
     # --- manifest ---------------------------------------------------------------------------
@@ -197,7 +199,8 @@ class Controller:
         desired = desired or self.desired()
         observed = observe(desired, self.provider, load_or_create(self.state_dir))
         # Read after the services: a drill marks a machine down before it kills it.
-        return desired, replace(observed, down=down_machines(self.state_dir))
+        held = self.fencer.holding() if self.fencer else frozenset()
+        return desired, replace(observed, down=down_machines(self.state_dir) | held)
 
     def cycle(self, act: bool = True) -> CycleReport:
         desired, observed = self.observe()
@@ -213,6 +216,8 @@ class Controller:
             if outcome.error:
                 error = outcome.error
                 permanent = isinstance(outcome.exception, PermanentError)
+        if self.fencer:
+            self.fencer.update(desired, observed)
         conditions = cond.assess(desired, observed)
         # A temporary error (retried next cycle) is progress, not failure.
         phase = cond.phase(conditions, the_plan, error if permanent else None)
@@ -235,11 +240,24 @@ class Controller:
                 "events": list(self.events),
                 "updatedAt": _now(),
                 "stateDir": str(self.state_dir),
+                "fencing": self._fencing_status(),
             },
         )
         if act:  # only the operator that acts owns status.json; `status` just reads
             write_status(self.state_dir, status)
         return CycleReport(the_plan, observed, decision, phase, converged, error, permanent, status)
+
+    def _fencing_status(self) -> dict[str, Any]:
+        spec = self.cluster.spec.failover
+        return {
+            "mode": spec.fencing,
+            "available": self.provider.can_fence,
+            "watching": self.fencer.leader if self.fencer else None,
+            "lastDecision": self.fencer.last_decision if self.fencer else None,
+            "note": None
+            if self.provider.can_fence
+            else "this provider cannot power machines off: failover waits for the leader lease",
+        }
 
     def _save_last_applied(self) -> None:
         """The manifest in force, so `status` can show the cluster while an edit is refused."""
@@ -313,6 +331,7 @@ class Controller:
     def run(self, stop: threading.Event) -> None:
         """Forever: resync every few seconds, wake at once when a manifest file changes."""
         wake = threading.Event()
+        self.fencer = Fencer(self.desired(), self.provider)
         watcher = threading.Thread(target=self._watch, args=(wake, stop), daemon=True)
         watcher.start()
         last_decision = ""
@@ -328,8 +347,25 @@ class Controller:
                 log.info("cycle", decision=report.decision, phase=report.phase)
                 last_decision = report.decision
             delay = BUSY_SECONDS if report.plan.actions else RESYNC_SECONDS
-            wake.wait(delay)
+            self._pause(delay, wake, stop)
             wake.clear()
+
+    def _pause(self, delay: float, wake: threading.Event, stop: threading.Event) -> None:
+        """Wait for the next cycle, probing the primary meanwhile (the fast failover path)."""
+        deadline = time.monotonic() + delay
+        while not (stop.is_set() or wake.is_set()):
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            if self.fencer is None:
+                wake.wait(left)
+                continue
+            decision = self.fencer.probe()
+            if decision is not None:
+                self._event(decision.reason)
+                if decision.fence:
+                    return  # re-observe at once: the old primary's machine is down
+            wake.wait(min(self.fencer.interval, left))
 
     def _watch(self, wake: threading.Event, stop: threading.Event) -> None:
         from watchfiles import watch

@@ -164,7 +164,9 @@ def _service_starts(desired: Desired, observed: Observed, settling: frozenset[st
         out.append(WaitFor("an etcd quorum before starting Patroni"))
     down = sorted(m for m in observed.down if m in desired.services)
     if down:
-        out.append(WaitFor(f"{', '.join(down)} to come back (marked down by a drill)"))
+        out.append(
+            WaitFor(f"{', '.join(down)} to come back (marked down by a drill or by fencing)")
+        )
     return out
 
 

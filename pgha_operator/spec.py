@@ -273,6 +273,15 @@ class LoadBalancerSpec(Model):
     maxconn: Annotated[int, Strict(), Field(ge=1)] = 200
 
 
+class FailoverSpec(Model):
+    """`auto`: where the provider can power machines off, the operator fences a dead primary's
+    machine and releases its leader key so Patroni elects at once; `off`: the lease decides."""
+
+    fencing: Literal["auto", "off"] = "auto"
+    probe_interval_ms: Annotated[int, Field(ge=50, le=5000)] = 200
+    probe_failures: Annotated[int, Field(ge=2, le=50)] = 3
+
+
 class ClusterSpec(Model):
     provider: Provider
     profile: Literal["fast", "seed"] = "fast"
@@ -281,6 +290,7 @@ class ClusterSpec(Model):
     patroni: PatroniSpec = PatroniSpec()
     load_balancer: LoadBalancerSpec = LoadBalancerSpec()
     drills: Literal["allowed", "forbidden"] = "forbidden"
+    failover: FailoverSpec = FailoverSpec()
 
 
 class Metadata(Model):

@@ -16,9 +16,11 @@ from pathlib import Path
 from typing import Literal
 
 from pgha_operator.errors import PermanentError
+from pgha_operator.fencing import MachineState
 from pgha_operator.hosts.local import LocalHost
 from pgha_operator.observe.snapshot import MachineFact
 from pgha_operator.render import Binaries
+from pgha_operator.servicedef import ServiceState
 from pgha_operator.topology import Layout, Machine, layout
 
 SYSTEM_STATE_ROOT = Path("/var/lib/pgha-operator")
@@ -106,7 +108,28 @@ class LocalProvider:
         return LocalHost(name, self.root(name), tag=self.root(name))
 
     def power_off(self, name: str) -> None:
+        """A power cut: SIGKILL every process of the machine and confirm none is left."""
         self.host(name).kill_all()
+
+    def machine_state(self, name: str) -> MachineState:
+        """The provider's own view of a machine, independent of what its services answer."""
+        host = self.host(name)
+        pids = host.processes()
+        if not pids:
+            return MachineState.DEAD
+        if all(_proc_state(pid) in ("T", "t") for pid in pids):
+            return MachineState.FROZEN  # every process stopped: a hung machine
+        if host.service("patroni").state() != ServiceState.RUNNING:
+            return MachineState.PATRONI_DOWN
+        return MachineState.RUNNING
+
+
+def _proc_state(pid: int) -> str:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return "X"
+    return stat[stat.rindex(")") + 2]
 
 
 def preflight(state_dir: Path, user: str | None, binaries: Binaries) -> None:

@@ -29,7 +29,7 @@ def test_crashed_machine_marked_down_is_left_down() -> None:
     desired, observed = crashed("node1", frozenset({"node1"}))
     result = plan(desired, observed)
     assert not [a for a in result.actions if isinstance(a, StartService)]
-    assert result.actions == (WaitFor("node1 to come back (marked down by a drill)"),)
+    assert result.actions == (WaitFor("node1 to come back (marked down by a drill or by fencing)"),)
     assert "node1" in result.decision
 
 
