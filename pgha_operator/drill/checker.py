@@ -36,6 +36,7 @@ class FaultWindow:
     started: float
     healed: float  # the fault undone: machine back, processes thawed, switchover returned
     old_primary: str | None
+    old_primary_address: str | None = None  # as the writers see it (inet_server_addr)
     targets: tuple[str, ...] = ()  # machines the fault hit
     pg_targets: tuple[str, ...] = ()  # PostgreSQL nodes that must come back as replicas
     etcd_targets: tuple[str, ...] = ()  # etcd members that must come back healthy
@@ -63,6 +64,8 @@ class RunFigures:
     failed_but_present: int
     dual_primary_seconds: float
     dual_primary_nodes: tuple[str, ...]
+    new_primary_accepted_seconds: float | None
+    acked_by_old_primary_after_failover: int
     old_primary_stopped_writes_seconds: float | None
     rejoined_seconds: float | None
     read_only_after_seconds: float | None = None
@@ -95,6 +98,8 @@ class RunFigures:
             "failedButPresent": self.failed_but_present,
             "dualPrimarySeconds": r(self.dual_primary_seconds),
             "dualPrimaryNodes": list(self.dual_primary_nodes),
+            "newPrimaryAcceptedSeconds": r(self.new_primary_accepted_seconds),
+            "ackedByOldPrimaryAfterFailover": self.acked_by_old_primary_after_failover,
             "oldPrimaryStoppedWritesSeconds": r(self.old_primary_stopped_writes_seconds),
             "rejoinedSeconds": r(self.rejoined_seconds),
             "readOnlyAfterSeconds": r(self.read_only_after_seconds),
@@ -216,15 +221,16 @@ def rejoined_at(
 
 
 def read_only_window(
-    probes: Iterable[Probe], start: float, healed: float
+    probes: Iterable[Probe], start: float, healed: float, min_held: float = 1.0
 ) -> tuple[float, float] | None:
     """(seconds until the last write accepted anywhere during the fault, seconds no node
-    accepted one after that until `healed`); None if writes were accepted until the end."""
+    accepted one after that until `healed`); None if that quiet stretch is shorter than
+    `min_held` (ten probe rounds): the cluster did not become read-only."""
     last = start
     for p in probes:
         if p.state == NodeState.WRITABLE and p.sent < healed:
             last = max(last, p.done)
-    if last >= healed:
+    if healed - last < min_held:
         return None
     return last - start, healed - last
 
@@ -236,6 +242,24 @@ def new_primary(spans: dict[str, list[Span]], old: str | None, after: float) -> 
         return None
     node = max(last)[1]
     return None if node == old else node
+
+
+def first_accepted(runs: Sequence[Span], after: float) -> float | None:
+    """When the node's first accepting run that began after `after` began."""
+    return min((s for s, _ in runs if s > after), default=None)
+
+
+def stale_acks(acked: Sequence[Attempt], old_address: str | None, after: float) -> int:
+    """Writes acknowledged by the old primary although the load balancer had already
+    sent an earlier write (after `after`) to another node: a client of the load balancer
+    saw two primaries."""
+    if old_address is None:
+        return 0
+    firsts = [a.finished for a in acked if a.started > after and a.server != old_address]
+    if not firsts:
+        return 0
+    switched = min(firsts)
+    return sum(1 for a in acked if a.started > switched and a.server == old_address)
 
 
 # --- the whole run -------------------------------------------------------------------------
@@ -263,6 +287,9 @@ def analyse(
     stopped = None
     if fault.old_primary is not None:
         stopped = stopped_writes(spans.get(fault.old_primary, []), fault.started, observed_until)
+    promoted = new_primary(spans, fault.old_primary, fault.started)
+    accepted = first_accepted(spans.get(promoted, []), fault.started) if promoted else None
+    stale = stale_acks(acked, fault.old_primary_address, fault.started)
     rejoin = rejoined_at(samples, fault.pg_targets, fault.etcd_targets, fault.healed)
     read_only = read_only_window(probes, fault.started, fault.healed)
 
@@ -274,6 +301,8 @@ def analyse(
         problems.append(f"{len(lost)} acknowledged rows lost")
     if overlap > 0:
         problems.append(f"two primaries for {overlap:.3f} s ({', '.join(dual_nodes)})")
+    if stale:
+        problems.append(f"{stale} writes through the load balancer acked by the old primary")
     recovery_from = fault.started if fault.recovery_from is None else fault.recovery_from
     if resumed is None and gap is not None:
         problems.append("writes did not resume")
@@ -293,7 +322,7 @@ def analyse(
         scenario=fault.scenario,
         targets=fault.targets,
         old_primary=fault.old_primary,
-        new_primary=new_primary(spans, fault.old_primary, fault.started),
+        new_primary=promoted,
         fault_seconds=fault.healed - fault.started,
         write_gap_seconds=gap,
         writes_resumed_seconds=rel(resumed),
@@ -306,6 +335,8 @@ def analyse(
         failed_but_present=sum(1 for a in failed if (a.client, a.seq) in present),
         dual_primary_seconds=overlap,
         dual_primary_nodes=dual_nodes,
+        new_primary_accepted_seconds=rel(accepted),
+        acked_by_old_primary_after_failover=stale,
         old_primary_stopped_writes_seconds=stopped,
         rejoined_seconds=rel(rejoin),
         read_only_after_seconds=read_only[0] if read_only and fault.expect_read_only else None,

@@ -10,10 +10,11 @@ are compared with the acknowledged ones.
 from __future__ import annotations
 
 import contextlib
+import json
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -168,6 +169,7 @@ def run_once(target: Target, options: DrillOptions, number: int) -> RunFigures:
         ["SELECT client_id, seq FROM pgha_drill.writes WHERE run_id = %s"],
         (run_id,),
     )
+    _save_log(target, run_id, window, writer, prober, watcher)
     return analyse(
         window,
         writer.attempts,
@@ -178,6 +180,44 @@ def run_once(target: Target, options: DrillOptions, number: int) -> RunFigures:
         converged_at=converged_at,
         resume_limit=target.cluster.timing.ttl + RESUME_SLACK,
     )
+
+
+def _save_log(
+    target: Target,
+    run_id: str,
+    window: FaultWindow,
+    writer: Writer,
+    prober: Prober,
+    watcher: Watcher,
+) -> Path:
+    """Every attempt, probe and sample of the run, for a post-mortem, under
+    <state dir>/drill/<run id>.json (times in seconds from the fault's start)."""
+    t0 = window.started
+
+    def rel(t: float) -> float:
+        return round(t - t0, 4)
+
+    body = {
+        "runId": run_id,
+        "fault": {**asdict(window), "started": 0.0, "healed": rel(window.healed)},
+        "attempts": [
+            [a.client, a.seq, rel(a.started), rel(a.finished), a.outcome.value, a.server, a.error]
+            for a in writer.attempts
+        ],
+        "probes": [[p.node, rel(p.sent), rel(p.done), p.state.value] for p in prober.probes],
+        "samples": [
+            {
+                "at": rel(s.at),
+                "nodes": {n: v and asdict(v) for n, v in s.nodes.items()},
+                "etcdHealthy": sorted(s.etcd_healthy),
+            }
+            for s in watcher.samples
+        ],
+    }
+    path = target.state_dir / "drill" / f"{run_id}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(body))
+    return path
 
 
 def _recover(target: Target, live: Live, window: FaultWindow, timeout: float) -> float | None:

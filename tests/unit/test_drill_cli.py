@@ -1,0 +1,168 @@
+"""`pgha-operator drill` refuses before touching anything, and prints its figures."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from pgha_operator.cli import build_parser, main
+from pgha_operator.drill.checker import RunFigures
+from pgha_operator.drill.cli import format_table
+from pgha_operator.drill.faults import FAULTS
+from pgha_operator.drill.scenarios import DrillOptions, DrillResult
+from pgha_operator.secrets import load_or_create
+
+MANIFEST = """apiVersion: pgha/v1
+kind: Cluster
+metadata:
+  name: drills
+spec:
+  provider: {{type: local, network: 127.0.59.0/24}}
+{extra}
+"""
+
+
+def manifest(tmp_path: Path, extra: str = "") -> Path:
+    path = tmp_path / "cluster.yaml"
+    path.write_text(MANIFEST.format(extra=extra))
+    return path
+
+
+def drill(tmp_path: Path, path: Path, *args: str) -> int:
+    return main(["drill", "-f", str(path), "--state-dir", str(tmp_path / "state"), *args])
+
+
+def test_parser_knows_every_scenario_and_the_options() -> None:
+    args = build_parser().parse_args(
+        [
+            "drill",
+            "-f",
+            "a.yaml",
+            "-f",
+            "b.yaml",
+            "--scenario",
+            "crash-primary",
+            "--repeat",
+            "3",
+            "--json",
+            "--yes",
+            "--seconds",
+            "5",
+            "--cluster",
+            "x",
+            "--state-dir",
+            "/s",
+        ]
+    )
+    assert args.files == ["a.yaml", "b.yaml"] and args.scenario == "crash-primary"
+    assert args.repeat == 3 and args.json and args.yes and args.seconds == 5.0
+    assert args.cluster == "x" and str(args.state_dir) == "/s"
+    assert set(FAULTS) == {
+        "switchover",
+        "crash-primary",
+        "freeze-primary",
+        "crash-replica",
+        "kill-etcd-member",
+        "etcd-quorum-loss",
+        "partition-primary",
+    }
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["drill", "--scenario", "meteor", "--yes"])
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["drill", "--scenario", "switchover", "--repeat", "0"])
+
+
+def test_refused_when_the_manifest_does_not_allow_drills(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = manifest(tmp_path)  # drills default to forbidden
+    assert drill(tmp_path, path, "--scenario", "crash-primary", "--yes") == 2
+    err = capsys.readouterr().err
+    assert "does not allow drills" in err and "spec.drills: allowed" in err
+    assert str(path) in err
+    assert not (tmp_path / "state").exists()
+
+
+def test_refused_without_yes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = manifest(tmp_path, "  drills: allowed")
+    assert drill(tmp_path, path, "--scenario", "switchover") == 2
+    assert "add --yes" in capsys.readouterr().err
+
+
+def test_refused_when_the_cluster_was_never_applied(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = manifest(tmp_path, "  drills: allowed")
+    assert drill(tmp_path, path, "--scenario", "switchover", "--yes") == 2
+    assert "apply it first" in capsys.readouterr().err
+
+
+def test_partition_is_refused_on_the_local_provider(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = manifest(tmp_path, "  drills: allowed")
+    load_or_create(tmp_path / "state")  # as after an apply
+    assert drill(tmp_path, path, "--scenario", "partition-primary", "--yes") == 2
+    err = capsys.readouterr().err
+    assert "network namespace" in err and "nspawn" in err and "127.0.0.1" in err
+
+
+def figures(**kw: object) -> RunFigures:
+    base: dict[str, object] = {
+        "scenario": "crash-primary",
+        "targets": ("node1",),
+        "old_primary": "node1",
+        "new_primary": "node2",
+        "fault_seconds": 21.0,
+        "write_gap_seconds": 20.4,
+        "writes_resumed_seconds": 20.4,
+        "acked_rows": 2000,
+        "acked_lost": 0,
+        "lost_rows": (),
+        "failed_attempts": 1500,
+        "unknown_attempts": 4,
+        "unknown_committed": 1,
+        "failed_but_present": 0,
+        "dual_primary_seconds": 0.0,
+        "dual_primary_nodes": (),
+        "new_primary_accepted_seconds": 20.1,
+        "acked_by_old_primary_after_failover": 0,
+        "old_primary_stopped_writes_seconds": 0.0,
+        "rejoined_seconds": 27.0,
+        "converged_seconds": 28.0,
+    }
+    base.update(kw)
+    return RunFigures(**base)  # type: ignore[arg-type]
+
+
+def test_table_and_json_carry_each_run_and_the_verdict() -> None:
+    bad = figures(dual_primary_seconds=0.4, problems=("two primaries for 0.400 s (node1, node2)",))
+    result = DrillResult(
+        "demo",
+        "crash-primary",
+        DrillOptions("crash-primary", 2),
+        "fast",
+        "off",
+        20,
+        [figures(), bad],
+        "drill",
+    )
+    text = format_table(result)
+    assert "20.40" in text and "two primaries for 0.400 s" in text
+    assert text.splitlines()[-1].startswith("verdict: FAIL")
+    data = result.to_json()
+    assert data["scenario"] == "crash-primary" and data["verdict"] == "FAIL"
+    assert [r["verdict"] for r in data["runs"]] == ["PASS", "FAIL"]
+    assert data["clientTimeouts"] == {"connectSeconds": 0.5, "statementSeconds": 2.0}
+    ok = DrillResult(
+        "demo",
+        "crash-primary",
+        DrillOptions("crash-primary"),
+        "fast",
+        "off",
+        20,
+        [figures()],
+        "running",
+    )
+    assert ok.verdict == "PASS" and "repairs by the running operator" in format_table(ok)
