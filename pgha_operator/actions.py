@@ -197,6 +197,20 @@ class RestartPostgres:
 
 
 @dataclass(frozen=True)
+class Reinitialize:
+    """A replica that cannot rejoin (e.g. a timeline history mismatch) is cloned afresh from
+    the primary through Patroni (POST /reinitialize)."""
+
+    machine: str
+    reason: str
+    barrier: bool = True
+
+    @property
+    def describe(self) -> str:
+        return f"reinitialize {self.machine} from the primary ({self.reason})"
+
+
+@dataclass(frozen=True)
 class Switchover:
     """Rules 3 and 4: the primary is restarted or removed only after a switchover."""
 

@@ -25,6 +25,7 @@ from pgha_operator.actions import (
     DestroyMachine,
     PatchPatroniConfig,
     PromoteEtcdMember,
+    Reinitialize,
     ReloadService,
     RemoveEtcdMember,
     RemovePath,
@@ -135,6 +136,8 @@ def _perform(action: Action, env: Env) -> None:
             _patroni(env, _leader(env)).patch_config(json.loads(patch_json))
         case RestartPostgres(machine=machine):
             _patroni(env, machine).restart()
+        case Reinitialize(machine=machine):
+            _patroni(env, machine).reinitialize(force=True)
         case Switchover(leader=leader, candidate=candidate):
             _switchover(env, leader, candidate)
         case WaitFor():

@@ -24,7 +24,13 @@ from pgha_operator.actions import (
 from pgha_operator.desired import Desired, Plan, content_hash
 from pgha_operator.observe.snapshot import Observed
 from pgha_operator.plan_etcd import etcd_has_quorum, etcd_membership
-from pgha_operator.plan_patroni import config_patch, removals, rolling_restart, switchover_candidate
+from pgha_operator.plan_patroni import (
+    config_patch,
+    reinitialize_stuck,
+    removals,
+    rolling_restart,
+    switchover_candidate,
+)
 from pgha_operator.render import ADMIN_USER
 from pgha_operator.servicedef import ServiceState
 
@@ -97,6 +103,7 @@ def plan(desired: Desired, observed: Observed) -> Plan:
     if not any(isinstance(a, StartService) for a in actions):
         actions += config_patch(desired, observed)
         actions += rolling_restart(desired, observed)
+        actions += reinitialize_stuck(desired, observed)
     actions += _roles(observed)
     # A wait is a barrier: whatever else can be done this cycle goes before it.
     ordered = [a for a in actions if not isinstance(a, WaitFor)]
