@@ -31,6 +31,7 @@ import structlog
 
 from pgha_operator import topology
 from pgha_operator.errors import PermanentError, TemporaryError
+from pgha_operator.fencing import MachineState
 from pgha_operator.hosts.base import HostError
 from pgha_operator.hosts.ssh import SshHost, SshTarget
 from pgha_operator.observe.snapshot import MachineFact
@@ -169,6 +170,11 @@ class NspawnProvider:
                 "destroy the machine to make it again"
             )
         net.ensure_switch(self.net)
+        if self.running(machine.name) and not net.machine_connected(self.net, machine.name):
+            raise TemporaryError(
+                f"machine {machine.name} runs but is cut off from the network (isolated for a "
+                "partition drill); it is left alone until reconnected"
+            )
         net.ensure_machine_link(self.net, machine.name, machine.address)
         self._mount(machine.name, rootfs)
         self._personalise(machine.name, machine.address)
@@ -327,6 +333,43 @@ class NspawnProvider:
             if not _wait_gone(lambda: self.running(name), KILL_TIMEOUT):
                 raise HostError(f"machine {name}: systemd-nspawn (pid {pid}) survived SIGKILL")
 
+    def machine_state(self, name: str) -> MachineState:
+        """What the host sees of a machine, whatever its network says (for fencing): no
+        nspawn is DEAD; every process of its PID namespace stopped is FROZEN; Patroni's unit
+        down while the machine answers is PATRONI_DOWN; anything else RUNNING (a machine
+        cut off from the network still runs)."""
+        pid = self._nspawn_pid(name)
+        init = _container_init(pid) if pid is not None else None
+        if pid is None or init is None:
+            return MachineState.DEAD
+        states = _namespace_states(init)
+        if states and all(st in ("T", "t") for st in states):
+            return MachineState.FROZEN
+        try:
+            res = self.host(name).run(
+                ["systemctl", "is-active", "pgha-patroni"], check=False, timeout=5
+            )
+        except HostError:
+            return MachineState.RUNNING
+        if res.stdout.strip() in ("inactive", "failed"):
+            return MachineState.PATRONI_DOWN
+        return MachineState.RUNNING
+
+    def freeze(self, name: str) -> None:
+        """SIGSTOP every process of the machine (a hung VM) until thaw(): for drills."""
+        self._signal_all(name, signal.SIGSTOP)
+
+    def thaw(self, name: str) -> None:
+        self._signal_all(name, signal.SIGCONT)
+
+    def _signal_all(self, name: str, sig: int) -> None:
+        pid = self._nspawn_pid(name)
+        init = _container_init(pid) if pid is not None else None
+        if init is None:
+            raise HostError(f"machine {name} is not running")
+        for member in _namespace_pids(init):
+            _signal(member, sig)
+
     def isolate(self, name: str) -> None:
         """Cut the machine's link (partition drills): it keeps running, unreachable."""
         net.set_machine_connected(self.net, name, False)
@@ -471,6 +514,27 @@ def _container_init(nspawn_pid: int) -> int | None:
             if os.readlink(f"/proc/{entry}/ns/pid") != own:
                 return int(entry)
     return None
+
+
+def _namespace_pids(init: int) -> list[int]:
+    """Every process in the PID namespace of `init` (a container's PID 1)."""
+    try:
+        ns = os.readlink(f"/proc/{init}/ns/pid")
+    except OSError:
+        return []
+    pids = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            with contextlib.suppress(OSError):
+                if os.readlink(f"/proc/{entry}/ns/pid") == ns:
+                    pids.append(int(entry))
+    return pids
+
+
+def _namespace_states(init: int) -> list[str]:
+    """The scheduler state of every process in the PID namespace of `init`."""
+    fields = (_stat_fields(pid) for pid in _namespace_pids(init))
+    return [f[0] for f in fields if f is not None]
 
 
 def _wait_gone(still_there: object, timeout: float) -> bool:

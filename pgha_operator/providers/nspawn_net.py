@@ -171,6 +171,15 @@ def set_machine_connected(net: LabNetwork, machine: str, connected: bool) -> Non
     _ip(["link", "set", net.port(machine), "up" if connected else "down"], net.switch_ns)
 
 
+def machine_connected(net: LabNetwork, machine: str) -> bool:
+    """False while the machine's switch port is down (isolate())."""
+    res = _ip(["-j", "link", "show", "dev", net.port(machine)], net.switch_ns, check=False)
+    if res.returncode != 0:
+        return False
+    links = json.loads(res.stdout or "[]")
+    return bool(links) and "UP" in links[0].get("flags", [])
+
+
 def remove_machine_link(net: LabNetwork, machine: str) -> None:
     """Deleting the namespace deletes its veth pair (once no process is left inside)."""
     mns = net.machine_ns(machine)

@@ -24,6 +24,8 @@ import structlog
 
 from pgha_operator import topology
 from pgha_operator.errors import PermanentError
+from pgha_operator.fencing import MachineState
+from pgha_operator.hosts.base import HostError
 from pgha_operator.hosts.ssh import SshHost, SshTarget, SshUnreachable
 from pgha_operator.observe.snapshot import MachineFact
 from pgha_operator.providers.packages import prepare_machine
@@ -283,6 +285,27 @@ class VagrantProvider:
                 )
             )
         return self._hosts[name]
+
+    def machine_state(self, name: str) -> MachineState:
+        """VirtualBox's view of the VM (for fencing): powered off or aborted is DEAD, paused
+        or saved is FROZEN; a running VM is RUNNING (or PATRONI_DOWN when it says so)."""
+        state = parse_status(self.vagrant("status", name, "--machine-readable", check=False).stdout)
+        vm = state.get(name)
+        if vm in ("poweroff", "aborted", "not_created", "shutoff"):
+            return MachineState.DEAD
+        if vm in ("paused", "saved", "suspended"):
+            return MachineState.FROZEN
+        if vm != "running":
+            return MachineState.UNKNOWN
+        try:
+            res = self.host(name).run(
+                ["systemctl", "is-active", "pgha-patroni"], check=False, timeout=5
+            )
+        except HostError:
+            return MachineState.RUNNING
+        if res.stdout.strip() in ("inactive", "failed"):
+            return MachineState.PATRONI_DOWN
+        return MachineState.RUNNING
 
     def power_off(self, name: str) -> None:
         self._drop(name)

@@ -26,6 +26,7 @@ import psycopg
 import pytest
 import requests
 
+from pgha_operator.fencing import MachineState
 from pgha_operator.providers import make_provider
 from pgha_operator.providers.nspawn import NspawnProvider
 from pgha_operator.spec import load
@@ -216,6 +217,9 @@ def test_services_are_active_on_the_right_machines(lab: Lab) -> None:
     assert out.stdout.split() == ["active", "inactive", "inactive"]
     # Enabled, so a machine that reboots brings its services back on its own.
     assert lab.ssh("node1", "systemctl", "is-enabled", "pgha-patroni").stdout.strip() == "enabled"
+    # The provider's own view of the machines (what fencing asks).
+    assert lab.provider.machine_state("node1") == MachineState.RUNNING
+    assert lab.provider.machine_state("haproxy1") == MachineState.PATRONI_DOWN  # none there
     # Debian's own units for the same daemons are masked.
     out = lab.ssh("node1", "systemctl", "is-enabled", "etcd", "postgresql", "haproxy", check=False)
     assert out.stdout.split() == ["masked", "masked", "masked"]
@@ -269,6 +273,7 @@ def test_stopped_patroni_on_a_replica_is_started_again(lab: Lab) -> None:
         lab.ssh(replica, "systemctl", "is-active", "pgha-patroni", check=False).stdout.strip()
         == "inactive"
     )
+    assert lab.provider.machine_state(replica) == MachineState.PATRONI_DOWN
     res = lab.apply()
     assert f"start patroni on {replica}" in res.stdout
     assert lab.ssh(replica, "systemctl", "is-active", "pgha-patroni").stdout.strip() == "active"
@@ -282,13 +287,62 @@ def test_stopped_patroni_on_a_replica_is_started_again(lab: Lab) -> None:
     )
 
 
+def test_frozen_machine_is_seen_frozen_then_running(lab: Lab) -> None:
+    primary = wait_for("one primary", lab.primary, 60)
+    replica = next(n for n in ("node1", "node2", "node3") if n != primary)
+    lab.provider.freeze(replica)
+    try:
+        assert lab.provider.machine_state(replica) == MachineState.FROZEN
+    finally:
+        lab.provider.thaw(replica)
+    wait_for(
+        f"{replica} running again",
+        lambda: lab.provider.machine_state(replica) == MachineState.RUNNING,
+        30,
+    )
+
+
+def test_partitioned_primary_is_replaced_and_rejoins_when_reconnected(lab: Lab) -> None:
+    old = wait_for("one primary", lab.primary, 60)
+    lab.provider.isolate(old)  # its only link goes down; the machine keeps running
+    try:
+        new = wait_for("a new primary", lambda: (p := lab.primary()) and p != old and p, 120)
+        assert lab.provider.running(old)
+        assert lab.provider.machine_state(old) == MachineState.RUNNING  # cut off, not dead
+        with psycopg.connect(lab.dsn("primary") + " connect_timeout=5", autocommit=True) as conn:
+            conn.execute("INSERT INTO lab_rows VALUES (3, 'during the partition')")
+        res = lab.cli(
+            "apply",
+            "-f",
+            str(MANIFEST),
+            "--state-dir",
+            str(lab.state),
+            "--timeout",
+            "10",
+            check=False,
+        )
+        assert res.returncode == 1
+        assert "cut off from the network" in res.stdout + res.stderr
+    finally:
+        lab.provider.reconnect(old)
+    lab.apply()
+    wait_for(
+        f"{old} back as a streaming replica",
+        lambda: (
+            lab.members()[old]["role"] == "replica" and lab.members()[old]["state"] == "streaming"
+        ),
+        120,
+    )
+    assert lab.primary() == new
+
+
 def test_hard_stopped_primary_fails_over_and_rejoins_as_replica(lab: Lab) -> None:
     old = wait_for("one primary", lab.primary, 60)
     lab.provider.power_off(old)  # a power cut: the container's PID 1 is SIGKILLed
     assert not lab.provider.running(old)
     new = wait_for("a new primary", lambda: (p := lab.primary()) and p != old and p, 120)
     with psycopg.connect(lab.dsn("primary") + " connect_timeout=5", autocommit=True) as conn:
-        conn.execute("INSERT INTO lab_rows VALUES (2, 'after failover')")
+        conn.execute("INSERT INTO lab_rows VALUES (2, 'after the hard stop')")
     res = lab.apply()  # the operator boots the machine again; Patroni rejoins it
     assert f"create machine {old}" in res.stdout
     assert lab.provider.running(old)
@@ -301,7 +355,7 @@ def test_hard_stopped_primary_fails_over_and_rejoins_as_replica(lab: Lab) -> Non
     )
     assert lab.primary() == new
     with psycopg.connect(lab.dsn("primary") + " connect_timeout=5") as conn:
-        assert conn.execute("SELECT id FROM lab_rows ORDER BY id").fetchall() == [(1,), (2,)]
+        assert conn.execute("SELECT id FROM lab_rows ORDER BY id").fetchall() == [(1,), (2,), (3,)]
 
 
 def test_destroy_leaves_no_machine_mount_or_namespace(lab: Lab) -> None:
