@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib.metadata
 import shlex
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 from pgha_operator.errors import PermanentError
 from pgha_operator.hosts.base import Host
@@ -117,28 +118,45 @@ def ensure_patroni(host: Host) -> bool:
     return True
 
 
-def mask_debian_units(host: Host, roles: Iterable[Role]) -> None:
-    """Debian's etcd/haproxy/postgresql units would bind our ports or read our files."""
+def mask_debian_units(host: Host, roles: Iterable[Role]) -> list[str]:
+    """Debian's etcd/haproxy/postgresql units would bind our ports or read our files: stop
+    and mask them. Returns the units this call masked (not those already masked)."""
     units = [u for role in sorted(roles) for u in DEBIAN_UNITS[role]]
     if not units:
-        return
+        return []
     res = host.run(["systemctl", "is-enabled", *units], check=False)
-    if all(line.strip() == "masked" for line in res.stdout.splitlines()) and res.stdout.strip():
-        return
-    host.run(["systemctl", "stop", *units], check=False, timeout=120)
-    host.run(["systemctl", "mask", *units])
+    answers = res.stdout.split()
+    if len(answers) != len(units):  # an error for one unit: ask one by one
+        answers = [
+            host.run(["systemctl", "is-enabled", u], check=False).stdout.strip() for u in units
+        ]
+    todo = [u for u, state in zip(units, answers, strict=True) if state != "masked"]
+    if todo:
+        host.run(["systemctl", "stop", *todo], check=False, timeout=120)
+        host.run(["systemctl", "mask", *todo])
+    return todo
 
 
-def prepare_machine(host: Host, machine: Machine, layout: Layout, service_user: str) -> list[str]:
-    """Packages, Patroni and the directories the services need; returns what apt installed."""
+@dataclass(frozen=True)
+class Prepared:
+    """What prepare_machine changed on a machine (the ssh provider undoes exactly that)."""
+
+    installed: tuple[str, ...]  # Debian packages apt installed
+    masked: tuple[str, ...]  # Debian units masked
+    patroni_installed: bool  # the Patroni venv was created or upgraded
+
+
+def prepare_machine(host: Host, machine: Machine, layout: Layout, service_user: str) -> Prepared:
+    """Packages, Patroni and the directories the services need."""
     installed = ensure_packages(host, packages_for(machine.roles))
-    mask_debian_units(host, machine.roles)
+    masked = mask_debian_units(host, machine.roles)
+    patroni = False
     if machine.has(Role.POSTGRES):
-        ensure_patroni(host)
+        patroni = ensure_patroni(host)
         # Patroni's working directory and initdb's parent (data_dir itself is initdb's).
         pg_parent = layout.pg_data.rstrip("/").rsplit("/", 1)[0]
         host.run(["install", "-d", "-o", service_user, "-g", service_user, "-m", "0755", pg_parent])
     if machine.has(Role.ETCD):
         etcd_parent = layout.etcd_data.rstrip("/").rsplit("/", 1)[0]
         host.run(["install", "-d", "-m", "0755", etcd_parent])
-    return installed
+    return Prepared(tuple(installed), tuple(masked), patroni)

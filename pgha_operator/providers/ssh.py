@@ -20,7 +20,6 @@ from pgha_operator.hosts.base import HostError
 from pgha_operator.hosts.ssh import SshHost, SshTarget
 from pgha_operator.observe.snapshot import MachineFact
 from pgha_operator.providers.packages import (
-    DEBIAN_UNITS,
     PATRONI_VENV,
     patroni_version,
     prepare_machine,
@@ -29,7 +28,7 @@ from pgha_operator.render import Binaries
 from pgha_operator.render.services import SYSTEMD_UNIT_DIR, unit_name
 from pgha_operator.spec import Cluster
 from pgha_operator.spec import SshProvider as SshSpec
-from pgha_operator.topology import Layout, Machine, Role
+from pgha_operator.topology import Layout, Machine
 
 MARKER_DIR = "/etc/pgha-operator"
 SERVICES = ("haproxy", "patroni", "etcd")  # stop order: the router first, the DCS last
@@ -107,14 +106,16 @@ class SshProvider:
         return facts
 
     def create(self, machine: Machine) -> None:
-        """Prepare an existing host: packages, Patroni, directories; then mark it ours."""
+        """Prepare an existing host: packages, Patroni, directories; then mark it ours,
+        recording what was changed so destroy can undo exactly that."""
         self.preflight()
         host = self.host(machine.name)
-        record = self._record(machine.name) or {"cluster": self.cluster.name, "installed": []}
+        record = self._record(machine.name) or {"cluster": self.cluster.name}
         had_venv = patroni_version(host) is not None
-        installed = prepare_machine(host, machine, self.layout(machine.name), "postgres")
-        record["installed"] = sorted({*record.get("installed", []), *installed})  # type: ignore[misc]
-        if machine.has(Role.POSTGRES) and not had_venv:
+        done = prepare_machine(host, machine, self.layout(machine.name), "postgres")
+        record["installed"] = sorted({*record.get("installed", []), *done.installed})  # type: ignore[misc]
+        record["masked"] = sorted({*record.get("masked", []), *done.masked})  # type: ignore[misc]
+        if done.patroni_installed and not had_venv:
             record["patroni_venv"] = PATRONI_VENV
         host.write(self.marker, (json.dumps(record, indent=2) + "\n").encode())
         self._local_record(machine.name).parent.mkdir(parents=True, exist_ok=True)
@@ -134,9 +135,9 @@ class SshProvider:
         lay = self.layout(name)
         for path in (lay.patroni_config, lay.etcd_config, lay.pg_data, lay.etcd_data, lay.pgpass):
             host.remove(path)
-        machine_roles = frozenset(Role)
-        units = [u for role in sorted(machine_roles) for u in DEBIAN_UNITS[role]]
-        host.run(["systemctl", "unmask", *units], check=False)
+        masked = [str(u) for u in record.get("masked", [])]  # type: ignore[union-attr]
+        if masked:
+            host.run(["systemctl", "unmask", *masked], check=False)
         if record.get("patroni_venv"):
             host.remove(str(record["patroni_venv"]))
         installed = [str(p) for p in record.get("installed", [])]  # type: ignore[union-attr]
