@@ -55,7 +55,13 @@ def plan(desired: Desired, observed: Observed) -> Plan:
 
     actions: list[Action] = []
     topo = desired.topology
-    actions += [CreateMachine(m.name) for m in topo.machines if not observed.has_machine(m.name)]
+    # A machine marked down (drill, fencing) is not brought back: on machine providers,
+    # creating an existing machine boots it.
+    actions += [
+        CreateMachine(m.name)
+        for m in topo.machines
+        if not observed.has_machine(m.name) and m.name not in observed.down
+    ]
 
     leaving = removals(desired, observed)
     # While a leaving primary hands over, HAProxy keeps routing to it (new config after).

@@ -8,7 +8,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from pgha_operator.actions import StartService, WaitFor
+from pgha_operator.actions import CreateMachine, StartService, WaitFor
 from pgha_operator.drill.marks import clear_down, down_machines, mark_down, mark_path
 from pgha_operator.plan import plan
 from pgha_operator.servicedef import ServiceState
@@ -74,3 +74,17 @@ def test_no_marks_dir_and_garbage_marks_mean_nothing_is_down(tmp_path: Path) -> 
     (tmp_path / "down" / "node1.json").write_text("{not json")
     (tmp_path / "down" / "node2.json").write_text('{"machine": "node2"}')
     assert down_machines(tmp_path) == frozenset()
+
+
+def test_a_stopped_machine_marked_down_is_not_booted() -> None:
+    # Machine providers list a powered-off machine as absent; creating it boots it.
+    desired = demo_desired()
+    observed = converged(desired)
+    machines = dict(observed.machines)
+    machines["node1"] = replace(machines["node1"], exists=False)
+    services = {k: v for k, v in observed.services.items() if k[0] != "node1"}
+    down = replace(observed, machines=machines, services=services, down=frozenset({"node1"}))
+    actions = plan(desired, down).actions
+    assert not [a for a in actions if isinstance(a, CreateMachine | StartService)]
+    back = plan(desired, replace(down, down=frozenset())).actions
+    assert CreateMachine("node1") in back
