@@ -19,6 +19,9 @@ test-unit: setup
 test-integration: setup
 	$(PY) -m pytest tests/integration
 
+test-lab: setup
+	$(PY) -m pytest tests/lab
+
 lint: setup
 	.venv/bin/ruff check .
 	.venv/bin/ruff format --check .
