@@ -15,6 +15,11 @@ import structlog
 
 from pgha_operator import __version__, topology
 from pgha_operator.actions import Action, Switchover
+from pgha_operator.cli_args import (
+    DEFAULT_MANIFEST,
+    add_manifest_arguments,
+    add_state_dir_argument,
+)
 from pgha_operator.conditions import PRIMARY_BACKEND
 from pgha_operator.controller import Controller, load_one
 from pgha_operator.desired import PLACEHOLDER_SECRETS, build_desired
@@ -30,7 +35,6 @@ from pgha_operator.render import ADMIN_USER, SUPERUSER, Binaries
 from pgha_operator.spec import Cluster, ManifestError, load
 from pgha_operator.status import format_status, read_status
 
-DEFAULT_MANIFEST = "manifests/demo.yaml"
 EXIT_INVALID = 2
 
 DESCRIPTION = """\
@@ -83,24 +87,10 @@ def build_parser() -> argparse.ArgumentParser:
     def command(name: str, help_text: str, func: object) -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help_text, description=help_text)
         p.set_defaults(func=func)
-        p.add_argument(
-            "-f",
-            "--file",
-            dest="files",
-            action="append",
-            metavar="PATH",
-            help=f"manifest file or directory (repeatable; default {DEFAULT_MANIFEST})",
-        )
-        p.add_argument("--cluster", help="the cluster to act on when PATH holds several")
+        add_manifest_arguments(p)
         return p
 
-    def state_dir(p: argparse.ArgumentParser) -> None:
-        p.add_argument(
-            "--state-dir",
-            type=Path,
-            help="where the cluster's machines, secrets and status live (default: "
-            "/var/lib/pgha-operator/CLUSTER as root, else $XDG_STATE_HOME/pgha-operator/CLUSTER)",
-        )
+    state_dir = add_state_dir_argument
 
     command(
         "validate",

@@ -19,11 +19,11 @@ import sys
 import termios
 import tty
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import paramiko
 
+from pgha_operator.cli_args import add_manifest_arguments, add_state_dir_argument
 from pgha_operator.errors import OperatorError
 from pgha_operator.hosts.ssh import SshHost
 
@@ -39,20 +39,8 @@ def add_ssh_command(sub: Any) -> argparse.ArgumentParser:
     )
     p = sub.add_parser("ssh", help=help_text, description=help_text)
     p.set_defaults(func=cmd_ssh)
-    p.add_argument(
-        "-f",
-        "--file",
-        dest="files",
-        action="append",
-        metavar="PATH",
-        help="manifest file or directory (repeatable; default manifests/demo.yaml)",
-    )
-    p.add_argument("--cluster", help="the cluster to act on when PATH holds several")
-    p.add_argument(
-        "--state-dir",
-        type=Path,
-        help="the cluster's state dir (default /var/lib/pgha-operator/CLUSTER as root)",
-    )
+    add_manifest_arguments(p)
+    add_state_dir_argument(p)
     p.add_argument("machine", metavar="MACHINE")
     p.add_argument(
         "command",
