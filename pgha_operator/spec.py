@@ -218,9 +218,9 @@ PROFILES: dict[str, dict[str, Any]] = {
         "loop_wait": 1,
         "retry_timeout": 4,
         "check": {
-            "inter": "1s",
-            "fastinter": "250ms",
-            "downinter": "500ms",
+            "inter": "500ms",
+            "fastinter": "100ms",
+            "downinter": "100ms",
             "rise": 1,
             "fall": 2,
         },

@@ -3,9 +3,15 @@ planned switchover), holds the fault, undoes it, and returns the FaultWindow the
 reads. Every injector undoes its fault in a `finally`: a drill that fails or is
 interrupted never leaves a machine frozen, and "down" marks expire on their own.
 
+Each fault needs one capability of the provider (`Fault.needs`): hard power-off
+(`can_fence`: local, nspawn, vagrant), pausing a machine (`freeze`/`thaw`: nspawn; the local
+provider's processes are paused here), or cutting its network (`isolate`/`reconnect`:
+nspawn). Without it the drill refuses before touching anything.
+
 How long a fault lasts (`seconds=None` picks the default):
-- crash-primary, freeze-primary: until another node accepts writes (Patroni failed over,
-  after the leader key's ttl), plus a second; at most ttl + 60 s;
+- crash-primary, freeze-primary, partition-primary: until another node accepts writes
+  (after the operator fenced the old primary, or after the leader key's ttl), plus a
+  second; at most ttl + 60 s;
 - crash-replica, kill-etcd-member: 10 s;
 - etcd-quorum-loss: until no node has accepted a write for 5 s; at most ttl + 60 s.
 """
@@ -27,6 +33,7 @@ from pgha_operator.execute import execute
 from pgha_operator.hosts.local import LocalHost
 from pgha_operator.observe.etcd import collect_etcd
 from pgha_operator.plan_patroni import switchover_candidate
+from pgha_operator.providers.local import LocalProvider
 from pgha_operator.topology import Role
 
 DEFAULT_HOLD = 10.0  # seconds a crashed replica or etcd member stays down
@@ -42,22 +49,36 @@ class Fault:
     name: str
     summary: str
     inject: Inject
-    needs_netns: bool = False  # needs machines with their own network namespace
+    needs: str | None = None  # provider capability: "power_off", "freeze" or "isolate"
 
     def refusal(self, target: Target) -> str | None:
         """Why this fault cannot run against `target`, or None."""
-        kind = target.provider.kind
-        if self.needs_netns and kind == "local":
+        provider = target.provider
+        kind = provider.kind
+        if self.needs == "isolate" and not _can(provider, "isolate", "reconnect"):
+            if kind == "local":
+                return (
+                    f"{self.name} cuts the primary's machine off the network, which needs "
+                    "machines with their own network namespace (the nspawn provider). On the "
+                    "local provider every machine shares this host's loopback interface and "
+                    "outgoing loopback traffic always comes from 127.0.0.1, so no firewall "
+                    "rule can isolate one machine; run this scenario on an nspawn cluster"
+                )
+            return f"{self.name}: provider {kind!r} cannot cut a machine off the network"
+        if self.needs == "power_off" and not provider.can_fence:
             return (
-                f"{self.name} cuts the primary's machine off the network, which needs machines "
-                "with their own network namespace (the nspawn provider). On the local "
-                "provider every machine shares this host's loopback interface and outgoing "
-                "loopback traffic always comes from 127.0.0.1, so no firewall rule can "
-                "isolate one machine; run this scenario on an nspawn cluster"
+                f"{self.name} stops machines hard, which provider {kind!r} cannot do "
+                "(it does not own the machines' power)"
             )
-        if kind != "local":
-            return f"{self.name} is not available on provider {kind!r} yet"
+        if self.needs == "freeze" and not (
+            _can(provider, "freeze", "thaw") or isinstance(provider, LocalProvider)
+        ):
+            return f"{self.name}: provider {kind!r} cannot pause a machine's processes"
         return None
+
+
+def _can(provider: object, *methods: str) -> bool:
+    return all(callable(getattr(provider, m, None)) for m in methods)
 
 
 # --- helpers ---------------------------------------------------------------------------------
@@ -134,26 +155,17 @@ def crash_primary(target: Target, live: Live, seconds: float | None) -> FaultWin
 
 def freeze_primary(target: Target, live: Live, seconds: float | None) -> FaultWindow:
     primary = live.primary()
-    host = target.provider.host(primary)
-    if not isinstance(host, LocalHost):
-        raise DrillError("freeze-primary needs the local provider's process list")
-    stopped: dict[int, None] = {}
+    provider = target.provider
     started = time.monotonic()
+    if _can(provider, "freeze", "thaw"):
+        freeze, thaw = provider.freeze, provider.thaw  # type: ignore[attr-defined]
+    else:
+        freeze, thaw = _local_freezer(target)
     try:
-        # Stop until a scan finds nothing new: a stopped postmaster forks no more children.
-        for _ in range(20):
-            fresh = [p for p in host.processes() if p not in stopped]
-            if not fresh:
-                break
-            for pid in fresh:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGSTOP)
-                stopped[pid] = None
+        freeze(primary)
         _hold_until_failover(target, live, primary, seconds)
     finally:
-        for pid in stopped:  # a hung VM resumes all at once
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGCONT)
+        thaw(primary)  # a hung VM resumes all at once
     return FaultWindow(
         "freeze-primary",
         started,
@@ -164,6 +176,31 @@ def freeze_primary(target: Target, live: Live, seconds: float | None) -> FaultWi
         pg_targets=(primary,),
         recovery_from=started,
     )
+
+
+def _local_freezer(target: Target) -> tuple[Callable[[str], None], Callable[[str], None]]:
+    """SIGSTOP/SIGCONT for the local provider's machines (their tagged processes)."""
+    stopped: dict[int, None] = {}
+
+    def freeze(machine: str) -> None:
+        host = target.provider.host(machine)
+        assert isinstance(host, LocalHost)
+        # Again until a scan finds nothing new: a stopped postmaster forks no more children.
+        for _ in range(20):
+            fresh = [p for p in host.processes() if p not in stopped]
+            if not fresh:
+                return
+            for pid in fresh:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGSTOP)
+                stopped[pid] = None
+
+    def thaw(machine: str) -> None:
+        for pid in stopped:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGCONT)
+
+    return freeze, thaw
 
 
 def crash_replica(target: Target, live: Live, seconds: float | None) -> FaultWindow:
@@ -262,7 +299,28 @@ def etcd_quorum_loss(target: Target, live: Live, seconds: float | None) -> Fault
 
 
 def partition_primary(target: Target, live: Live, seconds: float | None) -> FaultWindow:
-    raise DrillError("partition-primary needs a provider with a network namespace per machine")
+    """Cut the primary's machine off (etcd, the other nodes, the load balancer): Patroni
+    demotes it once it cannot refresh its leader key, a replica takes over after the
+    lease. The drill cannot see the isolated node meanwhile (it is cut off from here too)."""
+    primary = live.primary()
+    provider = target.provider
+    started = time.monotonic()
+    try:
+        provider.isolate(primary)  # type: ignore[attr-defined]
+        _hold_until_failover(target, live, primary, seconds)
+    finally:
+        provider.reconnect(primary)  # type: ignore[attr-defined]
+    return FaultWindow(
+        "partition-primary",
+        started,
+        time.monotonic(),
+        old_primary=primary,
+        old_primary_address=target.topology.address(primary),
+        targets=(primary,),
+        pg_targets=(primary,),
+        etcd_targets=tuple(m for m in (primary,) if m in target.topology.etcd),
+        recovery_from=started,
+    )
 
 
 FAULTS: dict[str, Fault] = {
@@ -271,33 +329,43 @@ FAULTS: dict[str, Fault] = {
         Fault("switchover", "planned switchover through Patroni's REST API", switchover),
         Fault(
             "crash-primary",
-            "SIGKILL Patroni and PostgreSQL of the primary; its machine stays down until "
-            "Patroni has failed over",
+            "the primary's machine goes down hard (local: SIGKILL of Patroni and PostgreSQL) "
+            "and stays down until another node accepts writes",
             crash_primary,
+            needs="power_off",
         ),
         Fault(
             "freeze-primary",
-            "SIGSTOP every process of the primary's machine (a hung VM) until Patroni has "
-            "failed over, then SIGCONT",
+            "SIGSTOP every process of the primary's machine (a hung VM) until another node "
+            "accepts writes, then SIGCONT",
             freeze_primary,
+            needs="freeze",
         ),
-        Fault("crash-replica", "a replica's machine goes down for 10 s", crash_replica),
+        Fault(
+            "crash-replica",
+            "a replica's machine (the synchronous standby first) goes down for 10 s",
+            crash_replica,
+            needs="power_off",
+        ),
         Fault(
             "kill-etcd-member",
             "the etcd leader's machine goes down for 10 s",
             kill_etcd_member,
+            needs="power_off",
         ),
         Fault(
             "etcd-quorum-loss",
             "a majority of etcd machines go down until the cluster has been read-only for "
             "5 s, then come back",
             etcd_quorum_loss,
+            needs="power_off",
         ),
         Fault(
             "partition-primary",
-            "cut the primary off from etcd and the other nodes (network namespaces only)",
+            "cut the primary's machine off the network until another node accepts writes "
+            "(machines with their own network namespace: nspawn)",
             partition_primary,
-            needs_netns=True,
+            needs="isolate",
         ),
     )
 }

@@ -166,3 +166,41 @@ def test_table_and_json_carry_each_run_and_the_verdict() -> None:
         "running",
     )
     assert ok.verdict == "PASS" and "repairs by the running operator" in format_table(ok)
+
+
+class FakeProvider:
+    def __init__(self, kind: str, can_fence: bool, *methods: str) -> None:
+        self.kind = kind
+        self.can_fence = can_fence
+        for m in methods:
+            setattr(self, m, lambda name: None)
+
+
+class FakeTarget:
+    def __init__(self, provider: FakeProvider) -> None:
+        self.provider = provider
+
+
+def refusals(provider: FakeProvider) -> dict[str, bool]:
+    return {name: f.refusal(FakeTarget(provider)) is None for name, f in FAULTS.items()}  # type: ignore[arg-type]
+
+
+def test_each_fault_asks_the_provider_for_the_capability_it_needs() -> None:
+    nspawn = FakeProvider("nspawn", True, "freeze", "thaw", "isolate", "reconnect")
+    assert all(refusals(nspawn).values())
+    vagrant = FakeProvider("vagrant", True)
+    assert refusals(vagrant) == {
+        n: n not in ("freeze-primary", "partition-primary") for n in FAULTS
+    }
+    ssh = FakeProvider("ssh", False)
+    assert [n for n, ok in refusals(ssh).items() if ok] == ["switchover"]
+    reason = FAULTS["crash-primary"].refusal(FakeTarget(ssh))  # type: ignore[arg-type]
+    assert reason is not None and "cannot" in reason and "ssh" in reason
+
+
+def test_only_the_demo_manifest_allows_drills() -> None:
+    from pgha_operator.spec import load
+
+    allowed = {item.source.split("/")[-1]: item.cluster.spec.drills for item in load(["manifests"])}
+    assert allowed.pop("demo.yaml") == "allowed"
+    assert set(allowed.values()) == {"forbidden"}

@@ -815,7 +815,7 @@ def test_json_schema_uses_camel_case() -> None:
 
 def test_timing_profiles() -> None:
     fast = demo_cluster().timing
-    assert fast == Timing(20, 1, 4, "1s", "250ms", "500ms", 1, 2)
+    assert fast == Timing(20, 1, 4, "500ms", "100ms", "100ms", 1, 2)
     (vagrant,) = load([MANIFESTS / "vagrant.yaml"])
     assert resolve_timing(vagrant.cluster.spec) == Timing(30, 10, 10, "3s", "3s", "3s", 2, 3)
     for profile in PROFILES.values():
@@ -827,7 +827,7 @@ def test_timing_overrides_profile() -> None:
     text = with_patroni("    ttl: 40\n    loopWait: 5")
     text = add_to("  loadBalancer:", "    healthCheck: {inter: 2s, fall: 4}", text=text)
     (loaded,) = parse_text(text, "t.yaml")[0]
-    assert loaded.cluster.timing == Timing(40, 5, 4, "2s", "250ms", "500ms", 1, 4)
+    assert loaded.cluster.timing == Timing(40, 5, 4, "2s", "100ms", "100ms", 1, 4)
 
 
 @pytest.mark.parametrize(("text", "ms"), [("250ms", 250), ("1s", 1000), ("0ms", 0), ("30s", 30000)])
