@@ -179,13 +179,15 @@ def freeze_primary(target: Target, live: Live, seconds: float | None) -> FaultWi
 
 
 def _local_freezer(target: Target) -> tuple[Callable[[str], None], Callable[[str], None]]:
-    """SIGSTOP/SIGCONT for the local provider's machines (their tagged processes)."""
+    """SIGSTOP/SIGCONT for the local provider's machines (their tagged processes), in one
+    tight loop each: a hung VM stops all at once. (PostgreSQL's children each lead their
+    own process group, so there is no single group to signal.)"""
     stopped: dict[int, None] = {}
 
     def freeze(machine: str) -> None:
         host = target.provider.host(machine)
         assert isinstance(host, LocalHost)
-        # Again until a scan finds nothing new: a stopped postmaster forks no more children.
+        # Again until a scan finds nothing new (a process forked while we signalled).
         for _ in range(20):
             fresh = [p for p in host.processes() if p not in stopped]
             if not fresh:
@@ -193,7 +195,7 @@ def _local_freezer(target: Target) -> tuple[Callable[[str], None], Callable[[str
             for pid in fresh:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGSTOP)
-                stopped[pid] = None
+            stopped.update(dict.fromkeys(fresh))
 
     def thaw(machine: str) -> None:
         for pid in stopped:

@@ -1,0 +1,204 @@
+"""Failover figures per timing profile, as JSON on stdout.
+
+For the `seed` profile and the default (`fast`) one, a fresh 3 etcd + 3 PostgreSQL +
+1 HAProxy cluster on the local provider goes through N runs (default 5) of each case:
+
+- `switchover`: Patroni's planned switchover;
+- `crash-primary, fencing off`: the primary's machine dies, the leader lease decides;
+- `crash-primary, fencing auto`: the same, the operator fences the dead machine and
+  releases its leader key (the default for providers that can power machines off).
+
+Each run is one `pgha-operator drill --json` (the drill runs its own operator, fresh per
+run, so the fencer's one-fence-per-ttl guard never turns a fenced run into a lease run).
+Prints every run's figures, the medians, and seed/fast ratios of the median write gap.
+
+    .venv/bin/python bench/failover.py [--runs 5] [--profiles seed,fast]
+
+`--compare-checks` instead compares HAProxy check timings on the fast profile with the
+fenced crash (how the default profile's checks were chosen):
+
+    .venv/bin/python bench/failover.py --compare-checks --runs 8
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from pgha_operator.spec import PROFILES  # noqa: E402
+from tests.integration.cluster_helpers import (  # noqa: E402
+    cli,
+    kill_leftovers,
+    make_state_root,
+    write_manifest,
+)
+
+NETWORK = "127.0.52.0/24"
+BODY = """  drills: allowed
+  failover: {{fencing: "{fencing}"}}
+  etcd: {{members: 3}}
+  postgres: {{instances: 3}}
+  loadBalancer: {{instances: 1{checks}}}
+"""
+# (case name, drill scenario, operator fencing)
+CASES = (
+    ("switchover", "switchover", "auto"),
+    ("crash-primary, fencing off", "crash-primary", "off"),
+    ("crash-primary, fencing auto", "crash-primary", "auto"),
+)
+# Candidates of --compare-checks: (inter, fastinter, downinter), rise 1 fall 2.
+CHECKS = (("1s", "250ms", "500ms"), ("1s", "100ms", "200ms"), ("500ms", "100ms", "100ms"))
+FIGURES = ("writeGapSeconds", "newPrimaryAcceptedSeconds", "rejoinedSeconds", "convergedSeconds")
+
+
+class Cluster:
+    def __init__(self, profile: str) -> None:
+        self.profile = profile
+        self.root = make_state_root()
+        self.state = self.root / "state"
+        self.manifest = self.write("auto")
+
+    def write(self, fencing: str, checks: tuple[str, str, str] | None = None) -> Path:
+        check = ""
+        if checks:
+            inter, fast, down = checks
+            check = (
+                f", healthCheck: {{inter: {inter}, fastinter: {fast}, downinter: {down}, "
+                "rise: 1, fall: 2}"
+            )
+        body = BODY.format(fencing=fencing, checks=check)
+        path = write_manifest(self.root, f"failover-{self.profile}", NETWORK, body)
+        path.write_text(path.read_text().replace("profile: fast", f"profile: {self.profile}"))
+        self.manifest = path
+        return path
+
+    def apply(self) -> None:
+        res = cli(
+            "apply", "-f", str(self.manifest), "--state-dir", str(self.state), "--timeout", "300"
+        )
+        if res.returncode != 0:
+            raise RuntimeError(f"apply failed:\n{res.stdout}\n{res.stderr}")
+
+    def drill(self, scenario: str) -> dict[str, Any]:
+        res = cli(
+            *("drill", "-f", str(self.manifest), "--state-dir", str(self.state)),
+            *("--scenario", scenario, "--json", "--yes"),
+            timeout=600,
+        )
+        if res.returncode not in (0, 1):
+            raise RuntimeError(f"drill {scenario} failed:\n{res.stdout}\n{res.stderr[-3000:]}")
+        report = json.loads(res.stdout)
+        run = report["runs"][0]
+        run["clientTimeouts"] = report["clientTimeouts"]
+        return run
+
+    def destroy(self) -> None:
+        cli("destroy", "-f", str(self.manifest), "--state-dir", str(self.state), "--yes")
+        kill_leftovers(self.state)
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+def median(values: list[Any]) -> float | None:
+    numbers = [v for v in values if v is not None]
+    return round(statistics.median(numbers), 3) if numbers else None
+
+
+def summarize(runs: list[dict[str, Any]], **extra: Any) -> dict[str, Any]:
+    return {
+        **extra,
+        "verdicts": [r["verdict"] for r in runs],
+        "ackedLost": sum(r["ackedLost"] for r in runs),
+        "dualPrimarySeconds": sum(r["dualPrimarySeconds"] for r in runs),
+        **{f: [r[f] for r in runs] for f in FIGURES},
+        **{f"median{f[0].upper()}{f[1:]}": median([r[f] for r in runs]) for f in FIGURES},
+        "clientTimeouts": runs[0]["clientTimeouts"] if runs else None,
+    }
+
+
+def run_profile(profile: str, runs: int) -> dict[str, Any]:
+    cluster = Cluster(profile)
+    cases: dict[str, Any] = {}
+    try:
+        cluster.apply()
+        for name, scenario, fencing in CASES:
+            cluster.write(fencing)
+            started = time.monotonic()
+            results = [cluster.drill(scenario) for _ in range(runs)]
+            cases[name] = summarize(
+                results,
+                scenario=scenario,
+                fencing=fencing,
+                wallSeconds=round(time.monotonic() - started, 1),
+            )
+            print(f"{profile} / {name}: {cases[name]['writeGapSeconds']}", file=sys.stderr)
+    finally:
+        cluster.destroy()
+    return {"timing": PROFILES[profile], "cases": cases}
+
+
+def compare_checks(runs: int) -> dict[str, Any]:
+    cluster = Cluster("fast")
+    results: dict[str, list[dict[str, Any]]] = {"/".join(c): [] for c in CHECKS}
+    try:
+        cluster.apply()
+        for _ in range(runs):  # interleaved: a drift of the machine hits every candidate
+            for checks in CHECKS:
+                cluster.write("auto", checks)
+                cluster.apply()  # HAProxy reloads with the candidate's checks
+                results["/".join(checks)].append(cluster.drill("crash-primary"))
+    finally:
+        cluster.destroy()
+    return {
+        "benchmark": "failover-health-checks",
+        "scenario": "crash-primary, fencing auto, profile fast",
+        "runsPerCandidate": runs,
+        "candidates": {
+            name: summarize(r, inter_fastinter_downinter=name, rise=1, fall=2)
+            for name, r in results.items()
+        },
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--profiles", default="seed,fast")
+    parser.add_argument("--compare-checks", action="store_true")
+    args = parser.parse_args()
+    if args.compare_checks:
+        print(json.dumps(compare_checks(args.runs), indent=2))
+        return
+    profiles = args.profiles.split(",")
+    results = {p: run_profile(p, args.runs) for p in profiles}
+    ratios = {}
+    if "seed" in results and "fast" in results:
+        for name, _, _ in CASES:
+            seed = results["seed"]["cases"][name]["medianWriteGapSeconds"]
+            fast = results["fast"]["cases"][name]["medianWriteGapSeconds"]
+            ratios[name] = round(seed / fast, 2) if seed and fast else None
+    verdicts = [v for r in results.values() for c in r["cases"].values() for v in c["verdicts"]]
+    print(
+        json.dumps(
+            {
+                "benchmark": "failover",
+                "runsPerCase": args.runs,
+                "profiles": results,
+                "medianWriteGapRatioSeedOverFast": ratios,
+                "verdict": "PASS" if verdicts and all(v == "PASS" for v in verdicts) else "FAIL",
+            },
+            indent=2,
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()
