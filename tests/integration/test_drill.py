@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import json
 import shutil
+import socket
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,11 +29,14 @@ from typing import Any
 
 import pytest
 
+from pgha_operator.drill import pgclient
 from tests.integration.cluster_helpers import (
     Operator,
     cli,
+    dsn,
     kill_leftovers,
     make_state_root,
+    query,
     status,
     wait_for,
     write_manifest,
@@ -90,6 +95,25 @@ def bring_up(name: str, network: str, body: str) -> Iterator[Cluster]:
         cli("destroy", "-f", str(manifest), "--state-dir", str(state), "--yes", timeout=180)
         kill_leftovers(state)
         shutil.rmtree(root, ignore_errors=True)
+
+
+def test_connect_gives_up_at_its_deadline_and_closes_the_socket() -> None:
+    """A frozen postmaster accepts TCP and never answers; libpq would wait 2 s at least."""
+    silent = socket.socket()
+    silent.bind(("127.0.50.250", 0))
+    silent.listen(16)
+    try:
+        port = silent.getsockname()[1]
+        before = len(list(Path("/proc/self/fd").iterdir()))
+        for _ in range(3):
+            started = time.monotonic()
+            with pytest.raises(pgclient.ClientError) as err:
+                pgclient.connect(f"host=127.0.50.250 port={port} user=x dbname=x", started + 0.3)
+            assert err.value.outcome == pgclient.Outcome.FAILED
+            assert 0.25 < time.monotonic() - started < 1.5
+        assert len(list(Path("/proc/self/fd").iterdir())) == before  # nothing left open
+    finally:
+        silent.close()
 
 
 def assert_safe(report: dict[str, Any]) -> dict[str, Any]:
@@ -154,6 +178,30 @@ def cluster(async_cluster: Cluster) -> Cluster:
 
 
 class TestAsynchronousCluster:
+    def test_abandoned_statement_is_closed_on_the_server(self, cluster: Cluster) -> None:
+        """LAB-NOTES: abandoned client-side timeouts once left backends stuck on an old
+        primary. A statement past its deadline is given up *and* its connection closed."""
+        conninfo = dsn(cluster.manifest, cluster.state)
+        conn = pgclient.connect(conninfo, time.monotonic() + 5)
+        pid = pgclient.query(conn, "SELECT pg_backend_pid()", deadline=time.monotonic() + 5)[0][0]
+        started = time.monotonic()
+        with pytest.raises(pgclient.ClientError) as err:
+            pgclient.query(conn, "SELECT pg_sleep(5)", deadline=started + 0.5)
+        assert err.value.outcome == pgclient.Outcome.UNKNOWN
+        assert time.monotonic() - started < 3  # gave up at its deadline, not after 5 s
+        assert not pgclient.usable(conn)
+        conn.finish()
+
+        def backend_gone() -> bool:
+            rows = query(
+                conninfo, "SELECT count(*) FROM pg_stat_activity WHERE pid = %s", (int(pid),)
+            )
+            return rows[0][0] == 0
+
+        # HAProxy closes its side; PostgreSQL notices when pg_sleep ends. An abandoned but
+        # open connection would stay, idle, after that.
+        wait_for("the abandoned backend gone", backend_gone, timeout=60)
+
     def test_switchover(self, cluster: Cluster, operator: Operator) -> None:
         report = cluster.drill("switchover")
         assert report["operator"] == "running"  # the drill left the repairs to it
