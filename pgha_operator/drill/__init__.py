@@ -1,0 +1,1 @@
+"""`pgha-operator drill`: prove the HA by injecting faults while writing (docs/drill.md)."""

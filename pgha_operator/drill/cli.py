@@ -11,7 +11,8 @@ from typing import Any
 
 from pgha_operator.drill.checker import RunFigures
 from pgha_operator.drill.faults import FAULTS
-from pgha_operator.drill.scenarios import DrillOptions, DrillResult, run_drill
+from pgha_operator.drill.report import DrillResult
+from pgha_operator.drill.scenarios import DrillOptions, run_drill
 from pgha_operator.drill.target import DrillRefused
 from pgha_operator.drill.writer import ClientTimeouts
 
@@ -133,12 +134,11 @@ COLUMNS = (
 
 
 def format_table(result: DrillResult) -> str:
-    opts = result.options
     lines = [
         f"drill {result.scenario} on cluster {result.cluster} (profile {result.profile}, "
-        f"ttl {result.ttl} s, synchronous {result.synchronous}); {opts.clients} writers "
-        f"through the load balancer, client timeouts connect {opts.timeouts.connect} s / "
-        f"statement {opts.timeouts.statement} s; repairs by "
+        f"ttl {result.ttl} s, synchronous {result.synchronous}); {result.clients} writers "
+        f"through the load balancer, client timeouts connect {result.timeouts.connect} s / "
+        f"statement {result.timeouts.statement} s; repairs by "
         + ("the running operator" if result.operator == "running" else "the drill's operator"),
         "  ".join(name.rjust(width) for name, width in COLUMNS),
     ]

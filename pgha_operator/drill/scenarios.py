@@ -10,11 +10,10 @@ are compared with the acknowledged ones.
 from __future__ import annotations
 
 import contextlib
-import json
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +24,7 @@ from pgha_operator.controller import Controller
 from pgha_operator.drill.checker import FaultWindow, RunFigures, analyse, rejoined_at
 from pgha_operator.drill.faults import FAULTS
 from pgha_operator.drill.prober import Prober
+from pgha_operator.drill.report import DrillResult, save_run_log
 from pgha_operator.drill.target import DrillError, DrillRefused, Live, Target
 from pgha_operator.drill.watch import Watcher
 from pgha_operator.drill.writer import SCHEMA_SQL, ClientTimeouts, Writer
@@ -130,7 +130,8 @@ def _sql(
             time.sleep(0.5)
 
 
-def run_once(target: Target, options: DrillOptions, number: int) -> RunFigures:
+def run_once(target: Target, options: DrillOptions, number: int) -> tuple[RunFigures, Path]:
+    """One run: its figures and the path of its raw log."""
     fault = FAULTS[options.scenario]
     ok, decision = wait_converged(target, options.converge_timeout)
     if not ok:
@@ -169,8 +170,8 @@ def run_once(target: Target, options: DrillOptions, number: int) -> RunFigures:
         ["SELECT client_id, seq FROM pgha_drill.writes WHERE run_id = %s"],
         (run_id,),
     )
-    _save_log(target, run_id, window, writer, prober, watcher)
-    return analyse(
+    log_path = save_run_log(target.state_dir, run_id, window, writer, prober, watcher)
+    figures = analyse(
         window,
         writer.attempts,
         prober.probes,
@@ -180,44 +181,7 @@ def run_once(target: Target, options: DrillOptions, number: int) -> RunFigures:
         converged_at=converged_at,
         resume_limit=target.cluster.timing.ttl + RESUME_SLACK,
     )
-
-
-def _save_log(
-    target: Target,
-    run_id: str,
-    window: FaultWindow,
-    writer: Writer,
-    prober: Prober,
-    watcher: Watcher,
-) -> Path:
-    """Every attempt, probe and sample of the run, for a post-mortem, under
-    <state dir>/drill/<run id>.json (times in seconds from the fault's start)."""
-    t0 = window.started
-
-    def rel(t: float) -> float:
-        return round(t - t0, 4)
-
-    body = {
-        "runId": run_id,
-        "fault": {**asdict(window), "started": 0.0, "healed": rel(window.healed)},
-        "attempts": [
-            [a.client, a.seq, rel(a.started), rel(a.finished), a.outcome.value, a.server, a.error]
-            for a in writer.attempts
-        ],
-        "probes": [[p.node, rel(p.sent), rel(p.done), p.state.value] for p in prober.probes],
-        "samples": [
-            {
-                "at": rel(s.at),
-                "nodes": {n: v and asdict(v) for n, v in s.nodes.items()},
-                "etcdHealthy": sorted(s.etcd_healthy),
-            }
-            for s in watcher.samples
-        ],
-    }
-    path = target.state_dir / "drill" / f"{run_id}.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(body))
-    return path
+    return figures, log_path
 
 
 def _recover(target: Target, live: Live, window: FaultWindow, timeout: float) -> float | None:
@@ -235,39 +199,6 @@ def _recover(target: Target, live: Live, window: FaultWindow, timeout: float) ->
                     return time.monotonic()
         time.sleep(0.5)
     return None
-
-
-@dataclass
-class DrillResult:
-    cluster: str
-    scenario: str
-    options: DrillOptions
-    profile: str
-    synchronous: str
-    ttl: int
-    runs: list[RunFigures]
-    operator: str  # "running" (an operator already ran) or "drill" (the drill ran one)
-
-    @property
-    def verdict(self) -> str:
-        return "PASS" if self.runs and all(r.verdict == "PASS" for r in self.runs) else "FAIL"
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "cluster": self.cluster,
-            "scenario": self.scenario,
-            "profile": self.profile,
-            "synchronous": self.synchronous,
-            "ttl": self.ttl,
-            "clients": self.options.clients,
-            "clientTimeouts": {
-                "connectSeconds": self.options.timeouts.connect,
-                "statementSeconds": self.options.timeouts.statement,
-            },
-            "operator": self.operator,
-            "runs": [r.to_json() for r in self.runs],
-            "verdict": self.verdict,
-        }
 
 
 def run_drill(
@@ -289,10 +220,11 @@ def run_drill(
     operator = BackgroundOperator(ctl.paths, ctl.state_dir, ctl.cluster.name)
     own = operator.start()
     try:
-        runs = []
+        runs, logs = [], []
         for number in range(1, options.repeat + 1):
-            figures = run_once(target, options, number)
+            figures, log_path = run_once(target, options, number)
             runs.append(figures)
+            logs.append(str(log_path))
             if on_run:
                 on_run(number, figures)
     finally:
@@ -302,10 +234,12 @@ def run_drill(
     return DrillResult(
         cluster=ctl.cluster.name,
         scenario=options.scenario,
-        options=options,
+        clients=options.clients,
+        timeouts=options.timeouts,
         profile=spec.profile,
         synchronous=spec.postgres.synchronous,
         ttl=ctl.cluster.timing.ttl,
         runs=runs,
+        logs=logs,
         operator="drill" if own else "running",
     )

@@ -1,7 +1,9 @@
-"""The drill's member watcher: Patroni's member list and etcd's health, twice a second.
+"""The drill's watcher: what each Patroni node says about itself (`GET /patroni`) and
+each etcd member's health, twice a second.
 
-It answers "when did the failed node rejoin as a replica" and "when were the stopped etcd
-members healthy again", and tells the fault injectors who the primary is.
+It answers "when did the failed node rejoin as a streaming replica" and "when were the
+stopped etcd members healthy again". Each node is asked itself: `/cluster` is a cached DCS
+view that keeps a SIGKILLed member "streaming" until its key expires.
 """
 
 from __future__ import annotations

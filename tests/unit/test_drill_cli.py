@@ -10,7 +10,8 @@ from pgha_operator.cli import build_parser, main
 from pgha_operator.drill.checker import RunFigures
 from pgha_operator.drill.cli import format_table
 from pgha_operator.drill.faults import FAULTS
-from pgha_operator.drill.scenarios import DrillOptions, DrillResult
+from pgha_operator.drill.report import DrillResult
+from pgha_operator.drill.writer import ClientTimeouts
 from pgha_operator.secrets import load_or_create
 
 MANIFEST = """apiVersion: pgha/v1
@@ -136,35 +137,33 @@ def figures(**kw: object) -> RunFigures:
     return RunFigures(**base)  # type: ignore[arg-type]
 
 
+def result_of(runs: list[RunFigures], operator: str, logs: list[str] | None = None) -> DrillResult:
+    return DrillResult(
+        cluster="demo",
+        scenario="crash-primary",
+        clients=4,
+        timeouts=ClientTimeouts(),
+        profile="fast",
+        synchronous="off",
+        ttl=20,
+        runs=runs,
+        operator=operator,
+        logs=logs or [],
+    )
+
+
 def test_table_and_json_carry_each_run_and_the_verdict() -> None:
     bad = figures(dual_primary_seconds=0.4, problems=("two primaries for 0.400 s (node1, node2)",))
-    result = DrillResult(
-        "demo",
-        "crash-primary",
-        DrillOptions("crash-primary", 2),
-        "fast",
-        "off",
-        20,
-        [figures(), bad],
-        "drill",
-    )
+    result = result_of([figures(), bad], "drill", logs=["/s/drill/a.json", "/s/drill/b.json"])
     text = format_table(result)
     assert "20.40" in text and "two primaries for 0.400 s" in text
     assert text.splitlines()[-1].startswith("verdict: FAIL")
     data = result.to_json()
     assert data["scenario"] == "crash-primary" and data["verdict"] == "FAIL"
     assert [r["verdict"] for r in data["runs"]] == ["PASS", "FAIL"]
+    assert [r["log"] for r in data["runs"]] == ["/s/drill/a.json", "/s/drill/b.json"]
     assert data["clientTimeouts"] == {"connectSeconds": 0.5, "statementSeconds": 2.0}
-    ok = DrillResult(
-        "demo",
-        "crash-primary",
-        DrillOptions("crash-primary"),
-        "fast",
-        "off",
-        20,
-        [figures()],
-        "running",
-    )
+    ok = result_of([figures()], "running")
     assert ok.verdict == "PASS" and "repairs by the running operator" in format_table(ok)
 
 
