@@ -163,7 +163,10 @@ def test_crashed_primary_is_fenced_and_replaced_at_once(fenced: Fenced, operator
         wait_for("a new primary", lambda: fenced.primary() != old, timeout=60)
         wait_for("writes after the crash", lambda: writer.ack_times[-1] > since + 1, timeout=60)
         gap = writer.longest_gap(since)
-    assert f"decision='fencing {old}:" in operator.output() and "leader key released" in operator.output()
+    assert (
+        f"decision='fencing {old}:" in operator.output()
+        and "leader key released" in operator.output()
+    )
     assert writer.lost() == []
     assert watch.max_writable <= 1, "two nodes accepted writes at once"
     wait_for("the old primary back as a replica", fenced.converged, timeout=120)
@@ -185,7 +188,9 @@ def test_frozen_primary_is_fenced_and_never_writes_again(
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGCONT)
         time.sleep(2)
-    assert f"decision='fencing {old}:" in operator.output() and "machine frozen" in operator.output()
+    assert (
+        f"decision='fencing {old}:" in operator.output() and "machine frozen" in operator.output()
+    )
     assert writer.lost() == []
     assert watch.max_writable <= 1, "two nodes accepted writes at once"
     assert not any(p in host.processes() for p in pids)
