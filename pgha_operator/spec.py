@@ -98,6 +98,7 @@ class SshProvider(Model):
     type: Literal["ssh"]
     network: IPv4Network | None = None
     user: str = "root"
+    port: Annotated[int, Field(ge=1, le=65535)] = 22
     key_file: str
     known_hosts: str
 

@@ -26,5 +26,6 @@ def make_provider(cluster: Cluster, state_dir: Path) -> Provider:
     if kind == "ssh":
         from pgha_operator.providers.ssh import SshProvider
 
-        return SshProvider(cluster, state_dir)
+        spec = cluster.spec.provider
+        return SshProvider(cluster, state_dir, port=spec.port if spec.type == "ssh" else 22)
     raise PermanentError(f"unknown provider {kind!r}")

@@ -68,3 +68,18 @@ def test_every_command_has_help(command: str, capsys: pytest.CaptureFixture[str]
         main([command, "--help"])
     assert exc.value.code == 0
     assert len(capsys.readouterr().out) > 100
+
+
+def test_ssh_provider_takes_the_manifests_port(tmp_path: Path) -> None:
+    from pgha_operator.providers import make_provider
+    from pgha_operator.spec import load
+
+    text = (
+        Path("manifests/ssh.example.yaml")
+        .read_text()
+        .replace("user: admin", "user: admin\n    port: 2222")
+    )
+    manifest = tmp_path / "ssh.yaml"
+    manifest.write_text(text)
+    cluster = load([manifest])[0].cluster
+    assert make_provider(cluster, tmp_path / "state").port == 2222
