@@ -342,7 +342,8 @@ class NspawnProvider:
         init = _container_init(pid) if pid is not None else None
         if pid is None or init is None:
             return MachineState.DEAD
-        states = _namespace_states(init)
+        # Zombies and the dying do not run either; only live processes decide.
+        states = [st for st in _namespace_states(init) if st not in ("Z", "X")]
         if states and all(st in ("T", "t") for st in states):
             return MachineState.FROZEN
         try:
@@ -367,8 +368,17 @@ class NspawnProvider:
         init = _container_init(pid) if pid is not None else None
         if init is None:
             raise HostError(f"machine {name} is not running")
-        for member in _namespace_pids(init):
-            _signal(member, sig)
+        # Repeat until no new process shows up: one forked between listing and signalling
+        # would otherwise keep running, and the machine would not be frozen at all.
+        done: set[int] = set()
+        for _ in range(20):
+            fresh = set(_namespace_pids(init)) - done
+            if not fresh:
+                return
+            for member in fresh:
+                _signal(member, sig)
+            done |= fresh
+            time.sleep(0.05)
 
     def isolate(self, name: str) -> None:
         """Cut the machine's link (partition drills): it keeps running, unreachable."""
