@@ -31,7 +31,7 @@ from pgha_operator.hosts.ssh_cli import add_ssh_command
 from pgha_operator.observe.snapshot import Observed
 from pgha_operator.plan import plan
 from pgha_operator.plan_patroni import switchover_candidate
-from pgha_operator.render import ADMIN_USER, SUPERUSER, Binaries
+from pgha_operator.render import ADMIN_USER, SUPERUSER
 from pgha_operator.spec import Cluster, ManifestError, load
 from pgha_operator.status import format_status, read_status
 
@@ -225,7 +225,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
         desired, observed = ctl.observe()
     else:
         desired, _ = build_desired(
-            loaded.cluster, None, PLACEHOLDER_SECRETS, Binaries(), "postgres", "systemd"
+            loaded.cluster, None, PLACEHOLDER_SECRETS, ctl.binaries, "postgres", "systemd"
         )
         observed = Observed()
     result = plan(desired, observed)
@@ -270,7 +270,7 @@ def cmd_render(args: argparse.Namespace) -> int:
         )
     else:
         desired, ctx = build_desired(
-            cluster, None, PLACEHOLDER_SECRETS, Binaries(), "postgres", "systemd"
+            cluster, None, PLACEHOLDER_SECRETS, ctl.binaries, "postgres", "systemd"
         )
     for f in desired.files:
         target = args.out / f.machine / ctx.layouts[f.machine].relative(f.path)
@@ -429,7 +429,8 @@ def cmd_destroy(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return EXIT_INVALID
-    ctl = _controller(args)
+    # The running cluster's definition decides what to destroy, even under a refused edit.
+    ctl = _controller(args, fall_back_to_last_applied=True)
     ctl.lock()
     try:
         removed = ctl.destroy()

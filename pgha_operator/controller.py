@@ -37,7 +37,14 @@ from pgha_operator.plan import Desired, Plan, plan
 from pgha_operator.providers import make_provider
 from pgha_operator.providers.local import default_state_dir
 from pgha_operator.secrets import load_or_create
-from pgha_operator.spec import Cluster, LoadedCluster, ManifestError, load
+from pgha_operator.spec import (
+    Cluster,
+    LoadedCluster,
+    ManifestError,
+    Problem,
+    fixed_field_changes,
+    load,
+)
 from pgha_operator.status import build_status, write_status
 
 log = structlog.get_logger("pgha-operator")
@@ -45,6 +52,12 @@ log = structlog.get_logger("pgha-operator")
 LAST_APPLIED = "last-applied.yaml"
 RESYNC_SECONDS = 2.0  # a converged cluster is re-observed this often
 BUSY_SECONDS = 0.5  # after actions: re-observe soon to take the next step
+
+
+def refuse_fixed_changes(running: Cluster, loaded: LoadedCluster) -> None:
+    changes = fixed_field_changes(running, loaded.cluster)
+    if changes:
+        raise ManifestError([Problem(loaded.source, path, reason) for path, reason in changes])
 
 
 def load_one(paths: Sequence[str], name: str | None = None) -> LoadedCluster:
@@ -96,6 +109,7 @@ class Controller:
             self.manifest_error = str(exc)
         self.cluster: Cluster = self.loaded.cluster
         self.state_dir = state_dir or default_state_dir(self.cluster.name)
+        self._hold_fixed_fields(fall_back_to_last_applied)
         self.provider = make_provider(self.cluster, self.state_dir)
         self.user = self.provider.service_user
         self.binaries = self.provider.binaries
@@ -108,6 +122,19 @@ class Controller:
 
     # --- manifest ---------------------------------------------------------------------------
 
+    def _hold_fixed_fields(self, fall_back_to_last_applied: bool) -> None:
+        """A manifest that changes a creation-time field of the running cluster is refused."""
+        last = self.state_dir / LAST_APPLIED
+        if self.manifest_error or not last.exists():
+            return
+        running = load_one([str(last)], self.cluster.name)
+        try:
+            refuse_fixed_changes(running.cluster, self.loaded)
+        except ManifestError as exc:
+            if not fall_back_to_last_applied:
+                raise
+            self.loaded, self.cluster, self.manifest_error = running, running.cluster, str(exc)
+
     def _accept(self, cluster: Cluster) -> None:
         spec_hash = hashlib.sha256(cluster.model_dump_json().encode()).hexdigest()
         if spec_hash != self._spec_hash:
@@ -119,6 +146,12 @@ class Controller:
         """Re-read the manifest; keep the last good one when the new one is refused."""
         try:
             loaded = load_one(self.paths, self.cluster_name or self.cluster.name)
+            if loaded.cluster.name != self.cluster.name:
+                raise PermanentError(
+                    f"the manifest now names cluster {loaded.cluster.name!r}; this operator "
+                    f"manages {self.cluster.name!r}"
+                )
+            refuse_fixed_changes(self.cluster, loaded)
         except (ManifestError, PermanentError) as exc:
             message = str(exc)
             if message != self.manifest_error:
@@ -126,12 +159,6 @@ class Controller:
                     "manifest refused; the last accepted manifest stays in force", error=message
                 )
             self.manifest_error = message
-            return
-        if loaded.cluster.name != self.cluster.name:
-            self.manifest_error = (
-                f"the manifest now names cluster {loaded.cluster.name!r}; this operator "
-                f"manages {self.cluster.name!r}"
-            )
             return
         if self.manifest_error:
             log.info("manifest accepted again")

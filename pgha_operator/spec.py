@@ -230,7 +230,11 @@ PROFILES: dict[str, dict[str, Any]] = {
 
 
 class PatroniSpec(Model):
-    """Patroni's timing; unset values come from the cluster's profile."""
+    """Patroni's timing and where Patroni comes from; unset timing comes from the profile."""
+
+    # pypi: our pinned Patroni in a venv under /opt (the tested default); debian: Debian's
+    # `patroni` package (3.0.2 on Debian 12). Fixed when the cluster is created.
+    source: Literal["pypi", "debian"] = "pypi"
 
     ttl: Annotated[int, Strict(), Field(ge=20)] | None = None
     loop_wait: Annotated[int, Strict(), Field(ge=1)] | None = None
@@ -474,7 +478,39 @@ def cluster_warnings(cluster: Cluster) -> list[tuple[str, str]]:
                 "'on' with a single instance has no standby to wait for",
             )
         )
+    if spec.patroni.source == "debian":
+        warnings.append(
+            (
+                "spec.patroni.source",
+                "Debian's patroni package (3.0.2 on Debian 12) is older than the pinned "
+                "Patroni the operator is tested with; config files are not pre-validated",
+            )
+        )
     return warnings
+
+
+# Fields a live cluster cannot change: machines were created and installed for them.
+FIXED_FIELDS: tuple[tuple[str, ...], ...] = (("provider", "type"), ("patroni", "source"))
+
+
+def fixed_field_changes(accepted: Cluster, new: Cluster) -> list[tuple[str, str]]:
+    """(field path, reason) for every creation-time field `new` changes against `accepted`."""
+    changes = []
+    for path in FIXED_FIELDS:
+        old_value: Any = accepted.spec
+        new_value: Any = new.spec
+        for name in path:
+            old_value, new_value = getattr(old_value, name), getattr(new_value, name)
+        if old_value != new_value:
+            yaml_path = "spec." + ".".join(to_camel(n) for n in path)
+            changes.append(
+                (
+                    yaml_path,
+                    f"is {old_value!r} on the running cluster and cannot change to "
+                    f"{new_value!r}; put it back, or destroy the cluster and create it again",
+                )
+            )
+    return changes
 
 
 # --- loading ---------------------------------------------------------------------------------

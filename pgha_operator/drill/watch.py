@@ -13,11 +13,12 @@ import time
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import Any
 
 import requests
 
 from pgha_operator.observe.etcd import parse_health
-from pgha_operator.observe.patroni import parse_patroni
+from pgha_operator.observe.patroni import parse_patroni, streaming_replicas
 
 TIMEOUT = 0.8
 
@@ -71,11 +72,11 @@ class Watcher:
         return self.samples[-1] if self.samples else None
 
     def sample(self) -> WatchSample:
-        nodes = self._pool.map(_node_view, self.rest_urls.values())
+        answers = list(self._pool.map(_node_answer, self.rest_urls.values()))
         healthy = self._pool.map(_etcd_healthy, self.etcd_urls.values())
         return WatchSample(
             time.monotonic(),
-            dict(zip(self.rest_urls, nodes, strict=True)),
+            node_views(dict(zip(self.rest_urls, answers, strict=True))),
             frozenset(n for n, ok in zip(self.etcd_urls, healthy, strict=True) if ok),
         )
 
@@ -86,14 +87,34 @@ class Watcher:
             self._stop.wait(max(0.0, started + self.interval - time.monotonic()))
 
 
-def _node_view(url: str) -> NodeView | None:
+def node_views(answers: Mapping[str, Mapping[str, Any] | None]) -> dict[str, NodeView | None]:
+    """Each node's `GET /patroni` body (None: no answer) -> its view. Patroni before 3.0.4
+    has no "replication_state"; there a primary's replication list names the streaming
+    replicas instead."""
+    streaming = frozenset().union(
+        *(streaming_replicas(body) for body in answers.values() if body is not None)
+    )
+    views: dict[str, NodeView | None] = {}
+    for name, body in answers.items():
+        if body is None:
+            views[name] = None
+            continue
+        status = parse_patroni(body)
+        replication = status.replication_state
+        if replication is None and status.role == "replica" and name in streaming:
+            replication = "streaming"
+        views[name] = NodeView(status.role, status.state, replication)
+    return views
+
+
+def _node_answer(url: str) -> Mapping[str, Any] | None:
     try:
         resp = requests.get(f"{url}/patroni", timeout=TIMEOUT)
         resp.raise_for_status()
-        status = parse_patroni(resp.json())
+        body = resp.json()
     except (requests.RequestException, ValueError):
         return None
-    return NodeView(status.role, status.state, status.replication_state)
+    return body if isinstance(body, dict) else None
 
 
 def _etcd_healthy(url: str) -> bool:

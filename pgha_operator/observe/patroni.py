@@ -7,6 +7,9 @@ Shapes seen on Patroni 4.1.5 (fixtures in tests/unit/fixtures/patroni_*):
   "unknown" (stopped member); the leader has no lag keys; "timeline" is absent while a
   member's PostgreSQL is stopped.
 - /cluster "api_url" ends in "/patroni"; members are sorted by name.
+- Patroni before 3.0.4 (Debian 12 ships 3.0.2, fixtures patroni302_*) says "running" for a
+  streaming replica and "master" on /patroni; the primary's /patroni "replication" list
+  (pg_stat_replication) tells which replicas stream, on every version.
 - /cluster is the answering node's cached DCS view, refreshed every loop_wait: a stopped
   replica shows "stopped" until its key expires (ttl), a SIGKILLed Patroni keeps its last
   state, and with etcd down a demoted leader is still listed as "leader". Ask each node
@@ -17,6 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, replace
 from typing import Any
 
 import requests
@@ -94,6 +98,36 @@ def parse_patroni(data: Mapping[str, Any]) -> PatroniNodeStatus:
     )
 
 
+def streaming_replicas(primary_status: Mapping[str, Any]) -> frozenset[str]:
+    """A primary's `GET /patroni` -> names of the members its pg_stat_replication shows
+    streaming (application_name is the Patroni member name)."""
+    return frozenset(
+        str(r["application_name"])
+        for r in primary_status.get("replication", ())
+        if r.get("state") == "streaming" and r.get("application_name")
+    )
+
+
+def with_streaming(
+    members: Sequence[PatroniMember], streaming: frozenset[str]
+) -> tuple[PatroniMember, ...]:
+    """Old Patroni's "running" replica -> "streaming" when the primary says it streams, so
+    every Patroni version reads the same. Newer Patroni already says "streaming"."""
+    return tuple(
+        replace(m, state="streaming")
+        if m.name in streaming and not m.is_leader and m.state == "running"
+        else m
+        for m in members
+    )
+
+
+def named_primaries(primaries: frozenset[str], members: Sequence[PatroniMember]) -> frozenset[str]:
+    """Patroni before 4 has no member name in /patroni, so a primary is first known by its
+    REST URL; /cluster maps the URL back to the member's name."""
+    by_url = {m.api_url: m.name for m in members}
+    return frozenset(by_url.get(p, p) for p in primaries)
+
+
 def _describe(url: str, exc: Exception) -> str:
     if isinstance(exc, requests.ConnectionError) and "refused" in str(exc):
         return f"{url}: connection refused"
@@ -112,21 +146,27 @@ def _get_json(
     return resp.json()
 
 
-def _probe_primary(
-    url: str, auth: tuple[str, str] | None, timeout: float
-) -> tuple[str | None, str | None]:
-    """GET /primary -> (name of the node if it answered 200, error text if it did not answer)."""
+@dataclass(frozen=True)
+class _Probe:
+    primary: str | None = None  # the node's name when it answered /primary 200
+    error: str | None = None  # set when it did not answer at all
+    streaming: frozenset[str] = frozenset()  # replicas a primary streams to
+
+
+def _probe_primary(url: str, auth: tuple[str, str] | None, timeout: float) -> _Probe:
+    """GET /primary: the answer's body is the node's /patroni status."""
     try:
         resp = requests.get(f"{url}/primary", auth=auth, timeout=timeout)
     except requests.RequestException as exc:
-        return None, _describe(url, exc)
+        return _Probe(error=_describe(url, exc))
     if resp.status_code != 200:
-        return None, None  # 503: alive, not a primary
+        return _Probe()  # 503: alive, not a primary
     try:
-        name = parse_patroni(resp.json()).name
-    except ValueError:
-        name = ""
-    return name or url, None  # the URL stands in if the body had no name
+        body = resp.json()
+        name, streaming = parse_patroni(body).name, streaming_replicas(body)
+    except (ValueError, AttributeError, TypeError):
+        name, streaming = "", frozenset()
+    return _Probe(name or url, None, streaming)  # the URL stands in if the body had no name
 
 
 def collect_patroni(
@@ -140,17 +180,20 @@ def collect_patroni(
     urls = [api_base(u) for u in api_urls]
     with ThreadPoolExecutor(max_workers=max(1, len(urls))) as pool:
         probes = list(pool.map(lambda u: _probe_primary(u, auth, timeout), urls))
-    primaries = frozenset(name for name, _ in probes if name)
-    answered_primary = [u for u, (name, _) in zip(urls, probes, strict=True) if name]
-    alive = [u for u, (_, err) in zip(urls, probes, strict=True) if err is None]
+    primaries = frozenset(p.primary for p in probes if p.primary)
+    streaming = frozenset().union(*(p.streaming for p in probes))
+    answered_primary = [u for u, p in zip(urls, probes, strict=True) if p.primary]
+    alive = [u for u, p in zip(urls, probes, strict=True) if p.error is None]
     order = answered_primary + [u for u in alive if u not in answered_primary]
     order += [u for u in urls if u not in order]  # a node may recover between requests
 
-    errors = [err for _, err in probes if err]
+    errors = [p.error for p in probes if p.error]
     with requests.Session() as session:
         for url in order:
             try:
                 members = parse_cluster(_get_json(session, url, "cluster", auth, timeout))
+                members = with_streaming(members, streaming)
+                primaries = named_primaries(primaries, members)
             except (requests.RequestException, ValueError, KeyError) as exc:
                 errors.append(_describe(url, exc))
                 continue

@@ -14,7 +14,8 @@ def make_provider(cluster: Cluster, state_dir: Path) -> Provider:
     if kind == "local":
         from pgha_operator.providers import local
 
-        return local.LocalProvider(state_dir, local.service_user(), local.find_binaries())
+        binaries = local.find_binaries(cluster.spec.patroni.source)
+        return local.LocalProvider(state_dir, local.service_user(), binaries)
     if kind == "nspawn":
         from pgha_operator.providers.nspawn import NspawnProvider
 

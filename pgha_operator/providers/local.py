@@ -20,10 +20,15 @@ from pgha_operator.fencing import MachineState
 from pgha_operator.hosts.local import LocalHost
 from pgha_operator.observe.snapshot import MachineFact
 from pgha_operator.render import Binaries
+from pgha_operator.render.context import PatroniSource
 from pgha_operator.servicedef import ServiceState
 from pgha_operator.topology import Layout, Machine, layout
 
 SYSTEM_STATE_ROOT = Path("/var/lib/pgha-operator")
+PATRONI_HINT = {
+    "pypi": "Patroni (run `make setup`)",
+    "debian": "Debian's patroni package (spec.patroni.source: debian): apt-get install patroni",
+}
 PATRONI_VENV_BIN = Path("/opt/pgha-operator/patroni/bin/patroni")
 
 
@@ -40,7 +45,11 @@ def service_user() -> str | None:
     return "postgres" if os.geteuid() == 0 else None
 
 
-def find_binaries() -> Binaries:
+def find_binaries(source: PatroniSource = "pypi") -> Binaries:
+    """pypi: $PGHA_PATRONI_BIN, else the /opt venv (root), else the operator's own venv;
+    debian: /usr/bin/patroni from Debian's package."""
+    if source == "debian":
+        return Binaries().for_patroni_source("debian")
     patroni = os.environ.get("PGHA_PATRONI_BIN")
     if not patroni:
         if os.geteuid() == 0 and PATRONI_VENV_BIN.exists():
@@ -139,7 +148,7 @@ def preflight(state_dir: Path, user: str | None, binaries: Binaries) -> None:
         (binaries.haproxy, "haproxy (Debian package haproxy)"),
         (f"{binaries.pg_bin_dir}/postgres", "PostgreSQL 15 (Debian package postgresql-15)"),
         (f"{binaries.pg_bin_dir}/initdb", "PostgreSQL 15 (Debian package postgresql-15)"),
-        (binaries.patroni, "Patroni (run `make setup`)"),
+        (binaries.patroni, PATRONI_HINT[binaries.patroni_source]),
     ]
     for path, what in required:
         if not os.access(path, os.X_OK):

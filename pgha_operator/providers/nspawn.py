@@ -57,7 +57,6 @@ class NspawnProvider:
     kind = "nspawn"
     service_manager: Literal["local", "systemd"] = "systemd"
     service_user: str | None = SERVICE_USER
-    binaries = Binaries()
     can_fence = True
 
     def __init__(self, cluster: Cluster, state_dir: Path) -> None:
@@ -66,6 +65,7 @@ class NspawnProvider:
             raise TypeError("NspawnProvider needs a manifest with provider type nspawn")
         self.cluster = cluster
         self.spec = spec
+        self.binaries = Binaries().for_patroni_source(cluster.spec.patroni.source)
         self.state_dir = state_dir
         self.topology = topology.build(cluster)
         self.machines_dir = state_dir / "machines"
@@ -181,7 +181,13 @@ class NspawnProvider:
         if not self.running(machine.name):
             self._boot(machine.name)
         self._wait_ready(machine)
-        prepare_machine(self.host(machine.name), machine, self.layout(machine.name), SERVICE_USER)
+        prepare_machine(
+            self.host(machine.name),
+            machine,
+            self.layout(machine.name),
+            SERVICE_USER,
+            self.binaries.patroni_source,
+        )
 
     def _rootfs(self) -> Path:
         path = rootfs_path(self.spec.rootfs_cache)

@@ -22,7 +22,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from pgha_operator.errors import PermanentError
-from pgha_operator.providers.packages import PATRONI_VENV, patroni_requirements
+from pgha_operator.providers.packages import (
+    DEBIAN_PATRONI_PACKAGES,
+    DEBIAN_PATRONI_UNITS,
+    PATRONI_VENV,
+    patroni_requirements,
+)
 
 SUITE = "bookworm"
 KEYRING = "/usr/share/keyrings/debian-archive-keyring.gpg"
@@ -42,6 +47,8 @@ PACKAGES = (
     "etcd-server",
     "etcd-client",
     "haproxy",
+    # spec.patroni.source "debian": the machines have no network to fetch it later.
+    *DEBIAN_PATRONI_PACKAGES,
 )
 # Debian's own units for our daemons would fight ours for ports, sockets and
 # /etc/haproxy/haproxy.cfg; apt's timers would reach for a network the machines do not have.
@@ -49,6 +56,7 @@ MASKED_UNITS = (
     "etcd.service",
     "haproxy.service",
     "postgresql.service",
+    *DEBIAN_PATRONI_UNITS,
     "apt-daily.timer",
     "apt-daily-upgrade.timer",
 )

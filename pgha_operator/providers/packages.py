@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from pgha_operator.errors import PermanentError
 from pgha_operator.hosts.base import Host
+from pgha_operator.render.context import PatroniSource
 from pgha_operator.topology import Layout, Machine, Role
 
 PATRONI_VENV = "/opt/pgha-operator/patroni"
@@ -23,12 +24,18 @@ ROLE_PACKAGES: dict[Role, tuple[str, ...]] = {
     Role.POSTGRES: ("postgresql-15", "python3-venv"),
     Role.LOADBALANCER: ("haproxy",),
 }
+# spec.patroni.source "debian": Debian's Patroni and the etcd client library it runs on
+# (the package depends on one of several DCS libraries; apt would pick python3-etcd anyway).
+DEBIAN_PATRONI_PACKAGES = ("patroni", "python3-etcd")
 # Debian's own units for the daemons the operator runs under pgha-*.service units.
 DEBIAN_UNITS: dict[Role, tuple[str, ...]] = {
     Role.ETCD: ("etcd.service",),
     Role.POSTGRES: ("postgresql.service",),
     Role.LOADBALANCER: ("haproxy.service",),
 }
+# Debian's patroni package enables its own patroni.service (it starts once
+# /etc/patroni/config.yml exists); the operator runs Patroni as pgha-patroni.service.
+DEBIAN_PATRONI_UNITS = ("patroni.service",)
 APT_TIMEOUT = 900.0
 PIP_TIMEOUT = 900.0
 # Makes invoke-rc.d refuse to start services while apt installs them (Debian's policy-rc.d).
@@ -44,11 +51,26 @@ def patroni_requirements() -> tuple[str, ...]:
     )
 
 
-def packages_for(roles: Iterable[Role]) -> tuple[str, ...]:
+def packages_for(roles: Iterable[Role], patroni_source: PatroniSource = "pypi") -> tuple[str, ...]:
+    roles = sorted(roles)
     wanted: list[str] = []
-    for role in sorted(roles):
-        wanted += [p for p in ROLE_PACKAGES[role] if p not in wanted]
+    for role in roles:
+        for package in ROLE_PACKAGES[role]:
+            if package == "python3-venv" and patroni_source == "debian":
+                continue  # the venv is only for our pinned Patroni
+            if package not in wanted:
+                wanted.append(package)
+    if Role.POSTGRES in roles and patroni_source == "debian":
+        wanted += DEBIAN_PATRONI_PACKAGES
     return tuple(wanted)
+
+
+def units_to_mask(roles: Iterable[Role], patroni_source: PatroniSource = "pypi") -> list[str]:
+    roles = sorted(roles)
+    units = [u for role in roles for u in DEBIAN_UNITS[role]]
+    if Role.POSTGRES in roles and patroni_source == "debian":
+        units += DEBIAN_PATRONI_UNITS
+    return units
 
 
 def missing_packages(host: Host, packages: Iterable[str]) -> list[str]:
@@ -118,10 +140,9 @@ def ensure_patroni(host: Host) -> bool:
     return True
 
 
-def mask_debian_units(host: Host, roles: Iterable[Role]) -> list[str]:
-    """Debian's etcd/haproxy/postgresql units would bind our ports or read our files: stop
-    and mask them. Returns the units this call masked (not those already masked)."""
-    units = [u for role in sorted(roles) for u in DEBIAN_UNITS[role]]
+def mask_debian_units(host: Host, units: list[str]) -> list[str]:
+    """Debian's etcd/haproxy/postgresql(/patroni) units would bind our ports or read our
+    files: stop and mask them. Returns the units this call masked (not those already masked)."""
     if not units:
         return []
     res = host.run(["systemctl", "is-enabled", *units], check=False)
@@ -146,13 +167,21 @@ class Prepared:
     patroni_installed: bool  # the Patroni venv was created or upgraded
 
 
-def prepare_machine(host: Host, machine: Machine, layout: Layout, service_user: str) -> Prepared:
-    """Packages, Patroni and the directories the services need."""
-    installed = ensure_packages(host, packages_for(machine.roles))
-    masked = mask_debian_units(host, machine.roles)
+def prepare_machine(
+    host: Host,
+    machine: Machine,
+    layout: Layout,
+    service_user: str,
+    patroni_source: PatroniSource = "pypi",
+) -> Prepared:
+    """Packages, Patroni (our venv, or Debian's package) and the directories the services
+    need."""
+    installed = ensure_packages(host, packages_for(machine.roles, patroni_source))
+    masked = mask_debian_units(host, units_to_mask(machine.roles, patroni_source))
     patroni = False
     if machine.has(Role.POSTGRES):
-        patroni = ensure_patroni(host)
+        if patroni_source == "pypi":
+            patroni = ensure_patroni(host)
         # Patroni's working directory and initdb's parent (data_dir itself is initdb's).
         pg_parent = layout.pg_data.rstrip("/").rsplit("/", 1)[0]
         host.run(["install", "-d", "-o", service_user, "-g", service_user, "-m", "0755", pg_parent])

@@ -38,7 +38,6 @@ class SshProvider:
     kind = "ssh"
     service_manager: Literal["local", "systemd"] = "systemd"
     service_user: str | None = "postgres"
-    binaries = Binaries()
     can_fence = False  # the operator cannot pull a real server's power
 
     def __init__(self, cluster: Cluster, state_dir: Path, port: int = 22) -> None:
@@ -47,6 +46,7 @@ class SshProvider:
             raise TypeError("SshProvider needs a manifest with provider type ssh")
         self.cluster = cluster
         self.spec = spec
+        self.binaries = Binaries().for_patroni_source(cluster.spec.patroni.source)
         self.state_dir = state_dir
         self.port = port
         self.topology = topology.build(cluster)
@@ -112,7 +112,9 @@ class SshProvider:
         host = self.host(machine.name)
         record = self._record(machine.name) or {"cluster": self.cluster.name}
         had_venv = patroni_version(host) is not None
-        done = prepare_machine(host, machine, self.layout(machine.name), "postgres")
+        done = prepare_machine(
+            host, machine, self.layout(machine.name), "postgres", self.binaries.patroni_source
+        )
         record["installed"] = sorted({*record.get("installed", []), *done.installed})  # type: ignore[misc]
         record["masked"] = sorted({*record.get("masked", []), *done.masked})  # type: ignore[misc]
         if done.patroni_installed and not had_venv:

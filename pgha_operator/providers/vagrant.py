@@ -102,7 +102,6 @@ class VagrantProvider:
     kind = "vagrant"
     service_manager: Literal["local", "systemd"] = "systemd"
     service_user: str | None = "postgres"
-    binaries = Binaries()
     can_fence = True  # `vagrant halt --force` pulls the VM's power
 
     def __init__(
@@ -117,6 +116,7 @@ class VagrantProvider:
             raise TypeError("VagrantProvider needs a manifest with provider type vagrant")
         self.cluster = cluster
         self.spec = spec
+        self.binaries = Binaries().for_patroni_source(cluster.spec.patroni.source)
         self.state_dir = state_dir
         self.project_dir = project_dir
         self.topology = topology.build(cluster)
@@ -254,7 +254,9 @@ class VagrantProvider:
         )
         host = self.host(machine.name)
         _wait_for(host, SSH_WAIT)
-        prepare_machine(host, machine, self.layout(machine.name), "postgres")
+        prepare_machine(
+            host, machine, self.layout(machine.name), "postgres", self.binaries.patroni_source
+        )
 
     def _refresh_ssh_config(self, name: str) -> SshConfig:
         configs = parse_ssh_config(self.vagrant("ssh-config", name).stdout)

@@ -7,7 +7,7 @@ without importing each other.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -40,14 +40,26 @@ class Secrets:
     rest_password: str = field(repr=False)
 
 
+PatroniSource = Literal["pypi", "debian"]
+PYPI_PATRONI = "/opt/pgha-operator/patroni/bin/patroni"  # our pinned venv
+DEBIAN_PATRONI = "/usr/bin/patroni"  # Debian's `patroni` package
+
+
 @dataclass(frozen=True)
 class Binaries:
     """Absolute paths of the daemons on the target machines."""
 
     pg_bin_dir: str = "/usr/lib/postgresql/15/bin"
-    patroni: str = "/opt/pgha-operator/patroni/bin/patroni"
+    patroni: str = PYPI_PATRONI
     etcd: str = "/usr/bin/etcd"
     haproxy: str = "/usr/sbin/haproxy"
+    patroni_source: PatroniSource = "pypi"
+
+    def for_patroni_source(self, source: PatroniSource) -> Binaries:
+        """The same machine's paths with Patroni taken from `source` (spec.patroni.source)."""
+        if source == "debian":
+            return replace(self, patroni=DEBIAN_PATRONI, patroni_source="debian")
+        return self
 
 
 @dataclass(frozen=True)

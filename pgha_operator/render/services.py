@@ -193,6 +193,10 @@ def validation_argv(binaries: Binaries, service: ServiceName, path: str) -> tupl
     None when the service has no checker (etcd: parse the YAML instead)."""
     if service == "haproxy":
         return (binaries.haproxy, "-c", "-f", path)
+    if service == "patroni" and binaries.patroni_source == "debian":
+        # Debian 12's Patroni 3.0.2 has no --ignore-listen-port and its validator requires
+        # every etcd host to answer, so it cannot check a candidate file beside a live node.
+        return None
     if service == "patroni":
         # --ignore-listen-port: the running Patroni holds the REST and PostgreSQL ports.
         return (binaries.patroni, "--validate-config", "--ignore-listen-port", path)

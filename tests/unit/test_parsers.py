@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from pgha_operator.drill.watch import node_views
 from pgha_operator.observe.etcd import parse_health, parse_member, parse_member_list, parse_status
 from pgha_operator.observe.facts import (
     EtcdFacts,
@@ -21,10 +22,13 @@ from pgha_operator.observe.facts import (
 from pgha_operator.observe.haproxy import csv_url, parse_stats_csv
 from pgha_operator.observe.patroni import (
     api_base,
+    named_primaries,
     normalize_role,
     parse_cluster,
     parse_config,
     parse_patroni,
+    streaming_replicas,
+    with_streaming,
 )
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -245,6 +249,59 @@ def test_primary_probe_body_is_the_patroni_status() -> None:
     data = load("patroni_primary_on_replica_503.json")
     assert data["status_code"] == 503
     assert parse_patroni(data["body"]).name == "pg2"
+
+
+def test_patroni_302_replica_reads_streaming_from_the_primary() -> None:
+    # Debian 12's Patroni 3.0.2 says "running" for a streaming replica and "master" on
+    # /patroni; the primary's replication list (pg_stat_replication) says who streams.
+    members = parse_cluster(load("patroni302_cluster.json"))
+    assert [(m.name, m.role, m.state) for m in members] == [
+        ("node1", "primary", "running"),
+        ("node2", "replica", "running"),
+    ]
+    primary = load("patroni302_patroni_primary.json")
+    assert parse_patroni(primary).role == "primary"
+    assert streaming_replicas(primary) == {"node2"}
+    assert streaming_replicas(load("patroni302_patroni_replica.json")) == frozenset()
+    fixed = with_streaming(members, streaming_replicas(primary))
+    assert [(m.name, m.state) for m in fixed] == [("node1", "running"), ("node2", "streaming")]
+    # Not named by the primary: stays "running" (not healthy); the leader is never touched.
+    assert with_streaming(members, frozenset()) == members
+    assert with_streaming(members, frozenset({"node1"})) == members
+
+
+def test_patroni_302_primary_is_named_through_its_rest_url() -> None:
+    # 3.0.2's /patroni carries no member name: the probe knows the primary by its URL.
+    assert parse_patroni(load("patroni302_patroni_primary.json")).name == ""
+    members = parse_cluster(load("patroni302_cluster.json"))
+    url = "http://127.0.60.11:8008"
+    assert named_primaries(frozenset({url}), members) == {"node1"}
+    assert named_primaries(frozenset({"node1"}), members) == {"node1"}
+    assert named_primaries(frozenset({"http://10.0.0.9:8008"}), members) == {"http://10.0.0.9:8008"}
+
+
+def test_patroni_41_members_unchanged_by_with_streaming() -> None:
+    members = parse_cluster(load("patroni_cluster.json"))
+    leader = load("patroni_patroni_leader.json")
+    assert with_streaming(members, streaming_replicas(leader)) == members
+
+
+def test_drill_node_views_on_patroni_302_and_41() -> None:
+    views = node_views(
+        {
+            "node1": load("patroni302_patroni_primary.json"),
+            "node2": load("patroni302_patroni_replica.json"),
+            "node3": None,
+        }
+    )
+    assert views["node1"] is not None and not views["node1"].streaming_replica
+    assert views["node2"] is not None and views["node2"].streaming_replica
+    assert views["node3"] is None
+    # Without the primary's answer, a 3.0.2 replica cannot be called streaming.
+    alone = node_views({"node2": load("patroni302_patroni_replica.json")})["node2"]
+    assert alone is not None and not alone.streaming_replica
+    modern = node_views({"pg2": load("patroni_patroni_replica.json")})["pg2"]
+    assert modern is not None and modern.streaming_replica
 
 
 def test_config_frozen() -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import configparser
+import dataclasses
 import json
 import re
 import shlex
@@ -721,6 +722,24 @@ def test_validation_argv() -> None:
         "/x/p.yml.tmp",
     )
     assert validation_argv(b, "etcd", "/x/e.yml") is None
+    # Debian's Patroni 3.0.2 has no --ignore-listen-port: nothing validates beside a live node.
+    debian = b.for_patroni_source("debian")
+    assert validation_argv(debian, "patroni", "/x/p.yml.tmp") is None
+    assert validation_argv(debian, "haproxy", "/x/h.cfg.tmp") == validation_argv(
+        b, "haproxy", "/x/h.cfg.tmp"
+    )
+
+
+def test_debian_patroni_source_runs_debian_patroni() -> None:
+    debian = variant(REPO / "manifests/nspawn.yaml", patroni__source="debian")
+    ctx = make_ctx(debian, manager="systemd")
+    ctx = dataclasses.replace(ctx, binaries=Binaries().for_patroni_source("debian"))
+    (node,) = [m.name for m in ctx.topology.machines if m.name == "node1"]
+    (patroni,) = [d for d in service_definitions(ctx, node) if d.name == "patroni"]
+    assert patroni.argv[0] == "/usr/bin/patroni"
+    (unit,) = [f for f in render_machine(ctx, node) if f.path.endswith("pgha-patroni.service")]
+    assert shlex.split(parse_unit(unit.content)["Service"]["ExecStart"])[0] == "/usr/bin/patroni"
+    assert Binaries().for_patroni_source("pypi") == Binaries()
 
 
 # --- purity ---------------------------------------------------------------------------------

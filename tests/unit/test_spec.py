@@ -18,6 +18,7 @@ from pgha_operator.spec import (
     Problem,
     Timing,
     duration_ms,
+    fixed_field_changes,
     load,
     parse_text,
     resolve_timing,
@@ -254,6 +255,13 @@ BAD: list[tuple[str, str, str, list[str], str | None]] = [
         "spec.patroni.namespace",
         ["'service'", "/service/"],
         "namespace: service",
+    ),
+    (
+        "patroni-source",
+        with_patroni("    source: apt"),
+        "spec.patroni.source",
+        ["'apt'", "pypi", "debian"],
+        "source: apt",
     ),
     (
         "duplicate-name",
@@ -839,3 +847,24 @@ def test_duration_ms(text: str, ms: int) -> None:
 def test_duration_ms_refuses(text: str) -> None:
     with pytest.raises(ValueError):
         duration_ms(text)
+
+
+def test_patroni_source_debian_loads_with_a_warning() -> None:
+    (loaded,), problems = parse_text(with_patroni("    source: debian"), "deb.yaml")
+    assert problems == []
+    assert loaded.cluster.spec.patroni.source == "debian"
+    assert any("spec.patroni.source" in w and "3.0.2" in w for w in loaded.warnings)
+    (default,), _ = parse_text(DEMO, "demo.yaml")
+    assert default.cluster.spec.patroni.source == "pypi"
+
+
+def test_fixed_fields_cannot_change_on_a_live_cluster() -> None:
+    running = parse_text(DEMO, "demo.yaml")[0][0].cluster
+    debian = parse_text(with_patroni("    source: debian"), "demo.yaml")[0][0].cluster
+    assert fixed_field_changes(running, running) == []
+    ((path, reason),) = fixed_field_changes(running, debian)
+    assert path == "spec.patroni.source"
+    assert "'pypi'" in reason and "'debian'" in reason and "destroy" in reason
+    # Everything else may change: scaling is what the operator is for.
+    scaled = parse_text(edit("    instances: 3", "    instances: 5"), "demo.yaml")[0][0].cluster
+    assert fixed_field_changes(running, scaled) == []
