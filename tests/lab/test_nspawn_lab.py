@@ -49,6 +49,7 @@ pytestmark = [
 class Lab:
     state: Path
     provider: NspawnProvider
+    manifest: Path = MANIFEST
 
     def cli(
         self, *args: str, timeout: float = 300, check: bool = True
@@ -71,7 +72,7 @@ class Lab:
         return self.cli(
             "apply",
             "-f",
-            str(MANIFEST),
+            str(self.manifest),
             "--state-dir",
             str(self.state),
             "--timeout",
@@ -85,7 +86,7 @@ class Lab:
         return self.cli(
             "ssh",
             "-f",
-            str(MANIFEST),
+            str(self.manifest),
             "--state-dir",
             str(self.state),
             machine,
@@ -97,12 +98,20 @@ class Lab:
 
     def status(self) -> dict[str, Any]:
         res = self.cli(
-            "status", "-f", str(MANIFEST), "--state-dir", str(self.state), "--json", check=False
+            "status",
+            "-f",
+            str(self.manifest),
+            "--state-dir",
+            str(self.state),
+            "--json",
+            check=False,
         )
         return json.loads(res.stdout)
 
     def dsn(self, role: str) -> str:
-        res = self.cli("dsn", "-f", str(MANIFEST), "--state-dir", str(self.state), "--role", role)
+        res = self.cli(
+            "dsn", "-f", str(self.manifest), "--state-dir", str(self.state), "--role", role
+        )
         return res.stdout.strip()
 
     def primary(self) -> str | None:
@@ -161,22 +170,29 @@ def leftovers(provider: NspawnProvider, state: Path) -> list[str]:
     return found
 
 
-@pytest.fixture(scope="module")
-def lab() -> Iterator[Lab]:
+@contextlib.contextmanager
+def lab_for(manifest: Path) -> Iterator[Lab]:
+    """A lab cluster of `manifest`, destroyed (and swept up) at the end even after a failure."""
     state = Path(tempfile.mkdtemp(prefix="pgha-lab-", dir="/tmp"))
-    cluster = load([str(MANIFEST)])[0].cluster
+    cluster = load([str(manifest)])[0].cluster
     provider = make_provider(cluster, state)
     assert isinstance(provider, NspawnProvider)
-    lab = Lab(state, provider)
+    lab = Lab(state, provider, manifest)
     try:
         yield lab
     finally:
-        lab.cli("destroy", "-f", str(MANIFEST), "--state-dir", str(state), "--yes", check=False)
+        lab.cli("destroy", "-f", str(manifest), "--state-dir", str(state), "--yes", check=False)
         # Safety net for a destroy that failed: the provider sweeps up what it made.
         for m in provider.topology.machines:
             with contextlib.suppress(Exception):
                 provider.destroy(m.name)
         shutil.rmtree(state, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def lab() -> Iterator[Lab]:
+    with lab_for(MANIFEST) as lab:
+        yield lab
 
 
 def test_apply_then_write_through_5000_and_read_through_5001(lab: Lab) -> None:
@@ -314,7 +330,7 @@ def test_partitioned_primary_is_replaced_and_rejoins_when_reconnected(lab: Lab) 
         res = lab.cli(
             "apply",
             "-f",
-            str(MANIFEST),
+            str(lab.manifest),
             "--state-dir",
             str(lab.state),
             "--timeout",
@@ -360,7 +376,59 @@ def test_hard_stopped_primary_fails_over_and_rejoins_as_replica(lab: Lab) -> Non
 
 def test_destroy_leaves_no_machine_mount_or_namespace(lab: Lab) -> None:
     assert leftovers(lab.provider, lab.state)  # the cluster is there before
-    res = lab.cli("destroy", "-f", str(MANIFEST), "--state-dir", str(lab.state), "--yes")
+    res = lab.cli("destroy", "-f", str(lab.manifest), "--state-dir", str(lab.state), "--yes")
     assert "cluster lab destroyed" in res.stdout
     assert leftovers(lab.provider, lab.state) == []
     assert not lab.state.exists()
+
+
+DEBIAN_MANIFEST = """\
+apiVersion: pgha/v1
+kind: Cluster
+metadata:
+  name: deblab
+spec:
+  provider: {type: nspawn, network: 10.232.0.0/24}
+  etcd: {members: 1, placement: colocated}
+  postgres:
+    instances: 2
+    hba:
+      - {type: host, database: all, user: all, address: 10.232.0.1/32, method: scram-sha-256}
+  patroni: {source: debian}
+  loadBalancer: {instances: 1}
+"""
+
+
+def test_debian_patroni_source_on_nspawn_machines(tmp_path: Path) -> None:
+    """spec.patroni.source: debian over SSH + systemd: Debian's /usr/bin/patroni (from the
+    rootfs, since the machines have no network) runs under pgha-patroni.service."""
+    manifest = tmp_path / "deblab.yaml"
+    manifest.write_text(DEBIAN_MANIFEST)
+    with lab_for(manifest) as deb:
+        res = deb.apply(APPLY_TIMEOUT)
+        assert "cluster deblab converged" in res.stdout
+        show = ("systemctl", "show", "-p", "ExecStart", "--value", "pgha-patroni")
+        for node in ("node1", "node2"):
+            assert "path=/usr/bin/patroni " in deb.ssh(node, *show).stdout
+            version = deb.ssh(node, "dpkg-query", "-W", "-f=${Version}", "patroni").stdout
+            assert version.startswith("3.0.2")
+            # Debian's own patroni.service would start on /etc/patroni/config.yml: masked.
+            enabled = deb.ssh(node, "systemctl", "is-enabled", "patroni", check=False).stdout
+            assert enabled.strip() == "masked"
+        topo = deb.provider.topology
+        for node in ("node1", "node2"):
+            body = requests.get(f"{topo.rest_api_url(node)}/patroni", timeout=5).json()
+            assert body["patroni"]["version"] == "3.0.2"
+        states = sorted((m["role"], m["state"]) for m in deb.members().values())
+        assert states == [("primary", "running"), ("replica", "streaming")]
+        with psycopg.connect(deb.dsn("primary") + " connect_timeout=5", autocommit=True) as conn:
+            conn.execute("CREATE TABLE deb_rows (id int PRIMARY KEY)")
+            conn.execute("INSERT INTO deb_rows VALUES (1)")
+
+        def replica_sees_row() -> bool:
+            with psycopg.connect(deb.dsn("replicas") + " connect_timeout=5") as conn:
+                return conn.execute("SELECT id FROM deb_rows").fetchall() == [(1,)]
+
+        wait_for("the row on the replica through :5001", replica_sees_row, 60)
+        deb.cli("destroy", "-f", str(manifest), "--state-dir", str(deb.state), "--yes")
+        assert leftovers(deb.provider, deb.state) == []
