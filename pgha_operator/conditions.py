@@ -11,11 +11,27 @@ PRIMARY_BACKEND = "primary"
 REPLICAS_BACKEND = "replicas"
 
 
+# Patroni states of a member that is on its way to running: bootstrap, cloning, (re)start.
+# A cluster whose only faults are these is Progressing, not Degraded.
+TRANSIENT_PATRONI_STATES = frozenset(
+    {
+        "initializing new cluster",
+        "running custom bootstrap script",
+        "starting after custom bootstrap",
+        "creating replica",
+        "starting",
+        "restarting",
+        "stopping",
+    }
+)
+
+
 @dataclass(frozen=True)
 class Condition:
     type: str
     status: bool
     reason: str  # why it is false, or "ok"
+    transient: bool = False  # false only because of work under way that ends by itself
 
 
 def assess(desired: Desired, observed: Observed) -> tuple[Condition, ...]:
@@ -28,11 +44,15 @@ def assess(desired: Desired, observed: Observed) -> tuple[Condition, ...]:
 
 
 def phase(conditions: tuple[Condition, ...], plan: Plan, error: str | None = None) -> str:
+    """Failed: blocked or a permanent error. Converged: all true, nothing to do. Progressing:
+    the operator acts, or waits only on members that are bootstrapping or (re)starting.
+    Degraded: something is wrong that neither the plan nor time will fix by itself."""
     if plan.blocked or error:
         return "Failed"
-    if all(c.status for c in conditions) and plan.empty:
+    failing = [c for c in conditions if not c.status]
+    if not failing and plan.empty:
         return "Converged"
-    if not plan.empty:
+    if not plan.empty or all(c.transient for c in failing):
         return "Progressing"
     return "Degraded"
 
@@ -62,7 +82,9 @@ def _etcd(desired: Desired, observed: Observed) -> Condition:
     if unhealthy:
         problems.append(f"unhealthy: {', '.join(unhealthy)}")
     if problems:
-        return Condition("EtcdHealthy", False, "; ".join(problems))
+        # A learner alone is a member being added: the plan promotes it once it caught up.
+        only_learners = problems == [f"learners: {', '.join(learners)}"]
+        return Condition("EtcdHealthy", False, "; ".join(problems), transient=only_learners)
     return Condition("EtcdHealthy", True, "ok")
 
 
@@ -72,6 +94,7 @@ def _patroni(desired: Desired, observed: Observed) -> Condition:
         return Condition("PatroniConverged", False, f"unreachable: {facts.error or 'no answer'}")
     members = {m.name: m for m in facts.members}
     problems = []
+    transient = []  # problems that are bootstrap or (re)start under way
     leaders = [m for m in facts.members if m.role == "primary"]
     if len(leaders) != 1:
         problems.append(f"{len(leaders)} primaries in /cluster")
@@ -79,17 +102,20 @@ def _patroni(desired: Desired, observed: Observed) -> Condition:
         m = members.get(name)
         if m is None:
             problems.append(f"{name} not a member")
-        elif m.role == "primary" and m.state != "running":
-            problems.append(f"{name} (primary) is {m.state}")
-        elif m.role != "primary" and m.state != "streaming":
-            problems.append(f"{name} is {m.state}")
+            continue
+        healthy_state = "running" if m.role == "primary" else "streaming"
+        if m.state != healthy_state:
+            problems.append(f"{name}{' (primary)' if m.role == 'primary' else ''} is {m.state}")
+            if m.state in TRANSIENT_PATRONI_STATES:
+                transient.append(problems[-1])
         elif m.pending_restart:
             problems.append(f"{name} pending restart")
     extra = sorted(set(members) - set(desired.topology.postgres))
     if extra:
         problems.append(f"unexpected members: {', '.join(extra)}")
     if problems:
-        return Condition("PatroniConverged", False, "; ".join(problems))
+        reason = "; ".join(problems)
+        return Condition("PatroniConverged", False, reason, transient=problems == transient)
     return Condition("PatroniConverged", True, "ok")
 
 
