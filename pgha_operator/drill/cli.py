@@ -6,9 +6,9 @@ import argparse
 import json
 import signal
 import sys
-from pathlib import Path
 from typing import Any
 
+from pgha_operator.cli_args import add_manifest_arguments, add_state_dir_argument
 from pgha_operator.drill.checker import RunFigures
 from pgha_operator.drill.faults import FAULTS
 from pgha_operator.drill.report import DrillResult
@@ -35,20 +35,8 @@ def add_drill_command(sub: Any) -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.set_defaults(func=cmd_drill)
-    p.add_argument(
-        "-f",
-        "--file",
-        dest="files",
-        action="append",
-        metavar="PATH",
-        help="manifest file or directory (repeatable; default manifests/demo.yaml)",
-    )
-    p.add_argument("--cluster", help="the cluster to act on when PATH holds several")
-    p.add_argument(
-        "--state-dir",
-        type=Path,
-        help="where the cluster's machines, secrets and status live (default: as for apply)",
-    )
+    add_manifest_arguments(p)
+    add_state_dir_argument(p)
     p.add_argument("--scenario", required=True, choices=list(FAULTS), metavar="NAME")
     p.add_argument("--repeat", type=_positive_int, default=1, metavar="N", help="default 1")
     p.add_argument(

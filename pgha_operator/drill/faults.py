@@ -106,6 +106,35 @@ def _pg_machines(target: Target, machines: tuple[str, ...]) -> tuple[str, ...]:
     return tuple(m for m in machines if target.topology.machine(m).has(Role.POSTGRES))
 
 
+def _window(
+    scenario: str,
+    target: Target,
+    primary: str,
+    hit: tuple[str, ...],
+    started: float,
+    *,
+    etcd_hit: bool = True,
+    expect_read_only: bool = False,
+) -> FaultWindow:
+    """The fault `scenario`, healed now, hit machines `hit` while `primary` led. Their
+    PostgreSQL nodes must come back as replicas, and (etcd_hit) their etcd members healthy.
+    Writes must flow again counted from the start, or from now when the outage was the
+    point (expect_read_only)."""
+    healed_at = time.monotonic()
+    return FaultWindow(
+        scenario,
+        started,
+        healed_at,
+        old_primary=primary,
+        old_primary_address=target.topology.address(primary),
+        targets=hit,
+        pg_targets=_pg_machines(target, hit),
+        etcd_targets=tuple(m for m in hit if m in target.topology.etcd) if etcd_hit else (),
+        expect_read_only=expect_read_only,
+        recovery_from=healed_at if expect_read_only else started,
+    )
+
+
 # --- the faults ------------------------------------------------------------------------------
 
 
@@ -119,16 +148,7 @@ def switchover(target: Target, live: Live, seconds: float | None) -> FaultWindow
     outcome = execute([Switchover(leader, candidate, "(drill)")], target.ctl.env(desired))
     if outcome.error:
         raise DrillError(outcome.error)
-    return FaultWindow(
-        "switchover",
-        started,
-        time.monotonic(),
-        old_primary=leader,
-        old_primary_address=target.topology.address(leader),
-        targets=(leader,),
-        pg_targets=(leader,),
-        recovery_from=started,
-    )
+    return _window("switchover", target, leader, (leader,), started, etcd_hit=False)
 
 
 def crash_primary(target: Target, live: Live, seconds: float | None) -> FaultWindow:
@@ -140,17 +160,7 @@ def crash_primary(target: Target, live: Live, seconds: float | None) -> FaultWin
         _hold_until_failover(target, live, primary, seconds)
     finally:
         clear_down(target.state_dir, primary)
-    return FaultWindow(
-        "crash-primary",
-        started,
-        time.monotonic(),
-        old_primary=primary,
-        old_primary_address=target.topology.address(primary),
-        targets=(primary,),
-        pg_targets=(primary,),
-        etcd_targets=tuple(m for m in (primary,) if m in target.topology.etcd),
-        recovery_from=started,
-    )
+    return _window("crash-primary", target, primary, (primary,), started)
 
 
 def freeze_primary(target: Target, live: Live, seconds: float | None) -> FaultWindow:
@@ -166,16 +176,7 @@ def freeze_primary(target: Target, live: Live, seconds: float | None) -> FaultWi
         _hold_until_failover(target, live, primary, seconds)
     finally:
         thaw(primary)  # a hung VM resumes all at once
-    return FaultWindow(
-        "freeze-primary",
-        started,
-        time.monotonic(),
-        old_primary=primary,
-        old_primary_address=target.topology.address(primary),
-        targets=(primary,),
-        pg_targets=(primary,),
-        recovery_from=started,
-    )
+    return _window("freeze-primary", target, primary, (primary,), started, etcd_hit=False)
 
 
 def _local_freezer(target: Target) -> tuple[Callable[[str], None], Callable[[str], None]]:
@@ -223,17 +224,7 @@ def crash_replica(target: Target, live: Live, seconds: float | None) -> FaultWin
         time.sleep(hold)
     finally:
         clear_down(target.state_dir, victim)
-    return FaultWindow(
-        "crash-replica",
-        started,
-        time.monotonic(),
-        old_primary=primary,
-        old_primary_address=target.topology.address(primary),
-        targets=(victim,),
-        pg_targets=(victim,),
-        etcd_targets=tuple(m for m in (victim,) if m in target.topology.etcd),
-        recovery_from=started,
-    )
+    return _window("crash-replica", target, primary, (victim,), started)
 
 
 def _etcd_victims(target: Target, primary: str, count: int) -> tuple[str, ...]:
@@ -255,17 +246,7 @@ def kill_etcd_member(target: Target, live: Live, seconds: float | None) -> Fault
     finally:
         for m in victims:
             clear_down(target.state_dir, m)
-    return FaultWindow(
-        "kill-etcd-member",
-        started,
-        time.monotonic(),
-        old_primary=primary,
-        old_primary_address=target.topology.address(primary),
-        targets=victims,
-        pg_targets=_pg_machines(target, victims),
-        etcd_targets=victims,
-        recovery_from=started,
-    )
+    return _window("kill-etcd-member", target, primary, victims, started)
 
 
 def etcd_quorum_loss(target: Target, live: Live, seconds: float | None) -> FaultWindow:
@@ -285,19 +266,8 @@ def etcd_quorum_loss(target: Target, live: Live, seconds: float | None) -> Fault
     finally:
         for m in victims:
             clear_down(target.state_dir, m)
-    healed = time.monotonic()
-    return FaultWindow(
-        "etcd-quorum-loss",
-        started,
-        healed,
-        old_primary=primary,
-        old_primary_address=target.topology.address(primary),
-        targets=victims,
-        pg_targets=_pg_machines(target, victims),
-        etcd_targets=victims,
-        expect_read_only=True,
-        recovery_from=healed,  # read-only is the point; writes come back once etcd does
-    )
+    # Read-only is the point: writes must come back once etcd does.
+    return _window("etcd-quorum-loss", target, primary, victims, started, expect_read_only=True)
 
 
 def partition_primary(target: Target, live: Live, seconds: float | None) -> FaultWindow:
@@ -312,17 +282,7 @@ def partition_primary(target: Target, live: Live, seconds: float | None) -> Faul
         _hold_until_failover(target, live, primary, seconds)
     finally:
         provider.reconnect(primary)  # type: ignore[attr-defined]
-    return FaultWindow(
-        "partition-primary",
-        started,
-        time.monotonic(),
-        old_primary=primary,
-        old_primary_address=target.topology.address(primary),
-        targets=(primary,),
-        pg_targets=(primary,),
-        etcd_targets=tuple(m for m in (primary,) if m in target.topology.etcd),
-        recovery_from=started,
-    )
+    return _window("partition-primary", target, primary, (primary,), started)
 
 
 FAULTS: dict[str, Fault] = {
