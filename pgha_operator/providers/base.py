@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Literal, Protocol
 
-from pgha_operator.hosts.base import Host
+from pgha_operator.fencing import MachineState
+from pgha_operator.hosts.base import Host, HostError
 from pgha_operator.observe.snapshot import MachineFact
 from pgha_operator.render import Binaries
 from pgha_operator.topology import Layout, Machine
@@ -25,3 +26,15 @@ class Provider(Protocol):
     def host(self, name: str) -> Host: ...
     def layout(self, name: str) -> Layout: ...
     def power_off(self, name: str) -> None: ...
+
+
+def booted_machine_state(host: Host) -> MachineState:
+    """A booted systemd machine: PATRONI_DOWN when its Patroni unit is down, else RUNNING
+    (one that does not answer may be cut off from the network, which is not dead)."""
+    try:
+        res = host.run(["systemctl", "is-active", "pgha-patroni"], check=False, timeout=5)
+    except HostError:
+        return MachineState.RUNNING
+    if res.stdout.strip() in ("inactive", "failed"):
+        return MachineState.PATRONI_DOWN
+    return MachineState.RUNNING

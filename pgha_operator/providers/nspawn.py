@@ -36,6 +36,7 @@ from pgha_operator.hosts.base import HostError
 from pgha_operator.hosts.ssh import SshHost, SshTarget
 from pgha_operator.observe.snapshot import MachineFact
 from pgha_operator.providers import nspawn_net as net
+from pgha_operator.providers.base import booted_machine_state
 from pgha_operator.providers.nspawn_rootfs import ensure_rootfs, rootfs_path
 from pgha_operator.providers.packages import prepare_machine
 from pgha_operator.providers.sshkeys import ensure_client_key, generate_host_key, pin_host_key
@@ -352,15 +353,7 @@ class NspawnProvider:
         states = [st for st in _namespace_states(init) if st not in ("Z", "X")]
         if states and all(st in ("T", "t") for st in states):
             return MachineState.FROZEN
-        try:
-            res = self.host(name).run(
-                ["systemctl", "is-active", "pgha-patroni"], check=False, timeout=5
-            )
-        except HostError:
-            return MachineState.RUNNING
-        if res.stdout.strip() in ("inactive", "failed"):
-            return MachineState.PATRONI_DOWN
-        return MachineState.RUNNING
+        return booted_machine_state(self.host(name))
 
     def freeze(self, name: str) -> None:
         """SIGSTOP every process of the machine (a hung VM) until thaw(): for drills."""

@@ -25,9 +25,9 @@ import structlog
 from pgha_operator import topology
 from pgha_operator.errors import PermanentError
 from pgha_operator.fencing import MachineState
-from pgha_operator.hosts.base import HostError
 from pgha_operator.hosts.ssh import SshHost, SshTarget, SshUnreachable
 from pgha_operator.observe.snapshot import MachineFact
+from pgha_operator.providers.base import booted_machine_state
 from pgha_operator.providers.packages import prepare_machine
 from pgha_operator.providers.sshkeys import generate_host_key, pin_host_key, unpin_host_key
 from pgha_operator.render import TEMPLATES_DIR, Binaries
@@ -299,15 +299,7 @@ class VagrantProvider:
             return MachineState.FROZEN
         if vm != "running":
             return MachineState.UNKNOWN
-        try:
-            res = self.host(name).run(
-                ["systemctl", "is-active", "pgha-patroni"], check=False, timeout=5
-            )
-        except HostError:
-            return MachineState.RUNNING
-        if res.stdout.strip() in ("inactive", "failed"):
-            return MachineState.PATRONI_DOWN
-        return MachineState.RUNNING
+        return booted_machine_state(self.host(name))
 
     def power_off(self, name: str) -> None:
         self._drop(name)
