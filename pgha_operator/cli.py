@@ -34,6 +34,7 @@ from pgha_operator.plan_patroni import switchover_candidate
 from pgha_operator.render import ADMIN_USER, SUPERUSER
 from pgha_operator.spec import Cluster, ManifestError, load
 from pgha_operator.status import format_status, read_status
+from pgha_operator.status_http import StatusServer, parse_listen
 
 EXIT_INVALID = 2
 
@@ -132,6 +133,12 @@ def build_parser() -> argparse.ArgumentParser:
         "Keep the cluster converged forever: resync every few seconds and react to manifest "
         "edits within about a second. Ctrl-C stops the operator, not the cluster.",
         cmd_run,
+    )
+    p.add_argument(
+        "--listen",
+        metavar="ADDR:PORT",
+        help="also serve the status over HTTP (read-only, no auth): GET /status, /healthz, "
+        "/readyz; e.g. 127.0.0.1:8800. Off by default",
     )
     state_dir(p)
 
@@ -321,22 +328,33 @@ def connect_hint(ctl: Controller) -> str:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    ctl = _controller(args, progress=_progress)
-    _print_warnings(ctl.loaded.warnings)
-    ctl.prepare()
-    stop = threading.Event()
-
-    def on_signal(signum: int, frame: object) -> None:
-        stop.set()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
-    print(f"operator for cluster {ctl.cluster.name} running (state {ctl.state_dir})")
-    print(connect_hint(ctl), flush=True)
+    # A taken port fails here, before the operator takes its lock or touches anything.
+    server = (
+        StatusServer(parse_listen(args.listen), lambda: ctl.last_cycle) if args.listen else None
+    )
     try:
-        ctl.run(stop)
+        ctl = _controller(args, progress=_progress)
+        _print_warnings(ctl.loaded.warnings)
+        ctl.prepare()
+        stop = threading.Event()
+
+        def on_signal(signum: int, frame: object) -> None:
+            stop.set()
+
+        signal.signal(signal.SIGTERM, on_signal)
+        signal.signal(signal.SIGINT, on_signal)
+        print(f"operator for cluster {ctl.cluster.name} running (state {ctl.state_dir})")
+        print(connect_hint(ctl), flush=True)
+        if server:
+            server.start()
+            print(f"status: {server.url}/status (also /healthz, /readyz)", flush=True)
+        try:
+            ctl.run(stop)
+        finally:
+            ctl.unlock()
     finally:
-        ctl.unlock()
+        if server:
+            server.stop()
     print("operator stopped; the cluster keeps running", flush=True)
     return 0
 

@@ -46,6 +46,7 @@ from pgha_operator.spec import (
     load,
 )
 from pgha_operator.status import build_status, write_status
+from pgha_operator.status_http import Snapshot
 
 log = structlog.get_logger("pgha-operator")
 
@@ -118,6 +119,7 @@ class Controller:
         self._spec_hash = ""
         self._lock_file: IO[str] | None = None
         self.fencer: Fencer | None = None  # the fast failover path; only `run` probes
+        self.last_cycle: Snapshot | None = None  # what `run --listen` serves
         self._accept(self.cluster)
 
     # --- manifest ---------------------------------------------------------------------------
@@ -370,6 +372,7 @@ class Controller:
                 log.exception("cycle failed", error=str(exc))
                 stop.wait(RESYNC_SECONDS)
                 continue
+            self.last_cycle = Snapshot(report.status, time.monotonic())
             if report.decision != last_decision:
                 log.info("cycle", decision=report.decision, phase=report.phase)
                 last_decision = report.decision

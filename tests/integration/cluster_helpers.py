@@ -126,10 +126,10 @@ def query(conninfo: str, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[A
 class Operator:
     """`pgha-operator run` in the background, stopped with SIGTERM like a user's Ctrl-C."""
 
-    def __init__(self, manifest: Path, state: Path) -> None:
+    def __init__(self, manifest: Path, state: Path, *extra: str) -> None:
         self.log = open(state.parent / f"operator-{time.time_ns()}.log", "w")  # noqa: SIM115
         self.proc = subprocess.Popen(
-            [*CLI, "run", "-f", str(manifest), "--state-dir", str(state)],
+            [*CLI, "run", "-f", str(manifest), "--state-dir", str(state), *extra],
             stdout=self.log,
             stderr=subprocess.STDOUT,
             cwd=Path(__file__).parents[2],

@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -16,6 +17,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
+import requests
 
 from tests.integration.cluster_helpers import (
     Operator,
@@ -169,6 +171,53 @@ def test_running_operator_repairs_drift(cluster: Cluster, operator: Operator) ->
     # An etcd member killed -> restarted and healthy.
     kill_and_wait_restart(state, "etcd2", "etcd")
     wait_for("cluster converged after the repairs", lambda: converged(cluster), timeout=120)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_run_serves_status_over_http(cluster: Cluster) -> None:
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    op = Operator(cluster.manifest, cluster.state, "--listen", f"127.0.0.1:{port}")
+    try:
+
+        def status() -> dict | None:
+            resp = requests.get(f"{base}/status", timeout=2)
+            return resp.json() if resp.status_code == 200 else None
+
+        st = wait_for("GET /status from the running operator", status, timeout=60)
+        assert st["cluster"] == "itest" and st["observedGeneration"] >= 1
+        assert {c["type"] for c in st["conditions"]} >= {"EtcdHealthy", "PatroniConverged"}
+        wait_for(
+            "GET /readyz 200 (converged)",
+            lambda: requests.get(f"{base}/readyz", timeout=2).status_code == 200,
+            timeout=60,
+        )
+        health = requests.get(f"{base}/healthz", timeout=2)
+        assert health.status_code == 200 and health.json()["ok"] is True
+        assert requests.get(f"{base}/nothing", timeout=2).status_code == 404
+        # A second operator on the same port is refused before it touches anything.
+        res = cli(
+            "run",
+            "-f",
+            str(cluster.manifest),
+            "--state-dir",
+            str(cluster.state),
+            "--listen",
+            f"127.0.0.1:{port}",
+            timeout=60,
+        )
+        assert res.returncode == 1
+        assert f"cannot listen on 127.0.0.1:{port}" in res.stderr
+    finally:
+        op.stop()
+    assert "operator stopped" in op.output()
+    with pytest.raises(requests.ConnectionError):
+        requests.get(f"{base}/status", timeout=2)
 
 
 def test_primary_crash_fails_over_and_old_primary_rejoins(cluster: Cluster) -> None:
