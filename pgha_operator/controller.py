@@ -129,7 +129,10 @@ class Controller:
         last = self.state_dir / LAST_APPLIED
         if self.manifest_error or not last.exists():
             return
-        running = load_one([str(last)], self.cluster.name)
+        try:
+            running = load_one([str(last)], self.cluster.name)
+        except (ManifestError, PermanentError):
+            return  # written by another version of the operator: nothing to hold it to
         try:
             refuse_fixed_changes(running.cluster, self.loaded)
         except ManifestError as exc:
