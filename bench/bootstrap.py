@@ -1,7 +1,7 @@
 """Bootstrap figures: seconds from `apply` start to the first write through :5000 and to all
 replicas streaming, median of N runs from a destroyed state. Prints JSON.
 
-    .venv/bin/python bench/bootstrap.py [--runs 3]
+    .venv/bin/python bench/bootstrap.py [--runs 3] [--patroni-source pypi|debian]
 """
 
 from __future__ import annotations
@@ -28,15 +28,16 @@ from tests.integration.cluster_helpers import (  # noqa: E402
     write_manifest,
 )
 
-BODY = """  etcd: {members: 3}
-  postgres: {instances: 3}
-  loadBalancer: {instances: 1}
+BODY = """  etcd: {{members: 3}}
+  postgres: {{instances: 3}}
+  patroni: {{source: {source}}}
+  loadBalancer: {{instances: 1}}
 """
 
 
-def one_run() -> dict[str, float]:
+def one_run(patroni_source: str) -> dict[str, float]:
     root = make_state_root()
-    manifest = write_manifest(root, "bench", "127.0.30.0/24", BODY)
+    manifest = write_manifest(root, "bench", "127.0.30.0/24", BODY.format(source=patroni_source))
     state = root / "state"
     # The DSN needs the generated password: create the secrets before the clock starts.
     load_or_create(state)
@@ -78,12 +79,19 @@ def one_run() -> dict[str, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument(
+        "--patroni-source",
+        choices=("pypi", "debian"),
+        default="pypi",
+        help="spec.patroni.source of the cluster (debian: Debian's Patroni 3.0.2)",
+    )
     args = parser.parse_args()
-    runs = [one_run() for _ in range(args.runs)]
+    runs = [one_run(args.patroni_source) for _ in range(args.runs)]
     print(
         json.dumps(
             {
                 "benchmark": "bootstrap",
+                "patroniSource": args.patroni_source,
                 "runs": runs,
                 "median_first_write_seconds": statistics.median(r["first_write"] for r in runs),
                 "median_all_replicas_streaming_seconds": statistics.median(

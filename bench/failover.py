@@ -12,7 +12,7 @@ Each run is one `pgha-operator drill --json` (the drill runs its own operator, f
 run, so the fencer's one-fence-per-ttl guard never turns a fenced run into a lease run).
 Prints every run's figures, the medians, and seed/fast ratios of the median write gap.
 
-    .venv/bin/python bench/failover.py [--runs 5] [--profiles seed,fast]
+    .venv/bin/python bench/failover.py [--runs 5] [--profiles seed,fast] [--patroni-source debian]
 
 `--compare-checks` instead compares HAProxy check timings on the fast profile with the
 fenced crash (how the default profile's checks were chosen):
@@ -45,6 +45,7 @@ BODY = """  drills: allowed
   failover: {{fencing: "{fencing}"}}
   etcd: {{members: 3}}
   postgres: {{instances: 3}}
+  patroni: {{source: {source}}}
   loadBalancer: {{instances: 1{checks}}}
 """
 # (case name, drill scenario, operator fencing)
@@ -59,8 +60,9 @@ FIGURES = ("writeGapSeconds", "newPrimaryAcceptedSeconds", "rejoinedSeconds", "c
 
 
 class Cluster:
-    def __init__(self, profile: str) -> None:
+    def __init__(self, profile: str, patroni_source: str = "pypi") -> None:
         self.profile = profile
+        self.patroni_source = patroni_source
         self.root = make_state_root()
         self.state = self.root / "state"
         self.manifest = self.write("auto")
@@ -73,7 +75,7 @@ class Cluster:
                 f", healthCheck: {{inter: {inter}, fastinter: {fast}, downinter: {down}, "
                 "rise: 1, fall: 2}"
             )
-        body = BODY.format(fencing=fencing, checks=check)
+        body = BODY.format(fencing=fencing, checks=check, source=self.patroni_source)
         path = write_manifest(self.root, f"failover-{self.profile}", NETWORK, body)
         path.write_text(path.read_text().replace("profile: fast", f"profile: {self.profile}"))
         self.manifest = path
@@ -122,8 +124,8 @@ def summarize(runs: list[dict[str, Any]], **extra: Any) -> dict[str, Any]:
     }
 
 
-def run_profile(profile: str, runs: int) -> dict[str, Any]:
-    cluster = Cluster(profile)
+def run_profile(profile: str, runs: int, patroni_source: str = "pypi") -> dict[str, Any]:
+    cluster = Cluster(profile, patroni_source)
     cases: dict[str, Any] = {}
     try:
         cluster.apply()
@@ -173,12 +175,18 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--profiles", default="seed,fast")
     parser.add_argument("--compare-checks", action="store_true")
+    parser.add_argument(
+        "--patroni-source",
+        choices=("pypi", "debian"),
+        default="pypi",
+        help="spec.patroni.source of the cluster (debian: Debian's Patroni 3.0.2)",
+    )
     args = parser.parse_args()
     if args.compare_checks:
         print(json.dumps(compare_checks(args.runs), indent=2))
         return
     profiles = args.profiles.split(",")
-    results = {p: run_profile(p, args.runs) for p in profiles}
+    results = {p: run_profile(p, args.runs, args.patroni_source) for p in profiles}
     ratios = {}
     if "seed" in results and "fast" in results:
         for name, _, _ in CASES:
@@ -191,6 +199,7 @@ def main() -> None:
             {
                 "benchmark": "failover",
                 "runsPerCase": args.runs,
+                "patroniSource": args.patroni_source,
                 "profiles": results,
                 "medianWriteGapRatioSeedOverFast": ratios,
                 "verdict": "PASS" if verdicts and all(v == "PASS" for v in verdicts) else "FAIL",
