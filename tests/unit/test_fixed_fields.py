@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from structlog.testing import capture_logs
 
 from pgha_operator.controller import LAST_APPLIED, Controller
 from pgha_operator.spec import ManifestError
@@ -62,12 +63,16 @@ def test_run_refuses_the_edit_and_keeps_the_accepted_manifest(tmp_path: Path) ->
     ctl = Controller([str(manifest)], state_dir=state)
     generation = ctl.generation
     manifest.write_text(debian_manifest(tmp_path).read_text())
-    ctl.reload_manifest()
+    with capture_logs() as logs:
+        ctl.reload_manifest()
+    assert [e["log_level"] for e in logs] == ["error"]
+    assert "spec.patroni.source" in logs[0]["error"]
     assert ctl.cluster.spec.patroni.source == "pypi"
     assert ctl.generation == generation
     assert ctl.manifest_error and "spec.patroni.source" in ctl.manifest_error
     manifest.write_text(DEMO.read_text().replace("max_connections: 200", "max_connections: 300"))
-    ctl.reload_manifest()
+    with capture_logs():
+        ctl.reload_manifest()
     assert ctl.manifest_error is None and ctl.generation == generation + 1
 
 
