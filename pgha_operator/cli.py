@@ -211,7 +211,8 @@ def summary(cluster: Cluster) -> str:
     return (
         f"cluster {cluster.name} is valid: provider {s.provider.type}, "
         f"{s.etcd.members} etcd ({s.etcd.placement}), {s.postgres.instances} PostgreSQL "
-        f"{s.postgres.version}, {s.load_balancer.instances} HAProxy, profile {s.profile}"
+        f"{s.postgres.version} (Patroni from {s.patroni.source}), "
+        f"{s.load_balancer.instances} HAProxy, profile {s.profile}"
     )
 
 
