@@ -21,12 +21,17 @@ PYTHON = "/usr/bin/python3"  # Debian's: the postgres user must be able to run t
 
 ROLE_PACKAGES: dict[Role, tuple[str, ...]] = {
     Role.ETCD: ("etcd-server", "etcd-client"),
-    Role.POSTGRES: ("postgresql-15", "python3-venv"),
+    Role.POSTGRES: ("postgresql-15",),
     Role.LOADBALANCER: ("haproxy",),
 }
-# spec.patroni.source "debian": Debian's Patroni and the etcd client library it runs on
+# What a PostgreSQL machine needs for Patroni, per spec.patroni.source. pypi: the venv module
+# for our pinned Patroni. debian: Debian's Patroni and the etcd client library it runs on
 # (the package depends on one of several DCS libraries; apt would pick python3-etcd anyway).
 DEBIAN_PATRONI_PACKAGES = ("patroni", "python3-etcd")
+PATRONI_PACKAGES: dict[PatroniSource, tuple[str, ...]] = {
+    "pypi": ("python3-venv",),
+    "debian": DEBIAN_PATRONI_PACKAGES,
+}
 # Debian's own units for the daemons the operator runs under pgha-*.service units.
 DEBIAN_UNITS: dict[Role, tuple[str, ...]] = {
     Role.ETCD: ("etcd.service",),
@@ -52,16 +57,11 @@ def patroni_requirements() -> tuple[str, ...]:
 
 
 def packages_for(roles: Iterable[Role], patroni_source: PatroniSource = "pypi") -> tuple[str, ...]:
-    roles = sorted(roles)
     wanted: list[str] = []
-    for role in roles:
-        for package in ROLE_PACKAGES[role]:
-            if package == "python3-venv" and patroni_source == "debian":
-                continue  # the venv is only for our pinned Patroni
-            if package not in wanted:
-                wanted.append(package)
-    if Role.POSTGRES in roles and patroni_source == "debian":
-        wanted += DEBIAN_PATRONI_PACKAGES
+    for role in sorted(roles):
+        wanted += [p for p in ROLE_PACKAGES[role] if p not in wanted]
+        if role == Role.POSTGRES:
+            wanted += PATRONI_PACKAGES[patroni_source]
     return tuple(wanted)
 
 

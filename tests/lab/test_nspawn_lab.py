@@ -16,8 +16,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,6 +29,7 @@ from pgha_operator.fencing import MachineState
 from pgha_operator.providers import make_provider
 from pgha_operator.providers.nspawn import NspawnProvider
 from pgha_operator.spec import load
+from tests.integration.cluster_helpers import wait_for
 
 REPO = Path(__file__).parents[2]
 MANIFEST = REPO / "manifests" / "nspawn.yaml"
@@ -127,19 +127,9 @@ class Lab:
     def members(self) -> dict[str, dict[str, Any]]:
         return {m["name"]: m for m in self.status()["postgres"]["members"]}
 
-
-def wait_for(what: str, predicate: Callable[[], Any], timeout: float = 120) -> Any:
-    deadline = time.monotonic() + timeout
-    last: Exception | None = None
-    while time.monotonic() < deadline:
-        try:
-            value = predicate()
-            if value:
-                return value
-        except Exception as exc:  # noqa: BLE001 - machines and services restart under us
-            last = exc
-        time.sleep(0.5)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what} (last error: {last})")
+    def streaming_replica(self, name: str) -> bool:
+        m = self.members()[name]
+        return m["role"] == "replica" and m["state"] == "streaming"
 
 
 def leftovers(provider: NspawnProvider, state: Path) -> list[str]:
@@ -344,9 +334,7 @@ def test_partitioned_primary_is_replaced_and_rejoins_when_reconnected(lab: Lab) 
     lab.apply()
     wait_for(
         f"{old} back as a streaming replica",
-        lambda: (
-            lab.members()[old]["role"] == "replica" and lab.members()[old]["state"] == "streaming"
-        ),
+        lambda: lab.streaming_replica(old),
         120,
     )
     assert lab.primary() == new
@@ -364,9 +352,7 @@ def test_hard_stopped_primary_fails_over_and_rejoins_as_replica(lab: Lab) -> Non
     assert lab.provider.running(old)
     wait_for(
         f"{old} back as a streaming replica",
-        lambda: (
-            lab.members()[old]["role"] == "replica" and lab.members()[old]["state"] == "streaming"
-        ),
+        lambda: lab.streaming_replica(old),
         120,
     )
     assert lab.primary() == new
