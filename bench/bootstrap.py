@@ -18,7 +18,7 @@ from pathlib import Path
 import psycopg
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from pgha_operator.secrets import load_or_create  # noqa: E402
+from pgha_operator.shell.secrets_file import load_or_create  # noqa: E402
 from tests.integration.cluster_helpers import (  # noqa: E402
     CLI,
     cli,

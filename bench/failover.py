@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from pgha_operator.spec import PROFILES  # noqa: E402
+from pgha_operator.core.spec import PROFILES  # noqa: E402
 from tests.integration.cluster_helpers import (  # noqa: E402
     cli,
     kill_leftovers,

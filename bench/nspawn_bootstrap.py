@@ -28,9 +28,9 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-from pgha_operator.providers.nspawn_rootfs import ensure_rootfs, rootfs_path  # noqa: E402
-from pgha_operator.secrets import load_or_create  # noqa: E402
-from pgha_operator.spec import load  # noqa: E402
+from pgha_operator.core.spec import load  # noqa: E402
+from pgha_operator.shell.providers.nspawn_rootfs import ensure_rootfs, rootfs_path  # noqa: E402
+from pgha_operator.shell.secrets_file import load_or_create  # noqa: E402
 
 CLI = [sys.executable, "-m", "pgha_operator.cli"]
 MANIFEST = REPO / "manifests" / "nspawn.yaml"

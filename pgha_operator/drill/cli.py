@@ -8,7 +8,7 @@ import signal
 import sys
 from typing import Any
 
-from pgha_operator.cli_args import add_manifest_arguments, add_state_dir_argument
+from pgha_operator.cli.args import add_manifest_arguments, add_state_dir_argument
 from pgha_operator.drill.checker import RunFigures
 from pgha_operator.drill.faults import FAULTS
 from pgha_operator.drill.report import DrillResult

@@ -25,16 +25,16 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from pgha_operator.actions import Switchover
+from pgha_operator.core.actions import Switchover
+from pgha_operator.core.plan.patroni import switchover_candidate
+from pgha_operator.core.topology import Role
 from pgha_operator.drill.checker import FaultWindow
-from pgha_operator.drill.marks import clear_down, mark_down
 from pgha_operator.drill.target import DrillError, Live, Target
-from pgha_operator.execute import execute
-from pgha_operator.hosts.local import LocalHost
-from pgha_operator.observe.etcd import collect_etcd
-from pgha_operator.plan_patroni import switchover_candidate
-from pgha_operator.providers.local import LocalProvider
-from pgha_operator.topology import Role
+from pgha_operator.shell.clients.etcd import collect_etcd
+from pgha_operator.shell.down_marks import clear_down, mark_down
+from pgha_operator.shell.execute import execute
+from pgha_operator.shell.hosts.local import LocalHost
+from pgha_operator.shell.providers.local import LocalProvider
 
 DEFAULT_HOLD = 10.0  # seconds a crashed replica or etcd member stays down
 SETTLE = 1.0  # seconds a crashed primary stays down after the failover

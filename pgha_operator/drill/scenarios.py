@@ -20,7 +20,7 @@ from typing import Any
 import psycopg
 import structlog
 
-from pgha_operator.controller import Controller
+from pgha_operator.core.errors import PermanentError
 from pgha_operator.drill.checker import FaultWindow, RunFigures, analyse, rejoined_at
 from pgha_operator.drill.faults import FAULTS
 from pgha_operator.drill.prober import Prober
@@ -28,7 +28,7 @@ from pgha_operator.drill.report import DrillResult, save_run_log
 from pgha_operator.drill.target import DrillError, DrillRefused, Live, Target
 from pgha_operator.drill.watch import Watcher
 from pgha_operator.drill.writer import SCHEMA_SQL, ClientTimeouts, Writer
-from pgha_operator.errors import PermanentError
+from pgha_operator.shell.controller import Controller
 
 log = structlog.get_logger("pgha-drill")
 

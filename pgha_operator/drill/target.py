@@ -7,19 +7,19 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from pgha_operator import conditions as cond
-from pgha_operator import topology
-from pgha_operator.controller import Controller
+from pgha_operator.core import conditions as cond
+from pgha_operator.core import topology
+from pgha_operator.core.errors import OperatorError, PermanentError
+from pgha_operator.core.plan import plan
+from pgha_operator.core.render import SUPERUSER, Secrets
+from pgha_operator.core.spec import Cluster
+from pgha_operator.core.topology import Topology
 from pgha_operator.drill.prober import Prober
 from pgha_operator.drill.watch import Watcher
 from pgha_operator.drill.writer import Writer
-from pgha_operator.errors import OperatorError, PermanentError
-from pgha_operator.plan import plan
-from pgha_operator.providers.base import Provider
-from pgha_operator.render import SUPERUSER, Secrets
-from pgha_operator.secrets import FILE_NAME, load_or_create
-from pgha_operator.spec import Cluster
-from pgha_operator.topology import Topology
+from pgha_operator.shell.controller import Controller
+from pgha_operator.shell.providers.base import Provider
+from pgha_operator.shell.secrets_file import FILE_NAME, load_or_create
 
 
 class DrillError(OperatorError):

@@ -17,8 +17,8 @@ from typing import Any
 
 import requests
 
-from pgha_operator.observe.etcd import parse_health
-from pgha_operator.observe.patroni import parse_patroni, streaming_replicas
+from pgha_operator.core.facts.etcd import parse_health
+from pgha_operator.core.facts.patroni import parse_patroni, streaming_replicas
 
 TIMEOUT = 0.8
 

@@ -18,12 +18,10 @@ from pathlib import Path
 import pytest
 import requests
 
-from pgha_operator.components.etcd import ComponentError, EtcdClient
-from pgha_operator.components.patroni import PatroniClient
-from pgha_operator.observe.etcd import collect_etcd
-from pgha_operator.observe.facts import EtcdMember
-from pgha_operator.observe.haproxy import collect_haproxy
-from pgha_operator.observe.patroni import collect_patroni
+from pgha_operator.core.facts.types import EtcdMember
+from pgha_operator.shell.clients.etcd import ComponentError, EtcdClient, collect_etcd
+from pgha_operator.shell.clients.haproxy import collect_haproxy
+from pgha_operator.shell.clients.patroni import PatroniClient, collect_patroni
 
 pytestmark = pytest.mark.integration
 

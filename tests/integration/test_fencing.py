@@ -20,9 +20,9 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from pgha_operator.controller import Controller
-from pgha_operator.fencer import Fencer
-from pgha_operator.hosts.local import LocalHost
+from pgha_operator.shell.controller import Controller
+from pgha_operator.shell.fencer import Fencer
+from pgha_operator.shell.hosts.local import LocalHost
 from tests.integration.cluster_helpers import (
     Operator,
     Writer,

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from pgha_operator.hosts.base import HostError, ServiceDefinition, ServiceState
-from pgha_operator.hosts.local import (
+from pgha_operator.shell.hosts.base import HostError, ServiceDefinition, ServiceState
+from pgha_operator.shell.hosts.local import (
     TAG_VAR,
     LocalHost,
     LocalService,
@@ -330,7 +330,7 @@ def test_service_survives_its_operator_and_is_adopted(
     define(host, "daemon", ["sleep", "60"])
     # A separate operator process starts the service and exits.
     code = (
-        "import sys; from pgha_operator.hosts.local import LocalHost; "
+        "import sys; from pgha_operator.shell.hosts.local import LocalHost; "
         "LocalHost('m1', sys.argv[1], sys.argv[2]).service('daemon').start()"
     )
     subprocess.run(

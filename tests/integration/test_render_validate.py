@@ -27,8 +27,8 @@ from typing import Any
 import pytest
 import yaml
 
-from pgha_operator import spec, topology
-from pgha_operator.render import (
+from pgha_operator.core import spec, topology
+from pgha_operator.core.render import (
     Binaries,
     DesiredFile,
     RenderContext,

@@ -25,10 +25,10 @@ import psycopg
 import pytest
 import requests
 
-from pgha_operator.fencing import MachineState
-from pgha_operator.providers import make_provider
-from pgha_operator.providers.nspawn import NspawnProvider
-from pgha_operator.spec import load
+from pgha_operator.core.fence_decision import MachineState
+from pgha_operator.core.spec import load
+from pgha_operator.shell.providers import make_provider
+from pgha_operator.shell.providers.nspawn import NspawnProvider
 from tests.integration.cluster_helpers import wait_for
 
 REPO = Path(__file__).parents[2]

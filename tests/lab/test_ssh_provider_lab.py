@@ -18,9 +18,9 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from pgha_operator import topology
-from pgha_operator.providers.nspawn import NspawnProvider
-from pgha_operator.spec import load
+from pgha_operator.core import topology
+from pgha_operator.core.spec import load
+from pgha_operator.shell.providers.nspawn import NspawnProvider
 
 REPO = Path(__file__).parents[2]
 CLI = [sys.executable, "-m", "pgha_operator.cli"]

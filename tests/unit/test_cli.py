@@ -71,8 +71,8 @@ def test_every_command_has_help(command: str, capsys: pytest.CaptureFixture[str]
 
 
 def test_ssh_provider_takes_the_manifests_port(tmp_path: Path) -> None:
-    from pgha_operator.providers import make_provider
-    from pgha_operator.spec import load
+    from pgha_operator.core.spec import load
+    from pgha_operator.shell.providers import make_provider
 
     text = (
         Path("manifests/ssh.example.yaml")

@@ -6,11 +6,11 @@ from dataclasses import replace
 
 import pytest
 
-from pgha_operator.conditions import Condition, assess, phase
-from pgha_operator.desired import Plan
-from pgha_operator.observe.facts import HaproxyFacts, HaproxyServer
-from pgha_operator.observe.snapshot import Observed
-from pgha_operator.plan import Desired
+from pgha_operator.core.conditions import Condition, assess, phase
+from pgha_operator.core.desired import Plan
+from pgha_operator.core.facts.observed import Observed
+from pgha_operator.core.facts.types import HaproxyFacts, HaproxyServer
+from pgha_operator.core.plan import Desired
 from tests.unit.test_plan import converged, demo_desired
 
 

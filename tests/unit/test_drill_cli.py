@@ -12,7 +12,7 @@ from pgha_operator.drill.cli import format_table
 from pgha_operator.drill.faults import FAULTS
 from pgha_operator.drill.report import DrillResult
 from pgha_operator.drill.writer import ClientTimeouts
-from pgha_operator.secrets import load_or_create
+from pgha_operator.shell.secrets_file import load_or_create
 
 MANIFEST = """apiVersion: pgha/v1
 kind: Cluster
@@ -198,7 +198,7 @@ def test_each_fault_asks_the_provider_for_the_capability_it_needs() -> None:
 
 
 def test_only_the_demo_manifest_allows_drills() -> None:
-    from pgha_operator.spec import load
+    from pgha_operator.core.spec import load
 
     allowed = {item.source.split("/")[-1]: item.cluster.spec.drills for item in load(["manifests"])}
     assert allowed.pop("demo.yaml") == "allowed"

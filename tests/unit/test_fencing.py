@@ -6,7 +6,7 @@ from dataclasses import replace
 
 import pytest
 
-from pgha_operator.fencing import FenceView, MachineState, decide
+from pgha_operator.core.fence_decision import FenceView, MachineState, decide
 
 GOOD = FenceView(
     enabled=True,

@@ -8,8 +8,8 @@ import pytest
 import yaml
 from structlog.testing import capture_logs
 
-from pgha_operator.controller import LAST_APPLIED, Controller
-from pgha_operator.spec import ManifestError
+from pgha_operator.core.spec import ManifestError
+from pgha_operator.shell.controller import LAST_APPLIED, Controller
 
 DEMO = Path(__file__).resolve().parents[2] / "manifests" / "demo.yaml"
 

@@ -8,16 +8,16 @@ from pathlib import Path
 
 import pytest
 
-from pgha_operator import topology
-from pgha_operator.errors import PermanentError
-from pgha_operator.providers.nspawn_net import LabNetwork, operator_address
-from pgha_operator.providers.nspawn_rootfs import (
+from pgha_operator.core import topology
+from pgha_operator.core.errors import PermanentError
+from pgha_operator.core.spec import load
+from pgha_operator.shell.providers.nspawn_net import LabNetwork, operator_address
+from pgha_operator.shell.providers.nspawn_rootfs import (
     debian_mirror,
     parse_deb822_sources,
     parse_one_line_sources,
     recipe_key,
 )
-from pgha_operator.spec import load
 
 DEB822 = """\
 Types: deb

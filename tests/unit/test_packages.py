@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from pgha_operator.providers.nspawn_rootfs import MASKED_UNITS, PACKAGES
-from pgha_operator.providers.packages import packages_for, units_to_mask
-from pgha_operator.topology import Role
+from pgha_operator.core.topology import Role
+from pgha_operator.shell.providers.nspawn_rootfs import MASKED_UNITS, PACKAGES
+from pgha_operator.shell.providers.packages import packages_for, units_to_mask
 
 
 def test_pypi_source_needs_the_venv_module_not_debian_patroni() -> None:

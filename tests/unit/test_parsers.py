@@ -9,18 +9,14 @@ from typing import Any
 
 import pytest
 
-from pgha_operator.drill.watch import node_views
-from pgha_operator.observe.etcd import parse_health, parse_member, parse_member_list, parse_status
-from pgha_operator.observe.facts import (
-    EtcdFacts,
-    FrozenDict,
-    HaproxyFacts,
-    HaproxyServer,
-    PatroniFacts,
-    thaw,
+from pgha_operator.core.facts.etcd import (
+    parse_health,
+    parse_member,
+    parse_member_list,
+    parse_status,
 )
-from pgha_operator.observe.haproxy import csv_url, parse_stats_csv
-from pgha_operator.observe.patroni import (
+from pgha_operator.core.facts.haproxy import csv_url, parse_stats_csv
+from pgha_operator.core.facts.patroni import (
     api_base,
     named_primaries,
     normalize_role,
@@ -30,6 +26,15 @@ from pgha_operator.observe.patroni import (
     streaming_replicas,
     with_streaming,
 )
+from pgha_operator.core.facts.types import (
+    EtcdFacts,
+    FrozenDict,
+    HaproxyFacts,
+    HaproxyServer,
+    PatroniFacts,
+    thaw,
+)
+from pgha_operator.drill.watch import node_views
 
 FIXTURES = Path(__file__).parent / "fixtures"
 E1, E2, E3, E4 = (

@@ -7,8 +7,8 @@ from dataclasses import replace
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pgha_operator import topology
-from pgha_operator.actions import (
+from pgha_operator.core import topology
+from pgha_operator.core.actions import (
     CreateMachine,
     ReloadService,
     RestartService,
@@ -16,19 +16,19 @@ from pgha_operator.actions import (
     WaitFor,
     WriteFile,
 )
-from pgha_operator.desired import PLACEHOLDER_SECRETS, build_desired
-from pgha_operator.observe.facts import (
+from pgha_operator.core.desired import PLACEHOLDER_SECRETS, build_desired
+from pgha_operator.core.facts.observed import MachineFact, Observed
+from pgha_operator.core.facts.types import (
     EtcdFacts,
     EtcdMember,
     HaproxyFacts,
     PatroniFacts,
     PatroniMember,
 )
-from pgha_operator.observe.snapshot import MachineFact, Observed
-from pgha_operator.plan import Desired, content_hash, plan
-from pgha_operator.render import Binaries
-from pgha_operator.servicedef import ServiceState
-from pgha_operator.spec import load
+from pgha_operator.core.plan import Desired, content_hash, plan
+from pgha_operator.core.render import Binaries
+from pgha_operator.core.services import ServiceState
+from pgha_operator.core.spec import load
 
 DEMO = load(["manifests/demo.yaml"])[0].cluster
 

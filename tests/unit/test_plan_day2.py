@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from dataclasses import replace
 
-from pgha_operator import topology
-from pgha_operator.actions import (
+from pgha_operator.core import topology
+from pgha_operator.core.actions import (
     AddEtcdMember,
     DestroyMachine,
     PatchPatroniConfig,
@@ -18,13 +18,13 @@ from pgha_operator.actions import (
     Switchover,
     WaitFor,
 )
-from pgha_operator.desired import PLACEHOLDER_SECRETS, build_desired
-from pgha_operator.observe.facts import EtcdMember, PatroniMember
-from pgha_operator.observe.snapshot import MachineFact
-from pgha_operator.plan import Desired, plan
-from pgha_operator.render import Binaries
-from pgha_operator.servicedef import ServiceState
-from pgha_operator.spec import Cluster, load
+from pgha_operator.core.desired import PLACEHOLDER_SECRETS, build_desired
+from pgha_operator.core.facts.observed import MachineFact
+from pgha_operator.core.facts.types import EtcdMember, PatroniMember
+from pgha_operator.core.plan import Desired, plan
+from pgha_operator.core.render import Binaries
+from pgha_operator.core.services import ServiceState
+from pgha_operator.core.spec import Cluster, load
 from tests.unit.test_plan import converged
 
 DEMO = load(["manifests/demo.yaml"])[0].cluster
@@ -196,7 +196,7 @@ def test_rolling_restart_replicas_then_switchover_then_old_primary() -> None:
 
 
 def test_a_replica_stuck_in_start_failed_is_reinitialized() -> None:
-    from pgha_operator.actions import Reinitialize
+    from pgha_operator.core.actions import Reinitialize
 
     desired = desired_for(DEMO)
     observed = converged(desired)

@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 import yaml
 
-from pgha_operator import render, spec, topology
-from pgha_operator.render import (
+from pgha_operator.core import render, spec, topology
+from pgha_operator.core.render import (
     REPLICATION_USER,
     REST_USER,
     SUPERUSER,
@@ -29,9 +29,9 @@ from pgha_operator.render import (
     service_definitions,
     validation_argv,
 )
-from pgha_operator.render.services import runtime_directory, systemd_quote
-from pgha_operator.servicedef import definition_from_json
-from pgha_operator.topology import Role
+from pgha_operator.core.render.services import runtime_directory, systemd_quote
+from pgha_operator.core.services import definition_from_json
+from pgha_operator.core.topology import Role
 
 REPO = Path(__file__).resolve().parents[2]
 MANIFESTS = sorted((REPO / "manifests").glob("*.yaml"))

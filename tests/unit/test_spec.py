@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from pgha_operator.spec import (
+from pgha_operator.core.spec import (
     PROFILES,
     Cluster,
     ClusterSpec,

@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from pgha_operator.hosts.base import HostError
-from pgha_operator.hosts.ssh import (
+from pgha_operator.shell.hosts.base import HostError
+from pgha_operator.shell.hosts.ssh import (
     HostKeyChanged,
     HostKeyUnknown,
     SshAuthFailed,
@@ -28,7 +28,7 @@ from pgha_operator.hosts.ssh import (
     SshTarget,
     SshUnreachable,
 )
-from pgha_operator.providers.sshkeys import pin_host_key
+from pgha_operator.shell.providers.sshkeys import pin_host_key
 
 SSHD = "/usr/sbin/sshd"
 ADDRESS = "127.0.0.1"

@@ -6,9 +6,9 @@ from collections.abc import Sequence
 
 import pytest
 
-from pgha_operator.hosts.base import CommandResult, HostError
-from pgha_operator.hosts.systemd import SystemdService, parse_show, state_from_is_active
-from pgha_operator.servicedef import ServiceState
+from pgha_operator.core.services import ServiceState
+from pgha_operator.shell.hosts.base import CommandResult, HostError
+from pgha_operator.shell.hosts.systemd import SystemdService, parse_show, state_from_is_active
 
 
 @pytest.mark.parametrize(

@@ -9,8 +9,8 @@ import time
 import pytest
 import requests
 
-from pgha_operator.errors import PermanentError
-from pgha_operator.status_http import (
+from pgha_operator.core.errors import PermanentError
+from pgha_operator.shell.status_http import (
     STALE_AFTER,
     Snapshot,
     StatusServer,

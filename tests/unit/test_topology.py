@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from pgha_operator import topology
-from pgha_operator.spec import Cluster, load, parse_text
-from pgha_operator.topology import Layout, Machine, Role, Topology, layout, topology_problems
+from pgha_operator.core import topology
+from pgha_operator.core.spec import Cluster, load, parse_text
+from pgha_operator.core.topology import Layout, Machine, Role, Topology, layout, topology_problems
 
 MANIFESTS = Path(__file__).resolve().parents[2] / "manifests"
 DEMO = (MANIFESTS / "demo.yaml").read_text()

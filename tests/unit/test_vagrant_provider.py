@@ -11,14 +11,14 @@ from pathlib import Path
 
 import pytest
 
-from pgha_operator.providers.vagrant import (
+from pgha_operator.core.spec import load
+from pgha_operator.shell.providers.vagrant import (
     PROJECT_DIR,
     SshConfig,
     VagrantProvider,
     parse_ssh_config,
     parse_status,
 )
-from pgha_operator.spec import load
 
 FIXTURES = Path(__file__).parent / "fixtures" / "vagrant"
 
@@ -119,7 +119,7 @@ def test_nothing_created_means_no_machines_and_no_vagrant_call(
 
 @pytest.mark.skipif(not shutil.which("vagrant"), reason="Debian's vagrant package (make setup)")
 def test_vagrant_validate_accepts_the_real_vagrantfile(provider: VagrantProvider) -> None:
-    from pgha_operator.providers.sshkeys import generate_host_key
+    from pgha_operator.shell.providers.sshkeys import generate_host_key
 
     assert provider.project_dir == PROJECT_DIR
     for m in provider.topology.machines:

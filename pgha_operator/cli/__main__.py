@@ -1,0 +1,3 @@
+from pgha_operator.cli import main
+
+raise SystemExit(main())

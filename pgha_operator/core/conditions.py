@@ -1,0 +1,142 @@
+"""Status conditions and phase from one observation (pure), in the style of Kubernetes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pgha_operator.core.facts.observed import Observed
+from pgha_operator.core.plan import Desired, Plan
+
+PRIMARY_BACKEND = "primary"
+REPLICAS_BACKEND = "replicas"
+
+
+# Patroni states of a member that is on its way to running: bootstrap, cloning, (re)start.
+# A cluster whose only faults are these is Progressing, not Degraded.
+TRANSIENT_PATRONI_STATES = frozenset(
+    {
+        "initializing new cluster",
+        "running custom bootstrap script",
+        "starting after custom bootstrap",
+        "creating replica",
+        "starting",
+        "restarting",
+        "stopping",
+    }
+)
+
+
+@dataclass(frozen=True)
+class Condition:
+    type: str
+    status: bool
+    reason: str  # why it is false, or "ok"
+    transient: bool = False  # false only because of work under way that ends by itself
+
+
+def assess(desired: Desired, observed: Observed) -> tuple[Condition, ...]:
+    return (
+        _machines(desired, observed),
+        _etcd(desired, observed),
+        _patroni(desired, observed),
+        _routing(desired, observed),
+    )
+
+
+def phase(conditions: tuple[Condition, ...], plan: Plan, error: str | None = None) -> str:
+    """Failed: blocked or a permanent error. Converged: all true, nothing to do. Progressing:
+    the operator acts, or waits only on members that are bootstrapping or (re)starting.
+    Degraded: something is wrong that neither the plan nor time will fix by itself."""
+    if plan.blocked or error:
+        return "Failed"
+    failing = [c for c in conditions if not c.status]
+    if not failing and plan.empty:
+        return "Converged"
+    if not plan.empty or all(c.transient for c in failing):
+        return "Progressing"
+    return "Degraded"
+
+
+def _machines(desired: Desired, observed: Observed) -> Condition:
+    missing = [m.name for m in desired.topology.machines if not observed.has_machine(m.name)]
+    if missing:
+        return Condition("MachinesReady", False, f"missing: {', '.join(missing)}")
+    return Condition("MachinesReady", True, "ok")
+
+
+def _etcd(desired: Desired, observed: Observed) -> Condition:
+    facts = observed.etcd
+    if not facts.reachable:
+        return Condition("EtcdHealthy", False, f"unreachable: {facts.error or 'no answer'}")
+    want = set(desired.topology.etcd)
+    have = {m.name for m in facts.members}
+    problems = []
+    if want - have:
+        problems.append(f"not members: {', '.join(sorted(want - have))}")
+    if have - want:
+        problems.append(f"unexpected members: {', '.join(sorted(have - want))}")
+    learners = sorted(m.name for m in facts.members if m.is_learner)
+    if learners:
+        problems.append(f"learners: {', '.join(learners)}")
+    unhealthy = sorted(have - set(facts.healthy))
+    if unhealthy:
+        problems.append(f"unhealthy: {', '.join(unhealthy)}")
+    if problems:
+        # A learner alone is a member being added: the plan promotes it once it caught up.
+        only_learners = problems == [f"learners: {', '.join(learners)}"]
+        return Condition("EtcdHealthy", False, "; ".join(problems), transient=only_learners)
+    return Condition("EtcdHealthy", True, "ok")
+
+
+def _patroni(desired: Desired, observed: Observed) -> Condition:
+    facts = observed.patroni
+    if not facts.reachable:
+        return Condition("PatroniConverged", False, f"unreachable: {facts.error or 'no answer'}")
+    members = {m.name: m for m in facts.members}
+    problems = []
+    transient = []  # problems that are bootstrap or (re)start under way
+    leaders = [m for m in facts.members if m.role == "primary"]
+    if len(leaders) != 1:
+        problems.append(f"{len(leaders)} primaries in /cluster")
+    for name in desired.topology.postgres:
+        m = members.get(name)
+        if m is None:
+            problems.append(f"{name} not a member")
+            continue
+        healthy_state = "running" if m.role == "primary" else "streaming"
+        if m.state != healthy_state:
+            problems.append(f"{name}{' (primary)' if m.role == 'primary' else ''} is {m.state}")
+            if m.state in TRANSIENT_PATRONI_STATES:
+                transient.append(problems[-1])
+        elif m.pending_restart:
+            problems.append(f"{name} pending restart")
+    extra = sorted(set(members) - set(desired.topology.postgres))
+    if extra:
+        problems.append(f"unexpected members: {', '.join(extra)}")
+    if problems:
+        reason = "; ".join(problems)
+        return Condition("PatroniConverged", False, reason, transient=problems == transient)
+    return Condition("PatroniConverged", True, "ok")
+
+
+def _routing(desired: Desired, observed: Observed) -> Condition:
+    members = observed.patroni.members
+    leader = {m.name for m in members if m.role == "primary"}
+    streaming = {m.name for m in members if m.role != "primary" and m.state == "streaming"}
+    problems = []
+    for lb in desired.topology.loadbalancers:
+        facts = observed.haproxy.get(lb)
+        if facts is None or not facts.reachable:
+            problems.append(f"{lb}: stats unreachable")
+            continue
+        up: dict[str, set[str]] = {PRIMARY_BACKEND: set(), REPLICAS_BACKEND: set()}
+        for s in facts.servers:
+            if s.backend in up and s.status.startswith("UP"):
+                up[s.backend].add(s.server)
+        if up[PRIMARY_BACKEND] != leader:
+            problems.append(f"{lb}: primary backend UP {sorted(up[PRIMARY_BACKEND])}")
+        if up[REPLICAS_BACKEND] != streaming:
+            problems.append(f"{lb}: replicas backend UP {sorted(up[REPLICAS_BACKEND])}")
+    if problems:
+        return Condition("RoutingCorrect", False, "; ".join(problems))
+    return Condition("RoutingCorrect", True, "ok")

@@ -1,0 +1,40 @@
+"""One immutable observation of a whole cluster, taken afresh every cycle."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from pgha_operator.core.facts.types import EtcdFacts, HaproxyFacts, PatroniFacts
+from pgha_operator.core.services import ServiceState
+
+
+@dataclass(frozen=True)
+class MachineFact:
+    name: str
+    exists: bool
+    address: str | None = None
+
+
+@dataclass(frozen=True)
+class Observed:
+    machines: Mapping[str, MachineFact] = field(default_factory=dict)
+    # (machine, path) -> sha256 of the content, None when absent
+    files: Mapping[tuple[str, str], str | None] = field(default_factory=dict)
+    services: Mapping[tuple[str, str], ServiceState] = field(default_factory=dict)
+    etcd: EtcdFacts = field(default_factory=lambda: EtcdFacts(reachable=False))
+    patroni: PatroniFacts = field(default_factory=lambda: PatroniFacts(reachable=False))
+    haproxy: Mapping[str, HaproxyFacts] = field(default_factory=dict)  # per LB machine
+    # login roles present on the primary; None when no primary answered
+    roles: frozenset[str] | None = None
+    # etcd machine -> whether its data dir holds a member (None/absent: not looked at)
+    etcd_data: Mapping[str, bool] = field(default_factory=dict)
+    # machines a drill marked down (a crash the operator must not repair yet): drill/marks.py
+    down: frozenset[str] = frozenset()
+
+    def service(self, machine: str, name: str) -> ServiceState:
+        return self.services.get((machine, name), ServiceState.STOPPED)
+
+    def has_machine(self, name: str) -> bool:
+        fact = self.machines.get(name)
+        return fact is not None and fact.exists

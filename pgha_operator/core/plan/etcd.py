@@ -1,0 +1,134 @@
+"""etcd membership steps of the plan (pure). Rule 2: one member at a time, learners first,
+never below quorum; a member whose data is lost is removed, wiped and added again."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import yaml
+
+from pgha_operator.core.actions import (
+    Action,
+    AddEtcdMember,
+    PromoteEtcdMember,
+    RemoveEtcdMember,
+    RemovePath,
+    StartEtcdLearner,
+    StopService,
+    WaitFor,
+)
+from pgha_operator.core.desired import Desired
+from pgha_operator.core.facts.observed import Observed
+from pgha_operator.core.facts.types import EtcdMember
+from pgha_operator.core.services import ServiceState
+
+
+@dataclass(frozen=True)
+class Membership:
+    actions: tuple[Action, ...] = ()
+    machines: frozenset[str] = frozenset()  # members in flux: no steady-state file or start
+    busy: bool = False  # a membership change is under way: no etcd restarts meanwhile
+
+
+def etcd_has_quorum(observed: Observed) -> bool:
+    facts = observed.etcd
+    if not facts.reachable:
+        return False
+    voters = [m for m in facts.members if not m.is_learner]
+    healthy = [m for m in voters if m.name in facts.healthy]
+    return bool(voters) and len(healthy) * 2 > len(voters)
+
+
+def etcd_membership(desired: Desired, observed: Observed) -> Membership:
+    facts = observed.etcd
+    if not facts.reachable or not facts.members:
+        # Bootstrap (or every member down): members start from the steady-state config.
+        return Membership()
+    topo = desired.topology
+    by_peer = {url: m for m in facts.members for url in m.peer_urls}
+    member_of = {
+        name: by_peer[topo.etcd_peer_url(name)]
+        for name in topo.etcd
+        if topo.etcd_peer_url(name) in by_peer
+    }
+    desired_peers = {topo.etcd_peer_url(n) for n in topo.etcd}
+    extra = [m for m in facts.members if not set(m.peer_urls) & desired_peers]
+    voters = [m for m in facts.members if not m.is_learner]
+    down = sorted(m.name or m.id for m in voters if m.name not in facts.healthy)
+
+    for name in topo.etcd:
+        m = member_of.get(name)
+        if m is None or not m.is_learner:
+            continue
+        if observed.service(name, "etcd") != ServiceState.RUNNING:
+            return Membership((_start_learner(desired, observed, name),), frozenset({name}), True)
+        return Membership((PromoteEtcdMember(name, m.id),), frozenset({name}), True)
+
+    for name in topo.etcd:
+        m = member_of.get(name)
+        # Only a member that ever ran can have lost data; an unstarted one is still joining.
+        lost = m is not None and m.started and observed.etcd_data.get(name) is False
+        if lost and observed.service(name, "etcd") != ServiceState.RUNNING:
+            return _replace(name, m, voters, facts.healthy)
+
+    missing = [n for n in topo.etcd if n not in member_of]
+    # Not yet members: never started from the steady-state ("new" cluster) config.
+    joining = frozenset(missing)
+    if missing:
+        name = missing[0]
+        if down:
+            return _refuse(
+                f"every etcd voter healthy before adding {name} (down: {', '.join(down)})"
+            )
+        steps: list[Action] = []
+        if observed.service(name, "etcd") == ServiceState.RUNNING:
+            steps.append(StopService(name, "etcd", "it joins afresh as a learner"))
+        if observed.etcd_data.get(name):
+            steps.append(
+                RemovePath(name, desired.etcd_data_dirs[name], "stale data of a former member")
+            )
+        steps.append(AddEtcdMember(name, topo.etcd_peer_url(name)))
+        return Membership(tuple(steps), joining, True)
+
+    if extra:
+        m = extra[0]
+        label = m.name or m.id
+        if down:
+            return _refuse(
+                f"refusing to remove etcd member {label} while {', '.join(down)} is down"
+            )
+        if not m.is_learner and len(voters) <= 1:
+            return _refuse(f"refusing to remove {label}: it is the last voting member")
+        return Membership((RemoveEtcdMember(label, m.id, "not in the manifest"),), busy=True)
+    return Membership()
+
+
+def _replace(
+    name: str, member: EtcdMember, voters: list[EtcdMember], healthy: frozenset[str]
+) -> Membership:
+    rest = [v for v in voters if v.id != member.id]
+    alive = [v for v in rest if v.name in healthy]
+    if len(alive) * 2 <= len(rest):
+        return _refuse(f"cannot replace etcd member {name}: the others have no quorum")
+    action = RemoveEtcdMember(name, member.id, "its data is lost; it rejoins empty")
+    return Membership((action,), frozenset({name}), True)
+
+
+def _refuse(what: str, machines: frozenset[str] = frozenset()) -> Membership:
+    return Membership((WaitFor(what),), machines, busy=True)
+
+
+def _start_learner(desired: Desired, observed: Observed, name: str) -> StartEtcdLearner:
+    """The learner's first config names the membership it joins, as etcd requires."""
+    topo = desired.topology
+    names = {topo.etcd_peer_url(n): n for n in topo.etcd}
+    cluster = ",".join(
+        f"{names.get(m.peer_urls[0], m.name)}={m.peer_urls[0]}"
+        for m in sorted(observed.etcd.members, key=lambda m: m.peer_urls[0])
+    )
+    f = next(f for f in desired.files if f.machine == name and f.service == "etcd")
+    config = yaml.safe_load(f.content)
+    config["initial-cluster"] = cluster
+    config["initial-cluster-state"] = "existing"
+    content = yaml.safe_dump(config, sort_keys=False)
+    return StartEtcdLearner(name, f.path, content, f.mode, f.owner)

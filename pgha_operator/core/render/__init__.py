@@ -1,0 +1,113 @@
+"""Pure rendering: desired config files and service definitions from spec + topology.
+
+No I/O besides reading templates/. Never imports hosts/, providers/, components/ or
+execute: the controller writes, validates and reloads what this returns.
+
+Per machine, by role:
+  etcd member     layout.etcd_config      (YAML for `etcd --config-file`)
+  postgres node   layout.patroni_config   (patroni.yml, 0600, owned by the service user)
+  load balancer   layout.haproxy_config   (haproxy.cfg)
+and the service definitions: JSON under layout.services_dir for the local supervisor, or
+/etc/systemd/system/pgha-<service>.service units.
+"""
+
+from __future__ import annotations
+
+from pgha_operator.core.render.context import (
+    ADMIN_USER,
+    REPLICATION_USER,
+    REST_USER,
+    SUPERUSER,
+    TEMPLATES_DIR,
+    Binaries,
+    DesiredFile,
+    RenderContext,
+    Secrets,
+    ServiceName,
+)
+from pgha_operator.core.render.etcd import etcd_config, etcd_yaml
+from pgha_operator.core.render.haproxy import haproxy_cfg
+from pgha_operator.core.render.patroni import dynamic_config, patroni_config, patroni_yaml, pg_hba
+from pgha_operator.core.render.services import (
+    SYSTEMD_UNIT_DIR,
+    service_definitions,
+    service_files,
+    unit_name,
+    validation_argv,
+)
+from pgha_operator.core.topology import Role
+
+__all__ = [
+    "ADMIN_USER",
+    "REPLICATION_USER",
+    "REST_USER",
+    "SUPERUSER",
+    "SYSTEMD_UNIT_DIR",
+    "TEMPLATES_DIR",
+    "Binaries",
+    "DesiredFile",
+    "RenderContext",
+    "Secrets",
+    "ServiceName",
+    "dynamic_config",
+    "etcd_config",
+    "haproxy_cfg",
+    "patroni_config",
+    "pg_hba",
+    "render_all",
+    "render_machine",
+    "service_definitions",
+    "unit_name",
+    "validation_argv",
+]
+
+PATRONI_CONFIG_MODE = 0o600  # holds the database and REST API passwords
+CONFIG_MODE = 0o644
+
+
+def render_machine(ctx: RenderContext, machine: str) -> tuple[DesiredFile, ...]:
+    """Every file one machine needs: configs first (etcd, Patroni, HAProxy), then the
+    service definitions in start order."""
+    m = ctx.topology.machine(machine)
+    layout = ctx.layout(machine)
+    files: list[DesiredFile] = []
+    if m.has(Role.ETCD):
+        files.append(
+            DesiredFile(
+                machine=machine,
+                path=layout.etcd_config,
+                content=etcd_yaml(ctx, machine),
+                mode=CONFIG_MODE,
+                owner=None,
+                service="etcd",
+            )
+        )
+    if m.has(Role.POSTGRES):
+        files.append(
+            DesiredFile(
+                machine=machine,
+                path=layout.patroni_config,
+                content=patroni_yaml(ctx, machine),
+                mode=PATRONI_CONFIG_MODE,
+                owner=ctx.service_user,
+                service="patroni",
+            )
+        )
+    if m.has(Role.LOADBALANCER):
+        files.append(
+            DesiredFile(
+                machine=machine,
+                path=layout.haproxy_config,
+                content=haproxy_cfg(ctx, machine),
+                mode=CONFIG_MODE,
+                owner=None,
+                service="haproxy",
+            )
+        )
+    files.extend(service_files(ctx, machine))
+    return tuple(files)
+
+
+def render_all(ctx: RenderContext) -> tuple[DesiredFile, ...]:
+    """Every machine's files, in topology order; the same context always gives the same tuple."""
+    return tuple(f for m in ctx.topology.machines for f in render_machine(ctx, m.name))

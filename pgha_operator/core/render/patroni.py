@@ -1,0 +1,159 @@
+"""Patroni's local configuration (patroni.yml) and its dynamic (DCS) configuration."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import yaml
+
+from pgha_operator.core.render.context import (
+    REPLICATION_USER,
+    REST_USER,
+    SUPERUSER,
+    RenderContext,
+)
+from pgha_operator.core.spec import HbaRule, ParameterValue
+
+# PostgreSQL settings every node gets unless the manifest overrides them.
+HA_PARAMETERS: dict[str, ParameterValue] = {
+    "wal_level": "replica",
+    "hot_standby": "on",
+    "wal_log_hints": "on",  # pg_rewind needs it (data checksums would do as well)
+    "max_wal_senders": 10,
+    "max_replication_slots": 10,
+    "wal_keep_size": "128MB",
+    "password_encryption": "scram-sha-256",
+}
+
+AUTH_METHOD = "scram-sha-256"
+
+
+def _pg_value(value: ParameterValue) -> str | int | float:
+    # PostgreSQL's own spelling; Patroni would write Python's `True`.
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    return value
+
+
+def postgres_parameters(ctx: RenderContext) -> dict[str, str | int | float]:
+    merged = {**HA_PARAMETERS, **ctx.cluster.spec.postgres.parameters}
+    return {name: _pg_value(value) for name, value in merged.items()}
+
+
+def dynamic_config(ctx: RenderContext) -> dict[str, Any]:
+    """What Patroni keeps in the DCS (`bootstrap.dcs` at bootstrap; `PATCH /config` after)."""
+    spec = ctx.cluster.spec
+    timing = ctx.cluster.timing
+    sync = spec.postgres.synchronous
+    return {
+        "ttl": timing.ttl,
+        "loop_wait": timing.loop_wait,
+        "retry_timeout": timing.retry_timeout,
+        "maximum_lag_on_failover": spec.patroni.maximum_lag_on_failover,
+        "synchronous_mode": sync in ("on", "strict"),
+        "synchronous_mode_strict": sync == "strict",
+        "failsafe_mode": False,
+        "postgresql": {
+            "use_pg_rewind": True,
+            "use_slots": True,
+            "parameters": postgres_parameters(ctx),
+        },
+    }
+
+
+def hba_line(rule: HbaRule) -> str:
+    parts = [rule.type, rule.database, rule.user]
+    if rule.address is not None:
+        parts.append(str(rule.address))
+    parts.append(rule.method)
+    return " ".join(parts)
+
+
+def pg_hba(ctx: RenderContext) -> list[str]:
+    """The whole pg_hba.conf: the manifest's rules first (first match wins, so a `reject`
+    works), then the cluster's own connections. scram-sha-256 everywhere, never trust."""
+    topo = ctx.topology
+    lines = [hba_line(rule) for rule in ctx.cluster.spec.postgres.hba]
+    lines.append(f"local all all {AUTH_METHOD}")
+    # Outgoing loopback connections come from 127.0.0.1 whatever address a node listens on.
+    # Nodes replicate from each other; load balancers only forward clients (no replication).
+    nodes = ["127.0.0.1", *(topo.address(name) for name in topo.postgres)]
+    balancers = [topo.address(name) for name in topo.loadbalancers]
+    for source in dict.fromkeys(nodes + balancers):
+        lines.append(f"host all all {source}/32 {AUTH_METHOD}")
+        if source in nodes:
+            lines.append(f"host replication {REPLICATION_USER} {source}/32 {AUTH_METHOD}")
+    return lines
+
+
+def patroni_config(ctx: RenderContext, machine: str) -> dict[str, Any]:
+    topo = ctx.topology
+    if machine not in topo.postgres:
+        raise ValueError(f"{machine!r} is not a PostgreSQL node of cluster {topo.cluster!r}")
+    spec = ctx.cluster.spec
+    layout = ctx.layout(machine)
+    secrets = ctx.secrets
+    address = topo.address(machine)
+    rest = f"{address}:{topo.rest_api_port}"
+    pg = f"{address}:{topo.pg_port}"
+    superuser = {"username": SUPERUSER, "password": secrets.superuser_password}
+    return {
+        "scope": topo.cluster,
+        "namespace": spec.patroni.namespace,
+        "name": machine,
+        # No log.dir: Patroni logs to stderr and the supervisor / journald captures it.
+        "log": {"level": "INFO"},
+        "restapi": {
+            "listen": rest,
+            "connect_address": rest,
+            # With authentication set, Patroni asks for it on unsafe endpoints only
+            # (POST/PUT/PATCH/DELETE); HAProxy's GET /primary and /replica stay open.
+            "authentication": {"username": REST_USER, "password": secrets.rest_password},
+        },
+        "etcd3": {
+            "hosts": [f"{topo.address(name)}:{topo.etcd_client_port}" for name in topo.etcd],
+        },
+        "bootstrap": {
+            "dcs": dynamic_config(ctx),
+            "initdb": [{"encoding": "UTF8"}, "data-checksums"],
+            # No pg_hba here: bootstrap.pg_hba is appended to initdb's file, which trusts
+            # 127.0.0.1. postgresql.pg_hba below replaces the file instead.
+        },
+        "postgresql": {
+            "listen": pg,
+            "connect_address": pg,
+            "data_dir": layout.pg_data,
+            "bin_dir": ctx.binaries.pg_bin_dir,
+            "pgpass": layout.pgpass,
+            "authentication": {
+                "superuser": dict(superuser),
+                "replication": {
+                    "username": REPLICATION_USER,
+                    "password": secrets.replication_password,
+                },
+                "rewind": dict(superuser),
+            },
+            "parameters": {
+                # Each node its own socket directory: nodes sharing a host and a port would
+                # otherwise collide on Debian's shared /var/run/postgresql.
+                "unix_socket_directories": layout.pg_socket_dir,
+            },
+            "pg_hba": pg_hba(ctx),
+        },
+        "watchdog": {"mode": "off"},
+        "tags": {
+            "nofailover": False,
+            "noloadbalance": False,
+            "clonefrom": False,
+            "nosync": False,
+        },
+    }
+
+
+def patroni_yaml(ctx: RenderContext, machine: str) -> str:
+    header = (
+        f"# Patroni node {machine} of cluster {ctx.topology.cluster}; written by pgha-operator.\n"
+        "# bootstrap.dcs applies only when the cluster is created; the operator changes the\n"
+        "# DCS settings through Patroni's PATCH /config.\n"
+    )
+    return header + yaml.safe_dump(patroni_config(ctx, machine), sort_keys=False)

@@ -1,0 +1,158 @@
+"""Status: what `pgha-operator status` shows and what the loop writes every cycle (pure,
+except `write_status` / `read_status`)."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from pgha_operator.core.conditions import Condition
+from pgha_operator.core.facts.observed import Observed
+from pgha_operator.core.plan import Desired
+
+STATUS_FILE = "status.json"
+
+
+def build_status(
+    desired: Desired,
+    observed: Observed,
+    conditions: Sequence[Condition],
+    phase: str,
+    decision: str,
+    extra: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    topo = desired.topology
+    etcd_members = []
+    by_name = {m.name: m for m in observed.etcd.members}
+    for name in dict.fromkeys([*topo.etcd, *by_name]):
+        member = by_name.get(name)
+        address = topo.address(name) if name in topo.etcd else None
+        etcd_members.append(
+            {
+                "name": name,
+                "address": address,
+                "member": member is not None,
+                "healthy": name in observed.etcd.healthy,
+                "isLearner": bool(member and member.is_learner),
+            }
+        )
+    pg_by_name = {m.name: m for m in observed.patroni.members}
+    pg_members = []
+    for name in dict.fromkeys([*topo.postgres, *pg_by_name]):
+        m = pg_by_name.get(name)
+        pg_members.append(
+            {
+                "name": name,
+                "address": topo.address(name) if name in topo.postgres else m and m.host,
+                "role": m.role if m else None,
+                "state": m.state if m else "absent",
+                "timeline": m.timeline if m else None,
+                "lagBytes": m.lag_bytes if m else None,
+                "pendingRestart": bool(m and m.pending_restart),
+                "restApi": topo.rest_api_url(name) if name in topo.postgres else m and m.api_url,
+            }
+        )
+    ports = desired.cluster.spec.load_balancer.ports
+    lbs = []
+    for lb in topo.loadbalancers:
+        facts = observed.haproxy.get(lb)
+        lbs.append(
+            {
+                "machine": lb,
+                "address": topo.address(lb),
+                "ports": {
+                    "primary": ports.primary,
+                    "replicas": ports.replicas,
+                    "stats": ports.stats,
+                },
+                "reachable": bool(facts and facts.reachable),
+                "backends": [
+                    {"name": s.server, "backend": s.backend, "status": s.status}
+                    for s in (facts.servers if facts else ())
+                ],
+            }
+        )
+    status: dict[str, Any] = {
+        "cluster": desired.cluster.name,
+        "phase": phase,
+        "lastDecision": decision,
+        "conditions": [
+            {"type": c.type, "status": "True" if c.status else "False", "reason": c.reason}
+            for c in conditions
+        ],
+        "machines": [
+            {
+                "name": m.name,
+                "address": m.address,
+                "roles": sorted(m.roles),
+                "exists": observed.has_machine(m.name),
+                "services": {
+                    svc: str(observed.service(m.name, svc))
+                    for svc in desired.services.get(m.name, ())
+                },
+            }
+            for m in topo.machines
+        ],
+        "etcd": {"reachable": observed.etcd.reachable, "members": etcd_members},
+        "postgres": {"members": pg_members},
+        "loadBalancer": lbs[0] if len(lbs) == 1 else lbs,
+    }
+    if extra:
+        status.update(extra)
+    return status
+
+
+def write_status(state_dir: Path, status: Mapping[str, Any]) -> None:
+    path = state_dir / STATUS_FILE
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(status, indent=2, sort_keys=False, default=str) + "\n")
+    os.replace(tmp, path)
+
+
+def read_status(state_dir: Path) -> dict[str, Any] | None:
+    path = state_dir / STATUS_FILE
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def format_status(status: Mapping[str, Any]) -> str:
+    """The human table of `pgha-operator status`."""
+    lines = [
+        f"cluster {status['cluster']}: {status['phase']}",
+        f"last decision: {status.get('lastDecision', '-')}",
+    ]
+    if status.get("manifestError"):
+        lines.append(
+            f"manifest refused (last good one stays in force):\n  {status['manifestError']}"
+        )
+    lines.append("conditions:")
+    for c in status.get("conditions", []):
+        lines.append(f"  {c['type']:<17} {c['status']:<5} {c['reason']}")
+    lines.append("etcd members:")
+    for m in status["etcd"]["members"]:
+        health = "healthy" if m["healthy"] else "UNHEALTHY"
+        learner = " learner" if m["isLearner"] else ""
+        lines.append(f"  {m['name']:<12} {m['address'] or '-':<16} {health}{learner}")
+    lines.append("postgres members:")
+    for m in status["postgres"]["members"]:
+        lag = "-" if m["lagBytes"] is None else f"{m['lagBytes']} B"
+        lines.append(
+            f"  {m['name']:<12} {m['address'] or '-':<16} {m['role'] or '-':<8} "
+            f"{m['state']:<10} tl {m['timeline'] or '-':<3} lag {lag}"
+        )
+    lbs = status["loadBalancer"]
+    for lb in lbs if isinstance(lbs, list) else [lbs]:
+        p = lb["ports"]
+        lines.append(
+            f"haproxy {lb['machine']} {lb['address']}: primary :{p['primary']}, "
+            f"replicas :{p['replicas']}, stats :{p['stats']}"
+        )
+        for b in lb["backends"]:
+            lines.append(f"  {b['backend']:<9} {b['name']:<12} {b['status']}")
+    return "\n".join(lines)

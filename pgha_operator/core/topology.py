@@ -1,0 +1,247 @@
+"""Spec -> the machines a cluster wants, their roles, addresses, ports and file layout (pure)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from enum import StrEnum
+from ipaddress import IPv4Address, IPv4Network
+
+from pgha_operator.core.spec import Cluster, MachineRef
+
+# Derived addresses: host offsets inside the provider's network, one block per role.
+OFFSETS = {"postgres": 10, "etcd": 100, "loadbalancer": 200}
+DEFAULT_NAMES = {"postgres": "node", "etcd": "etcd", "loadbalancer": "haproxy"}
+
+
+class Role(StrEnum):
+    ETCD = "etcd"
+    POSTGRES = "postgres"
+    LOADBALANCER = "loadbalancer"
+
+
+@dataclass(frozen=True)
+class Machine:
+    name: str
+    address: str
+    roles: frozenset[Role]
+
+    def has(self, role: Role) -> bool:
+        return role in self.roles
+
+
+@dataclass(frozen=True)
+class Topology:
+    cluster: str
+    machines: tuple[Machine, ...]
+    etcd: tuple[str, ...]  # machine names, in member order
+    postgres: tuple[str, ...]
+    loadbalancers: tuple[str, ...]
+    etcd_client_port: int
+    etcd_peer_port: int
+    pg_port: int
+    rest_api_port: int
+
+    def machine(self, name: str) -> Machine:
+        for m in self.machines:
+            if m.name == name:
+                return m
+        raise KeyError(name)
+
+    def address(self, name: str) -> str:
+        return self.machine(name).address
+
+    @property
+    def etcd_client_urls(self) -> tuple[str, ...]:
+        return tuple(f"http://{self.address(n)}:{self.etcd_client_port}" for n in self.etcd)
+
+    def etcd_peer_url(self, name: str) -> str:
+        return f"http://{self.address(name)}:{self.etcd_peer_port}"
+
+    def rest_api_url(self, name: str) -> str:
+        return f"http://{self.address(name)}:{self.rest_api_port}"
+
+
+def _derive(
+    role: str, given: list[MachineRef] | None, count: int, network: IPv4Network | None
+) -> list[tuple[str, str]]:
+    if given is not None:
+        return [(m.name, str(m.address)) for m in given]
+    if network is None:
+        # Only the ssh provider has no network; its manifests must list machines.
+        return [(f"{DEFAULT_NAMES[role]}{i}", "") for i in range(1, count + 1)]
+    base = int(network.network_address) + OFFSETS[role]
+    return [(f"{DEFAULT_NAMES[role]}{i}", str(IPv4Address(base + i))) for i in range(1, count + 1)]
+
+
+def build(cluster: Cluster) -> Topology:
+    spec = cluster.spec
+    network = spec.provider.network
+    pg = _derive("postgres", spec.postgres.machines, spec.postgres.instances, network)
+    lb = _derive("loadbalancer", spec.load_balancer.machines, spec.load_balancer.instances, network)
+    if spec.etcd.placement == "colocated":
+        etcd = pg[: spec.etcd.members]
+    else:
+        etcd = _derive("etcd", spec.etcd.machines, spec.etcd.members, network)
+    roles: dict[str, set[Role]] = {}
+    addresses: dict[str, str] = {}
+    for role, entries in ((Role.ETCD, etcd), (Role.POSTGRES, pg), (Role.LOADBALANCER, lb)):
+        for name, address in entries:
+            roles.setdefault(name, set()).add(role)
+            addresses.setdefault(name, address)
+    machines = tuple(Machine(n, addresses[n], frozenset(r)) for n, r in roles.items())
+    return Topology(
+        cluster=cluster.name,
+        machines=machines,
+        etcd=tuple(n for n, _ in etcd),
+        postgres=tuple(n for n, _ in pg),
+        loadbalancers=tuple(n for n, _ in lb),
+        etcd_client_port=spec.etcd.client_port,
+        etcd_peer_port=spec.etcd.peer_port,
+        pg_port=spec.postgres.port,
+        rest_api_port=spec.patroni.rest_api_port,
+    )
+
+
+def topology_problems(cluster: Cluster) -> list[tuple[str, str]]:
+    """Machines the spec cannot have, as (field path, reason): a network too small for the
+    derived addresses, listed addresses outside the provider's network, and names or
+    addresses used twice (within a role or across roles)."""
+    spec = cluster.spec
+    network = spec.provider.network
+    problems: list[tuple[str, str]] = []
+    sections = [("spec.postgres", spec.postgres.machines, spec.postgres.instances, "postgres")]
+    if spec.etcd.placement == "dedicated":
+        sections.append(("spec.etcd", spec.etcd.machines, spec.etcd.members, "etcd"))
+    sections.append(
+        (
+            "spec.loadBalancer",
+            spec.load_balancer.machines,
+            spec.load_balancer.instances,
+            "loadbalancer",
+        )
+    )
+    names: dict[str, str] = {}
+    addresses: dict[str, str] = {}
+    for path, given, count, role in sections:
+        if given is None and network is None:
+            problems.append(
+                (
+                    f"{path}.machines",
+                    f"the {spec.provider.type} provider has no network to derive addresses "
+                    "from; list every machine (name and address)",
+                )
+            )
+            continue
+        if (
+            given is None
+            and network is not None
+            and OFFSETS[role] + count >= network.num_addresses - 1
+        ):
+            first = IPv4Address(int(network.network_address) + OFFSETS[role] + 1)
+            problems.append(
+                (
+                    "spec.provider.network",
+                    f"{network} is too small to derive {count} {role} addresses "
+                    f"from {first} on; use a /24 or bigger, or list the machines",
+                )
+            )
+            continue
+        for index, (name, address) in enumerate(_derive(role, given, count, network)):
+            if given is not None:
+                where = f"{path}.machines.{index}"
+                what = where
+                problems.extend(
+                    (f"{where}.address", reason)
+                    for reason in _address_problems(spec.provider.type, network, address)
+                )
+            else:
+                where = path
+                what = f"{path} (derived {name})"
+            if name in names:
+                problems.append((f"{where}.name", f"{name!r} is already used by {names[name]}"))
+            names.setdefault(name, what)
+            if address in addresses:
+                problems.append(
+                    (f"{where}.address", f"{address} is already used by {addresses[address]}")
+                )
+            addresses.setdefault(address, what)
+    return problems
+
+
+def _address_problems(provider: str, network: IPv4Network | None, address: str) -> list[str]:
+    addr = IPv4Address(address)
+    if provider == "local":
+        if not addr.is_loopback:
+            return [f"{address} is not a loopback address; the local provider needs 127.x.y.z"]
+        return []
+    if network is None:
+        return []
+    if addr not in network:
+        return [f"{address} is outside spec.provider.network ({network})"]
+    if network.num_addresses > 2 and addr in (network.network_address, network.broadcast_address):
+        return [f"{address} is the network or broadcast address of {network}"]
+    return []
+
+
+def all_addresses(topo: Topology) -> Iterable[str]:
+    return (m.address for m in topo.machines)
+
+
+# --- where things live on a machine ---------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Absolute paths on one machine. Real machines use the FHS; the local provider puts a
+    machine under its own directory (root), so several machines share one host."""
+
+    root: str
+    patroni_config: str
+    pg_data: str
+    pg_socket_dir: str
+    pgpass: str
+    etcd_config: str
+    etcd_data: str
+    haproxy_config: str
+    haproxy_socket: str
+    services_dir: str  # local supervisor's service definitions
+    log_dir: str
+
+    def relative(self, path: str) -> str:
+        """The path inside the machine (for `render --out`)."""
+        if self.root == "/":
+            return path.lstrip("/")
+        return path.removeprefix(self.root).lstrip("/")
+
+
+def layout(root: str = "/", cluster: str = "pgha") -> Layout:
+    """`root="/"` is a real machine; anything else is a local machine's directory."""
+    if root == "/":
+        return Layout(
+            root="/",
+            patroni_config="/etc/patroni/patroni.yml",
+            pg_data=f"/var/lib/postgresql/15/{cluster}",
+            pg_socket_dir="/var/run/postgresql",
+            pgpass="/var/lib/postgresql/.pgpass-patroni",
+            etcd_config="/etc/etcd/etcd.conf.yml",
+            etcd_data=f"/var/lib/etcd/{cluster}",
+            haproxy_config="/etc/haproxy/haproxy.cfg",
+            haproxy_socket="/run/haproxy/admin.sock",
+            services_dir="/etc/pgha/services",
+            log_dir="/var/log/pgha",
+        )
+    r = root.rstrip("/")
+    return Layout(
+        root=r,
+        patroni_config=f"{r}/etc/patroni/patroni.yml",
+        pg_data=f"{r}/pg/data",
+        pg_socket_dir=f"{r}/pg/run",
+        pgpass=f"{r}/pg/pgpass",
+        etcd_config=f"{r}/etc/etcd/etcd.conf.yml",
+        etcd_data=f"{r}/etcd/data",
+        haproxy_config=f"{r}/etc/haproxy/haproxy.cfg",
+        haproxy_socket=f"{r}/run/haproxy.sock",
+        services_dir=f"{r}/etc/pgha/services",
+        log_dir=f"{r}/var/log/pgha",
+    )

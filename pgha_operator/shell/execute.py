@@ -1,0 +1,276 @@
+"""The one place that turns actions into effects on hosts and clients.
+
+Actions run in order; the run stops at the first failure or after a barrier action, and
+the loop re-observes. Every effect is idempotent and re-checks its precondition.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import socket
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import psycopg
+import yaml
+from psycopg import sql
+
+from pgha_operator.core.actions import (
+    Action,
+    AddEtcdMember,
+    CreateMachine,
+    CreateRole,
+    DestroyMachine,
+    PatchPatroniConfig,
+    PromoteEtcdMember,
+    Reinitialize,
+    ReloadService,
+    RemoveEtcdMember,
+    RemovePath,
+    RestartPostgres,
+    RestartService,
+    StartEtcdLearner,
+    StartService,
+    StopService,
+    Switchover,
+    WaitFor,
+    WriteFile,
+)
+from pgha_operator.core.errors import OperatorError, PermanentError, TemporaryError
+from pgha_operator.core.render import ADMIN_USER, REST_USER, SUPERUSER, Binaries, Secrets
+from pgha_operator.core.services import ServiceState
+from pgha_operator.core.spec import Cluster
+from pgha_operator.core.topology import Topology
+from pgha_operator.shell.clients.etcd import EtcdClient
+from pgha_operator.shell.clients.patroni import PatroniClient
+from pgha_operator.shell.hosts.base import HostError
+from pgha_operator.shell.providers.base import Provider
+
+
+@dataclass(frozen=True)
+class Env:
+    cluster: Cluster
+    topology: Topology
+    provider: Provider
+    binaries: Binaries
+    secrets: Secrets | None = None
+    check_ports: bool = True  # machines sharing this host (local) can collide with others
+
+
+@dataclass
+class Outcome:
+    done: list[Action] = field(default_factory=list)
+    failed: Action | None = None
+    error: str | None = None
+    exception: Exception | None = None
+    stopped_at_barrier: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return self.failed is None
+
+
+def execute(
+    actions: Sequence[Action], env: Env, progress: Callable[[Action], None] | None = None
+) -> Outcome:
+    outcome = Outcome()
+    for action in actions:
+        if progress:
+            progress(action)
+        try:
+            _perform(action, env)
+        except (OperatorError, HostError, OSError) as exc:
+            outcome.failed = action
+            outcome.error = f"{action.describe}: {exc}"
+            outcome.exception = exc
+            return outcome
+        outcome.done.append(action)
+        if action.barrier:
+            outcome.stopped_at_barrier = True
+            return outcome
+    return outcome
+
+
+def _perform(action: Action, env: Env) -> None:
+    match action:
+        case CreateMachine(machine=name):
+            env.provider.create(env.topology.machine(name))
+        case WriteFile():
+            _write_file(action, env)
+        case StartService(machine=machine, service=service):
+            svc = env.provider.host(machine).service(service)
+            if svc.state() == ServiceState.RUNNING:
+                return
+            if env.check_ports:
+                _check_ports_free(env, machine, service)
+            svc.start()
+        case ReloadService(machine=machine, service=service):
+            svc = env.provider.host(machine).service(service)
+            if svc.state() == ServiceState.RUNNING:
+                svc.reload()
+        case RestartService(machine=machine, service=service):
+            env.provider.host(machine).service(service).restart()
+        case CreateRole(role=role):
+            _create_role(env, role)
+        case StopService(machine=machine, service=service):
+            env.provider.host(machine).service(service).stop()
+        case DestroyMachine(machine=machine):
+            env.provider.destroy(machine)
+        case RemovePath(machine=machine, path=path):
+            env.provider.host(machine).remove(path)
+        case AddEtcdMember(peer_url=peer_url):
+            _etcd(env).add_member([peer_url], learner=True)
+        case StartEtcdLearner(machine=machine, path=path, content=content):
+            host = env.provider.host(machine)
+            host.write(path, content.encode(), mode=action.mode, owner=action.owner)
+            if env.check_ports:
+                _check_ports_free(env, machine, "etcd")
+            host.service("etcd").start()
+        case PromoteEtcdMember(member_id=member_id):
+            _etcd(env).promote_member(member_id)
+        case RemoveEtcdMember(member_id=member_id):
+            _etcd(env).remove_member(member_id)
+        case PatchPatroniConfig(patch_json=patch_json):
+            _patroni(env, _leader(env)).patch_config(json.loads(patch_json))
+        case RestartPostgres(machine=machine):
+            _patroni(env, machine).restart()
+        case Reinitialize(machine=machine):
+            _patroni(env, machine).reinitialize(force=True)
+        case Switchover(leader=leader, candidate=candidate):
+            _switchover(env, leader, candidate)
+        case WaitFor():
+            return
+        case _:
+            raise OperatorError(f"unknown action {action!r}")
+
+
+def _write_file(action: WriteFile, env: Env) -> None:
+    host = env.provider.host(action.machine)
+    data = action.content.encode()
+    if action.path.endswith((".yml", ".yaml")):
+        yaml.safe_load(action.content)  # never install a file its reader cannot parse
+    if action.path.endswith("haproxy.cfg"):
+        # Rule 5: validate a candidate beside the live file, then rename it into place.
+        candidate = action.path + ".pgha-new"
+        host.write(candidate, data, mode=action.mode, owner=action.owner)
+        try:
+            res = host.run([env.binaries.haproxy, "-c", "-q", "-f", candidate], check=False)
+            if not res.ok:
+                raise OperatorError(f"haproxy -c refused the new config: {res.stderr.strip()}")
+        finally:
+            host.remove(candidate)
+    host.write(action.path, data, mode=action.mode, owner=action.owner)
+
+
+def service_ports(env: Env, machine: str, service: str) -> list[tuple[str, int]]:
+    address = env.topology.address(machine)
+    topo = env.topology
+    if service == "etcd":
+        return [(address, topo.etcd_client_port), (address, topo.etcd_peer_port)]
+    if service == "patroni":
+        # Not the PostgreSQL port: a postmaster that outlived its Patroni holds it, and the
+        # restarted Patroni adopts that postmaster.
+        return [(address, topo.rest_api_port)]
+    if service == "haproxy":
+        p = env.cluster.spec.load_balancer.ports
+        return [(address, p.primary), (address, p.replicas), (address, p.stats)]
+    return []
+
+
+def _check_ports_free(env: Env, machine: str, service: str) -> None:
+    """A stopped service whose port is bound means another program holds it: say which."""
+    for address, port in service_ports(env, machine, service):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                s.bind((address, port))
+            except OSError as exc:
+                if exc.errno == errno.EADDRINUSE:
+                    raise PermanentError(
+                        f"{address}:{port} is already in use by another program; "
+                        f"{service} on {machine} cannot start"
+                    ) from exc
+                raise
+
+
+def _create_role(env: Env, role: str) -> None:
+    if role != ADMIN_USER or env.secrets is None:
+        raise OperatorError(f"no generated password for role {role}")
+    # Through the primary's own address; the role replicates from there.
+    from pgha_operator.core.render import REST_USER
+    from pgha_operator.shell.clients.patroni import collect_patroni
+
+    topo = env.topology
+    facts = collect_patroni(
+        [topo.rest_api_url(n) for n in topo.postgres], (REST_USER, env.secrets.rest_password)
+    )
+    leader = facts.leader
+    if leader is None:
+        raise OperatorError("no primary to create the role on")
+    with psycopg.connect(
+        host=leader.host,
+        port=leader.port,
+        user=SUPERUSER,
+        password=env.secrets.superuser_password,
+        dbname="postgres",
+        connect_timeout=5,
+        autocommit=True,
+    ) as conn:
+        exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)).fetchone()
+        if exists:
+            return
+        conn.execute(
+            sql.SQL("CREATE ROLE {} LOGIN CREATEDB CREATEROLE PASSWORD {}").format(
+                sql.Identifier(role), sql.Literal(env.secrets.admin_password)
+            )
+        )
+
+
+def _etcd(env: Env) -> EtcdClient:
+    return EtcdClient(env.topology.etcd_client_urls)
+
+
+def _patroni(env: Env, machine: str) -> PatroniClient:
+    auth = (REST_USER, env.secrets.rest_password) if env.secrets else None
+    return PatroniClient(f"http://{_address(env, machine)}:{env.topology.rest_api_port}", auth)
+
+
+def _address(env: Env, machine: str) -> str:
+    """A machine of the manifest, or one that is leaving it (known to the provider only)."""
+    if machine in {m.name for m in env.topology.machines}:
+        return env.topology.address(machine)
+    for fact in env.provider.machines():
+        if fact.name == machine and fact.address:
+            return fact.address
+    raise OperatorError(f"no address known for machine {machine}")
+
+
+def _leader(env: Env) -> str:
+    for name in env.topology.postgres:
+        try:
+            if _patroni(env, name).is_primary():
+                return name
+        except OperatorError:
+            continue
+    raise TemporaryError("no node answers GET /primary")
+
+
+SWITCHOVER_WAIT_SECONDS = 60.0
+
+
+def _switchover(env: Env, leader: str, candidate: str) -> None:
+    """Ask Patroni (it demotes and promotes, never us), then wait until the candidate leads."""
+    _patroni(env, leader).switchover(leader, candidate)
+    deadline = time.monotonic() + SWITCHOVER_WAIT_SECONDS
+    while time.monotonic() < deadline:
+        try:
+            if _patroni(env, candidate).is_primary():
+                return
+        except OperatorError:
+            pass
+        time.sleep(0.2)
+    raise TemporaryError(
+        f"{candidate} is not primary {SWITCHOVER_WAIT_SECONDS:.0f}s after the switchover"
+    )

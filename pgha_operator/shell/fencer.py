@@ -1,0 +1,156 @@
+"""The fast path of failover: probe the primary every ~200 ms between reconcile cycles and,
+when fencing.decide() says so, power its machine off and release its leader key.
+
+I/O lives here; the decision is fencing.decide (pure). Patroni still elects: the operator
+only makes sure the old primary is gone and deletes the key it can no longer refresh.
+"""
+
+from __future__ import annotations
+
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import requests
+import structlog
+
+from pgha_operator.core.errors import OperatorError
+from pgha_operator.core.facts.observed import Observed
+from pgha_operator.core.fence_decision import FenceDecision, FenceView, MachineState, decide
+from pgha_operator.core.plan import Desired
+from pgha_operator.core.plan.patroni import switchover_candidate
+from pgha_operator.shell.clients.etcd import EtcdClient
+from pgha_operator.shell.hosts.base import HostError
+from pgha_operator.shell.providers.base import Provider
+
+log = structlog.get_logger("pgha-operator")
+
+PROBE_TIMEOUT = 0.15  # seconds: a healthy Patroni answers GET /primary in a few ms
+REDECIDE_EVERY = 5  # failed probes between two evaluations of a refused fence
+
+
+class Fencer:
+    def __init__(self, desired: Desired, provider: Provider) -> None:
+        self.provider = provider
+        self.session = requests.Session()
+        self.last_fence: float | None = None
+        self.last_decision: str | None = None
+        self.leader: str | None = None
+        self.failures = 0
+        self.candidates: tuple[str, ...] = ()
+        self.fenced: str | None = None  # held down until another member leads
+        self.update(desired, None)
+
+    def update(self, desired: Desired, observed: Observed | None) -> None:
+        """Follow each reconcile cycle's view: the manifest, the leader, the candidates."""
+        self.desired = desired
+        spec = desired.cluster.spec
+        self.enabled = spec.failover.fencing == "auto"
+        self.needed = spec.failover.probe_failures
+        self.interval = spec.failover.probe_interval_ms / 1000
+        if observed is None:
+            return
+        # The key holder as /cluster reports it, even when it stopped answering: that is
+        # exactly the machine to watch.
+        leader = observed.patroni.leader
+        name = leader.name if leader else None
+        if name is not None and name != self.fenced:
+            self.fenced = None
+        if name != self.leader:
+            self.leader, self.failures, self.last_decision = name, 0, None
+        candidate = switchover_candidate(desired, observed, name) if name else None
+        self.candidates = (candidate,) if candidate else ()
+
+    def holding(self) -> frozenset[str]:
+        """A machine whose fate is being decided: the loop must not restart it meanwhile."""
+        if self.leader and self.failures > 0 and self.last_decision is None:
+            return frozenset({self.leader})
+        return frozenset()
+
+    def probe(self) -> FenceDecision | None:
+        if self.leader is None:
+            return None
+        topo = self.desired.topology
+        if self._answers(f"{topo.rest_api_url(self.leader)}/primary", expect_primary=True):
+            self.failures, self.last_decision = 0, None
+            return None
+        self.failures += 1
+        due = self.failures == self.needed or (
+            self.failures > self.needed and (self.failures - self.needed) % REDECIDE_EVERY == 0
+        )
+        if not due:
+            return None
+        decision = decide(self.view())
+        if decision.fence:
+            decision = self.fence(decision)
+        if decision.reason != self.last_decision:
+            log.warning("fencing", decision=decision.reason)
+        self.last_decision = decision.reason
+        return decision
+
+    def view(self) -> FenceView:
+        assert self.leader is not None
+        topo = self.desired.topology
+        others = [n for n in topo.postgres if n != self.leader]
+        with ThreadPoolExecutor(max_workers=max(1, len(others))) as pool:
+            answers = list(
+                pool.map(lambda n: self._answers(f"{topo.rest_api_url(n)}/patroni"), others)
+            )
+        key_holder, quorum = self._leader_key()
+        state_of = getattr(self.provider, "machine_state", None)
+        machine = state_of(self.leader) if state_of else MachineState.UNKNOWN
+        return FenceView(
+            enabled=self.enabled,
+            provider_can_fence=self.provider.can_fence,
+            leader=self.leader,
+            failures=self.failures,
+            failures_needed=self.needed,
+            machine=machine,
+            etcd_quorum=quorum,
+            leader_key=key_holder,
+            reachable_nodes=sum(answers),
+            total_nodes=len(topo.postgres),
+            candidates=self.candidates,
+            seconds_since_last_fence=(
+                None if self.last_fence is None else time.monotonic() - self.last_fence
+            ),
+            ttl=self.desired.cluster.timing.ttl,
+        )
+
+    def fence(self, decision: FenceDecision) -> FenceDecision:
+        assert self.leader is not None
+        try:
+            self.provider.power_off(self.leader)  # confirms that no process is left
+        except (HostError, OperatorError, OSError) as exc:
+            return FenceDecision(False, f"fencing {self.leader} failed, key kept: {exc}")
+        self.last_fence = time.monotonic()
+        self.fenced = self.leader
+        try:
+            released = EtcdClient(self.desired.topology.etcd_client_urls).delete_key_if_value(
+                self.leader_key(), self.leader
+            )
+        except OperatorError as exc:
+            return FenceDecision(
+                True, f"{decision.reason}; fenced, but releasing the key failed: {exc}"
+            )
+        outcome = "leader key released" if released else "leader key already taken over"
+        return FenceDecision(True, f"{decision.reason}; machine powered off, {outcome}")
+
+    def leader_key(self) -> str:
+        spec = self.desired.cluster.spec
+        return f"{spec.patroni.namespace.rstrip('/')}/{self.desired.cluster.name}/leader"
+
+    def _leader_key(self) -> tuple[str | None, bool]:
+        """(holder, quorum): a successful read of the key proves a quorum answered."""
+        try:
+            return EtcdClient(self.desired.topology.etcd_client_urls, timeout=1).get(
+                self.leader_key()
+            ), True
+        except OperatorError:
+            return None, False
+
+    def _answers(self, url: str, expect_primary: bool = False) -> bool:
+        try:
+            resp = self.session.get(url, timeout=PROBE_TIMEOUT)
+        except requests.RequestException:
+            return False
+        return resp.status_code == 200 if expect_primary else resp.status_code in (200, 503)

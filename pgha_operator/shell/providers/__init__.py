@@ -1,0 +1,32 @@
+"""Where machines come from: pick the provider a manifest names."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pgha_operator.core.errors import PermanentError
+from pgha_operator.core.spec import Cluster
+from pgha_operator.shell.providers.base import Provider
+
+
+def make_provider(cluster: Cluster, state_dir: Path) -> Provider:
+    kind = cluster.spec.provider.type
+    if kind == "local":
+        from pgha_operator.shell.providers import local
+
+        binaries = local.find_binaries(cluster.spec.patroni.source)
+        return local.LocalProvider(state_dir, local.service_user(), binaries)
+    if kind == "nspawn":
+        from pgha_operator.shell.providers.nspawn import NspawnProvider
+
+        return NspawnProvider(cluster, state_dir)
+    if kind == "vagrant":
+        from pgha_operator.shell.providers.vagrant import VagrantProvider
+
+        return VagrantProvider(cluster, state_dir)
+    if kind == "ssh":
+        from pgha_operator.shell.providers.ssh import SshProvider
+
+        spec = cluster.spec.provider
+        return SshProvider(cluster, state_dir, port=spec.port if spec.type == "ssh" else 22)
+    raise PermanentError(f"unknown provider {kind!r}")

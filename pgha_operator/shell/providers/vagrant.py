@@ -1,0 +1,335 @@
+"""The `vagrant` provider: VMs made by `vagrant up NAME` from the machine list the operator
+writes (`.pgha/vagrant/machines.json`, read by the top-level Vagrantfile), reached over SSH
+with the details `vagrant ssh-config NAME` prints.
+
+Host keys are pinned, not trusted on first use: the operator generates each VM's ed25519
+host key, the Vagrantfile's provisioner installs it on the first `vagrant up`, and the
+operator records it in <state>/known_hosts. (Vagrant's own ssh-config turns host key
+checking off; the operator never does.)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import shutil
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import structlog
+
+from pgha_operator.core import topology
+from pgha_operator.core.errors import PermanentError
+from pgha_operator.core.facts.observed import MachineFact
+from pgha_operator.core.fence_decision import MachineState
+from pgha_operator.core.render import TEMPLATES_DIR, Binaries
+from pgha_operator.core.spec import Cluster
+from pgha_operator.core.spec import VagrantProvider as VagrantSpec
+from pgha_operator.core.topology import Layout, Machine
+from pgha_operator.shell.hosts.ssh import SshHost, SshTarget, SshUnreachable
+from pgha_operator.shell.providers.base import booted_machine_state
+from pgha_operator.shell.providers.packages import prepare_machine
+from pgha_operator.shell.providers.sshkeys import generate_host_key, pin_host_key, unpin_host_key
+
+log = structlog.get_logger("pgha-operator")
+
+PROJECT_DIR = TEMPLATES_DIR.parent  # where the Vagrantfile is
+WORK_DIR = PROJECT_DIR / ".pgha" / "vagrant"  # machines.json (the Vagrantfile's default)
+UP_TIMEOUT = 1800.0  # the first `vagrant up` downloads the box
+CMD_TIMEOUT = 300.0
+SSH_WAIT = 120.0
+
+
+@dataclass(frozen=True)
+class SshConfig:
+    host: str
+    hostname: str
+    user: str
+    port: int
+    identity_file: str
+
+
+def parse_ssh_config(text: str) -> dict[str, SshConfig]:
+    """`vagrant ssh-config [NAME]` output -> per Host block; only what the operator needs.
+    Vagrant quotes paths with spaces ("IdentityFile "/a b/private_key"")."""
+    blocks: dict[str, dict[str, str]] = {}
+    current: dict[str, str] | None = None
+    for raw in text.splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        key, _, value = line.partition(" ")
+        key = key.lower()
+        value = value.strip()
+        if len(value) >= 2 and value[0] == value[-1] == '"':
+            value = value[1:-1]
+        if key == "host":
+            current = blocks.setdefault(value, {})
+            continue
+        if current is not None and key not in current:  # the first IdentityFile wins
+            current[key] = value
+    out = {}
+    for host, fields in blocks.items():
+        missing = [k for k in ("hostname", "user", "port", "identityfile") if k not in fields]
+        if missing:
+            raise ValueError(f"ssh-config for {host} lacks {', '.join(missing)}")
+        out[host] = SshConfig(
+            host=host,
+            hostname=fields["hostname"],
+            user=fields["user"],
+            port=int(fields["port"]),
+            identity_file=fields["identityfile"],
+        )
+    return out
+
+
+def parse_status(text: str) -> dict[str, str]:
+    """`vagrant status --machine-readable` -> machine name -> state ("running",
+    "poweroff", "not_created", ...). Lines: timestamp,target,type,data..."""
+    states = {}
+    for line in text.splitlines():
+        parts = line.split(",")
+        if len(parts) >= 4 and parts[2] == "state" and parts[1]:
+            states[parts[1]] = parts[3]
+    return states
+
+
+class VagrantProvider:
+    kind = "vagrant"
+    service_manager: Literal["local", "systemd"] = "systemd"
+    service_user: str | None = "postgres"
+    can_fence = True  # `vagrant halt --force` pulls the VM's power
+
+    def __init__(
+        self,
+        cluster: Cluster,
+        state_dir: Path,
+        project_dir: Path = PROJECT_DIR,
+        work_dir: Path = WORK_DIR,
+    ) -> None:
+        spec = cluster.spec.provider
+        if not isinstance(spec, VagrantSpec):
+            raise TypeError("VagrantProvider needs a manifest with provider type vagrant")
+        self.cluster = cluster
+        self.spec = spec
+        self.binaries = Binaries().for_patroni_source(cluster.spec.patroni.source)
+        self.state_dir = state_dir
+        self.project_dir = project_dir
+        self.topology = topology.build(cluster)
+        self.work_dir = work_dir
+        self.machines_file = work_dir / "machines.json"
+        self.known_hosts = state_dir / "known_hosts"
+        self.vm_dir = state_dir / "vagrant"
+        self._hosts: dict[str, SshHost] = {}
+
+    # --- vagrant ------------------------------------------------------------------------------
+
+    def env(self) -> dict[str, str]:
+        return {
+            **os.environ,
+            "VAGRANT_CWD": str(self.project_dir),
+            "PGHA_VAGRANT_MACHINES": str(self.machines_file),
+            # Vagrant's own state (VM ids, its SSH keys) beside the list, not in the checkout.
+            "VAGRANT_DOTFILE_PATH": str(self.work_dir / "dot"),
+            "VAGRANT_DEFAULT_PROVIDER": self.spec.vm_provider,
+            # No calls home (version checks) from a tool the operator runs on a loop.
+            "VAGRANT_CHECKPOINT_DISABLE": "1",
+            "VAGRANT_NO_COLOR": "1",
+        }
+
+    def vagrant(
+        self, *args: str, timeout: float = CMD_TIMEOUT, check: bool = True
+    ) -> subprocess.CompletedProcess[str]:
+        argv = ["vagrant", *args]
+        try:
+            res = subprocess.run(
+                argv,
+                capture_output=True,
+                text=True,
+                timeout=timeout,
+                env=self.env(),
+                cwd=self.project_dir,
+                stdin=subprocess.DEVNULL,
+            )
+        except FileNotFoundError:
+            raise PermanentError(
+                "vagrant not found: install Vagrant (and VirtualBox or vagrant-libvirt)"
+            ) from None
+        except subprocess.TimeoutExpired:
+            raise PermanentError(f"{shlex.join(argv)} timed out after {timeout:.0f} s") from None
+        if check and res.returncode != 0:
+            raise PermanentError(
+                f"{shlex.join(argv)} failed (exit {res.returncode}): "
+                + "\n".join((res.stderr or res.stdout).strip().splitlines()[-15:])
+            )
+        return res
+
+    def preflight(self) -> None:
+        if not shutil.which("vagrant"):
+            raise PermanentError(
+                "vagrant not found: install Vagrant and VirtualBox (see docs/machines.md)"
+            )
+        if not (self.project_dir / "Vagrantfile").exists():
+            raise PermanentError(f"no Vagrantfile in {self.project_dir}")
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+
+    # --- the machine list ---------------------------------------------------------------------
+
+    def _host_key(self, name: str) -> Path:
+        return self.vm_dir / name / "ssh_host_ed25519_key"
+
+    def created(self) -> list[str]:
+        """Machines this operator has brought up (and not destroyed)."""
+        if not self.vm_dir.is_dir():
+            return []
+        return sorted(d.name for d in self.vm_dir.iterdir() if (d / "created").exists())
+
+    def machine_list(self) -> dict[str, object]:
+        """What the Vagrantfile reads: the manifest's machines, and any still created."""
+        names = [m.name for m in self.topology.machines]
+        names += [n for n in self.created() if n not in names]
+        machines = []
+        for name in names:
+            try:
+                address = self.topology.address(name)
+            except KeyError:
+                address = json.loads((self.vm_dir / name / "created").read_text())["address"]
+            machines.append(
+                {"name": name, "address": address, "host_key": str(self._host_key(name))}
+            )
+        return {
+            "cluster": self.cluster.name,
+            "box": self.spec.box,
+            "box_version": self.spec.box_version,
+            "provider": self.spec.vm_provider,
+            "memory": self.spec.memory,
+            "cpus": self.spec.cpus,
+            "machines": machines,
+        }
+
+    def write_machine_list(self) -> Path:
+        self.machines_file.parent.mkdir(parents=True, exist_ok=True)
+        text = json.dumps(self.machine_list(), indent=2) + "\n"
+        if not self.machines_file.exists() or self.machines_file.read_text() != text:
+            tmp = self.machines_file.with_suffix(".tmp")
+            tmp.write_text(text)
+            os.replace(tmp, self.machines_file)
+        return self.machines_file
+
+    # --- Provider port ------------------------------------------------------------------------
+
+    def layout(self, name: str) -> Layout:
+        return topology.layout("/", self.cluster.name)
+
+    def machines(self) -> list[MachineFact]:
+        created = self.created()
+        if not created:
+            return []  # nothing made yet: no need to ask vagrant (slow, and maybe absent)
+        self.write_machine_list()
+        states = parse_status(self.vagrant("status", "--machine-readable", check=False).stdout)
+        facts = []
+        for name in created:
+            meta = json.loads((self.vm_dir / name / "created").read_text())
+            facts.append(MachineFact(name, states.get(name) == "running", meta.get("address")))
+        return facts
+
+    def create(self, machine: Machine) -> None:
+        self.preflight()
+        key = self._host_key(machine.name)
+        if not key.exists():
+            generate_host_key(key, comment=machine.name)
+        self.write_machine_list()
+        log.info("vagrant up", machine=machine.name, provider=self.spec.vm_provider)
+        self.vagrant("up", machine.name, f"--provider={self.spec.vm_provider}", timeout=UP_TIMEOUT)
+        (self.vm_dir / machine.name / "created").write_text(
+            json.dumps({"address": machine.address}) + "\n"
+        )
+        config = self._refresh_ssh_config(machine.name)
+        pin_host_key(
+            self.known_hosts, config.hostname, key.with_suffix(".pub").read_text(), config.port
+        )
+        host = self.host(machine.name)
+        _wait_for(host, SSH_WAIT)
+        prepare_machine(
+            host, machine, self.layout(machine.name), "postgres", self.binaries.patroni_source
+        )
+
+    def _refresh_ssh_config(self, name: str) -> SshConfig:
+        configs = parse_ssh_config(self.vagrant("ssh-config", name).stdout)
+        if name not in configs:
+            raise PermanentError(f"vagrant ssh-config {name} printed no Host {name} block")
+        config = configs[name]
+        (self.vm_dir / name / "ssh.json").write_text(json.dumps(config.__dict__) + "\n")
+        self._hosts.pop(name, None)
+        return config
+
+    def _ssh_config(self, name: str) -> SshConfig:
+        path = self.vm_dir / name / "ssh.json"
+        if path.exists():
+            return SshConfig(**json.loads(path.read_text()))
+        return self._refresh_ssh_config(name)
+
+    def host(self, name: str) -> SshHost:
+        if name not in self._hosts:
+            config = self._ssh_config(name)
+            self._hosts[name] = SshHost(
+                SshTarget(
+                    name=name,
+                    address=config.hostname,
+                    port=config.port,
+                    user=config.user,  # "vagrant", with passwordless sudo on the boxes
+                    key_file=config.identity_file,
+                    known_hosts=str(self.known_hosts),
+                )
+            )
+        return self._hosts[name]
+
+    def machine_state(self, name: str) -> MachineState:
+        """VirtualBox's view of the VM (for fencing): powered off or aborted is DEAD, paused
+        or saved is FROZEN; a running VM is RUNNING (or PATRONI_DOWN when it says so)."""
+        state = parse_status(self.vagrant("status", name, "--machine-readable", check=False).stdout)
+        vm = state.get(name)
+        if vm in ("poweroff", "aborted", "not_created", "shutoff"):
+            return MachineState.DEAD
+        if vm in ("paused", "saved", "suspended"):
+            return MachineState.FROZEN
+        if vm != "running":
+            return MachineState.UNKNOWN
+        return booted_machine_state(self.host(name))
+
+    def power_off(self, name: str) -> None:
+        self._drop(name)
+        self.vagrant("halt", "--force", name)
+
+    def destroy(self, name: str) -> None:
+        self._drop(name)
+        self.write_machine_list()
+        self.vagrant("destroy", "-f", name, timeout=UP_TIMEOUT)
+        ssh = self.vm_dir / name / "ssh.json"
+        if ssh.exists():
+            config = SshConfig(**json.loads(ssh.read_text()))
+            unpin_host_key(self.known_hosts, config.hostname, config.port)
+        shutil.rmtree(self.vm_dir / name, ignore_errors=True)
+        self.write_machine_list()
+
+    def _drop(self, name: str) -> None:
+        h = self._hosts.pop(name, None)
+        if h is not None:
+            h.close()
+
+
+def _wait_for(host: SshHost, timeout: float) -> None:
+    """The VM's sshd restarts with the installed host key right after provisioning."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            host.run(["true"])
+            return
+        except SshUnreachable:  # a wrong or changed key is never waited out
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(2)
