@@ -34,8 +34,7 @@ from pgha_operator.core.errors import PermanentError, TemporaryError
 from pgha_operator.core.facts.observed import MachineFact
 from pgha_operator.core.fence_decision import MachineState
 from pgha_operator.core.render import Binaries
-from pgha_operator.core.spec import Cluster
-from pgha_operator.core.spec import NspawnProvider as NspawnSpec
+from pgha_operator.core.spec import Cluster, NspawnProviderSpec
 from pgha_operator.core.topology import Layout, Machine
 from pgha_operator.shell.hosts.base import HostError
 from pgha_operator.shell.hosts.ssh import SshHost, SshTarget
@@ -62,7 +61,7 @@ class NspawnProvider:
 
     def __init__(self, cluster: Cluster, state_dir: Path) -> None:
         spec = cluster.spec.provider
-        if not isinstance(spec, NspawnSpec):
+        if not isinstance(spec, NspawnProviderSpec):
             raise TypeError("NspawnProvider needs a manifest with provider type nspawn")
         self.cluster = cluster
         self.spec = spec

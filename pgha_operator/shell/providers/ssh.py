@@ -19,8 +19,7 @@ from pgha_operator.core.errors import PermanentError
 from pgha_operator.core.facts.observed import MachineFact
 from pgha_operator.core.render import Binaries
 from pgha_operator.core.render.services import SYSTEMD_UNIT_DIR, unit_name
-from pgha_operator.core.spec import Cluster
-from pgha_operator.core.spec import SshProvider as SshSpec
+from pgha_operator.core.spec import Cluster, SshProviderSpec
 from pgha_operator.core.topology import Layout, Machine
 from pgha_operator.shell.hosts.base import HostError
 from pgha_operator.shell.hosts.ssh import SshHost, SshTarget
@@ -42,7 +41,7 @@ class SshProvider:
 
     def __init__(self, cluster: Cluster, state_dir: Path, port: int = 22) -> None:
         spec = cluster.spec.provider
-        if not isinstance(spec, SshSpec):
+        if not isinstance(spec, SshProviderSpec):
             raise TypeError("SshProvider needs a manifest with provider type ssh")
         self.cluster = cluster
         self.spec = spec

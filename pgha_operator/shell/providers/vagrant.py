@@ -27,8 +27,7 @@ from pgha_operator.core.errors import PermanentError
 from pgha_operator.core.facts.observed import MachineFact
 from pgha_operator.core.fence_decision import MachineState
 from pgha_operator.core.render import TEMPLATES_DIR, Binaries
-from pgha_operator.core.spec import Cluster
-from pgha_operator.core.spec import VagrantProvider as VagrantSpec
+from pgha_operator.core.spec import Cluster, VagrantProviderSpec
 from pgha_operator.core.topology import Layout, Machine
 from pgha_operator.shell.hosts.ssh import SshHost, SshTarget, SshUnreachable
 from pgha_operator.shell.providers.base import booted_machine_state
@@ -112,7 +111,7 @@ class VagrantProvider:
         work_dir: Path = WORK_DIR,
     ) -> None:
         spec = cluster.spec.provider
-        if not isinstance(spec, VagrantSpec):
+        if not isinstance(spec, VagrantProviderSpec):
             raise TypeError("VagrantProvider needs a manifest with provider type vagrant")
         self.cluster = cluster
         self.spec = spec

@@ -1,0 +1,295 @@
+"""The manifest as pydantic v2 models: frozen, strict where YAML would guess, camelCase in
+the file. Each model checks its own fields; rules that span fields live in rules.py."""
+
+from __future__ import annotations
+
+from ipaddress import IPv4Address, IPv4Network
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    Strict,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+from pydantic.alias_generators import to_camel
+from pydantic_core import PydanticCustomError
+
+from pgha_operator.core.spec.patterns import (
+    DURATION_PATTERN,
+    HBA_TOKEN_PATTERN,
+    NAME_PATTERN,
+    NAMESPACE_PATTERN,
+)
+from pgha_operator.core.spec.problems import show_value
+from pgha_operator.core.spec.rules import cluster_problems
+from pgha_operator.core.spec.timing import Timing, duration_ms, resolve_timing
+
+API_VERSION = "pgha/v1"
+KIND = "Cluster"
+
+LOOPBACK = IPv4Network("127.0.0.0/8")
+
+# Context flag for Cluster validation: the loader collects the cross-field rules itself
+# (as separate problems with paths and lines) instead of one joined ValueError.
+DEFER_RULES = "pgha_defer_cluster_rules"
+
+
+class Model(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, alias_generator=to_camel, populate_by_name=True
+    )
+
+
+# --- providers --------------------------------------------------------------------------
+
+
+class LocalProviderSpec(Model):
+    """Machines are directories on this host, each with its own loopback address."""
+
+    type: Literal["local"]
+    network: IPv4Network = IPv4Network("127.0.10.0/24")
+
+    @field_validator("network")
+    @classmethod
+    def _loopback(cls, network: IPv4Network) -> IPv4Network:
+        if not network.subnet_of(LOOPBACK):
+            raise ValueError(
+                f"{network} is not a loopback network: the local provider gives each "
+                "machine an address inside 127.0.0.0/8"
+            )
+        return network
+
+
+class NspawnProviderSpec(Model):
+    """systemd-nspawn containers, each in its own network namespace (root only)."""
+
+    type: Literal["nspawn"]
+    network: IPv4Network = IPv4Network("10.231.0.0/24")
+    rootfs_cache: str = "/var/cache/pgha-operator/rootfs"
+
+
+class VagrantProviderSpec(Model):
+    """VMs made by `vagrant up` from the machine list the operator writes."""
+
+    type: Literal["vagrant"]
+    network: IPv4Network = IPv4Network("192.168.50.0/24")
+    box: str = "generic/debian12"
+    box_version: str = "4.3.12"
+    vm_provider: Literal["virtualbox", "libvirt"] = "virtualbox"
+    memory: Annotated[int, Strict(), Field(ge=512)] = 1024
+    cpus: Annotated[int, Strict(), Field(ge=1)] = 1
+
+
+class SshProviderSpec(Model):
+    """Existing hosts reached over SSH; the operator never creates or destroys them."""
+
+    type: Literal["ssh"]
+    network: IPv4Network | None = None
+    user: str = "root"
+    port: Annotated[int, Field(ge=1, le=65535)] = 22
+    key_file: str
+    known_hosts: str
+
+
+ProviderSpec = Annotated[
+    LocalProviderSpec | NspawnProviderSpec | VagrantProviderSpec | SshProviderSpec,
+    Field(discriminator="type"),
+]
+PROVIDER_TYPES: dict[str, type[Model]] = {
+    "local": LocalProviderSpec,
+    "nspawn": NspawnProviderSpec,
+    "vagrant": VagrantProviderSpec,
+    "ssh": SshProviderSpec,
+}
+
+# --- components ---------------------------------------------------------------------------
+
+
+class MachineRef(Model):
+    name: Annotated[str, Field(pattern=NAME_PATTERN)]
+    address: IPv4Address
+
+    @field_validator("address")
+    @classmethod
+    def _usable(cls, address: IPv4Address) -> IPv4Address:
+        if address.is_unspecified or address.is_multicast or address == IPv4Address(2**32 - 1):
+            raise ValueError(f"{address} cannot be a machine's address")
+        return address
+
+
+class EtcdSpec(Model):
+    members: Annotated[int, Strict(), Field(ge=1, le=9)] = 3
+    placement: Literal["dedicated", "colocated"] = "dedicated"
+    machines: list[MachineRef] | None = None
+    client_port: Annotated[int, Strict(), Field(ge=1, le=65535)] = 2379
+    peer_port: Annotated[int, Strict(), Field(ge=1, le=65535)] = 2380
+
+
+ParameterValue = str | int | float | bool
+
+# postgresql.conf settings the operator or Patroni own; a manifest must not set them.
+MANAGED_PARAMETERS: dict[str, str] = {
+    "port": "set spec.postgres.port instead",
+    "listen_addresses": "the operator sets it to the machine's address",
+    "synchronous_standby_names": "Patroni manages it; set spec.postgres.synchronous instead",
+    "hot_standby": "Patroni needs it on",
+    "data_directory": "the operator chooses the data directory",
+    "config_file": "Patroni writes the configuration files",
+    "hba_file": "set spec.postgres.hba instead",
+    "ident_file": "Patroni writes the configuration files",
+}
+
+
+class HbaRule(Model):
+    """One pg_hba line. `trust` is not offered: every connection authenticates."""
+
+    type: Literal["host", "hostssl", "hostnossl", "local"] = "host"
+    database: Annotated[str, Field(pattern=HBA_TOKEN_PATTERN)] = "all"
+    user: Annotated[str, Field(pattern=HBA_TOKEN_PATTERN)] = "all"
+    address: IPv4Network | None = None
+    method: Literal["scram-sha-256", "peer", "reject", "cert"] = "scram-sha-256"
+
+    @model_validator(mode="after")
+    def _address_matches_type(self) -> HbaRule:
+        if self.type == "local" and self.address is not None:
+            raise ValueError("a 'local' rule (Unix socket) takes no address")
+        if self.type != "local" and self.address is None:
+            raise ValueError(
+                f"a '{self.type}' rule needs an address (CIDR, e.g. 10.0.0.0/24 or 0.0.0.0/0)"
+            )
+        if self.method == "peer" and self.type != "local":
+            raise ValueError("method 'peer' works only on 'local' rules")
+        if self.method == "cert" and self.type != "hostssl":
+            raise ValueError("method 'cert' works only on 'hostssl' rules")
+        return self
+
+
+class PostgresSpec(Model):
+    version: Literal[15] = 15
+    instances: Annotated[int, Strict(), Field(ge=1, le=89)] = 3
+    machines: list[MachineRef] | None = None
+    port: Annotated[int, Strict(), Field(ge=1, le=65535)] = 5432
+    parameters: dict[str, ParameterValue] = Field(default_factory=dict)
+    hba: list[HbaRule] = Field(default_factory=list)
+    synchronous: Literal["off", "on", "strict"] = "off"
+
+    @field_validator("parameters", mode="before")
+    @classmethod
+    def _parameters(cls, value: Any) -> Any:
+        if not isinstance(value, dict):
+            return value  # pydantic reports the wrong type
+        for key, item in value.items():
+            if str(key) in MANAGED_PARAMETERS:
+                raise PydanticCustomError(
+                    "managed_parameter",
+                    "{key} cannot be set here: {why}",
+                    {"key": str(key), "why": MANAGED_PARAMETERS[str(key)]},
+                )
+            if not isinstance(item, str | int | float | bool):
+                raise PydanticCustomError(
+                    "parameter_value",
+                    "{key}: expected a number, text or true/false, got {got}",
+                    {"key": str(key), "got": show_value(item)},
+                )
+        return value
+
+
+class PatroniSpec(Model):
+    """Patroni's timing and where Patroni comes from; unset timing comes from the profile."""
+
+    # pypi: our pinned Patroni in a venv under /opt (the tested default); debian: Debian's
+    # `patroni` package (3.0.2 on Debian 12). Fixed when the cluster is created.
+    source: Literal["pypi", "debian"] = "pypi"
+
+    ttl: Annotated[int, Strict(), Field(ge=20)] | None = None
+    loop_wait: Annotated[int, Strict(), Field(ge=1)] | None = None
+    retry_timeout: Annotated[int, Strict(), Field(ge=3)] | None = None
+    maximum_lag_on_failover: Annotated[int, Strict(), Field(ge=0)] = 1048576
+    rest_api_port: Annotated[int, Strict(), Field(ge=1, le=65535)] = 8008
+    namespace: Annotated[str, Field(pattern=NAMESPACE_PATTERN)] = "/service/"
+
+
+class Ports(Model):
+    primary: Annotated[int, Strict(), Field(ge=1, le=65535)] = 5000
+    replicas: Annotated[int, Strict(), Field(ge=1, le=65535)] = 5001
+    stats: Annotated[int, Strict(), Field(ge=1, le=65535)] = 7000
+
+
+Duration = Annotated[str, Field(pattern=DURATION_PATTERN)]
+
+
+class HealthCheck(Model):
+    """HAProxy server check timing; unset values come from the cluster's profile."""
+
+    inter: Duration | None = None
+    fastinter: Duration | None = None
+    downinter: Duration | None = None
+    rise: Annotated[int, Strict(), Field(ge=1)] | None = None
+    fall: Annotated[int, Strict(), Field(ge=1)] | None = None
+
+    @field_validator("inter", "fastinter", "downinter")
+    @classmethod
+    def _positive(cls, value: str | None) -> str | None:
+        if value is not None and duration_ms(value) == 0:
+            raise ValueError(f"{value!r} is zero: a check interval must be positive")
+        return value
+
+
+class LoadBalancerSpec(Model):
+    instances: Annotated[int, Strict(), Field(ge=1, le=50)] = 1
+    machines: list[MachineRef] | None = None
+    ports: Ports = Ports()
+    health_check: HealthCheck = HealthCheck()
+    maxconn: Annotated[int, Strict(), Field(ge=1)] = 200
+
+
+class FailoverSpec(Model):
+    """`auto`: where the provider can power machines off, the operator fences a dead primary's
+    machine and releases its leader key so Patroni elects at once; `off`: the lease decides."""
+
+    fencing: Literal["auto", "off"] = "auto"
+    probe_interval_ms: Annotated[int, Field(ge=50, le=5000)] = 200
+    probe_failures: Annotated[int, Field(ge=2, le=50)] = 3
+
+
+class ClusterSpec(Model):
+    provider: ProviderSpec
+    profile: Literal["fast", "seed"] = "fast"
+    etcd: EtcdSpec = EtcdSpec()
+    postgres: PostgresSpec = PostgresSpec()
+    patroni: PatroniSpec = PatroniSpec()
+    load_balancer: LoadBalancerSpec = LoadBalancerSpec()
+    drills: Literal["allowed", "forbidden"] = "forbidden"
+    failover: FailoverSpec = FailoverSpec()
+
+
+class Metadata(Model):
+    name: Annotated[str, Field(pattern=NAME_PATTERN)]
+
+
+class Cluster(Model):
+    api_version: Literal["pgha/v1"]
+    kind: Literal["Cluster"]
+    metadata: Metadata
+    spec: ClusterSpec
+
+    @property
+    def name(self) -> str:
+        return self.metadata.name
+
+    @property
+    def timing(self) -> Timing:
+        return resolve_timing(self.spec)
+
+    @model_validator(mode="after")
+    def _checks(self, info: ValidationInfo) -> Cluster:
+        if isinstance(info.context, dict) and info.context.get(DEFER_RULES):
+            return self  # the loader reports them one by one (parse_text)
+        problems = list(cluster_problems(self))
+        if problems:
+            raise ValueError("; ".join(f"{path}: {reason}" for path, reason in problems))
+        return self
