@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
 from ipaddress import IPv4Address, IPv4Network
@@ -182,10 +181,6 @@ def _address_problems(provider: str, network: IPv4Network | None, address: str) 
     if network.num_addresses > 2 and addr in (network.network_address, network.broadcast_address):
         return [f"{address} is the network or broadcast address of {network}"]
     return []
-
-
-def all_addresses(topo: Topology) -> Iterable[str]:
-    return (m.address for m in topo.machines)
 
 
 # --- where things live on a machine ---------------------------------------------------------
