@@ -10,15 +10,8 @@ lease, so every guard below must hold; each refusal says which one did not.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import StrEnum
 
-
-class MachineState(StrEnum):
-    DEAD = "dead"  # the provider sees no process (no power) on it
-    FROZEN = "frozen"  # processes exist but none runs (a hung VM, SIGSTOP)
-    PATRONI_DOWN = "patroni-down"  # PostgreSQL runs, Patroni does not: restart, never fence
-    RUNNING = "running"  # processes run: a slow or cut-off node is not a dead one
-    UNKNOWN = "unknown"
+from pgha_operator.core.facts.types import MachineState
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,8 @@ import structlog
 
 from pgha_operator.core.errors import OperatorError
 from pgha_operator.core.facts.observed import Observed
-from pgha_operator.core.fence_decision import FenceDecision, FenceView, MachineState, decide
+from pgha_operator.core.facts.types import MachineState
+from pgha_operator.core.fence_decision import FenceDecision, FenceView, decide
 from pgha_operator.core.plan import Desired
 from pgha_operator.core.plan.patroni import switchover_candidate
 from pgha_operator.shell.clients.etcd import EtcdClient

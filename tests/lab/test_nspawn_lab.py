@@ -25,7 +25,7 @@ import psycopg
 import pytest
 import requests
 
-from pgha_operator.core.fence_decision import MachineState
+from pgha_operator.core.facts.types import MachineState
 from pgha_operator.core.spec import load
 from pgha_operator.shell.providers import make_provider
 from pgha_operator.shell.providers.nspawn import NspawnProvider

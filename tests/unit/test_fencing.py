@@ -6,7 +6,8 @@ from dataclasses import replace
 
 import pytest
 
-from pgha_operator.core.fence_decision import FenceView, MachineState, decide
+from pgha_operator.core.facts.types import MachineState
+from pgha_operator.core.fence_decision import FenceView, decide
 
 GOOD = FenceView(
     enabled=True,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any
 
 # Patroni role names as the operator uses them (see normalize_role in observe/patroni.py).
@@ -279,3 +280,13 @@ class HaproxyFacts:
 
     def up(self, backend: str) -> frozenset[str]:
         return frozenset(s.server for s in self.servers if s.backend == backend and s.is_up)
+
+
+class MachineState(StrEnum):
+    """A machine as its provider sees it (power, processes), not as its services answer."""
+
+    DEAD = "dead"  # the provider sees no process (no power) on it
+    FROZEN = "frozen"  # processes exist but none runs (a hung VM, SIGSTOP)
+    PATRONI_DOWN = "patroni-down"  # PostgreSQL runs, Patroni does not: restart, never fence
+    RUNNING = "running"  # processes run: a slow or cut-off node is not a dead one
+    UNKNOWN = "unknown"

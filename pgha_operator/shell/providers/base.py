@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Literal, Protocol
 
 from pgha_operator.core.facts.observed import MachineFact
-from pgha_operator.core.fence_decision import MachineState
+from pgha_operator.core.facts.types import MachineState
 from pgha_operator.core.render import Binaries
 from pgha_operator.core.topology import Layout, Machine
 from pgha_operator.shell.hosts.base import Host, HostError

@@ -17,7 +17,7 @@ from typing import Literal
 
 from pgha_operator.core.errors import PermanentError
 from pgha_operator.core.facts.observed import MachineFact
-from pgha_operator.core.fence_decision import MachineState
+from pgha_operator.core.facts.types import MachineState
 from pgha_operator.core.render import Binaries
 from pgha_operator.core.render.context import PatroniSource
 from pgha_operator.core.services import ServiceState

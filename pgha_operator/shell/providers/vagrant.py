@@ -25,7 +25,7 @@ import structlog
 from pgha_operator.core import topology
 from pgha_operator.core.errors import PermanentError
 from pgha_operator.core.facts.observed import MachineFact
-from pgha_operator.core.fence_decision import MachineState
+from pgha_operator.core.facts.types import MachineState
 from pgha_operator.core.render import TEMPLATES_DIR, Binaries
 from pgha_operator.core.spec import Cluster, VagrantProviderSpec
 from pgha_operator.core.topology import Layout, Machine
