@@ -30,11 +30,12 @@ from pgha_operator.core.plan import plan
 from pgha_operator.core.plan.patroni import switchover_candidate
 from pgha_operator.core.render import ADMIN_USER, SUPERUSER
 from pgha_operator.core.spec import Cluster, ManifestError, load
-from pgha_operator.core.status import format_status, read_status
+from pgha_operator.core.status import format_status
 from pgha_operator.drill.cli import add_drill_command
 from pgha_operator.shell.controller import Controller, load_one
 from pgha_operator.shell.execute import execute
 from pgha_operator.shell.hosts.base import HostError
+from pgha_operator.shell.status_file import read_status
 from pgha_operator.shell.status_http import StatusServer, parse_listen
 
 EXIT_INVALID = 2

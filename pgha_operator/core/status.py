@@ -1,19 +1,14 @@
-"""Status: what `pgha-operator status` shows and what the loop writes every cycle (pure,
-except `write_status` / `read_status`)."""
+"""Status: what `pgha-operator status` shows and what the loop writes every cycle (pure;
+shell/status_file.py writes and reads status.json)."""
 
 from __future__ import annotations
 
-import json
-import os
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 from pgha_operator.core.conditions import Condition
 from pgha_operator.core.facts.observed import Observed
 from pgha_operator.core.plan import Desired
-
-STATUS_FILE = "status.json"
 
 
 def build_status(
@@ -103,22 +98,6 @@ def build_status(
     if extra:
         status.update(extra)
     return status
-
-
-def write_status(state_dir: Path, status: Mapping[str, Any]) -> None:
-    path = state_dir / STATUS_FILE
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(status, indent=2, sort_keys=False, default=str) + "\n")
-    os.replace(tmp, path)
-
-
-def read_status(state_dir: Path) -> dict[str, Any] | None:
-    path = state_dir / STATUS_FILE
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
 
 
 def format_status(status: Mapping[str, Any]) -> str:

@@ -38,7 +38,7 @@ from pgha_operator.core.spec import (
     fixed_field_changes,
     load,
 )
-from pgha_operator.core.status import build_status, write_status
+from pgha_operator.core.status import build_status
 from pgha_operator.shell.down_marks import down_machines
 from pgha_operator.shell.execute import Env, execute
 from pgha_operator.shell.fencer import Fencer
@@ -46,6 +46,7 @@ from pgha_operator.shell.observe import observe
 from pgha_operator.shell.providers import make_provider
 from pgha_operator.shell.providers.local import default_state_dir
 from pgha_operator.shell.secrets_file import load_or_create
+from pgha_operator.shell.status_file import write_status
 from pgha_operator.shell.status_http import Snapshot
 
 log = structlog.get_logger("pgha-operator")
