@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import ast
 import configparser
 import dataclasses
 import json
-import re
 import shlex
 from pathlib import Path
 from typing import Any
@@ -740,26 +738,3 @@ def test_debian_patroni_source_runs_debian_patroni() -> None:
     (unit,) = [f for f in render_machine(ctx, node) if f.path.endswith("pgha-patroni.service")]
     assert shlex.split(parse_unit(unit.content)["Service"]["ExecStart"])[0] == "/usr/bin/patroni"
     assert Binaries().for_patroni_source("pypi") == Binaries()
-
-
-# --- purity ---------------------------------------------------------------------------------
-
-FORBIDDEN_IMPORTS = re.compile(
-    r"^pgha_operator\.(hosts|providers|components|execute|controller|observe)\b|"
-    r"^(subprocess|socket|requests|paramiko|etcd3gw|psycopg)\b"
-)
-
-
-def test_render_imports_no_io_layer() -> None:
-    package = REPO / "pgha_operator" / "render"
-    for source in sorted(package.glob("*.py")):
-        tree = ast.parse(source.read_text())
-        for node in ast.walk(tree):
-            if isinstance(node, ast.Import):
-                names = [alias.name for alias in node.names]
-            elif isinstance(node, ast.ImportFrom):
-                names = [node.module or ""]
-            else:
-                continue
-            for name in names:
-                assert not FORBIDDEN_IMPORTS.match(name), f"{source.name} imports {name}"
