@@ -39,6 +39,8 @@ DEFER_RULES = "pgha_defer_cluster_rules"
 
 
 class Model(BaseModel):
+    """Every manifest model: unknown fields refused, frozen, camelCase in the YAML."""
+
     model_config = ConfigDict(
         extra="forbid", frozen=True, alias_generator=to_camel, populate_by_name=True
     )
