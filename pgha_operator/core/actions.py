@@ -73,9 +73,12 @@ class RestartService:
 
 @dataclass(frozen=True)
 class CreateRole:
-    """A login role the operator owns (its password is a generated secret)."""
+    """A login role the operator owns (its password is a generated secret), created on the
+    primary at host:port (as Patroni's /cluster lists it); the role replicates from there."""
 
     role: str
+    host: str
+    port: int
     barrier: bool = False
 
     @property
@@ -172,8 +175,10 @@ class RemoveEtcdMember:
 
 @dataclass(frozen=True)
 class PatchPatroniConfig:
-    """Rule 7: DCS settings change through PATCH /config, never by rewriting patroni.yml."""
+    """Rule 7: DCS settings change through PATCH /config, never by rewriting patroni.yml.
+    Sent to the leader (the key holder as observed), whose view of the DCS is the freshest."""
 
+    leader: str
     patch_json: str  # the JSON body, keys sorted (a frozen, comparable value)
     keys: tuple[str, ...]  # what changes, for the description
     barrier: bool = True

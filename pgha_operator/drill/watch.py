@@ -15,10 +15,10 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-import requests
-
-from pgha_operator.core.facts.etcd import parse_health
 from pgha_operator.core.facts.patroni import parse_patroni, streaming_replicas
+from pgha_operator.shell.clients import ComponentError
+from pgha_operator.shell.clients.etcd import member_healthy
+from pgha_operator.shell.clients.patroni import PatroniClient
 
 TIMEOUT = 0.8
 
@@ -109,17 +109,12 @@ def node_views(answers: Mapping[str, Mapping[str, Any] | None]) -> dict[str, Nod
 
 def _node_answer(url: str) -> Mapping[str, Any] | None:
     try:
-        resp = requests.get(f"{url}/patroni", timeout=TIMEOUT)
-        resp.raise_for_status()
-        body = resp.json()
-    except (requests.RequestException, ValueError):
+        with PatroniClient(url, timeout=TIMEOUT) as client:
+            body = client.patroni()
+    except ComponentError:
         return None
     return body if isinstance(body, dict) else None
 
 
 def _etcd_healthy(url: str) -> bool:
-    try:
-        resp = requests.get(f"{url}/health", timeout=TIMEOUT)
-        return resp.ok and parse_health(resp.json())
-    except (requests.RequestException, ValueError):
-        return False
+    return member_healthy(url, TIMEOUT)

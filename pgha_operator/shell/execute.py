@@ -13,9 +13,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-import psycopg
 import yaml
-from psycopg import sql
 
 from pgha_operator.core.actions import (
     Action,
@@ -43,8 +41,7 @@ from pgha_operator.core.render import ADMIN_USER, REST_USER, SUPERUSER, Binaries
 from pgha_operator.core.services import ServiceState
 from pgha_operator.core.spec import Cluster
 from pgha_operator.core.topology import Topology
-from pgha_operator.shell.clients.etcd import EtcdClient
-from pgha_operator.shell.clients.patroni import PatroniClient
+from pgha_operator.shell.clients import REAL_CLIENTS, Clients, EtcdApi, PatroniApi
 from pgha_operator.shell.hosts.base import HostError
 from pgha_operator.shell.providers.base import Provider
 
@@ -57,19 +54,16 @@ class Env:
     binaries: Binaries
     secrets: Secrets | None = None
     check_ports: bool = True  # machines sharing this host (local) can collide with others
+    clients: Clients = REAL_CLIENTS
 
 
 @dataclass
 class Outcome:
+    """The actions done, in order, and the error that stopped the run (None: no failure)."""
+
     done: list[Action] = field(default_factory=list)
-    failed: Action | None = None
     error: str | None = None
     exception: Exception | None = None
-    stopped_at_barrier: bool = False
-
-    @property
-    def ok(self) -> bool:
-        return self.failed is None
 
 
 def execute(
@@ -82,13 +76,11 @@ def execute(
         try:
             _perform(action, env)
         except (OperatorError, HostError, OSError) as exc:
-            outcome.failed = action
             outcome.error = f"{action.describe}: {exc}"
             outcome.exception = exc
             return outcome
         outcome.done.append(action)
         if action.barrier:
-            outcome.stopped_at_barrier = True
             return outcome
     return outcome
 
@@ -112,8 +104,8 @@ def _perform(action: Action, env: Env) -> None:
                 svc.reload()
         case RestartService(machine=machine, service=service):
             env.provider.host(machine).service(service).restart()
-        case CreateRole(role=role):
-            _create_role(env, role)
+        case CreateRole():
+            _create_role(env, action)
         case StopService(machine=machine, service=service):
             env.provider.host(machine).service(service).stop()
         case DestroyMachine(machine=machine):
@@ -132,8 +124,8 @@ def _perform(action: Action, env: Env) -> None:
             _etcd(env).promote_member(member_id)
         case RemoveEtcdMember(member_id=member_id):
             _etcd(env).remove_member(member_id)
-        case PatchPatroniConfig(patch_json=patch_json):
-            _patroni(env, _leader(env)).patch_config(json.loads(patch_json))
+        case PatchPatroniConfig(leader=leader, patch_json=patch_json):
+            _patroni(env, leader).patch_config(json.loads(patch_json))
         case RestartPostgres(machine=machine):
             _patroni(env, machine).restart()
         case Reinitialize(machine=machine):
@@ -195,46 +187,25 @@ def _check_ports_free(env: Env, machine: str, service: str) -> None:
                 raise
 
 
-def _create_role(env: Env, role: str) -> None:
-    if role != ADMIN_USER or env.secrets is None:
-        raise OperatorError(f"no generated password for role {role}")
-    # Through the primary's own address; the role replicates from there.
-    from pgha_operator.core.render import REST_USER
-    from pgha_operator.shell.clients.patroni import collect_patroni
-
-    topo = env.topology
-    facts = collect_patroni(
-        [topo.rest_api_url(n) for n in topo.postgres], (REST_USER, env.secrets.rest_password)
-    )
-    leader = facts.leader
-    if leader is None:
-        raise OperatorError("no primary to create the role on")
-    with psycopg.connect(
-        host=leader.host,
-        port=leader.port,
-        user=SUPERUSER,
-        password=env.secrets.superuser_password,
-        dbname="postgres",
-        connect_timeout=5,
-        autocommit=True,
-    ) as conn:
-        exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)).fetchone()
-        if exists:
-            return
-        conn.execute(
-            sql.SQL("CREATE ROLE {} LOGIN CREATEDB CREATEROLE PASSWORD {}").format(
-                sql.Identifier(role), sql.Literal(env.secrets.admin_password)
-            )
-        )
+ADMIN_ROLE_ATTRIBUTES = ("LOGIN", "CREATEDB", "CREATEROLE")
 
 
-def _etcd(env: Env) -> EtcdClient:
-    return EtcdClient(env.topology.etcd_client_urls)
+def _create_role(env: Env, action: CreateRole) -> None:
+    if action.role != ADMIN_USER or env.secrets is None:
+        raise OperatorError(f"no generated password for role {action.role}")
+    db = env.clients.postgres(action.host, action.port, SUPERUSER, env.secrets.superuser_password)
+    db.create_role(action.role, env.secrets.admin_password, ADMIN_ROLE_ATTRIBUTES)
 
 
-def _patroni(env: Env, machine: str) -> PatroniClient:
+def _etcd(env: Env) -> EtcdApi:
+    return env.clients.etcd(env.topology.etcd_client_urls)
+
+
+def _patroni(env: Env, machine: str) -> PatroniApi:
     auth = (REST_USER, env.secrets.rest_password) if env.secrets else None
-    return PatroniClient(f"http://{_address(env, machine)}:{env.topology.rest_api_port}", auth)
+    return env.clients.patroni(
+        f"http://{_address(env, machine)}:{env.topology.rest_api_port}", auth
+    )
 
 
 def _address(env: Env, machine: str) -> str:
@@ -245,16 +216,6 @@ def _address(env: Env, machine: str) -> str:
         if fact.name == machine and fact.address:
             return fact.address
     raise OperatorError(f"no address known for machine {machine}")
-
-
-def _leader(env: Env) -> str:
-    for name in env.topology.postgres:
-        try:
-            if _patroni(env, name).is_primary():
-                return name
-        except OperatorError:
-            continue
-    raise TemporaryError("no node answers GET /primary")
 
 
 SWITCHOVER_WAIT_SECONDS = 60.0

@@ -10,7 +10,6 @@ from __future__ import annotations
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-import requests
 import structlog
 
 from pgha_operator.core.errors import OperatorError
@@ -19,7 +18,7 @@ from pgha_operator.core.facts.types import MachineState
 from pgha_operator.core.fence_decision import FenceDecision, FenceView, decide
 from pgha_operator.core.plan import Desired
 from pgha_operator.core.plan.patroni import switchover_candidate
-from pgha_operator.shell.clients.etcd import EtcdClient
+from pgha_operator.shell.clients import REAL_CLIENTS, Clients, PatroniApi
 from pgha_operator.shell.hosts.base import HostError
 from pgha_operator.shell.providers.base import Provider
 
@@ -30,9 +29,12 @@ REDECIDE_EVERY = 5  # failed probes between two evaluations of a refused fence
 
 
 class Fencer:
-    def __init__(self, desired: Desired, provider: Provider) -> None:
+    def __init__(
+        self, desired: Desired, provider: Provider, clients: Clients = REAL_CLIENTS
+    ) -> None:
         self.provider = provider
-        self.session = requests.Session()
+        self.clients = clients
+        self._apis: dict[str, PatroniApi] = {}  # one per node: keeps its connection open
         self.last_fence: float | None = None
         self.last_decision: str | None = None
         self.leader: str | None = None
@@ -70,8 +72,7 @@ class Fencer:
     def probe(self) -> FenceDecision | None:
         if self.leader is None:
             return None
-        topo = self.desired.topology
-        if self._answers(f"{topo.rest_api_url(self.leader)}/primary", expect_primary=True):
+        if self._is_primary(self.leader):
             self.failures, self.last_decision = 0, None
             return None
         self.failures += 1
@@ -93,9 +94,7 @@ class Fencer:
         topo = self.desired.topology
         others = [n for n in topo.postgres if n != self.leader]
         with ThreadPoolExecutor(max_workers=max(1, len(others))) as pool:
-            answers = list(
-                pool.map(lambda n: self._answers(f"{topo.rest_api_url(n)}/patroni"), others)
-            )
+            answers = list(pool.map(lambda n: self._patroni(n).alive(), others))
         key_holder, quorum = self._leader_key()
         state_of = getattr(self.provider, "machine_state", None)
         machine = state_of(self.leader) if state_of else MachineState.UNKNOWN
@@ -126,9 +125,8 @@ class Fencer:
         self.last_fence = time.monotonic()
         self.fenced = self.leader
         try:
-            released = EtcdClient(self.desired.topology.etcd_client_urls).delete_key_if_value(
-                self.leader_key(), self.leader
-            )
+            etcd = self.clients.etcd(self.desired.topology.etcd_client_urls)
+            released = etcd.delete_key_if_value(self.leader_key(), self.leader)
         except OperatorError as exc:
             return FenceDecision(
                 True, f"{decision.reason}; fenced, but releasing the key failed: {exc}"
@@ -143,15 +141,20 @@ class Fencer:
     def _leader_key(self) -> tuple[str | None, bool]:
         """(holder, quorum): a successful read of the key proves a quorum answered."""
         try:
-            return EtcdClient(self.desired.topology.etcd_client_urls, timeout=1).get(
-                self.leader_key()
-            ), True
+            etcd = self.clients.etcd(self.desired.topology.etcd_client_urls, timeout=1)
+            return etcd.get(self.leader_key()), True
         except OperatorError:
             return None, False
 
-    def _answers(self, url: str, expect_primary: bool = False) -> bool:
+    def _patroni(self, node: str) -> PatroniApi:
+        url = self.desired.topology.rest_api_url(node)
+        if url not in self._apis:
+            self._apis[url] = self.clients.patroni(url, timeout=PROBE_TIMEOUT)
+        return self._apis[url]
+
+    def _is_primary(self, node: str) -> bool:
+        """GET /primary answered 200; a 503 (it is a replica now) or no answer count as failures."""
         try:
-            resp = self.session.get(url, timeout=PROBE_TIMEOUT)
-        except requests.RequestException:
+            return self._patroni(node).is_primary()
+        except OperatorError:
             return False
-        return resp.status_code == 200 if expect_primary else resp.status_code in (200, 503)

@@ -1,59 +1,53 @@
 """Take one Observed snapshot of a cluster: machines, files, services and component facts.
 
-I/O lives here; parsing lives in the observe/ parsers. Component collectors never raise
-for an unreachable component: they report it as a fact.
+I/O lives here, through the provider's hosts and the Clients; parsing lives in core/facts.
+Component reads never raise for an unreachable component: they report it as a fact.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 
-import psycopg
-
-from pgha_operator.core.facts.observed import Observed
+from pgha_operator.core.facts.observed import MachineFact, Observed
 from pgha_operator.core.facts.types import PatroniFacts
 from pgha_operator.core.plan import Desired, content_hash
 from pgha_operator.core.render import ADMIN_USER, REST_USER, SUPERUSER, Secrets
 from pgha_operator.core.services import ServiceState
-from pgha_operator.shell.clients.etcd import collect_etcd
-from pgha_operator.shell.clients.haproxy import collect_haproxy
-from pgha_operator.shell.clients.patroni import collect_patroni
+from pgha_operator.shell.clients import REAL_CLIENTS, Clients, ComponentError
 from pgha_operator.shell.providers.base import Provider
 
 ALL_SERVICES = ("etcd", "patroni", "haproxy")
+ROLES_TIMEOUT = 2.0  # seconds to connect to the primary while observing
 
 
-def observe(desired: Desired, provider: Provider, secrets: Secrets) -> Observed:
+def observe(
+    desired: Desired,
+    provider: Provider,
+    secrets: Secrets,
+    *,
+    down: frozenset[str] = frozenset(),
+    clients: Clients = REAL_CLIENTS,
+) -> Observed:
+    """`down`: machines the loop must not repair yet (a drill's marks, the fencer's hold)."""
     topo = desired.topology
     machines = {m.name: m for m in provider.machines()}
     # A stopped machine (nspawn, vagrant) is listed but cannot be asked anything.
     up = {name for name, fact in machines.items() if fact.exists}
     with ThreadPoolExecutor(max_workers=4) as pool:
-        etcd = pool.submit(collect_etcd, topo.etcd_client_urls)
+        etcd = pool.submit(clients.observe_etcd, topo.etcd_client_urls)
         patroni = pool.submit(
-            collect_patroni,
+            clients.observe_patroni,
             [topo.rest_api_url(n) for n in topo.postgres],
             (REST_USER, secrets.rest_password),
         )
         ports = desired.cluster.spec.load_balancer.ports
         haproxy = {
-            lb: pool.submit(collect_haproxy, f"http://{topo.address(lb)}:{ports.stats}/")
+            lb: pool.submit(clients.observe_haproxy, f"http://{topo.address(lb)}:{ports.stats}/")
             for lb in topo.loadbalancers
         }
-        files: dict[tuple[str, str], str | None] = {}
-        services: dict[tuple[str, str], ServiceState] = {}
-        for f in desired.files:
-            if f.machine not in up:
-                continue
-            data = provider.host(f.machine).read(f.path)
-            files[(f.machine, f.path)] = None if data is None else content_hash(data)
-        wanted = {m.name for m in topo.machines}
-        for machine in [m for m in machines if m in up]:
-            host = provider.host(machine)
-            # A machine that left the manifest: look at whatever it may still run.
-            names = desired.services.get(machine, ()) if machine in wanted else ALL_SERVICES
-            for name in names:
-                services[(machine, name)] = host.service(name).state()
+        files = _file_hashes(desired, provider, up)
+        services = _service_states(desired, provider, machines, up)
         etcd_data = {
             name: provider.host(name)
             .run(["test", "-d", f"{path}/member"], check=False, timeout=10)
@@ -69,28 +63,49 @@ def observe(desired: Desired, provider: Provider, secrets: Secrets) -> Observed:
             etcd=etcd.result(),
             patroni=patroni_facts,
             haproxy={lb: fut.result() for lb, fut in haproxy.items()},
-            roles=collect_roles(patroni_facts, secrets),
+            roles=observe_roles(patroni_facts, secrets, clients),
             etcd_data=etcd_data,
+            down=down,
         )
 
 
-def collect_roles(facts: PatroniFacts, secrets: Secrets) -> frozenset[str] | None:
+def _file_hashes(
+    desired: Desired, provider: Provider, up: set[str]
+) -> dict[tuple[str, str], str | None]:
+    files: dict[tuple[str, str], str | None] = {}
+    for f in desired.files:
+        if f.machine not in up:
+            continue
+        data = provider.host(f.machine).read(f.path)
+        files[(f.machine, f.path)] = None if data is None else content_hash(data)
+    return files
+
+
+def _service_states(
+    desired: Desired, provider: Provider, machines: Mapping[str, MachineFact], up: set[str]
+) -> dict[tuple[str, str], ServiceState]:
+    services: dict[tuple[str, str], ServiceState] = {}
+    wanted = {m.name for m in desired.topology.machines}
+    for machine in [m for m in machines if m in up]:
+        host = provider.host(machine)
+        # A machine that left the manifest: look at whatever it may still run.
+        names = desired.services.get(machine, ()) if machine in wanted else ALL_SERVICES
+        for name in names:
+            services[(machine, name)] = host.service(name).state()
+    return services
+
+
+def observe_roles(
+    facts: PatroniFacts, secrets: Secrets, clients: Clients = REAL_CLIENTS
+) -> frozenset[str] | None:
     """The operator's roles that exist on the primary; None when no primary answers."""
     leader = facts.leader
     if leader is None or leader.state != "running":
         return None
+    db = clients.postgres(
+        leader.host, leader.port, SUPERUSER, secrets.superuser_password, timeout=ROLES_TIMEOUT
+    )
     try:
-        with psycopg.connect(
-            host=leader.host,
-            port=leader.port,
-            user=SUPERUSER,
-            password=secrets.superuser_password,
-            dbname="postgres",
-            connect_timeout=2,
-        ) as conn:
-            rows = conn.execute(
-                "SELECT rolname FROM pg_roles WHERE rolname = ANY(%s)", ([ADMIN_USER],)
-            ).fetchall()
-    except psycopg.Error:
+        return db.existing_roles([ADMIN_USER])
+    except ComponentError:
         return None
-    return frozenset(r[0] for r in rows)

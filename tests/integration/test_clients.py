@@ -19,7 +19,8 @@ import pytest
 import requests
 
 from pgha_operator.core.facts.types import EtcdMember
-from pgha_operator.shell.clients.etcd import ComponentError, EtcdClient, collect_etcd
+from pgha_operator.shell.clients.errors import ComponentError
+from pgha_operator.shell.clients.etcd import EtcdClient, collect_etcd
 from pgha_operator.shell.clients.haproxy import collect_haproxy
 from pgha_operator.shell.clients.patroni import PatroniClient, collect_patroni
 

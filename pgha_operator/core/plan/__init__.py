@@ -185,9 +185,10 @@ def _service_starts(desired: Desired, observed: Observed, settling: frozenset[st
 
 def _roles(observed: Observed) -> list[Action]:
     """Roles Patroni does not create (Patroni 4 ignores bootstrap.users)."""
-    if observed.roles is None or ADMIN_USER in observed.roles:
+    leader = observed.patroni.leader
+    if observed.roles is None or ADMIN_USER in observed.roles or leader is None:
         return []
-    return [CreateRole(ADMIN_USER)]
+    return [CreateRole(ADMIN_USER, leader.host, leader.port)]
 
 
 def _decision(actions: list[Action]) -> str:

@@ -79,7 +79,11 @@ def config_patch(desired: Desired, observed: Observed) -> list[Action]:
     patch = _diff(desired.dynamic_config, thaw(facts.dynamic_config))
     if not patch:
         return []
-    return [PatchPatroniConfig(json.dumps(patch, sort_keys=True), tuple(_keys(patch)))]
+    return [
+        PatchPatroniConfig(
+            facts.leader.name, json.dumps(patch, sort_keys=True), tuple(_keys(patch))
+        )
+    ]
 
 
 def _diff(want: Mapping[str, Any], have: Mapping[str, Any], path: str = "") -> dict[str, Any]:

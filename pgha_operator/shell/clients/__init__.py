@@ -1,0 +1,152 @@
+"""One client per component, behind one injectable factory.
+
+`observe`, `execute` (through `Env`) and the `Fencer` reach etcd, Patroni, PostgreSQL and
+HAProxy only through a `Clients`: `RealClients` speaks to the real components; a test passes
+an in-memory world instead. Each `*Api` Protocol lists exactly the calls the shell makes.
+
+Calls that change or read one component raise `ComponentError` (a TemporaryError) when it
+does not answer or refuses. The `observe_*` reads never raise: an unreachable component is
+a fact (reachable=False, error says why).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+from pgha_operator.core.facts.types import (
+    EtcdFacts,
+    EtcdMember,
+    HaproxyFacts,
+    HaproxyServer,
+    PatroniFacts,
+)
+from pgha_operator.shell.clients import etcd as _etcd
+from pgha_operator.shell.clients import haproxy as _haproxy
+from pgha_operator.shell.clients import patroni as _patroni
+from pgha_operator.shell.clients import postgres as _postgres
+from pgha_operator.shell.clients.errors import ComponentError
+
+Auth = tuple[str, str]  # HTTP basic auth (user, password)
+
+__all__ = [
+    "Auth",
+    "Clients",
+    "ComponentError",
+    "EtcdApi",
+    "HaproxyApi",
+    "PatroniApi",
+    "PostgresApi",
+    "REAL_CLIENTS",
+    "RealClients",
+]
+
+
+class EtcdApi(Protocol):
+    """The etcd cluster, through whichever of its client URLs answers."""
+
+    def member_list(self) -> tuple[EtcdMember, ...]: ...
+
+    def add_member(self, peer_urls: Sequence[str], learner: bool = True) -> EtcdMember: ...
+
+    def promote_member(self, member_id: str) -> tuple[EtcdMember, ...]: ...
+
+    def remove_member(self, member_id: str) -> tuple[EtcdMember, ...]: ...
+
+    def get(self, key: str) -> str | None: ...
+
+    def delete_key_if_value(self, key: str, value: str) -> bool: ...
+
+
+class PatroniApi(Protocol):
+    """One Patroni node's REST API."""
+
+    def is_primary(self) -> bool:
+        """GET /primary: True on 200, False on 503; raises ComponentError if unreachable."""
+        ...
+
+    def alive(self) -> bool:
+        """GET /patroni answered (200 or 503). Never raises."""
+        ...
+
+    def patch_config(self, patch: dict[str, Any]) -> dict[str, Any]: ...
+
+    def restart(self, only_if_pending: bool = False) -> str: ...
+
+    def switchover(self, leader: str, candidate: str | None = None) -> str: ...
+
+    def reinitialize(self, force: bool = False) -> str: ...
+
+
+class PostgresApi(Protocol):
+    """One PostgreSQL server, logged in as one user."""
+
+    def existing_roles(self, names: Sequence[str]) -> frozenset[str]: ...
+
+    def create_role(
+        self, role: str, password: str, attributes: Sequence[str] = ("LOGIN",)
+    ) -> bool: ...
+
+
+class HaproxyApi(Protocol):
+    """One HAProxy's stats page."""
+
+    def stats(self) -> tuple[HaproxyServer, ...]: ...
+
+
+class Clients(Protocol):
+    """Makes the clients and takes the observation reads. `timeout` None: the client's own
+    default (seconds per request)."""
+
+    def etcd(self, client_urls: Sequence[str], timeout: float | None = None) -> EtcdApi: ...
+
+    def patroni(
+        self, api_url: str, auth: Auth | None = None, timeout: float | None = None
+    ) -> PatroniApi: ...
+
+    def postgres(
+        self, host: str, port: int, user: str, password: str, timeout: float | None = None
+    ) -> PostgresApi: ...
+
+    def haproxy(self, stats_url: str) -> HaproxyApi: ...
+
+    def observe_etcd(self, client_urls: Sequence[str]) -> EtcdFacts: ...
+
+    def observe_patroni(self, api_urls: Sequence[str], auth: Auth | None) -> PatroniFacts: ...
+
+    def observe_haproxy(self, stats_url: str) -> HaproxyFacts: ...
+
+
+class RealClients:
+    """The real components, over HTTP (etcd's gateway, Patroni's REST API, HAProxy's stats
+    page) and libpq."""
+
+    def etcd(self, client_urls: Sequence[str], timeout: float | None = None) -> EtcdApi:
+        return _etcd.EtcdClient(client_urls, timeout or _etcd.TIMEOUT)
+
+    def patroni(
+        self, api_url: str, auth: Auth | None = None, timeout: float | None = None
+    ) -> PatroniApi:
+        return _patroni.PatroniClient(api_url, auth, timeout or _patroni.TIMEOUT)
+
+    def postgres(
+        self, host: str, port: int, user: str, password: str, timeout: float | None = None
+    ) -> PostgresApi:
+        return _postgres.PostgresClient(
+            host, port, user, password, timeout=timeout or _postgres.CONNECT_TIMEOUT
+        )
+
+    def haproxy(self, stats_url: str) -> HaproxyApi:
+        return _haproxy.HaproxyClient(stats_url)
+
+    def observe_etcd(self, client_urls: Sequence[str]) -> EtcdFacts:
+        return _etcd.collect_etcd(client_urls)
+
+    def observe_patroni(self, api_urls: Sequence[str], auth: Auth | None) -> PatroniFacts:
+        return _patroni.collect_patroni(api_urls, auth)
+
+    def observe_haproxy(self, stats_url: str) -> HaproxyFacts:
+        return _haproxy.collect_haproxy(stats_url)
+
+
+REAL_CLIENTS: Clients = RealClients()

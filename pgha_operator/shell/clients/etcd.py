@@ -17,7 +17,6 @@ import requests
 from etcd3gw import exceptions as gw_exc
 from etcd3gw.client import Etcd3Client
 
-from pgha_operator.core.errors import TemporaryError
 from pgha_operator.core.facts.etcd import (
     parse_health,
     parse_member,
@@ -25,27 +24,11 @@ from pgha_operator.core.facts.etcd import (
     parse_status,
 )
 from pgha_operator.core.facts.types import EtcdFacts, EtcdMember
+from pgha_operator.shell.clients.errors import ComponentError
 
 T = TypeVar("T")
 TIMEOUT = 3.0
 OBSERVE_TIMEOUT = 1.5  # seconds per request: a cycle must not hang on a dead member
-
-
-class ComponentError(TemporaryError):
-    """A call to etcd, Patroni or HAProxy failed; the message names the URL.
-
-    A TemporaryError: the loop re-observes and re-plans, and the action re-checks its
-    precondition next time. `status` is the HTTP status when the component answered
-    (e.g. 412 for an etcd membership precondition, 503 from Patroni), else None.
-    """
-
-    def __init__(
-        self, message: str, *, url: str, status: int | None = None, body: str | None = None
-    ) -> None:
-        super().__init__(message)
-        self.url = url
-        self.status = status
-        self.body = body
 
 
 # HTTP statuses etcd3gw maps to its exception types (it keeps the body in detail_text).
@@ -200,7 +183,8 @@ def _post(url: str, path: str, timeout: float) -> Any:
     return resp.json()
 
 
-def _health(client_url: str, timeout: float) -> bool:
+def member_healthy(client_url: str, timeout: float = OBSERVE_TIMEOUT) -> bool:
+    """GET /health of one member: True only when it answers {"health": "true"}."""
     try:
         resp = requests.get(f"{client_url.rstrip('/')}/health", timeout=timeout)
         return parse_health(resp.json())  # 503 still carries {"health": "false"}
@@ -241,7 +225,7 @@ def collect_etcd(client_urls: Sequence[str], timeout: float = OBSERVE_TIMEOUT) -
     probed = [m for m in members if m.name and m.client_urls]
     with ThreadPoolExecutor(max_workers=max(1, len(probed) + 1)) as pool:
         status_f = pool.submit(_post, answered, "maintenance/status", timeout)
-        health_f = {m.name: pool.submit(_health, m.client_urls[0], timeout) for m in probed}
+        health_f = {m.name: pool.submit(member_healthy, m.client_urls[0], timeout) for m in probed}
         healthy = frozenset(name for name, f in health_f.items() if f.result())
         try:
             leader_id = parse_status(status_f.result()).leader_id

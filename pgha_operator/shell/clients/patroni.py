@@ -25,7 +25,7 @@ from pgha_operator.core.facts.patroni import (
     with_streaming,
 )
 from pgha_operator.core.facts.types import PatroniFacts
-from pgha_operator.shell.clients.etcd import ComponentError
+from pgha_operator.shell.clients.errors import ComponentError
 
 TIMEOUT = 5.0
 # restart and switchover wait for PostgreSQL; Patroni answers when they are done.
@@ -86,7 +86,7 @@ class PatroniClient:
             ) from exc
 
     # ------------------------------------------------------------------ reads (raw JSON;
-    # parse with observe.patroni.parse_cluster / parse_patroni / parse_config)
+    # parse with core.facts.patroni's parse_cluster / parse_patroni / parse_config)
 
     def cluster(self) -> dict[str, Any]:
         return self._json("cluster")
@@ -100,6 +100,14 @@ class PatroniClient:
     def is_primary(self) -> bool:
         """GET /primary: True on 200, False on 503 (a live replica); raises if unreachable."""
         return self._request("GET", "primary", ok=(200, 503)).status_code == 200
+
+    def alive(self) -> bool:
+        """GET /patroni answered at all (200, or 503 while PostgreSQL is down). Never raises."""
+        try:
+            self._request("GET", "patroni", ok=(200, 503))
+        except ComponentError:
+            return False
+        return True
 
     # ------------------------------------------------------------------ changes
 

@@ -1,0 +1,96 @@
+"""PostgreSQL client: the operator's few SQL reads and writes (its roles), one connection
+per call. The drill's own SQL writer and prober live in drill/pgclient.py: they measure."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import psycopg
+from psycopg import sql
+
+from pgha_operator.shell.clients.errors import ComponentError
+
+CONNECT_TIMEOUT = 5.0  # seconds; libpq rounds up to whole seconds, 2 at least
+
+# Role attributes the operator may grant: keywords go into SQL unquoted, so only these.
+ROLE_ATTRIBUTES = frozenset(
+    {"LOGIN", "CREATEDB", "CREATEROLE", "REPLICATION", "SUPERUSER", "INHERIT", "NOINHERIT"}
+)
+
+
+class PostgresClient:
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        user: str,
+        password: str,
+        *,
+        dbname: str = "postgres",
+        timeout: float = CONNECT_TIMEOUT,
+    ) -> None:
+        self.host, self.port, self.user = host, port, user
+        self._password = password
+        self.dbname = dbname
+        self.timeout = timeout
+
+    @property
+    def where(self) -> str:
+        return f"postgresql://{self.user}@{self.host}:{self.port}/{self.dbname}"
+
+    def _connect(self) -> psycopg.Connection:
+        try:
+            return psycopg.connect(
+                host=self.host,
+                port=self.port,
+                user=self.user,
+                password=self._password,
+                dbname=self.dbname,
+                connect_timeout=max(2, round(self.timeout)),
+                autocommit=True,
+            )
+        except psycopg.Error as exc:
+            raise ComponentError(
+                f"PostgreSQL {self.where}: {_reason(exc)}", url=self.where
+            ) from exc
+
+    def existing_roles(self, names: Sequence[str]) -> frozenset[str]:
+        """Which of `names` exist as roles. Raises ComponentError if the server does not answer."""
+        with self._connect() as conn:
+            try:
+                rows = conn.execute(
+                    "SELECT rolname FROM pg_roles WHERE rolname = ANY(%s)", (list(names),)
+                ).fetchall()
+            except psycopg.Error as exc:
+                raise ComponentError(
+                    f"PostgreSQL {self.where}: reading roles: {_reason(exc)}", url=self.where
+                ) from exc
+        return frozenset(r[0] for r in rows)
+
+    def create_role(self, role: str, password: str, attributes: Sequence[str] = ("LOGIN",)) -> bool:
+        """CREATE ROLE with a password unless it exists; True when it was created."""
+        unknown = sorted(set(attributes) - ROLE_ATTRIBUTES)
+        if unknown:
+            raise ValueError(f"unknown role attributes {unknown}")
+        statement = sql.SQL("CREATE ROLE {} {} PASSWORD {}").format(
+            sql.Identifier(role),
+            sql.SQL(" ").join(sql.SQL(a) for a in attributes),
+            sql.Literal(password),
+        )
+        with self._connect() as conn:
+            try:
+                if conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)).fetchone():
+                    return False
+                conn.execute(statement)
+            except psycopg.Error as exc:
+                raise ComponentError(
+                    f"PostgreSQL {self.where}: creating role {role}: {_reason(exc)}",
+                    url=self.where,
+                ) from exc
+        return True
+
+
+def _reason(exc: psycopg.Error) -> str:
+    # libpq's messages repeat the address and span lines; the first line says why.
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
