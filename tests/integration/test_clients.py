@@ -20,9 +20,10 @@ import requests
 
 from pgha_operator.core.facts.types import EtcdMember
 from pgha_operator.shell.clients.errors import ComponentError
-from pgha_operator.shell.clients.etcd import EtcdClient, collect_etcd
-from pgha_operator.shell.clients.haproxy import collect_haproxy
+from pgha_operator.shell.clients.etcd import EtcdClient, collect_etcd, member_healthy
+from pgha_operator.shell.clients.haproxy import HaproxyClient, collect_haproxy
 from pgha_operator.shell.clients.patroni import PatroniClient, collect_patroni
+from pgha_operator.shell.clients.postgres import PostgresClient
 
 pytestmark = pytest.mark.integration
 
@@ -328,7 +329,7 @@ def test_patroni_collector_and_client(patroni_node: subprocess.Popen[bytes]) -> 
     assert facts.dynamic_config["ttl"] == 20 and facts.dynamic_config["loop_wait"] == 1
 
     client = PatroniClient(f"{REST}/patroni", AUTH)
-    assert client.is_primary()
+    assert client.is_primary() and client.alive()
     assert client.patroni()["patroni"]["name"] == "pg1"
     new = client.patch_config({"postgresql": {"parameters": {"max_connections": 150}}})
     assert new["postgresql"]["parameters"]["max_connections"] == 150
@@ -361,6 +362,20 @@ def test_patroni_collector_and_client(patroni_node: subprocess.Popen[bytes]) -> 
     with pytest.raises(ComponentError) as err:
         PatroniClient(REST, None).patch_config({"ttl": 30})  # unsafe endpoint, no auth
     assert err.value.status == 401
+    check_postgres_client()  # the same node: a second Patroni would wait for this one's key
+
+
+def check_postgres_client() -> None:
+    db = PostgresClient(PG_ADDR, 5432, "postgres", "su-secret")
+    assert db.existing_roles(["postgres", "admin"]) == {"postgres"}
+    assert db.create_role("admin", "admin-secret", ("LOGIN", "CREATEDB"))
+    assert not db.create_role("admin", "other")  # exists: left as it is
+    assert db.existing_roles(["admin"]) == {"admin"}
+    assert PostgresClient(PG_ADDR, 5432, "admin", "admin-secret").existing_roles(["admin"])
+    with pytest.raises(ComponentError) as err:
+        PostgresClient(PG_ADDR, 5432, "postgres", "wrong").existing_roles(["admin"])
+    assert err.value.url == f"postgresql://postgres@{PG_ADDR}:5432/postgres"
+    assert "password authentication failed" in str(err.value)
 
 
 def test_collect_etcd_with_one_member_stopped(etcd_lab: EtcdLab) -> None:
@@ -408,6 +423,13 @@ def test_collectors_report_unreachable_components() -> None:
     haproxy = collect_haproxy(f"http://{DEAD}:7000/")
     assert not haproxy.reachable and haproxy.servers == ()
     assert haproxy.error == f"http://{DEAD}:7000/;csv: connection refused"
+    with pytest.raises(ComponentError, match="connection refused"):
+        HaproxyClient(f"http://{DEAD}:7000/").stats()
+    assert not member_healthy(f"http://{DEAD}:2379")
+    assert not PatroniClient(f"http://{DEAD}:8008", timeout=1).alive()
+    with pytest.raises(ComponentError, match=f"{DEAD}:5432.*refused") as err:
+        PostgresClient(DEAD, 5432, "postgres", "pw", timeout=2).existing_roles(["admin"])
+    assert err.value.url == f"postgresql://postgres@{DEAD}:5432/postgres"
 
 
 def test_patroni_client_error_names_the_url() -> None:
