@@ -18,15 +18,14 @@ from pathlib import Path
 
 import pytest
 
+from pgha_operator.core.services import definition_from_json, definition_to_json
 from pgha_operator.shell.hosts.base import HostError, ServiceDefinition, ServiceState
-from pgha_operator.shell.hosts.local import (
+from pgha_operator.shell.hosts.local import LocalHost
+from pgha_operator.shell.hosts.procfs import proc_starttime
+from pgha_operator.shell.hosts.supervisor import (
     TAG_VAR,
-    LocalHost,
     LocalService,
     check_definition,
-    definition_from_json,
-    definition_to_json,
-    proc_starttime,
     write_definition,
 )
 
