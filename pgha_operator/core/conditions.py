@@ -58,6 +58,9 @@ def phase(conditions: tuple[Condition, ...], plan: Plan, error: str | None = Non
 
 
 def _machines(desired: Desired, observed: Observed) -> Condition:
+    broken = [f"{f.name}: {f.error}" for f in observed.machines.values() if f.error]
+    if broken:
+        return Condition("MachinesReady", False, "; ".join(sorted(broken)))
     missing = [m.name for m in desired.topology.machines if not observed.has_machine(m.name)]
     if missing:
         return Condition("MachinesReady", False, f"missing: {', '.join(missing)}")

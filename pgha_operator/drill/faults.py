@@ -3,10 +3,10 @@ planned switchover), holds the fault, undoes it, and returns the FaultWindow the
 reads. Every injector undoes its fault in a `finally`: a drill that fails or is
 interrupted never leaves a machine frozen, and "down" marks expire on their own.
 
-Each fault needs one capability of the provider (`Fault.needs`): hard power-off
-(`can_fence`: local, nspawn, vagrant), pausing a machine (`freeze`/`thaw`: nspawn; the local
-provider's processes are paused here), or cutting its network (`isolate`/`reconnect`:
-nspawn). Without it the drill refuses before touching anything.
+Each fault needs one capability of the provider (`Fault.needs`, a Protocol of
+shell/providers/base.py): hard power-off (`Fencing`: local, nspawn, vagrant), pausing a
+machine (`Freezing`: local, nspawn), or cutting its network (`Isolation`: nspawn). Without
+it the drill refuses before touching anything.
 
 How long a fault lasts (`seconds=None` picks the default):
 - crash-primary, freeze-primary, partition-primary: until another node accepts writes
@@ -18,12 +18,10 @@ How long a fault lasts (`seconds=None` picks the default):
 
 from __future__ import annotations
 
-import contextlib
-import os
-import signal
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 from pgha_operator.core.actions import Switchover
 from pgha_operator.core.plan.patroni import switchover_candidate
@@ -33,8 +31,7 @@ from pgha_operator.drill.target import DrillError, Live, Target
 from pgha_operator.shell.clients.etcd import collect_etcd
 from pgha_operator.shell.down_marks import clear_down, mark_down
 from pgha_operator.shell.execute import execute
-from pgha_operator.shell.hosts.local import LocalHost
-from pgha_operator.shell.providers.local import LocalProvider
+from pgha_operator.shell.providers.base import Fencing, Freezing, Isolation, capability
 
 DEFAULT_HOLD = 10.0  # seconds a crashed replica or etcd member stays down
 SETTLE = 1.0  # seconds a crashed primary stays down after the failover
@@ -44,18 +41,23 @@ MARK_MARGIN = 120.0  # a mark outlives the longest hold by this much, then expir
 Inject = Callable[[Target, Live, "float | None"], FaultWindow]
 
 
+Cap = TypeVar("Cap")
+
+
 @dataclass(frozen=True)
 class Fault:
     name: str
     summary: str
     inject: Inject
-    needs: str | None = None  # provider capability: "power_off", "freeze" or "isolate"
+    needs: type | None = None  # the provider capability it uses: Fencing, Freezing, Isolation
 
     def refusal(self, target: Target) -> str | None:
         """Why this fault cannot run against `target`, or None."""
         provider = target.provider
+        if self.needs is None or isinstance(provider, self.needs):
+            return None
         kind = provider.kind
-        if self.needs == "isolate" and not _can(provider, "isolate", "reconnect"):
+        if self.needs is Isolation:
             if kind == "local":
                 return (
                     f"{self.name} cuts the primary's machine off the network, which needs "
@@ -65,20 +67,20 @@ class Fault:
                     "rule can isolate one machine; run this scenario on an nspawn cluster"
                 )
             return f"{self.name}: provider {kind!r} cannot cut a machine off the network"
-        if self.needs == "power_off" and not provider.can_fence:
+        if self.needs is Fencing:
             return (
                 f"{self.name} stops machines hard, which provider {kind!r} cannot do "
                 "(it does not own the machines' power)"
             )
-        if self.needs == "freeze" and not (
-            _can(provider, "freeze", "thaw") or isinstance(provider, LocalProvider)
-        ):
-            return f"{self.name}: provider {kind!r} cannot pause a machine's processes"
-        return None
+        return f"{self.name}: provider {kind!r} cannot pause a machine's processes"
 
 
-def _can(provider: object, *methods: str) -> bool:
-    return all(callable(getattr(provider, m, None)) for m in methods)
+def _needs(target: Target, cap: type[Cap]) -> Cap:
+    """The provider as `cap`; the drill refused earlier when it lacks it (Fault.refusal)."""
+    found = capability(target.provider, cap)
+    if found is None:
+        raise DrillError(f"provider {target.provider.kind!r} lacks {cap.__name__}")
+    return found
 
 
 # --- helpers ---------------------------------------------------------------------------------
@@ -98,8 +100,9 @@ def _crash(target: Target, machines: tuple[str, ...], reason: str, hold: float) 
     unmarked (it would restart it, and a crash would become a restart)."""
     for m in machines:
         mark_down(target.state_dir, m, hold + MARK_MARGIN, reason)
+    fencing = _needs(target, Fencing)
     for m in machines:
-        target.provider.power_off(m)
+        fencing.power_off(m)
 
 
 def _pg_machines(target: Target, machines: tuple[str, ...]) -> tuple[str, ...]:
@@ -165,45 +168,14 @@ def crash_primary(target: Target, live: Live, seconds: float | None) -> FaultWin
 
 def freeze_primary(target: Target, live: Live, seconds: float | None) -> FaultWindow:
     primary = live.primary()
-    provider = target.provider
+    freezing = _needs(target, Freezing)
     started = time.monotonic()
-    if _can(provider, "freeze", "thaw"):
-        freeze, thaw = provider.freeze, provider.thaw  # type: ignore[attr-defined]
-    else:
-        freeze, thaw = _local_freezer(target)
     try:
-        freeze(primary)
+        freezing.freeze(primary)
         _hold_until_failover(target, live, primary, seconds)
     finally:
-        thaw(primary)  # a hung VM resumes all at once
+        freezing.thaw(primary)  # a hung VM resumes all at once
     return _window("freeze-primary", target, primary, (primary,), started, etcd_hit=False)
-
-
-def _local_freezer(target: Target) -> tuple[Callable[[str], None], Callable[[str], None]]:
-    """SIGSTOP/SIGCONT for the local provider's machines (their tagged processes), in one
-    tight loop each: a hung VM stops all at once. (PostgreSQL's children each lead their
-    own process group, so there is no single group to signal.)"""
-    stopped: dict[int, None] = {}
-
-    def freeze(machine: str) -> None:
-        host = target.provider.host(machine)
-        assert isinstance(host, LocalHost)
-        # Again until a scan finds nothing new (a process forked while we signalled).
-        for _ in range(20):
-            fresh = [p for p in host.processes() if p not in stopped]
-            if not fresh:
-                return
-            for pid in fresh:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGSTOP)
-            stopped.update(dict.fromkeys(fresh))
-
-    def thaw(machine: str) -> None:
-        for pid in stopped:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGCONT)
-
-    return freeze, thaw
 
 
 def crash_replica(target: Target, live: Live, seconds: float | None) -> FaultWindow:
@@ -275,13 +247,13 @@ def partition_primary(target: Target, live: Live, seconds: float | None) -> Faul
     demotes it once it cannot refresh its leader key, a replica takes over after the
     lease. The drill cannot see the isolated node meanwhile (it is cut off from here too)."""
     primary = live.primary()
-    provider = target.provider
+    isolation = _needs(target, Isolation)
     started = time.monotonic()
     try:
-        provider.isolate(primary)  # type: ignore[attr-defined]
+        isolation.isolate(primary)
         _hold_until_failover(target, live, primary, seconds)
     finally:
-        provider.reconnect(primary)  # type: ignore[attr-defined]
+        isolation.reconnect(primary)
     return _window("partition-primary", target, primary, (primary,), started)
 
 
@@ -294,40 +266,40 @@ FAULTS: dict[str, Fault] = {
             "the primary's machine goes down hard (local: SIGKILL of Patroni and PostgreSQL) "
             "and stays down until another node accepts writes",
             crash_primary,
-            needs="power_off",
+            needs=Fencing,
         ),
         Fault(
             "freeze-primary",
             "SIGSTOP every process of the primary's machine (a hung VM) until another node "
             "accepts writes, then SIGCONT",
             freeze_primary,
-            needs="freeze",
+            needs=Freezing,
         ),
         Fault(
             "crash-replica",
             "a replica's machine (the synchronous standby first) goes down for 10 s",
             crash_replica,
-            needs="power_off",
+            needs=Fencing,
         ),
         Fault(
             "kill-etcd-member",
             "the etcd leader's machine goes down for 10 s",
             kill_etcd_member,
-            needs="power_off",
+            needs=Fencing,
         ),
         Fault(
             "etcd-quorum-loss",
             "a majority of etcd machines go down until the cluster has been read-only for "
             "5 s, then come back",
             etcd_quorum_loss,
-            needs="power_off",
+            needs=Fencing,
         ),
         Fault(
             "partition-primary",
             "cut the primary's machine off the network until another node accepts writes "
             "(machines with their own network namespace: nspawn)",
             partition_primary,
-            needs="isolate",
+            needs=Isolation,
         ),
     )
 }

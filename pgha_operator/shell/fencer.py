@@ -20,7 +20,7 @@ from pgha_operator.core.plan import Desired
 from pgha_operator.core.plan.patroni import switchover_candidate
 from pgha_operator.shell.clients import REAL_CLIENTS, Clients, PatroniApi
 from pgha_operator.shell.hosts.base import HostError
-from pgha_operator.shell.providers.base import Provider
+from pgha_operator.shell.providers.base import Fencing, MachineStates, Provider, capability
 
 log = structlog.get_logger("pgha-operator")
 
@@ -96,8 +96,8 @@ class Fencer:
         with ThreadPoolExecutor(max_workers=max(1, len(others))) as pool:
             answers = list(pool.map(lambda n: self._patroni(n).alive(), others))
         key_holder, quorum = self._leader_key()
-        state_of = getattr(self.provider, "machine_state", None)
-        machine = state_of(self.leader) if state_of else MachineState.UNKNOWN
+        states = capability(self.provider, MachineStates)
+        machine = states.machine_state(self.leader) if states else MachineState.UNKNOWN
         return FenceView(
             enabled=self.enabled,
             provider_can_fence=self.provider.can_fence,
@@ -118,8 +118,11 @@ class Fencer:
 
     def fence(self, decision: FenceDecision) -> FenceDecision:
         assert self.leader is not None
+        fencing = capability(self.provider, Fencing)
+        if fencing is None:
+            return FenceDecision(False, f"provider {self.provider.kind!r} cannot power off")
         try:
-            self.provider.power_off(self.leader)  # confirms that no process is left
+            fencing.power_off(self.leader)  # confirms that no process is left
         except (HostError, OperatorError, OSError) as exc:
             return FenceDecision(False, f"fencing {self.leader} failed, key kept: {exc}")
         self.last_fence = time.monotonic()

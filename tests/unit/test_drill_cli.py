@@ -185,9 +185,9 @@ def refusals(provider: FakeProvider) -> dict[str, bool]:
 
 
 def test_each_fault_asks_the_provider_for_the_capability_it_needs() -> None:
-    nspawn = FakeProvider("nspawn", True, "freeze", "thaw", "isolate", "reconnect")
+    nspawn = FakeProvider("nspawn", True, "power_off", "freeze", "thaw", "isolate", "reconnect")
     assert all(refusals(nspawn).values())
-    vagrant = FakeProvider("vagrant", True)
+    vagrant = FakeProvider("vagrant", True, "power_off")
     assert refusals(vagrant) == {
         n: n not in ("freeze-primary", "partition-primary") for n in FAULTS
     }

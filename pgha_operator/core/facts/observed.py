@@ -14,6 +14,9 @@ class MachineFact:
     name: str
     exists: bool
     address: str | None = None
+    # why the provider cannot use the machine (e.g. its record is corrupt), naming the file
+    # and what to do; such a machine is neither used nor made again
+    error: str | None = None
 
 
 @dataclass(frozen=True)
@@ -34,6 +37,10 @@ class Observed:
 
     def service(self, machine: str, name: str) -> ServiceState:
         return self.services.get((machine, name), ServiceState.STOPPED)
+
+    def machine_error(self, name: str) -> str | None:
+        fact = self.machines.get(name)
+        return None if fact is None else fact.error
 
     def has_machine(self, name: str) -> bool:
         fact = self.machines.get(name)

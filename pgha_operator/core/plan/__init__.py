@@ -60,7 +60,9 @@ def plan(desired: Desired, observed: Observed) -> Plan:
     actions += [
         CreateMachine(m.name)
         for m in topo.machines
-        if not observed.has_machine(m.name) and m.name not in observed.down
+        if not observed.has_machine(m.name)
+        and m.name not in observed.down
+        and not observed.machine_error(m.name)  # a broken record: repaired by hand
     ]
 
     leaving = removals(desired, observed)

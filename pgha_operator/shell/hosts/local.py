@@ -265,6 +265,10 @@ class LocalHost:
         """pid -> starttime of every live process of this machine."""
         return procfs.tagged_tree(TAG_VAR, self.tag)
 
+    def process_table(self) -> dict[int, int]:
+        """pid -> start time of every live process of this machine."""
+        return self._scan()
+
     def processes(self) -> list[int]:
         """Every live pid of this machine (tagged, or descending from a tagged process)."""
         return sorted(self._scan())

@@ -26,7 +26,7 @@ from typing import TypeVar
 import paramiko
 
 from pgha_operator.shell.hosts.base import CommandResult, HostError
-from pgha_operator.shell.hosts.systemd import SystemdService
+from pgha_operator.shell.hosts.systemd import SystemdService, installed_services
 
 T = TypeVar("T")
 _TAIL_LINES = 20
@@ -450,14 +450,6 @@ class SshHost:
         self.run(["install", "-d", "-m", f"{mode:o}", "-o", str(uid), "-g", str(gid), path])
         return True
 
-    def stat_mode(self, path: str) -> tuple[int, int, int] | None:
-        """(mode, uid, gid) of a path, None when absent."""
-        res = self.run(["stat", "-c", "%a %u %g", "--", path], check=False)
-        if not res.ok:
-            return None
-        mode, uid, gid = res.stdout.split()
-        return int(mode, 8), int(uid), int(gid)
-
     def remove(self, path: str) -> None:
         self.run(["rm", "-rf", "--", path])
 
@@ -465,6 +457,9 @@ class SshHost:
 
     def service(self, name: str) -> SystemdService:
         return SystemdService(self, name)
+
+    def installed_services(self) -> list[str]:
+        return installed_services(self)
 
 
 class _ChannelOpenFailed(Exception):

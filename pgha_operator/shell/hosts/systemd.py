@@ -23,6 +23,7 @@ _FAILED = {"failed"}
 START_TIMEOUT = 180.0  # Patroni's TimeoutStopSec is 120 s: a restart may wait that long
 START_GRACE = 0.3  # a Type=simple daemon that dies at once is seen failing within this
 JOURNAL_LINES = 20
+UNIT_PREFIX = unit_name("")[: -len(".service")]  # "pgha-"
 
 
 class Runner(Protocol):
@@ -56,6 +57,29 @@ def parse_show(text: str) -> dict[str, str]:
         if sep:
             props[key.strip()] = value.strip()
     return props
+
+
+def parse_unit_files(text: str) -> list[str]:
+    """`systemctl list-unit-files --no-legend --plain pgha-*.service` -> the operator's service
+    names ("pgha-etcd.service enabled enabled" -> "etcd")."""
+    names = []
+    for line in text.splitlines():
+        unit = line.split(maxsplit=1)[0] if line.strip() else ""
+        if unit.startswith(UNIT_PREFIX) and unit.endswith(".service"):
+            names.append(unit[len(UNIT_PREFIX) : -len(".service")])
+    return sorted(names)
+
+
+def installed_services(host: Runner) -> list[str]:
+    """Services the operator installed on a systemd machine: its pgha-* units."""
+    res = host.run(
+        ["systemctl", "list-unit-files", "--no-legend", "--plain", f"{UNIT_PREFIX}*.service"],
+        check=False,
+    )
+    # Exit code 1 and no output at all: no unit matches.
+    if not res.ok and res.stderr.strip():
+        raise HostError(f"{host.name}: systemctl list-unit-files failed: {res.stderr.strip()}")
+    return parse_unit_files(res.stdout)
 
 
 class SystemdService:

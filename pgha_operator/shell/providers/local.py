@@ -11,6 +11,7 @@ import json
 import os
 import pwd
 import shutil
+import signal
 import sys
 from pathlib import Path
 from typing import Literal
@@ -22,7 +23,17 @@ from pgha_operator.core.render import Binaries
 from pgha_operator.core.render.context import PatroniSource
 from pgha_operator.core.services import ServiceState
 from pgha_operator.core.topology import Layout, Machine, layout
+from pgha_operator.shell.hosts import procfs
 from pgha_operator.shell.hosts.local import LocalHost
+from pgha_operator.shell.providers.base import (
+    BrokenMachineFile,
+    Fencing,
+    FencingByCapability,
+    Freezing,
+    MachineStates,
+    broken_machine,
+    read_machine_file,
+)
 
 SYSTEM_STATE_ROOT = Path("/var/lib/pgha-operator")
 PATRONI_HINT = {
@@ -59,10 +70,9 @@ def find_binaries(source: PatroniSource = "pypi") -> Binaries:
     return Binaries(patroni=patroni)
 
 
-class LocalProvider:
+class LocalProvider(FencingByCapability, Fencing, MachineStates, Freezing):
     kind = "local"
     service_manager: Literal["local", "systemd"] = "local"
-    can_fence = True
 
     def __init__(self, state_dir: Path, user: str | None, binaries: Binaries) -> None:
         self.state_dir = state_dir
@@ -85,15 +95,19 @@ class LocalProvider:
             return []
         facts = []
         for d in sorted(self.machines_dir.iterdir()):
-            meta = d / "machine.json"
-            if not meta.exists():
+            try:
+                meta = read_machine_file(d / "machine.json")
+            except BrokenMachineFile as e:
+                facts.append(broken_machine(d.name, e))
                 continue
-            address = json.loads(meta.read_text()).get("address")
-            facts.append(MachineFact(d.name, True, address))
+            if meta is not None:
+                facts.append(MachineFact(d.name, True, meta["address"]))
         return facts
 
     def create(self, machine: Machine) -> None:
         lay = self.layout(machine.name)
+        # A broken record is repaired by hand, never overwritten: refuse, naming the file.
+        read_machine_file(Path(lay.root) / "machine.json")
         host = self.host(machine.name)
         for d in (lay.root, f"{lay.root}/etc", lay.services_dir, lay.log_dir, f"{lay.root}/run"):
             host.ensure_dir(d, mode=0o755)
@@ -126,19 +140,30 @@ class LocalProvider:
         pids = host.processes()
         if not pids:
             return MachineState.DEAD
-        if all(_proc_state(pid) in ("T", "t") for pid in pids):
+        if all(procfs.proc_state(pid) in procfs.STOPPED_STATES for pid in pids):
             return MachineState.FROZEN  # every process stopped: a hung machine
         if host.service("patroni").state() != ServiceState.RUNNING:
             return MachineState.PATRONI_DOWN
         return MachineState.RUNNING
 
+    def freeze(self, name: str) -> None:
+        """SIGSTOP every process of the machine (a hung VM), again until a scan finds
+        nothing new (a process forked while we signalled). PostgreSQL's children each lead
+        their own process group, so there is no single group to signal."""
+        host = self.host(name)
+        stopped: set[tuple[int, int]] = set()
+        for _ in range(20):
+            fresh = set(host.process_table().items()) - stopped
+            if not fresh:
+                return
+            for pid, starttime in fresh:
+                procfs.signal_exact(pid, starttime, signal.SIGSTOP)
+            stopped |= fresh
 
-def _proc_state(pid: int) -> str:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return "X"
-    return stat[stat.rindex(")") + 2]
+    def thaw(self, name: str) -> None:
+        """SIGCONT every process of the machine: a hung VM resumes all at once."""
+        for pid, starttime in self.host(name).process_table().items():
+            procfs.signal_exact(pid, starttime, signal.SIGCONT)
 
 
 def preflight(state_dir: Path, user: str | None, binaries: Binaries) -> None:

@@ -23,6 +23,7 @@ from pgha_operator.core.spec import Cluster, SshProviderSpec
 from pgha_operator.core.topology import Layout, Machine
 from pgha_operator.shell.hosts.base import HostError
 from pgha_operator.shell.hosts.ssh import SshHost, SshTarget
+from pgha_operator.shell.providers.base import FencingByCapability
 from pgha_operator.shell.providers.packages import (
     PATRONI_VENV,
     patroni_version,
@@ -33,11 +34,13 @@ MARKER_DIR = "/etc/pgha-operator"
 SERVICES = ("haproxy", "patroni", "etcd")  # stop order: the router first, the DCS last
 
 
-class SshProvider:
+class SshProvider(FencingByCapability):
+    """No capability: the operator cannot pull a real server's power (no fencing, no
+    crash drills), nor see the machine from outside it."""
+
     kind = "ssh"
     service_manager: Literal["local", "systemd"] = "systemd"
     service_user: str | None = "postgres"
-    can_fence = False  # the operator cannot pull a real server's power
 
     def __init__(self, cluster: Cluster, state_dir: Path, port: int = 22) -> None:
         spec = cluster.spec.provider
@@ -157,9 +160,3 @@ class SshProvider:
         self._local_record(name).unlink(missing_ok=True)
         host.close()
         self._hosts.pop(name, None)
-
-    def power_off(self, name: str) -> None:
-        raise PermanentError(
-            "the ssh provider cannot power a machine off (no fencing); use drills with the "
-            "nspawn, local or vagrant provider"
-        )

@@ -30,7 +30,12 @@ from pgha_operator.core.render import TEMPLATES_DIR, Binaries
 from pgha_operator.core.spec import Cluster, VagrantProviderSpec
 from pgha_operator.core.topology import Layout, Machine
 from pgha_operator.shell.hosts.ssh import SshHost, SshTarget, SshUnreachable
-from pgha_operator.shell.providers.base import booted_machine_state
+from pgha_operator.shell.providers.base import (
+    Fencing,
+    FencingByCapability,
+    MachineStates,
+    booted_machine_state,
+)
 from pgha_operator.shell.providers.packages import prepare_machine
 from pgha_operator.shell.providers.sshkeys import generate_host_key, pin_host_key, unpin_host_key
 
@@ -97,11 +102,12 @@ def parse_status(text: str) -> dict[str, str]:
     return states
 
 
-class VagrantProvider:
+class VagrantProvider(FencingByCapability, Fencing, MachineStates):
+    """Fencing: `vagrant halt --force` pulls the VM's power."""
+
     kind = "vagrant"
     service_manager: Literal["local", "systemd"] = "systemd"
     service_user: str | None = "postgres"
-    can_fence = True  # `vagrant halt --force` pulls the VM's power
 
     def __init__(
         self,
