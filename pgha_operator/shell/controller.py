@@ -39,6 +39,7 @@ from pgha_operator.core.spec import (
     load,
 )
 from pgha_operator.core.status import build_status
+from pgha_operator.shell import teardown
 from pgha_operator.shell.down_marks import down_machines
 from pgha_operator.shell.execute import Env, execute
 from pgha_operator.shell.fencer import Fencer
@@ -307,31 +308,11 @@ class Controller:
         self.events.append({"time": _now(), "message": message})
 
     def destroy(self) -> list[str]:
-        """Stop every service (load balancers first, etcd last), kill leftovers, remove state."""
-        import shutil
-
-        order = {"haproxy": 0, "patroni": 1, "etcd": 2}
-        removed = []
-        machines = [m.name for m in self.provider.machines()]
-        for name in machines:
-            host = self.provider.host(name)
-            services_dir = Path(self.provider.layout(name).services_dir)
-            names = sorted(
-                (p.stem for p in services_dir.glob("*.json")), key=lambda n: order.get(n, 9)
-            )
-            for svc in names:
-                try:
-                    host.service(svc).stop()
-                except Exception as exc:  # a broken service must not stop the teardown
-                    log.warning(
-                        "stop failed; killing instead", machine=name, service=svc, error=str(exc)
-                    )
-        for name in machines:
-            self.provider.destroy(name)
-            removed.append(name)
+        """Stop every service on its machine (load balancers first, etcd last), remove the
+        machines (waiting until they are gone), then the state dir: shell/teardown.py."""
+        removed = teardown.teardown(self.provider)
         self.unlock()
-        if self.state_dir.exists():
-            shutil.rmtree(self.state_dir)
+        teardown.remove_state_dir(self.state_dir)
         return removed
 
     # --- loops --------------------------------------------------------------------------------

@@ -509,3 +509,40 @@ def test_kill_all_with_nothing_running(host: LocalHost) -> None:
     assert os.getpid() == me and host.processes() == []
     with pytest.raises(HostError, match="no definition"):
         LocalHost("x", host.root, host.tag).service("nope").reload()
+
+
+# ---- teardown (shell/teardown.py) with the local provider
+
+
+def test_teardown_stops_each_machines_services_gracefully_in_order(tmp_path: Path) -> None:
+    """Every service gets SIGTERM on its own machine (load balancers first, etcd last) before
+    the machines are removed; destroy returns with no process of the cluster left."""
+    from pgha_operator.core.render import Binaries
+    from pgha_operator.core.topology import Machine
+    from pgha_operator.shell.providers.local import LocalProvider
+    from pgha_operator.shell.teardown import teardown
+
+    provider = LocalProvider(tmp_path / "state", None, Binaries())
+    trail = tmp_path / "stopped.txt"
+    services = {"m1": ["etcd", "patroni"], "m2": ["etcd", "haproxy"]}
+    pids: list[int] = []
+    try:
+        for i, (name, names) in enumerate(services.items()):
+            provider.create(Machine(name, f"127.0.0.{90 + i}", frozenset()))
+            host = provider.host(name)
+            for svc in names:
+                script = f"""
+                    trap 'echo {name} {svc} >> {trail}; exit 0' TERM
+                    while :; do sleep 0.05; done
+                """
+                define(host, svc, sh(script)).start()
+            pids += host.processes()
+        assert teardown(provider) == ["m1", "m2"]  # type: ignore[arg-type]
+        stopped = trail.read_text().split("\n")[:-1]
+        assert stopped == ["m2 haproxy", "m1 patroni", "m1 etcd", "m2 etcd"]
+        assert all(_gone(p) for p in pids)
+        assert provider.machines() == []
+    finally:
+        for name in services:
+            if os.path.isdir(provider.root(name)):
+                provider.host(name).kill_all()

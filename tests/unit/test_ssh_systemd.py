@@ -8,7 +8,13 @@ import pytest
 
 from pgha_operator.core.services import ServiceState
 from pgha_operator.shell.hosts.base import CommandResult, HostError
-from pgha_operator.shell.hosts.systemd import SystemdService, parse_show, state_from_is_active
+from pgha_operator.shell.hosts.systemd import (
+    SystemdService,
+    installed_services,
+    parse_show,
+    parse_unit_files,
+    state_from_is_active,
+)
 
 
 @pytest.mark.parametrize(
@@ -106,3 +112,14 @@ def test_reload_of_a_unit_that_cannot_reload_restarts_it() -> None:
     SystemdService(host, "etcd").reload()
     assert "systemctl restart pgha-etcd.service" in host.calls
     assert not any(c.startswith("systemctl reload") for c in host.calls)
+
+
+def test_installed_services_are_the_pgha_units_on_the_machine() -> None:
+    text = "pgha-etcd.service enabled enabled\npgha-patroni.service disabled enabled\n"
+    assert parse_unit_files(text) == ["etcd", "patroni"]
+    assert parse_unit_files("ssh.service enabled enabled\n\n") == []
+    host = Script({"systemctl list-unit-files": (0, "pgha-haproxy.service enabled enabled\n")})
+    assert installed_services(host) == ["haproxy"]
+    assert host.calls == ["systemctl list-unit-files --no-legend --plain pgha-*.service"]
+    # No unit matches: systemctl exits 1 without a word.
+    assert installed_services(Script({"systemctl list-unit-files": (1, "")})) == []
