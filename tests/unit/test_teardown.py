@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import pytest
+from structlog.testing import capture_logs
 
 from pgha_operator.core.errors import OperatorError
 from pgha_operator.core.facts.observed import MachineFact
@@ -96,8 +97,13 @@ def test_a_failed_stop_or_an_unreachable_machine_does_not_stop_the_teardown() ->
     provider = FakeProvider(DEMO, down=frozenset({"node2"}))
     provider.hosts["node1"].broken = {"patroni"}
     provider.hosts["etcd1"].unreachable = True
-    removed = teardown(provider)  # type: ignore[arg-type]
+    with capture_logs() as logs:
+        removed = teardown(provider)  # type: ignore[arg-type]
     assert removed == ["etcd1", "haproxy", "node1", "node2"]
+    assert [(e["machine"], e["log_level"]) for e in logs] == [
+        ("etcd1", "warning"),
+        ("node1", "warning"),
+    ]
     stops = [e[1:] for e in provider.log if e[0] == "stop"]
     assert stops == [("haproxy", "haproxy"), ("node1", "etcd")]
 
