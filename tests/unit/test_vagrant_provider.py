@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from pgha_operator.core.spec import load
+from pgha_operator.core.spec import Cluster, load
 from pgha_operator.shell.providers.vagrant import (
     PROJECT_DIR,
     SshConfig,
@@ -90,7 +90,7 @@ def provider(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Vagran
     # Vagrant's own home (plugins, boxes) and data dir stay in the test's directory.
     monkeypatch.setenv("VAGRANT_HOME", str(tmp_path / "vagrant-home"))
     cluster = load(["manifests/vagrant.yaml"])[0].cluster
-    yield VagrantProvider(cluster, tmp_path / "state", work_dir=tmp_path / "work")
+    yield VagrantProvider(cluster, tmp_path / "state")
 
 
 def test_machine_list_is_the_seed_topology(provider: VagrantProvider) -> None:
@@ -100,13 +100,15 @@ def test_machine_list_is_the_seed_topology(provider: VagrantProvider) -> None:
         "4.3.12",
         "virtualbox",
     )
-    assert {m["name"]: m["address"] for m in data["machines"]} == {
+    # Inside the VMs, the seed's hostnames; Vagrant's names carry the cluster.
+    assert {m["hostname"]: m["address"] for m in data["machines"]} == {
         "etcdnode": "192.168.50.20",
         "node1": "192.168.50.11",
         "node2": "192.168.50.12",
         "node3": "192.168.50.13",
         "haproxynode": "192.168.50.30",
     }
+    assert all(m["name"] == f"postgres-{m['hostname']}" for m in data["machines"])
     assert all(m["host_key"].startswith(str(provider.state_dir)) for m in data["machines"])
 
 
@@ -130,7 +132,7 @@ def test_vagrant_validate_accepts_the_real_vagrantfile(provider: VagrantProvider
     assert res.returncode == 0, res.stdout + res.stderr
     assert "Vagrantfile validated successfully" in res.stdout
     for name in ("etcdnode", "node1", "node2", "node3", "haproxynode"):
-        assert f"==> {name}:" in res.stdout
+        assert f"==> postgres-{name}:" in res.stdout
     assert not (PROJECT_DIR / ".vagrant").exists()  # vagrant's data stays in the work dir
 
 
@@ -141,3 +143,69 @@ def test_vagrant_validate_refuses_a_broken_machine_list(provider: VagrantProvide
     res = provider.vagrant("validate", "--ignore-provider", check=False)
     assert res.returncode != 0
     assert "address" in res.stderr + res.stdout
+
+
+# --- two clusters on one host ------------------------------------------------------------------
+
+
+def cluster_named(name: str, where: Path) -> Cluster:
+    text = Path("manifests/vagrant.yaml").read_text().replace("name: postgres", f"name: {name}")
+    path = where / f"{name}.yaml"
+    path.write_text(text)
+    return load([path])[0].cluster
+
+
+@pytest.fixture
+def two(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[VagrantProvider, ...]:
+    """Clusters `alpha` and `beta` (the same seed topology), and a `vagrant` on PATH that
+    records each call with the work dir it was given."""
+    monkeypatch.setenv("VAGRANT_HOME", str(tmp_path / "vagrant-home"))
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    fake = bin_dir / "vagrant"
+    fake.write_text(
+        '#!/bin/sh\necho "$VAGRANT_DOTFILE_PATH|$PGHA_VAGRANT_MACHINES|$*" >> "$VAGRANT_LOG"\n'
+    )
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:/usr/bin:/bin")
+    monkeypatch.setenv("VAGRANT_LOG", str(tmp_path / "calls.log"))
+    return tuple(
+        VagrantProvider(cluster_named(n, tmp_path), tmp_path / "state" / n)
+        for n in ("alpha", "beta")
+    )
+
+
+def calls(tmp_path: Path) -> list[list[str]]:
+    return [line.split("|") for line in (tmp_path / "calls.log").read_text().splitlines()]
+
+
+def test_each_cluster_has_its_own_work_dir_and_vm_names(two: tuple[VagrantProvider, ...]) -> None:
+    alpha, beta = two
+    assert alpha.work_dir == alpha.state_dir / "vagrant-work"
+    assert alpha.work_dir != beta.work_dir
+    assert alpha.env()["VAGRANT_DOTFILE_PATH"] != beta.env()["VAGRANT_DOTFILE_PATH"]
+    lists = [json.loads(p.write_machine_list().read_text()) for p in two]
+    names = [{m["name"] for m in data["machines"]} for data in lists]
+    assert not names[0] & names[1]
+    assert "alpha-node1" in names[0] and "beta-node1" in names[1]
+    hostnames = [{m["hostname"] for m in data["machines"]} for data in lists]
+    assert hostnames[0] == hostnames[1] == {"etcdnode", "node1", "node2", "node3", "haproxynode"}
+
+
+def test_destroying_one_clusters_node1_never_names_the_others(
+    two: tuple[VagrantProvider, ...], tmp_path: Path
+) -> None:
+    alpha, beta = two
+    for p in two:
+        marker = p.vm_dir / "node1" / "created"
+        marker.parent.mkdir(parents=True)
+        marker.write_text('{"address": "192.168.50.11"}\n')
+    alpha.destroy("node1")
+    alpha.power_off("node2")
+    (dot, machines, args), (_, _, halt) = calls(tmp_path)
+    assert args == "destroy -f alpha-node1" and halt == "halt --force alpha-node2"
+    assert dot.startswith(str(alpha.state_dir)) and machines.startswith(str(alpha.state_dir))
+    assert (beta.vm_dir / "node1" / "created").exists()  # beta's node1 untouched
+    assert [m.name for m in beta.machines()] == ["node1"]
+    *_, (dot, _, status) = calls(tmp_path)
+    assert status == "status --machine-readable" and dot.startswith(str(beta.state_dir))

@@ -1,6 +1,11 @@
-"""The `vagrant` provider: VMs made by `vagrant up NAME` from the machine list the operator
-writes (`.pgha/vagrant/machines.json`, read by the top-level Vagrantfile), reached over SSH
-with the details `vagrant ssh-config NAME` prints.
+"""The `vagrant` provider: VMs made by `vagrant up VM` from the machine list the operator
+writes (read by the top-level Vagrantfile), reached over SSH with the details
+`vagrant ssh-config VM` prints.
+
+Each cluster has its own Vagrant work dir, <state>/vagrant-work (the machine list and
+Vagrant's own data, VAGRANT_DOTFILE_PATH), and its VMs are named <cluster>-<machine>: no
+vagrant command of one cluster can reach another's VM. Inside, a VM's hostname is the
+manifest's machine name (node1, ...), as in the seed.
 
 Host keys are pinned, not trusted on first use: the operator generates each VM's ed25519
 host key, the Vagrantfile's provisioner installs it on the first `vagrant up`, and the
@@ -42,7 +47,7 @@ from pgha_operator.shell.providers.sshkeys import generate_host_key, pin_host_ke
 log = structlog.get_logger("pgha-operator")
 
 PROJECT_DIR = TEMPLATES_DIR.parent  # where the Vagrantfile is
-WORK_DIR = PROJECT_DIR / ".pgha" / "vagrant"  # machines.json (the Vagrantfile's default)
+WORK_DIR = "vagrant-work"  # under the cluster's state dir: machines.json, Vagrant's dot dir
 UP_TIMEOUT = 1800.0  # the first `vagrant up` downloads the box
 CMD_TIMEOUT = 300.0
 SSH_WAIT = 120.0
@@ -114,7 +119,7 @@ class VagrantProvider(FencingByCapability, Fencing, MachineStates):
         cluster: Cluster,
         state_dir: Path,
         project_dir: Path = PROJECT_DIR,
-        work_dir: Path = WORK_DIR,
+        work_dir: Path | None = None,
     ) -> None:
         spec = cluster.spec.provider
         if not isinstance(spec, VagrantProviderSpec):
@@ -125,8 +130,8 @@ class VagrantProvider(FencingByCapability, Fencing, MachineStates):
         self.state_dir = state_dir
         self.project_dir = project_dir
         self.topology = topology.build(cluster)
-        self.work_dir = work_dir
-        self.machines_file = work_dir / "machines.json"
+        self.work_dir = work_dir or state_dir / WORK_DIR
+        self.machines_file = self.work_dir / "machines.json"
         self.known_hosts = state_dir / "known_hosts"
         self.vm_dir = state_dir / "vagrant"
         self._hosts: dict[str, SshHost] = {}
@@ -184,6 +189,10 @@ class VagrantProvider(FencingByCapability, Fencing, MachineStates):
 
     # --- the machine list ---------------------------------------------------------------------
 
+    def vm_name(self, name: str) -> str:
+        """Vagrant's name of a machine: prefixed by the cluster, unique on this host."""
+        return f"{self.cluster.name}-{name}"
+
     def _host_key(self, name: str) -> Path:
         return self.vm_dir / name / "ssh_host_ed25519_key"
 
@@ -204,7 +213,12 @@ class VagrantProvider(FencingByCapability, Fencing, MachineStates):
             except KeyError:
                 address = json.loads((self.vm_dir / name / "created").read_text())["address"]
             machines.append(
-                {"name": name, "address": address, "host_key": str(self._host_key(name))}
+                {
+                    "name": self.vm_name(name),
+                    "hostname": name,
+                    "address": address,
+                    "host_key": str(self._host_key(name)),
+                }
             )
         return {
             "cluster": self.cluster.name,
@@ -239,7 +253,8 @@ class VagrantProvider(FencingByCapability, Fencing, MachineStates):
         facts = []
         for name in created:
             meta = json.loads((self.vm_dir / name / "created").read_text())
-            facts.append(MachineFact(name, states.get(name) == "running", meta.get("address")))
+            up = states.get(self.vm_name(name)) == "running"
+            facts.append(MachineFact(name, up, meta.get("address")))
         return facts
 
     def create(self, machine: Machine) -> None:
@@ -249,7 +264,12 @@ class VagrantProvider(FencingByCapability, Fencing, MachineStates):
             generate_host_key(key, comment=machine.name)
         self.write_machine_list()
         log.info("vagrant up", machine=machine.name, provider=self.spec.vm_provider)
-        self.vagrant("up", machine.name, f"--provider={self.spec.vm_provider}", timeout=UP_TIMEOUT)
+        self.vagrant(
+            "up",
+            self.vm_name(machine.name),
+            f"--provider={self.spec.vm_provider}",
+            timeout=UP_TIMEOUT,
+        )
         (self.vm_dir / machine.name / "created").write_text(
             json.dumps({"address": machine.address}) + "\n"
         )
@@ -264,10 +284,11 @@ class VagrantProvider(FencingByCapability, Fencing, MachineStates):
         )
 
     def _refresh_ssh_config(self, name: str) -> SshConfig:
-        configs = parse_ssh_config(self.vagrant("ssh-config", name).stdout)
-        if name not in configs:
-            raise PermanentError(f"vagrant ssh-config {name} printed no Host {name} block")
-        config = configs[name]
+        vm = self.vm_name(name)
+        configs = parse_ssh_config(self.vagrant("ssh-config", vm).stdout)
+        if vm not in configs:
+            raise PermanentError(f"vagrant ssh-config {vm} printed no Host {vm} block")
+        config = configs[vm]
         (self.vm_dir / name / "ssh.json").write_text(json.dumps(config.__dict__) + "\n")
         self._hosts.pop(name, None)
         return config
@@ -296,8 +317,9 @@ class VagrantProvider(FencingByCapability, Fencing, MachineStates):
     def machine_state(self, name: str) -> MachineState:
         """VirtualBox's view of the VM (for fencing): powered off or aborted is DEAD, paused
         or saved is FROZEN; a running VM is RUNNING (or PATRONI_DOWN when it says so)."""
-        state = parse_status(self.vagrant("status", name, "--machine-readable", check=False).stdout)
-        vm = state.get(name)
+        vm_name = self.vm_name(name)
+        res = self.vagrant("status", vm_name, "--machine-readable", check=False)
+        vm = parse_status(res.stdout).get(vm_name)
         if vm in ("poweroff", "aborted", "not_created", "shutoff"):
             return MachineState.DEAD
         if vm in ("paused", "saved", "suspended"):
@@ -308,12 +330,12 @@ class VagrantProvider(FencingByCapability, Fencing, MachineStates):
 
     def power_off(self, name: str) -> None:
         self._drop(name)
-        self.vagrant("halt", "--force", name)
+        self.vagrant("halt", "--force", self.vm_name(name))
 
     def destroy(self, name: str) -> None:
         self._drop(name)
         self.write_machine_list()
-        self.vagrant("destroy", "-f", name, timeout=UP_TIMEOUT)
+        self.vagrant("destroy", "-f", self.vm_name(name), timeout=UP_TIMEOUT)
         ssh = self.vm_dir / name / "ssh.json"
         if ssh.exists():
             config = SshConfig(**json.loads(ssh.read_text()))
