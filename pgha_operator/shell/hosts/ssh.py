@@ -1,7 +1,7 @@
 """The SSH transport (paramiko): commands, atomic file writes through SFTP, systemd services.
 
 One connection per machine, opened on first use and reused; reopened (with retries and
-backoff) when it drops. Host keys are pinned: the server's key must already be in the
+backoff, ssh_connect.py) when it drops. Host keys are pinned: the server's key must already be in the
 known_hosts file the operator was given (recorded at machine creation, or named in the
 manifest); an unknown or changed key is refused, never accepted automatically.
 
@@ -15,81 +15,32 @@ import contextlib
 import posixpath
 import select
 import shlex
-import socket
 import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
 from typing import TypeVar
 
 import paramiko
 
 from pgha_operator.shell.hosts.base import CommandResult, HostError
+from pgha_operator.shell.hosts.ssh_connect import (
+    HostKeyChanged,
+    HostKeyUnknown,
+    SshAuthFailed,
+    SshTarget,
+    SshUnreachable,
+    connect,
+    describe,
+)
 from pgha_operator.shell.hosts.systemd import SystemdService, installed_services
 
 T = TypeVar("T")
 _TAIL_LINES = 20
 
 
-class SshUnreachable(HostError):
-    """The machine did not answer (refused, timed out, no route) after every retry."""
-
-
-class SshAuthFailed(HostError):
-    """The server refused our key: a configuration problem, not retried."""
-
-
-class HostKeyUnknown(HostError):
-    """The server's key is not pinned in known_hosts: refused, never accepted automatically."""
-
-
-class HostKeyChanged(HostError):
-    """The server presented a different key than the pinned one: refused."""
-
-
-@dataclass(frozen=True)
-class SshTarget:
-    """How to reach one machine."""
-
-    name: str  # the machine's name, for messages
-    address: str
-    key_file: str
-    known_hosts: str
-    user: str = "root"
-    port: int = 22
-    connect_timeout: float = 10.0
-    retries: int = 3  # connection attempts before the machine counts as unreachable
-    retry_delay: float = 1.0  # doubled after each failed attempt
-
-    @property
-    def where(self) -> str:
-        return f"{self.user}@{self.address}:{self.port}"
-
-    @property
-    def known_hosts_name(self) -> str:
-        """How OpenSSH (and paramiko) name this server in known_hosts."""
-        return self.address if self.port == 22 else f"[{self.address}]:{self.port}"
-
-
 def _tail(text: str, lines: int = _TAIL_LINES) -> str:
     return "\n".join(text.rstrip().splitlines()[-lines:])
-
-
-class _PinnedKeyPolicy(paramiko.MissingHostKeyPolicy):
-    """Never accept an unknown key (paramiko's RejectPolicy, with our own error)."""
-
-    def __init__(self, target: SshTarget) -> None:
-        self.target = target
-
-    def missing_host_key(
-        self, client: paramiko.SSHClient, hostname: str, key: paramiko.PKey
-    ) -> None:
-        raise HostKeyUnknown(
-            f"{self.target.name}: the host key of {hostname} ({key.get_name()} "
-            f"{key.fingerprint}) is not in {self.target.known_hosts}; it is never accepted "
-            "automatically: add the machine's key to that file"
-        )
 
 
 class SshHost:
@@ -120,80 +71,8 @@ class SshHost:
             if client is not None and transport is not None and transport.is_active():
                 return client
             self.close()
-            self._client = self._connect_with_retries()
+            self._client = connect(self.target)
             return self._client
-
-    def _connect_with_retries(self) -> paramiko.SSHClient:
-        t = self.target
-        delay = t.retry_delay
-        last: Exception | None = None
-        for attempt in range(1, max(1, t.retries) + 1):
-            try:
-                return self._connect_once()
-            except (SshAuthFailed, HostKeyUnknown, HostKeyChanged):
-                raise  # wrong keys do not fix themselves: no retry
-            except (OSError, paramiko.SSHException, EOFError) as exc:
-                last = exc
-                if attempt < t.retries:
-                    time.sleep(delay)
-                    delay *= 2
-        raise SshUnreachable(
-            f"{t.name}: cannot reach {t.where} after {t.retries} attempts "
-            f"({t.connect_timeout:g} s timeout each): {_describe(last)}"
-        )
-
-    def _connect_once(self) -> paramiko.SSHClient:
-        t = self.target
-        client = paramiko.SSHClient()
-        try:
-            client.load_host_keys(t.known_hosts)
-        except FileNotFoundError:
-            raise HostKeyUnknown(
-                f"{t.name}: known_hosts file {t.known_hosts} does not exist; the host key "
-                "of every machine must be pinned there"
-            ) from None
-        except (OSError, paramiko.SSHException) as exc:
-            raise HostKeyUnknown(f"{t.name}: cannot read {t.known_hosts}: {exc}") from exc
-        client.set_missing_host_key_policy(_PinnedKeyPolicy(t))
-        try:
-            client.connect(
-                t.address,
-                port=t.port,
-                username=t.user,
-                key_filename=t.key_file,
-                look_for_keys=False,
-                allow_agent=False,
-                timeout=t.connect_timeout,
-                banner_timeout=t.connect_timeout,
-                auth_timeout=t.connect_timeout,
-                channel_timeout=t.connect_timeout,
-            )
-        except paramiko.BadHostKeyException as exc:
-            client.close()
-            raise HostKeyChanged(
-                f"{t.name}: HOST KEY CHANGED for {t.known_hosts_name}: it presented "
-                f"{exc.key.get_name()} {exc.key.fingerprint}, {t.known_hosts} pins "
-                f"{exc.expected_key.fingerprint}; refusing to connect (a different machine, "
-                "or a man in the middle). Fix the entry in that file if the change is expected"
-            ) from None
-        except paramiko.AuthenticationException as exc:
-            client.close()
-            raise SshAuthFailed(
-                f"{t.name}: authentication failed for {t.where} with key {t.key_file}: {exc}"
-            ) from None
-        except HostKeyUnknown:
-            client.close()
-            raise
-        except FileNotFoundError as exc:
-            client.close()
-            raise SshAuthFailed(f"{t.name}: key file {t.key_file} not found") from exc
-        except BaseException:
-            client.close()
-            raise
-        transport = client.get_transport()
-        if transport is not None:
-            transport.set_keepalive(15)
-        return client
 
     def close(self) -> None:
         with self._lock:
@@ -229,7 +108,7 @@ class SshHost:
         try:
             return transport.open_session(timeout=self.target.connect_timeout)
         except (paramiko.SSHException, EOFError, OSError) as exc:
-            raise _ChannelOpenFailed(_describe(exc)) from exc
+            raise _ChannelOpenFailed(describe(exc)) from exc
 
     # ---- commands
 
@@ -266,7 +145,7 @@ class SshHost:
         try:
             chan.exec_command(command)
         except (paramiko.SSHException, EOFError, OSError) as exc:
-            raise _ChannelOpenFailed(_describe(exc)) from exc
+            raise _ChannelOpenFailed(describe(exc)) from exc
         if input:
             chan.sendall(input)
         chan.shutdown_write()
@@ -321,7 +200,7 @@ class SshHost:
             try:
                 return client.open_sftp()
             except (paramiko.SSHException, EOFError, OSError) as exc:
-                raise _ChannelOpenFailed(_describe(exc)) from exc
+                raise _ChannelOpenFailed(describe(exc)) from exc
 
         if self._sftp is not None:
             chan = self._sftp.get_channel()
@@ -338,7 +217,7 @@ class SshHost:
             except HostError:
                 raise
             except (OSError, paramiko.SSHException, EOFError) as exc:
-                raise HostError(f"{self.name}: {what}: {_describe(exc)}") from exc
+                raise HostError(f"{self.name}: {what}: {describe(exc)}") from exc
 
     def read(self, path: str) -> bytes | None:
         if not self.is_root:
@@ -466,13 +345,11 @@ class _ChannelOpenFailed(Exception):
     """The connection died before a command or SFTP session could start: safe to retry."""
 
 
-def _describe(exc: BaseException | None) -> str:
-    if exc is None:
-        return "no attempt made"
-    if isinstance(exc, paramiko.ssh_exception.NoValidConnectionsError):
-        return "; ".join(f"{addr[0]}:{addr[1]}: {e.strerror}" for addr, e in exc.errors.items())
-    if isinstance(exc, socket.timeout | TimeoutError):
-        return "timed out"
-    if isinstance(exc, OSError) and exc.strerror:
-        return exc.strerror
-    return str(exc) or type(exc).__name__
+__all__ = [
+    "HostKeyChanged",
+    "HostKeyUnknown",
+    "SshAuthFailed",
+    "SshHost",
+    "SshTarget",
+    "SshUnreachable",
+]
