@@ -20,6 +20,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import IO
 
 from pgha_operator.core.errors import PermanentError
 from pgha_operator.shell.providers.packages import (
@@ -227,9 +228,10 @@ def _build_lock(cache: Path) -> Iterator[None]:
 
 def _run(argv: list[str], log: Path | None, what: str) -> None:
     with contextlib.ExitStack() as stack:
-        out = stack.enter_context(open(log, "a")) if log else subprocess.DEVNULL
+        out: IO[str] | int = subprocess.DEVNULL
         if log:
-            print(f"--- {time.strftime('%H:%M:%S')} {' '.join(argv)}", file=out, flush=True)  # type: ignore[arg-type]
+            out = stack.enter_context(open(log, "a"))
+            print(f"--- {time.strftime('%H:%M:%S')} {' '.join(argv)}", file=out, flush=True)
         try:
             res = subprocess.run(
                 argv,

@@ -117,8 +117,8 @@ class SshProvider(FencingByCapability):
         done = prepare_machine(
             host, machine, self.layout(machine.name), "postgres", self.binaries.patroni_source
         )
-        record["installed"] = sorted({*record.get("installed", []), *done.installed})  # type: ignore[misc]
-        record["masked"] = sorted({*record.get("masked", []), *done.masked})  # type: ignore[misc]
+        record["installed"] = sorted({*_strings(record, "installed"), *done.installed})
+        record["masked"] = sorted({*_strings(record, "masked"), *done.masked})
         if done.patroni_installed and not had_venv:
             record["patroni_venv"] = PATRONI_VENV
         host.write(self.marker, (json.dumps(record, indent=2) + "\n").encode())
@@ -139,12 +139,12 @@ class SshProvider(FencingByCapability):
         lay = self.layout(name)
         for path in (lay.patroni_config, lay.etcd_config, lay.pg_data, lay.etcd_data, lay.pgpass):
             host.remove(path)
-        masked = [str(u) for u in record.get("masked", [])]  # type: ignore[union-attr]
+        masked = _strings(record, "masked")
         if masked:
             host.run(["systemctl", "unmask", *masked], check=False)
         if record.get("patroni_venv"):
             host.remove(str(record["patroni_venv"]))
-        installed = [str(p) for p in record.get("installed", [])]  # type: ignore[union-attr]
+        installed = _strings(record, "installed")
         if installed:
             host.run(
                 [
@@ -160,3 +160,9 @@ class SshProvider(FencingByCapability):
         self._local_record(name).unlink(missing_ok=True)
         host.close()
         self._hosts.pop(name, None)
+
+
+def _strings(record: dict[str, object], key: str) -> list[str]:
+    """A list of names in the host's record ([] when absent or not a list)."""
+    value = record.get(key)
+    return [str(v) for v in value] if isinstance(value, list) else []
