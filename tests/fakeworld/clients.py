@@ -21,8 +21,14 @@ from pgha_operator.core.facts.patroni import (
     streaming_replicas,
     with_streaming,
 )
-from pgha_operator.core.facts.types import EtcdFacts, EtcdMember, HaproxyFacts, PatroniFacts
-from pgha_operator.shell.clients.etcd import ComponentError
+from pgha_operator.core.facts.types import (
+    EtcdFacts,
+    EtcdMember,
+    HaproxyFacts,
+    HaproxyServer,
+    PatroniFacts,
+)
+from pgha_operator.shell.clients import ComponentError
 from tests.fakeworld.haproxy import stats_csv
 from tests.fakeworld.wire import CallError
 
@@ -112,6 +118,13 @@ class FakePatroniClient:
     def is_primary(self) -> bool:
         return self._do(self.world.patroni_api.primary)[0] == 200
 
+    def alive(self) -> bool:
+        try:
+            self.world.patroni_api.node_at(self.api_url)
+        except CallError:
+            return False
+        return True
+
     def patch_config(self, patch: dict[str, Any]) -> dict[str, Any]:
         return self._do(self.world.patroni_api.patch_config, patch)
 
@@ -137,21 +150,74 @@ class FakePatroniClient:
         return None
 
 
+class FakePostgres:
+    """shell.clients.postgres.PostgresClient's calls against the PostgreSQL at host:port."""
+
+    def __init__(self, world: FakeWorld, host: str, port: int) -> None:
+        self.world, self.where = world, f"{host}:{port}"
+
+    def _primary(self) -> bool:
+        """Whether the server at host:port accepts writes; ComponentError if it is down."""
+        api = self.world.patroni_api
+        for _, n in self.world.patroni.nodes():
+            if n.config["postgresql"]["connect_address"] == self.where:
+                if n.state in ("running", "streaming"):
+                    return api.is_primary(n)
+                break
+        raise ComponentError(f"postgresql://{self.where}: connection refused", url=self.where)
+
+    def existing_roles(self, names: Sequence[str]) -> frozenset[str]:
+        self._primary()
+        return frozenset(names) & frozenset(self.world.patroni.roles)
+
+    def create_role(self, role: str, password: str, attributes: Sequence[str] = ("LOGIN",)) -> bool:
+        if not self._primary():
+            raise ComponentError(
+                f"postgresql://{self.where}: cannot execute CREATE ROLE in a read-only transaction",
+                url=self.where,
+            )
+        if role in self.world.patroni.roles:
+            return False
+        self.world.patroni.roles.add(role)
+        return True
+
+
+class FakeHaproxy:
+    def __init__(self, world: FakeWorld, stats_url: str) -> None:
+        self.world, self.url = world, csv_url(stats_url)
+
+    def stats(self) -> tuple[HaproxyServer, ...]:
+        try:
+            return parse_stats_csv(stats_csv(self.world, self.url))
+        except CallError as exc:
+            raise _component_error(exc, self.url) from exc
+
+
 class FakeClients:
-    """Every client the shell needs, bound to one world."""
+    """Every client the shell needs (shell.clients.Clients), bound to one world."""
 
     def __init__(self, world: FakeWorld) -> None:
         self.world = world
 
-    def etcd(self, client_urls: Sequence[str], timeout: float = 3.0) -> FakeEtcdClient:
+    def etcd(self, client_urls: Sequence[str], timeout: float | None = None) -> FakeEtcdClient:
         return FakeEtcdClient(self.world, client_urls)
 
-    def patroni(self, api_url: str, auth: tuple[str, str] | None = None) -> FakePatroniClient:
+    def patroni(
+        self, api_url: str, auth: tuple[str, str] | None = None, timeout: float | None = None
+    ) -> FakePatroniClient:
         return FakePatroniClient(self.world, api_url, auth)
+
+    def postgres(
+        self, host: str, port: int, user: str, password: str, timeout: float | None = None
+    ) -> FakePostgres:
+        return FakePostgres(self.world, host, port)
+
+    def haproxy(self, stats_url: str) -> FakeHaproxy:
+        return FakeHaproxy(self.world, stats_url)
 
     # ------------------------------------------------------------------ observation
 
-    def collect_etcd(self, client_urls: Sequence[str], timeout: float = 1.5) -> EtcdFacts:
+    def observe_etcd(self, client_urls: Sequence[str]) -> EtcdFacts:
         etcd = self.world.etcd
         errors = []
         for url in client_urls:
@@ -161,9 +227,7 @@ class FakeClients:
                 errors.append(str(exc))
                 continue
             healthy = frozenset(
-                m.name
-                for m in members
-                if m.client_urls and self._healthy(m.client_urls[0])
+                m.name for m in members if m.client_urls and self._healthy(m.client_urls[0])
             )
             voters = [m for m in members if not m.is_learner]
             up = [v for v in voters if v.name in healthy]
@@ -177,8 +241,8 @@ class FakeClients:
         except CallError:
             return False
 
-    def collect_patroni(
-        self, api_urls: Sequence[str], auth: tuple[str, str] | None = None, timeout: float = 1.5
+    def observe_patroni(
+        self, api_urls: Sequence[str], auth: tuple[str, str] | None = None
     ) -> PatroniFacts:
         """The real collect_patroni's steps: /primary everywhere, then /cluster and /config
         from the node that answered 200 first."""
@@ -212,7 +276,10 @@ class FakeClients:
                 config = parse_config(api.config(url))
             except CallError as exc:
                 return PatroniFacts(
-                    reachable=False, members=members, primaries=named, error=f"GET /config failed: {exc}"
+                    reachable=False,
+                    members=members,
+                    primaries=named,
+                    error=f"GET /config failed: {exc}",
                 )
             return PatroniFacts(
                 reachable=True, members=members, dynamic_config=config, primaries=named
@@ -229,21 +296,9 @@ class FakeClients:
         except CallError:
             return False
 
-    def collect_haproxy(self, stats_url: str, timeout: float = 1.5) -> HaproxyFacts:
+    def observe_haproxy(self, stats_url: str) -> HaproxyFacts:
         url = csv_url(stats_url)
         try:
             return HaproxyFacts(reachable=True, servers=parse_stats_csv(stats_csv(self.world, url)))
         except CallError as exc:
             return HaproxyFacts(reachable=False, error=str(exc))
-
-    def collect_roles(self, facts: PatroniFacts, secrets: object = None) -> frozenset[str] | None:
-        leader = facts.leader
-        if leader is None or leader.state != "running":
-            return None
-        return self.world.patroni_api.roles()
-
-    def create_role(self, role: str) -> None:
-        try:
-            self.world.patroni_api.create_role(role)
-        except CallError as exc:
-            raise ComponentError(str(exc), url="postgresql://primary") from exc

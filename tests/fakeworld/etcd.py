@@ -122,7 +122,9 @@ class EtcdModel:
         data = m.files.get(f"{self._data_dir(proc)}/{MEMBER_FILE}")
         if data is not None:
             if self.member(data.decode()) is None:
-                proc.state = ServiceState.FAILED  # its data names a member the cluster no longer has
+                proc.state = (
+                    ServiceState.FAILED
+                )  # its data names a member the cluster no longer has
             else:
                 self._become(m, proc, self.member(data.decode()))  # type: ignore[arg-type]
             return
@@ -215,7 +217,10 @@ class EtcdModel:
             rest = [v for v in self.voters() if v.id != member_id]
             up = [v for v in rest if v.id in self.serving_ids()]
             if not rest or len(up) * 2 <= len(rest):
-                raise CallError("etcdserver: re-configuration failed due to not enough started members", status=412)
+                raise CallError(
+                    "etcdserver: re-configuration failed due to not enough started members",
+                    status=412,
+                )
         self.members.remove(member)
         return {"members": [m.json() for m in self.members]}
 

@@ -21,7 +21,6 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from pgha_operator.core.services import ServiceState
 from tests.fakeworld.machines import FakeMachine, Proc
 from tests.fakeworld.wire import CallError
 
