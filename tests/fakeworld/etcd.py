@@ -128,12 +128,15 @@ class EtcdModel:
             else:
                 self._become(m, proc, self.member(data.decode()))  # type: ignore[arg-type]
             return
-        unstarted = next((x for x in self.members if x.peer_url == peer and not x.name), None)
+        known = next((x for x in self.members if x.peer_url == peer), None)
+        unstarted = known if known is not None and not known.name else None
         state = cfg.get("initial-cluster-state", "new")
         if state == "existing" and unstarted is not None and unstarted.learner:
             self._become(m, proc, unstarted)
         elif state == "new" and unstarted is not None and not unstarted.learner:
             self._become(m, proc, unstarted)  # a late member of the initial cluster
+        elif known is not None:
+            proc.state = ServiceState.FAILED  # "member ... has already been bootstrapped"
         elif state == "new" and not self.members:
             proc.extra["bootstrapping"] = True  # waits for a majority of its peers
         elif self.members:

@@ -34,6 +34,7 @@ class Truth:
 
     quorum: bool
     voters: frozenset[str]  # member ids
+    voter_peers: frozenset[str]  # their peer URLs
     serving: frozenset[str]
     patroni_members: frozenset[str]  # member keys in the DCS (/cluster)
     primary: str | None
@@ -47,6 +48,7 @@ def truth(world: FakeWorld) -> Truth:
     return Truth(
         quorum=world.etcd.quorum(),
         voters=frozenset(v.id for v in world.etcd.voters()),
+        voter_peers=frozenset(v.peer_url for v in world.etcd.voters()),
         serving=frozenset(world.etcd.serving_ids()),
         patroni_members=frozenset(model.member_keys),
         primary=leader.name if leader and leader.role == "primary" else None,
@@ -118,6 +120,9 @@ class Guard:
         etcd_restart = isinstance(action, RestartService) and action.service == "etcd"
         if etcd_restart and (not t.quorum or t.serving < t.voters):
             raise Unsafe(f"restarted etcd while a voter was down: {action.describe}")
+        destroys = isinstance(action, DestroyMachine)
+        if destroys and _peer_url_of(world, action.machine) in t.voter_peers:
+            raise Unsafe(f"destroyed {action.machine} while it is an etcd voter")
         if isinstance(action, DestroyMachine) and (
             observed.patroni.member(action.machine) or action.machine in t.patroni_members
         ):
@@ -133,3 +138,8 @@ class Guard:
             )
         if isinstance(action, Switchover) and action.candidate not in t.healthy_replicas:
             raise Unsafe(f"switchover to an unhealthy replica: {action.describe}")
+
+
+def _peer_url_of(world: FakeWorld, machine: str) -> str:
+    address = next((m.address for m in world.machines.values() if m.name == machine), "")
+    return f"http://{address}:{world.cluster.spec.etcd.peer_port}"

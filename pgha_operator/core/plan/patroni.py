@@ -68,6 +68,15 @@ def removals(desired: Desired, observed: Observed) -> list[Action]:
             return [StopService(name, "patroni", "leaving the cluster")]
         if member is not None:
             return [WaitFor(f"{name} to leave the Patroni cluster before deleting its data")]
+        # An unreachable etcd or Patroni lists no members: that says nothing about `name`,
+        # which may still be a voter (destroying two of three loses etcd for good).
+        unknown = [
+            c
+            for c, f in (("etcd", observed.etcd), ("Patroni", observed.patroni))
+            if not f.reachable
+        ]
+        if unknown:
+            return [WaitFor(f"{' and '.join(unknown)} to answer before deleting {name}")]
         return [DestroyMachine(name)]
     return []
 
