@@ -32,16 +32,25 @@ class Faults:
     kinds: frozenset[str] = frozenset(KINDS)
     active: bool = True  # tests switch faults off to see the loop converge afterwards
     injected: list[str] = field(default_factory=list)  # what went wrong, for failure reports
+    # Targeted faults, each striking once: "<kind>: <where>", e.g.
+    # "write: write node2:/etc/patroni/patroni.yml" or "call_lost: POST /switchover".
+    fail_once: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.rng = random.Random(self.seed)
 
     def hit(self, kind: str, where: str) -> bool:
+        what = f"{kind}: {where}"
+        target = next((t for t in self.fail_once if what.startswith(t)), None)
+        if target is not None:
+            self.fail_once.remove(target)
+            self.injected.append(what)
+            return True
         if not self.active or kind not in self.kinds or self.rate <= 0:
             return False
         if self.rng.random() >= self.rate:
             return False
-        self.injected.append(f"{kind}: {where}")
+        self.injected.append(what)
         return True
 
     def delay(self, low: int, high: int) -> int:

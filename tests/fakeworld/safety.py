@@ -35,6 +35,7 @@ class Truth:
     quorum: bool
     voters: frozenset[str]  # member ids
     voter_peers: frozenset[str]  # their peer URLs
+    peer_url: dict[str, str]  # machine -> the etcd peer URL it would have
     serving: frozenset[str]
     patroni_members: frozenset[str]  # member keys in the DCS (/cluster)
     primary: str | None
@@ -49,6 +50,10 @@ def truth(world: FakeWorld) -> Truth:
         quorum=world.etcd.quorum(),
         voters=frozenset(v.id for v in world.etcd.voters()),
         voter_peers=frozenset(v.peer_url for v in world.etcd.voters()),
+        peer_url={
+            m.name: f"http://{m.address}:{world.cluster.spec.etcd.peer_port}"
+            for m in world.machines.values()
+        },
         serving=frozenset(world.etcd.serving_ids()),
         patroni_members=frozenset(model.member_keys),
         primary=leader.name if leader and leader.role == "primary" else None,
@@ -121,7 +126,7 @@ class Guard:
         if etcd_restart and (not t.quorum or t.serving < t.voters):
             raise Unsafe(f"restarted etcd while a voter was down: {action.describe}")
         destroys = isinstance(action, DestroyMachine)
-        if destroys and _peer_url_of(world, action.machine) in t.voter_peers:
+        if destroys and t.peer_url.get(action.machine) in t.voter_peers:
             raise Unsafe(f"destroyed {action.machine} while it is an etcd voter")
         if isinstance(action, DestroyMachine) and (
             observed.patroni.member(action.machine) or action.machine in t.patroni_members
@@ -138,8 +143,3 @@ class Guard:
             )
         if isinstance(action, Switchover) and action.candidate not in t.healthy_replicas:
             raise Unsafe(f"switchover to an unhealthy replica: {action.describe}")
-
-
-def _peer_url_of(world: FakeWorld, machine: str) -> str:
-    address = next((m.address for m in world.machines.values() if m.name == machine), "")
-    return f"http://{address}:{world.cluster.spec.etcd.peer_port}"

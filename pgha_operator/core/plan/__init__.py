@@ -72,6 +72,7 @@ def plan(desired: Desired, observed: Observed) -> Plan:
     # Members still joining get their config from the join step, not the steady-state file.
     settling = membership.machines
 
+    writes: list[tuple[WriteFile, str | None]] = []  # with the reader that may reload
     reloads: dict[tuple[str, str], str] = {}
     # Writes whose reader must restart are held back until that restart is planned: a file
     # written without its restart would leave the old config running unnoticed.
@@ -97,13 +98,19 @@ def plan(desired: Desired, observed: Observed) -> Plan:
             held.setdefault(key, []).append(write)
             held_reason.setdefault(key, f"{f.path} {reason}")
         else:
-            actions.append(write)
+            writes.append((write, f.service))
             if reader_running:
                 reloads.setdefault((f.machine, f.service), f"{f.path} {reason}")
     for key in held:
         reloads.pop(key, None)  # its reader restarts anyway: no separate reload
 
-    actions += [ReloadService(m, s, r) for (m, s), r in sorted(reloads.items())]
+    # Each reload right after its file: a later write that fails must not strand a file
+    # already written without its reload (the next cycle sees the file current).
+    for write, reader in writes:
+        actions.append(write)
+        reason = reloads.pop((write.machine, reader), None) if reader else None
+        if reader and reason is not None:
+            actions.append(ReloadService(write.machine, reader, reason))
     actions += _one_restart(held, held_reason, desired, observed, membership.busy)
     actions += leaving
     actions += membership.actions
