@@ -198,7 +198,16 @@ def _create_role(env: Env, action: CreateRole) -> None:
 
 
 def _etcd(env: Env) -> EtcdApi:
-    return env.clients.etcd(env.topology.etcd_client_urls)
+    """Through every member that may answer: the manifest's, and machines leaving it (while
+    the manifest's are down, the leaving ones may hold the quorum that removes them)."""
+    wanted = {m.name for m in env.topology.machines}
+    port = env.topology.etcd_client_port
+    leaving = [
+        f"http://{f.address}:{port}"
+        for f in env.provider.machines()
+        if f.name not in wanted and f.exists and f.address
+    ]
+    return env.clients.etcd([*env.topology.etcd_client_urls, *leaving])
 
 
 def _patroni(env: Env, machine: str) -> PatroniApi:

@@ -34,8 +34,15 @@ def observe(
     machines = {m.name: m for m in provider.machines()}
     # A stopped machine (nspawn, vagrant) is listed but cannot be asked anything.
     up = {name for name, fact in machines.items() if fact.exists}
+    wanted = {m.name for m in topo.machines}
+    # Leaving machines may still be etcd members, even the only ones that answer.
+    leaving_etcd = [
+        f"http://{fact.address}:{topo.etcd_client_port}"
+        for name, fact in sorted(machines.items())
+        if name in up and name not in wanted and fact.address
+    ]
     with ThreadPoolExecutor(max_workers=4) as pool:
-        etcd = pool.submit(clients.observe_etcd, topo.etcd_client_urls)
+        etcd = pool.submit(clients.observe_etcd, [*topo.etcd_client_urls, *leaving_etcd])
         patroni = pool.submit(
             clients.observe_patroni,
             [topo.rest_api_url(n) for n in topo.postgres],

@@ -223,6 +223,8 @@ class PatroniModel:
         if leader is None:
             if self._can_lead(n):
                 self._promote(m, n, data)
+            elif n.state == "stopped":
+                n.state, n.countdown = "starting", 1  # read-only first, then it may run
             return
         if n.role == "primary":
             self._demote(n)
@@ -271,8 +273,9 @@ class PatroniModel:
             self._write_data(m, n, source["sysid"], source["timeline"])
             n.state, n.lag = "streaming", self.world.faults.delay(1, 3) * CATCHUP
         elif n.state == "starting":
-            n.state = "running" if n.role == "primary" else "streaming"
-            n.lag = 0 if n.role == "primary" else self.world.faults.delay(0, 2) * CATCHUP
+            streams = n.role == "replica" and leader is not None and leader is not n
+            n.state = "streaming" if streams else "running"
+            n.lag = self.world.faults.delay(0, 2) * CATCHUP if streams else 0
         n.params = self.effective_params(n)
 
     def _publish(self, n: Node) -> None:

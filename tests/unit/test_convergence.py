@@ -121,18 +121,29 @@ def _drifts() -> st.SearchStrategy[Drift]:
 DATA_LOSS = frozenset({"remove_etcd_member", "wipe_etcd_data", "extra_etcd_member"})
 
 
+def recoverable(drifts: list[Drift], variant: str) -> bool:
+    """Without a disaster: at most one etcd voter lost for good, and no machine that leaves
+    the manifest powered off while its vote is needed (the operator boots only machines of
+    the manifest)."""
+    leaving = {m.name for m in desired_for("demo").topology.machines} - {
+        m.name for m in desired_for(variant).topology.machines
+    }
+    off = {d.machine for d in drifts if d.kind == "power_off"}
+    return sum(d.kind in DATA_LOSS for d in drifts) <= 1 and not (off & leaving)
+
+
 @PROPERTY
 @given(
-    drifts=st.lists(_drifts(), min_size=1, max_size=4).filter(
-        lambda ds: sum(d.kind in DATA_LOSS for d in ds) <= 1
-    ),
-    variant=st.sampled_from(sorted(VARIANTS)),
+    case=st.tuples(
+        st.lists(_drifts(), min_size=1, max_size=4), st.sampled_from(sorted(VARIANTS))
+    ).filter(lambda case: recoverable(*case)),
     seed=st.integers(0, 2**16),
     fault_rate=st.sampled_from(FAULT_RATES),
 )
 def test_a_drifted_world_converges_safely(
-    drifts: list[Drift], variant: str, seed: int, fault_rate: float
+    case: tuple[list[Drift], str], seed: int, fault_rate: float
 ) -> None:
+    drifts, variant = case
     world = converged_demo().copy()
     world.faults = Faults(seed=seed, rate=fault_rate, kinds=FAULT_KINDS)
     for drift in drifts:

@@ -6,17 +6,28 @@
 2. Reloads came after *all* writes: when a later write failed, a file already written was
    never reloaded (the next cycle sees it current), and its service ran the old config.
    Each reload now follows its own file.
+3.-7. below, at their tests.
 """
 
 from __future__ import annotations
 
 from dataclasses import replace
 
-from pgha_operator.core.actions import DestroyMachine, ReloadService, WaitFor, WriteFile
+from pgha_operator.core.actions import (
+    DestroyMachine,
+    ReloadService,
+    RemovePath,
+    RestartService,
+    StartEtcdLearner,
+    StartService,
+    Switchover,
+    WaitFor,
+    WriteFile,
+)
 from pgha_operator.core.facts.types import EtcdFacts, PatroniFacts
 from pgha_operator.core.plan import plan
 from pgha_operator.core.services import ServiceState
-from tests.fakeworld.drift import manifest
+from tests.fakeworld.drift import Drift, manifest
 from tests.fakeworld.faults import Faults
 from tests.fakeworld.loop import converge
 from tests.fakeworld.world import FakeWorld
@@ -84,3 +95,100 @@ def test_a_failed_write_strands_no_written_file_in_the_fake_world() -> None:
     converge(world, desired_for("postgres+1"), 30)
     assert world.faults.injected == [failing]
     assert world.stale_configs() == []
+
+
+# 3. Scaling etcd down while a leaving member was down waited forever for a quorum that only
+#    that member could give: its etcd is started again until the membership step removes it.
+def test_a_leaving_etcd_voter_that_is_down_is_started_again() -> None:
+    desired, observed = _scaled_down_with()
+    services = {**observed.services, ("etcd2", "etcd"): ServiceState.FAILED}
+    services[("etcd1", "etcd")] = ServiceState.FAILED
+    services[("etcd3", "etcd")] = ServiceState.RUNNING
+    etcd = replace(observed.etcd, healthy=frozenset({"etcd3"}))
+    actions = plan(desired, replace(observed, services=services, etcd=etcd)).actions
+    starts = [(a.machine, a.service) for a in actions if isinstance(a, StartService)]
+    assert starts == [("etcd1", "etcd"), ("etcd2", "etcd")]
+    assert not [a for a in actions if isinstance(a, DestroyMachine)]
+
+
+# 4. A switchover (before restarting the primary's Patroni) needs the DCS; planned without
+#    an etcd quorum it failed every cycle, first in the plan, so the etcd starts after it
+#    never ran.
+def test_no_switchover_without_an_etcd_quorum_and_etcd_is_started() -> None:
+    desired = FakeWorld.for_cluster(manifest()).desired()
+    observed = converged(desired)
+    definition = next(f for f in desired.files if f.machine == "node1" and f.defines == "patroni")
+    files = {**observed.files, (definition.machine, definition.path): "old"}
+    services = {**observed.services, ("etcd1", "etcd"): ServiceState.FAILED}
+    services[("etcd2", "etcd")] = ServiceState.FAILED
+    etcd = replace(observed.etcd, healthy=frozenset({"etcd3"}))
+    actions = plan(desired, replace(observed, files=files, services=services, etcd=etcd)).actions
+    assert not [a for a in actions if isinstance(a, Switchover | RestartService)]
+    assert [a.machine for a in actions if isinstance(a, StartService)] == ["etcd1", "etcd2"]
+
+
+def test_a_leaving_primary_waits_for_an_etcd_quorum_before_the_switchover() -> None:
+    before = FakeWorld.for_cluster(manifest(postgres=3)).desired()
+    desired = FakeWorld.for_cluster(manifest(postgres=2)).desired()
+    observed = converged(before)
+    leader = observed.patroni.members[0]
+    members = tuple(
+        replace(
+            m,
+            role="primary" if m.name == "node3" else "replica",
+            state="running" if m.name == "node3" else "streaming",
+        )
+        for m in observed.patroni.members
+    )
+    assert leader.name == "node1"
+    patroni = replace(observed.patroni, members=members, primaries=frozenset({"node3"}))
+    etcd = replace(observed.etcd, healthy=frozenset({"etcd3"}))
+    actions = plan(desired, replace(observed, patroni=patroni, etcd=etcd)).actions
+    assert not [a for a in actions if isinstance(a, Switchover)]
+    observed_ok = replace(observed, patroni=patroni)
+    assert any(isinstance(a, Switchover) for a in plan(desired, observed_ok).actions)
+
+
+# 5. A stopped machine (nspawn, vagrant: listed, not running) that left the manifest was
+#    never destroyed.
+def test_a_stopped_machine_that_left_is_destroyed() -> None:
+    desired, observed = _scaled_down_with()
+    machines = {**observed.machines, "etcd2": replace(observed.machines["etcd2"], exists=False)}
+    others = tuple(m for m in observed.etcd.members if m.name not in ("etcd2", "etcd3"))
+    etcd = replace(observed.etcd, members=others)
+    actions = plan(desired, replace(observed, machines=machines, etcd=etcd)).actions
+    assert DestroyMachine("etcd2") in actions
+
+
+# 6. A learner added while its machine was down kept the data of the member it was before:
+#    etcd started as that removed member and exited, every cycle.
+def test_a_learner_with_stale_data_starts_empty() -> None:
+    desired = FakeWorld.for_cluster(manifest()).desired()
+    observed = converged(desired)
+    members = tuple(
+        replace(m, name="", client_urls=(), is_learner=True, id="99") if m.name == "etcd1" else m
+        for m in observed.etcd.members
+    )
+    services = {**observed.services, ("etcd1", "etcd"): ServiceState.FAILED}
+    observed = replace(
+        observed,
+        etcd=replace(observed.etcd, members=members),
+        services=services,
+        etcd_data={"etcd1": True},
+    )
+    actions = plan(desired, observed).actions
+    kinds = [type(a) for a in actions]
+    assert kinds.index(RemovePath) < kinds.index(StartEtcdLearner)
+    assert next(a for a in actions if isinstance(a, RemovePath)).machine == "etcd1"
+
+
+# 7. The operator asked only the manifest's etcd members: scaling 3 -> 1 while the one
+#    that stays had lost its data, it saw "etcd unreachable" although the leaving two held
+#    a quorum, and could not remove the lost member through them either.
+def test_etcd_scaled_down_to_a_member_that_lost_its_data_converges() -> None:
+    world = converged_demo().copy()
+    Drift("wipe_etcd_data", "etcd1").apply(world)
+    desired = desired_for("etcd-2")
+    converge(world, desired, 40)
+    assert [m.name for m in world.etcd.members] == ["etcd1"]
+    assert sorted(world.machines) == sorted(m.name for m in desired.topology.machines)

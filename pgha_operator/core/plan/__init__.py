@@ -140,7 +140,10 @@ def _one_restart(
     """One restart per cycle (rule 3): etcd only while every voter is healthy and no
     membership change runs; PostgreSQL replicas first, the primary after a switchover."""
     etcd_ok = not etcd_busy and _all_voters_healthy(observed)
-    keys = [k for k in held if k[1] != "etcd" or etcd_ok]
+    # Restarting Patroni, or the switchover before it, needs the DCS: without a quorum the
+    # call fails every cycle and starves the starts planned after it.
+    patroni_ok = etcd_has_quorum(observed)
+    keys = [k for k in held if (k[1] != "etcd" or etcd_ok) and (k[1] != "patroni" or patroni_ok)]
     if not keys:
         return []
     primary = observed.patroni.leader.name if observed.patroni.leader else None
@@ -164,14 +167,15 @@ def _all_voters_healthy(observed: Observed) -> bool:
 def _service_starts(desired: Desired, observed: Observed, settling: frozenset[str]) -> list[Action]:
     out: list[Action] = []
     stopped = sorted(
-        (
+        [
             (machine, service)
             for machine, services in desired.services.items()
             for service in services
             if observed.service(machine, service) != ServiceState.RUNNING
             and not (service == "etcd" and machine in settling)
             and machine not in observed.down  # a crashed machine stays down until unmarked
-        ),
+        ]
+        + _leaving_voters_down(desired, observed),
         key=lambda ms: (START_ORDER.get(ms[1], 9), ms[0]),
     )
     quorum = etcd_has_quorum(observed)
@@ -190,6 +194,23 @@ def _service_starts(desired: Desired, observed: Observed, settling: frozenset[st
             WaitFor(f"{', '.join(down)} to come back (marked down by a drill or by fencing)")
         )
     return out
+
+
+def _leaving_voters_down(desired: Desired, observed: Observed) -> list[tuple[str, str]]:
+    """A machine that left the manifest but is still an etcd voter counts for the quorum
+    until the membership step removes it: its stopped etcd is started again (else scaling
+    down with that member down waits forever for a quorum only it can give)."""
+    voters = {url for m in observed.etcd.voters for url in m.peer_urls}
+    port = desired.topology.etcd_peer_port
+    return [
+        (name, "etcd")
+        for name, fact in sorted(observed.machines.items())
+        if name not in desired.services
+        and fact.exists
+        and name not in observed.down
+        and f"http://{fact.address}:{port}" in voters
+        and observed.service(name, "etcd") != ServiceState.RUNNING
+    ]
 
 
 def _roles(observed: Observed) -> list[Action]:

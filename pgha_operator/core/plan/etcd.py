@@ -61,7 +61,14 @@ def etcd_membership(desired: Desired, observed: Observed) -> Membership:
         if m is None or not m.is_learner:
             continue
         if observed.service(name, "etcd") != ServiceState.RUNNING:
-            return Membership((_start_learner(desired, observed, name),), frozenset({name}), True)
+            steps: list[Action] = []
+            if not m.started and observed.etcd_data.get(name):
+                # Data of a former member (its machine was down when the learner was added):
+                # etcd would start as that removed member and exit, every cycle.
+                path = desired.etcd_data_dirs[name]
+                steps.append(RemovePath(name, path, "stale data of a former member"))
+            steps.append(_start_learner(desired, observed, name))
+            return Membership(tuple(steps), frozenset({name}), True)
         return Membership((PromoteEtcdMember(name, m.id),), frozenset({name}), True)
 
     for name in topo.etcd:

@@ -21,6 +21,7 @@ from pgha_operator.core.actions import (
 from pgha_operator.core.desired import Desired
 from pgha_operator.core.facts.observed import Observed
 from pgha_operator.core.facts.types import PatroniMember, thaw
+from pgha_operator.core.plan.etcd import etcd_has_quorum
 from pgha_operator.core.services import ServiceState
 
 SERVICES = ("haproxy", "patroni", "etcd")  # teardown order of a machine that leaves
@@ -47,8 +48,11 @@ def switchover_candidate(desired: Desired, observed: Observed, leader: str) -> s
 def removals(desired: Desired, observed: Observed) -> list[Action]:
     """Tear down one machine that left the manifest per cycle, the safe way round."""
     wanted = {m.name for m in desired.topology.machines}
-    leaving = sorted(n for n in observed.machines if observed.has_machine(n) and n not in wanted)
+    # Stopped machines too (nspawn, vagrant list them): one left behind would never go.
+    leaving = sorted(n for n in observed.machines if n not in wanted)
     leader = observed.patroni.leader
+    if leader is not None and leader.name in leaving and not etcd_has_quorum(observed):
+        return [WaitFor(f"an etcd quorum to switch over from {leader.name} before removing it")]
     if leader is not None and leader.name in leaving:
         # Rule 4, and before anything else: the primary hands over while HAProxy still
         # routes to it, so writes pause only for the switchover itself.
