@@ -142,7 +142,10 @@ def _write_file(action: WriteFile, env: Env) -> None:
     host = env.provider.host(action.machine)
     data = action.content.encode()
     if action.path.endswith((".yml", ".yaml")):
-        yaml.safe_load(action.content)  # never install a file its reader cannot parse
+        try:
+            yaml.safe_load(action.content)  # never install a file its reader cannot parse
+        except yaml.YAMLError as exc:
+            raise PermanentError(f"{action.path}: not valid YAML, not written: {exc}") from exc
     if action.path.endswith("haproxy.cfg"):
         # Rule 5: validate a candidate beside the live file, then rename it into place.
         candidate = action.path + ".pgha-new"

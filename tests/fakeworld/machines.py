@@ -228,12 +228,14 @@ class FakeProvider:
         m.procs.clear()
 
     def machine_state(self, name: str) -> MachineState:
+        """As the local provider sees it: no process is DEAD, stopped ones FROZEN; a Patroni
+        that died leaves its PostgreSQL running (PATRONI_DOWN)."""
         m = self.world.machines.get(name)
-        if m is None or not m.powered or not any(p.state == "running" for p in m.procs.values()):
+        if m is None or not m.powered or not m.procs:
             return MachineState.DEAD
         if m.frozen:
             return MachineState.FROZEN
-        if m.proc("patroni") is None and "patroni" in m.procs:
+        if "patroni" in m.procs and m.proc("patroni") is None:
             return MachineState.PATRONI_DOWN
         return MachineState.RUNNING
 
