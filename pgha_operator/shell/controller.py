@@ -258,7 +258,8 @@ class Controller:
         decision = the_plan.decision
         if error:
             decision = f"failed: {error}"
-        elif the_plan.empty and phase != "Converged":
+        elif the_plan.empty and phase != "Converged" and not the_plan.blocked:
+            # (blocked: the plan's own decision, e.g. TwoPrimaries, is the one to show)
             waiting = next(c for c in conditions if not c.status)
             decision = f"waiting: {waiting.type} {waiting.reason}"
         converged = phase == "Converged"
