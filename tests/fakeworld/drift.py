@@ -64,6 +64,7 @@ def manifest(
     postgres: int = 3,
     max_connections: int = 200,
     name: str = "demo",
+    fencing: str = "auto",
 ) -> Cluster:
     """The demo manifest with its counts and one restart-only parameter varied."""
     text = f"""
@@ -76,6 +77,8 @@ spec:
     type: local
     network: 127.0.10.0/24
   profile: fast
+  failover:
+    fencing: "{fencing}"
   etcd:
     members: {etcd}
   postgres:
