@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 #   call_lost     an HTTP call times out before the component acted
 #   call_late     an HTTP call times out after the component acted
 #   rewind_fails  a demoted primary cannot rejoin (Patroni's "start failed")
+#   operator_dies the operator dies in the middle of a plan (the rest is not executed)
 KINDS = (
     "write",
     "start_error",
@@ -22,6 +23,7 @@ KINDS = (
     "call_lost",
     "call_late",
     "rewind_fails",
+    "operator_dies",
 )
 
 

@@ -59,8 +59,11 @@ def run_cycle(
         before_execute(world, observed, the_plan)
     attempted: list = []
     outcome = Outcome()
-    if act and the_plan.actions:
-        outcome = execute(the_plan.actions, env_for(world, desired), attempted.append)
+    actions = the_plan.actions
+    if actions and world.faults.hit("operator_dies", f"during {the_plan.decision}"):
+        actions = actions[: world.faults.rng.randrange(len(actions))]
+    if act and actions:
+        outcome = execute(actions, env_for(world, desired), attempted.append)
     phase = cond.phase(cond.assess(desired, observed), the_plan)
     cycle = Cycle(world.time, observed, the_plan, outcome, tuple(attempted), phase)
     world.tick()

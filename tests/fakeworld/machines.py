@@ -97,7 +97,10 @@ class FakeService:
         definition = m.files.get(f"{self.world.layout.services_dir}/{self.name}.json")
         if definition is None:
             raise HostError(f"{where}: no service definition")
-        path = config_path_of(self.name, json.loads(definition)["argv"])
+        try:
+            path = config_path_of(self.name, json.loads(definition)["argv"])
+        except (ValueError, KeyError, TypeError) as exc:  # as the local supervisor says it
+            raise HostError(f"{where}: bad definition: {exc!r}") from exc
         proc = Proc(self.name, path, m.files.get(path), definition)
         proc.ready_at = self.world.faults.delay(1, 2)
         proc.dies = self.world.faults.hit("start_dies", where)

@@ -88,6 +88,7 @@ class Guard:
     before_truth: Truth | None = None
     stale_primaries_allowed: bool = False  # a drift made a node claim primary on purpose
     two_primary_cycles: int = 0  # cycles that observed two primaries (and did nothing)
+    checked: int = 0  # cycles checked
 
     def before(self, world: FakeWorld, observed: Observed, the_plan: Plan) -> None:
         self.before_truth = truth(world)
@@ -110,6 +111,7 @@ class Guard:
         primaries = world.true_primaries()
         if len(primaries) > 1 and not self.stale_primaries_allowed:
             raise Unsafe(f"two primaries in the world: {primaries}")
+        self.checked += 1
 
     def _check_action(self, world: FakeWorld, cycle: Cycle, t: Truth, action: Action) -> None:
         observed = cycle.observed
@@ -141,5 +143,8 @@ class Guard:
                 f"{action.describe} on the primary while {sorted(t.healthy_replicas)} could take "
                 "over (switch over first)"
             )
-        if isinstance(action, Switchover) and action.candidate not in t.healthy_replicas:
-            raise Unsafe(f"switchover to an unhealthy replica: {action.describe}")
+        # Patroni refuses a switchover to an unhealthy candidate (the plan may pick one from
+        # a stale /cluster); what must never happen is that one succeeds.
+        done = action in cycle.outcome.done
+        if isinstance(action, Switchover) and done and action.candidate not in t.healthy_replicas:
+            raise Unsafe(f"switched over to an unhealthy replica: {action.describe}")

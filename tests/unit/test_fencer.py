@@ -4,6 +4,7 @@ off and releases its leader key only when every guard of fence_decision.decide a
 from __future__ import annotations
 
 import pytest
+from structlog.testing import capture_logs
 
 from pgha_operator.core.services import ServiceState
 from pgha_operator.shell.fencer import Fencer
@@ -28,6 +29,12 @@ def probe_until_decided(fencer: Fencer, limit: int = 10):  # noqa: ANN201
         if decision is not None:
             return decision
     raise AssertionError("the fencer never decided")
+
+
+@pytest.fixture(autouse=True)
+def _logs():  # noqa: ANN202 - the fencer logs each decision; structlog may hold a closed stderr
+    with capture_logs() as logs:
+        yield logs
 
 
 @pytest.fixture

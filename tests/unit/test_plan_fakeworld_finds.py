@@ -15,6 +15,7 @@ from dataclasses import replace
 
 from pgha_operator.core.actions import (
     DestroyMachine,
+    PromoteEtcdMember,
     ReloadService,
     RemovePath,
     RestartService,
@@ -192,3 +193,29 @@ def test_etcd_scaled_down_to_a_member_that_lost_its_data_converges() -> None:
     converge(world, desired, 40)
     assert [m.name for m in world.etcd.members] == ["etcd1"]
     assert sorted(world.machines) == sorted(m.name for m in desired.topology.machines)
+
+
+# 8. A learner's promotion planned without an etcd quorum failed every cycle ("no leader"),
+#    first in the plan, so the starts of the dead voters after it never ran.
+def test_no_promotion_without_a_quorum_and_the_dead_voters_start() -> None:
+    desired = FakeWorld.for_cluster(manifest(etcd=5)).desired()
+    observed = converged(FakeWorld.for_cluster(manifest(etcd=3)).desired())
+    learner = replace(
+        observed.etcd.members[0],
+        id="44",
+        name="etcd4",
+        peer_urls=(desired.topology.etcd_peer_url("etcd4"),),
+        is_learner=True,
+    )
+    etcd = replace(
+        observed.etcd,
+        members=(*observed.etcd.members, learner),
+        healthy=frozenset({"etcd3", "etcd4"}),
+    )
+    services = {**observed.services, ("etcd4", "etcd"): ServiceState.RUNNING}
+    services[("etcd1", "etcd")] = ServiceState.FAILED
+    services[("etcd2", "etcd")] = ServiceState.FAILED
+    actions = plan(desired, replace(observed, etcd=etcd, services=services)).actions
+    assert not [a for a in actions if isinstance(a, PromoteEtcdMember)]
+    starts = [a.machine for a in actions if isinstance(a, StartService) and a.service == "etcd"]
+    assert starts[:2] == ["etcd1", "etcd2"]

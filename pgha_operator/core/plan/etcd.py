@@ -69,6 +69,10 @@ def etcd_membership(desired: Desired, observed: Observed) -> Membership:
                 steps.append(RemovePath(name, path, "stale data of a former member"))
             steps.append(_start_learner(desired, observed, name))
             return Membership(tuple(steps), frozenset({name}), True)
+        if not etcd_has_quorum(observed):
+            # A promotion cannot commit: tried anyway, it fails every cycle and starves the
+            # starts planned after it, which are what bring the quorum back.
+            return _refuse(f"an etcd quorum before promoting {name}", frozenset({name}))
         return Membership((PromoteEtcdMember(name, m.id),), frozenset({name}), True)
 
     for name in topo.etcd:
