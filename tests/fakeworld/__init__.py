@@ -1,9 +1,9 @@
 """An in-memory world for the operator's real loop (docs/architecture.md, "The fake world").
 
-    world = FakeWorld.for_cluster(cluster)          # empty: no machines yet
-    world = converged_world(cluster)                # built by the operator itself
-    observe(desired, world.provider, world.secrets, clients=world.clients())
-    world.tick()                                    # one cycle of time passes
+world = FakeWorld.for_cluster(cluster)          # empty: no machines yet
+world = converged_world(cluster)                # built by the operator itself
+observe(desired, world.provider, world.secrets, clients=world.clients())
+world.tick()                                    # one cycle of time passes
 """
 
 from __future__ import annotations

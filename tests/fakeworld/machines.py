@@ -150,6 +150,9 @@ class FakeHost:
         elif argv[0] == self.world.binaries.haproxy and "-c" in argv:
             text = m.files.get(argv[-1], b"").decode()
             code, err = (0, "") if "backend primary" in text else (1, "[ALERT] no backend")
+        elif argv[0] == "tail" and argv[-1] in m.files:
+            lines = m.files[argv[-1]].decode().splitlines(keepends=True)
+            code, out, err = 0, "".join(lines[-int(argv[2]) :]), ""
         elif list(argv[:2]) == ["systemctl", "is-active"]:
             code, out, err = 0, self.service(argv[2].removeprefix("pgha-")).state() + "\n", ""
         result = CommandResult(tuple(argv), code, out, err)

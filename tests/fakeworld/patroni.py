@@ -46,6 +46,13 @@ RESTART_PARAMS = frozenset(
     }
 )
 BUSY = ("initializing new cluster", "creating replica", "starting")
+# What Patroni 4.1 logs when pg_rewind fails (tests/unit/fixtures/start_failed_*.log).
+REWIND_FAILED_LOG = """\
+2026-11-28 04:53:30,330 INFO: pg_rewind exit code=1
+pg_rewind: servers diverged at WAL location 0/3000000 on timeline 1
+pg_rewind: error: could not find previous WAL record at 0/2000100
+2026-11-28 04:53:30,332 ERROR: Failed to rewind from healthy primary: {leader}
+"""
 
 
 @dataclass
@@ -250,8 +257,15 @@ class PatroniModel:
         n.role, n.lag = "replica", 0
         if self.world.faults.hit("rewind_fails", f"rejoin of {n.name}"):
             n.state = "start failed"  # pg_rewind failed: Patroni will not wipe it alone
+            self._log(n, REWIND_FAILED_LOG.format(leader=self.leader))
         else:
             n.state, n.countdown = "starting", 1
+
+    def _log(self, n: Node, text: str) -> None:
+        """Patroni's log, where the local supervisor keeps it (PostgreSQL's lines too)."""
+        m = self.world.machines[n.machine]
+        path = f"{self.world.layout.log_dir}/patroni.log"
+        m.files[path] = m.files.get(path, b"") + text.encode()
 
     def _finish(self, m: FakeMachine, n: Node) -> None:
         leader = self.node(self.leader) if self.leader else None
