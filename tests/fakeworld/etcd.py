@@ -121,12 +121,11 @@ class EtcdModel:
         peer = str(cfg.get("initial-advertise-peer-urls", ""))
         data = m.files.get(f"{self._data_dir(proc)}/{MEMBER_FILE}")
         if data is not None:
-            if self.member(data.decode()) is None:
-                proc.state = (
-                    ServiceState.FAILED
-                )  # its data names a member the cluster no longer has
+            own = self.member(data.decode())
+            if own is None:  # its data names a member the cluster no longer has
+                proc.state = ServiceState.FAILED
             else:
-                self._become(m, proc, self.member(data.decode()))  # type: ignore[arg-type]
+                self._become(m, proc, own)
             return
         known = next((x for x in self.members if x.peer_url == peer), None)
         unstarted = known if known is not None and not known.name else None

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from pgha_operator.core import conditions as cond
+from pgha_operator.core.actions import Action
 from pgha_operator.core.facts.observed import Observed
 from pgha_operator.core.plan import Desired, Plan, plan
 from pgha_operator.shell.execute import Env, Outcome, execute
@@ -20,7 +21,7 @@ class Cycle:
     observed: Observed
     plan: Plan
     outcome: Outcome
-    attempted: tuple = ()  # the actions execute started: done, plus the one that failed
+    attempted: tuple[Action, ...] = ()  # what execute started: done, and the one that failed
 
     phase: str = ""  # the status phase the controller would report
 
@@ -57,7 +58,7 @@ def run_cycle(
     the_plan = plan(desired, observed)
     if before_execute:
         before_execute(world, observed, the_plan)
-    attempted: list = []
+    attempted: list[Action] = []
     outcome = Outcome()
     actions = the_plan.actions
     if actions and world.faults.hit("operator_dies", f"during {the_plan.decision}"):

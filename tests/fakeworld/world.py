@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from pgha_operator.core import topology
 from pgha_operator.core.desired import build_desired
@@ -25,6 +26,9 @@ from tests.fakeworld.faults import Faults
 from tests.fakeworld.machines import FakeMachine, FakeProvider, Proc, fhs_layout
 from tests.fakeworld.patroni import PatroniModel
 from tests.fakeworld.patroni_api import PatroniApi
+
+if TYPE_CHECKING:
+    from tests.fakeworld.clients import FakeClients
 
 SECRETS = Secrets(
     superuser_password="fake-superuser",
@@ -80,8 +84,8 @@ class FakeWorld:
         )
         return desired
 
-    def clients(self):  # noqa: ANN201 - tests.fakeworld.clients.FakeClients (import cycle)
-        from tests.fakeworld.clients import FakeClients
+    def clients(self) -> FakeClients:
+        from tests.fakeworld.clients import FakeClients  # it imports this module
 
         return FakeClients(self)
 

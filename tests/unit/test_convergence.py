@@ -12,7 +12,8 @@ import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-from pgha_operator.core.plan import Desired
+from pgha_operator.core.facts.observed import Observed
+from pgha_operator.core.plan import Desired, Plan
 from pgha_operator.core.render import ADMIN_USER
 from tests.fakeworld.drift import Drift, manifest
 from tests.fakeworld.faults import KINDS, Faults
@@ -71,7 +72,7 @@ def reconcile(
     guard = guard or Guard()
     start = world.time
 
-    def before(w: FakeWorld, observed, the_plan) -> None:  # noqa: ANN001 - callback
+    def before(w: FakeWorld, observed: Observed, the_plan: Plan) -> None:
         w.faults.active = w.time - start < FAULT_CYCLES
         guard.before(w, observed, the_plan)
 

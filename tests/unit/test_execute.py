@@ -7,6 +7,7 @@ import json
 import pytest
 
 from pgha_operator.core.actions import (
+    Action,
     AddEtcdMember,
     CreateMachine,
     CreateRole,
@@ -41,8 +42,8 @@ def world() -> FakeWorld:
     return converged_demo().copy()
 
 
-def run(world: FakeWorld, *actions: object) -> Outcome:
-    return execute(list(actions), env_for(world, DESIRED))  # type: ignore[arg-type]
+def run(world: FakeWorld, *actions: Action) -> Outcome:
+    return execute(list(actions), env_for(world, DESIRED))
 
 
 def config(world: FakeWorld, machine: str, service: str) -> str:
@@ -168,7 +169,8 @@ def test_reinitialize_refuses_the_leader_and_clones_a_replica(world: FakeWorld) 
     outcome = run(world, Reinitialize("node1", "test"))
     assert isinstance(outcome.exception, ComponentError) and outcome.exception.status == 503
     assert run(world, Reinitialize("node2", "test")).error is None
-    assert world.patroni.node("node2").state == "creating replica"  # type: ignore[union-attr]
+    node = world.patroni.node("node2")
+    assert node is not None and node.state == "creating replica"
 
 
 def test_switchover_hands_the_leader_key_over(world: FakeWorld) -> None:

@@ -3,9 +3,12 @@ off and releases its leader key only when every guard of fence_decision.decide a
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 from structlog.testing import capture_logs
 
+from pgha_operator.core.fence_decision import FenceDecision
 from pgha_operator.core.services import ServiceState
 from pgha_operator.shell.fencer import Fencer
 from tests.fakeworld.drift import Drift, manifest
@@ -23,7 +26,7 @@ def fencer_for(world: FakeWorld, fencing: str = "auto") -> Fencer:
     return fencer
 
 
-def probe_until_decided(fencer: Fencer, limit: int = 10):  # noqa: ANN201
+def probe_until_decided(fencer: Fencer, limit: int = 10) -> FenceDecision:
     for _ in range(limit):
         decision = fencer.probe()
         if decision is not None:
@@ -32,7 +35,8 @@ def probe_until_decided(fencer: Fencer, limit: int = 10):  # noqa: ANN201
 
 
 @pytest.fixture(autouse=True)
-def _logs():  # noqa: ANN202 - the fencer logs each decision; structlog may hold a closed stderr
+def _logs() -> Iterator[list[dict[str, object]]]:
+    # The fencer logs each decision; structlog may still hold an earlier test's closed stderr.
     with capture_logs() as logs:
         yield logs
 
