@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from pgha_operator.core.facts.observed import Observed
 from pgha_operator.core.plan import Desired, Plan
 from pgha_operator.core.render import ADMIN_USER
+from tests.fakeworld import converged_world
 from tests.fakeworld.drift import Drift, manifest
 from tests.fakeworld.faults import KINDS, Faults
 from tests.fakeworld.loop import Cycle, Run, converge, run_cycle
@@ -119,6 +120,30 @@ def test_an_empty_world_converges_safely(variant: str, seed: int, fault_rate: fl
     world = FakeWorld.for_cluster(manifest(**VARIANTS[variant]), seed=seed, fault_rate=fault_rate)
     world.faults.kinds = REPAIRED_FAULTS
     desired = desired_for(variant)
+    reconcile(world, desired)
+    assert_truly_converged(world, desired)
+
+
+@cache
+def converged_variant(variant: str) -> FakeWorld:
+    return converged_world(manifest(**VARIANTS[variant]))
+
+
+@PROPERTY
+@given(
+    base=st.sampled_from(sorted(VARIANTS)),
+    target=st.sampled_from(sorted(VARIANTS)),
+    seed=st.integers(0, 2**16),
+    fault_rate=st.sampled_from(FAULT_RATES),
+)
+def test_any_manifest_change_converges_safely(
+    base: str, target: str, seed: int, fault_rate: float
+) -> None:
+    """From each variant's converged cluster to any other: scaling etcd 1 <-> 5, PostgreSQL
+    2 <-> 4, a restart-only parameter."""
+    world = converged_variant(base).copy()
+    world.faults = Faults(seed=seed, rate=fault_rate, kinds=REPAIRED_FAULTS)
+    desired = desired_for(target)
     reconcile(world, desired)
     assert_truly_converged(world, desired)
 
