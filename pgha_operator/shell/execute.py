@@ -160,7 +160,7 @@ def _write_file(action: WriteFile, env: Env) -> None:
 
 
 def service_ports(env: Env, machine: str, service: str) -> list[tuple[str, int]]:
-    address = env.topology.address(machine)
+    address = _address(env, machine)  # a leaving etcd voter is started too
     topo = env.topology
     if service == "etcd":
         return [(address, topo.etcd_client_port), (address, topo.etcd_peer_port)]

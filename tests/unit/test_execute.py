@@ -218,3 +218,13 @@ def test_execute_stops_after_a_barrier(world: FakeWorld) -> None:
     outcome = run(world, WaitFor("something"), StopService("haproxy", "haproxy", "after"))
     assert outcome.done == [WaitFor("something")]
     assert "haproxy" in world.machines["haproxy"].procs
+
+
+def test_ports_of_a_leaving_machine_are_its_own(world: FakeWorld) -> None:
+    """The plan starts etcd on a leaving voter; the local provider's port check must find
+    that machine's address (it raised KeyError: the machine is not in the topology)."""
+    from pgha_operator.shell.execute import service_ports
+
+    env = env_for(world, desired_for("etcd-2"))  # etcd2 and etcd3 are leaving
+    address = world.machines["etcd2"].address
+    assert service_ports(env, "etcd2", "etcd") == [(address, 2379), (address, 2380)]
