@@ -313,4 +313,13 @@ class PatroniModel:
         self.member_keys[n.name] = (info, KEY_TTL)
 
     def view(self) -> list[dict[str, Any]]:
-        return [copy.deepcopy(self.member_keys[k][0]) for k in sorted(self.member_keys)]
+        """/cluster: the member keys, the role of each taken from the leader key (as Patroni
+        does), the rest as the member last published it (stale for a dead node)."""
+        out = []
+        for name in sorted(self.member_keys):
+            info = copy.deepcopy(self.member_keys[name][0])
+            info["role"] = "leader" if name == self.leader else "replica"
+            if info["role"] == "leader":
+                info.pop("lag", None)
+            out.append(info)
+        return out

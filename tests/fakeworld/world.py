@@ -150,7 +150,7 @@ class FakeWorld:
         out = []
         for m, proc in self.running():
             definition = f"{self.layout.services_dir}/{proc.service}.json"
-            if m.files.get(proc.config_path) != proc.loaded:
+            if not _same_config(m.files.get(proc.config_path), proc.loaded):
                 out.append(StaleConfig(m.name, proc.service, proc.config_path))
             elif m.files.get(definition) != proc.definition:
                 out.append(StaleConfig(m.name, proc.service, definition))
@@ -161,3 +161,9 @@ class FakeWorld:
 
     def etcd_quorum(self) -> bool:
         return self.etcd.quorum()
+
+
+def _same_config(a: bytes | None, b: bytes | None) -> bool:
+    """Equal to the service that reads them: trailing blank lines mean nothing to YAML or
+    haproxy.cfg (the plan appends one while a reload is pending)."""
+    return (a or b"").rstrip() == (b or b"").rstrip() and (a is None) == (b is None)

@@ -6,7 +6,7 @@
 2. Reloads came after *all* writes: when a later write failed, a file already written was
    never reloaded (the next cycle sees it current), and its service ran the old config.
    Each reload now follows its own file.
-3.-7. below, at their tests.
+3.-8. below, at their tests.
 """
 
 from __future__ import annotations
@@ -80,10 +80,12 @@ def test_each_reload_follows_its_own_file() -> None:
     files = {**observed.files, **{(f.machine, f.path): "edited" for f in configs}}
     actions = plan(desired, replace(observed, files=files)).actions
     assert [(type(a), a.machine) for a in actions] == [
-        (WriteFile, configs[0].machine),
+        (WriteFile, configs[0].machine),  # with the reload pending
         (ReloadService, configs[0].machine),
+        (WriteFile, configs[0].machine),  # as rendered
         (WriteFile, configs[1].machine),
         (ReloadService, configs[1].machine),
+        (WriteFile, configs[1].machine),
     ]
 
 

@@ -9,6 +9,7 @@ membership, service starts, Patroni's DCS config, rolling restarts, roles. Safet
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 
 from pgha_operator.core.actions import (
     Action,
@@ -107,10 +108,11 @@ def plan(desired: Desired, observed: Observed) -> Plan:
     # Each reload right after its file: a later write that fails must not strand a file
     # already written without its reload (the next cycle sees the file current).
     for write, reader in writes:
-        actions.append(write)
         reason = reloads.pop((write.machine, reader), None) if reader else None
         if reader and reason is not None:
-            actions.append(ReloadService(write.machine, reader, reason))
+            actions += _write_and_reload(write, reader, reason)
+        else:
+            actions.append(write)
     actions += _one_restart(held, held_reason, desired, observed, membership.busy)
     actions += leaving
     actions += membership.actions
@@ -124,6 +126,21 @@ def plan(desired: Desired, observed: Observed) -> Plan:
     ordered = [a for a in actions if not isinstance(a, WaitFor)]
     ordered += [a for a in actions if isinstance(a, WaitFor)][:1]
     return Plan(tuple(ordered), _decision(ordered))
+
+
+# Appended to a file while its reader's reload is pending: a no-op to YAML and haproxy.cfg.
+RELOAD_PENDING = "\n"
+
+
+def _write_and_reload(write: WriteFile, reader: str, reason: str) -> list[Action]:
+    """Write, reload, write again: the first write carries RELOAD_PENDING, so until the
+    reload is done the file differs from the rendered one and the next cycle plans the
+    reload again. Otherwise a reload lost after its write (the call failed, the operator
+    died) would never be retried: the file looks current, the service runs the old one."""
+    pending = replace(
+        write, content=write.content + RELOAD_PENDING, reason=f"{write.reason}, reload pending"
+    )
+    return [pending, ReloadService(write.machine, reader, reason), write]
 
 
 def _running(observed: Observed, machine: str, service: str) -> bool:
