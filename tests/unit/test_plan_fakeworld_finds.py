@@ -6,7 +6,7 @@
 2. Reloads came after *all* writes: when a later write failed, a file already written was
    never reloaded (the next cycle sees it current), and its service ran the old config.
    Each reload now follows its own file.
-3.-8. below, at their tests.
+3.-9. below, at their tests.
 """
 
 from __future__ import annotations
@@ -221,3 +221,33 @@ def test_no_promotion_without_a_quorum_and_the_dead_voters_start() -> None:
     assert not [a for a in actions if isinstance(a, PromoteEtcdMember)]
     starts = [a.machine for a in actions if isinstance(a, StartService) and a.service == "etcd"]
     assert starts[:2] == ["etcd1", "etcd2"]
+
+
+# 9. A changed Patroni definition restarted the primary at once when no replica of the
+#    manifest could take over (the one streaming was leaving, the other was down), where
+#    the rolling restart waits: a write outage that waiting a cycle avoids.
+def test_the_primary_waits_for_a_replica_before_its_patroni_restarts() -> None:
+    desired = FakeWorld.for_cluster(manifest(postgres=2)).desired()
+    observed = converged(FakeWorld.for_cluster(manifest(postgres=3)).desired())
+    definition = next(f for f in desired.files if f.machine == "node1" and f.defines == "patroni")
+    files = {**observed.files, (definition.machine, definition.path): "old"}
+    services = {**observed.services, ("node2", "patroni"): ServiceState.FAILED}
+    members = tuple(
+        replace(m, state="stopped", lag_bytes=None) if m.name == "node2" else m
+        for m in observed.patroni.members
+    )
+    patroni = replace(observed.patroni, members=members)
+    observed = replace(observed, files=files, services=services, patroni=patroni)
+    actions = plan(desired, observed).actions
+    assert not [a for a in actions if isinstance(a, RestartService | Switchover)]
+    assert any(isinstance(a, WaitFor) and "take over" in a.what for a in actions)
+    assert StartService("node2", "patroni") in actions
+
+
+def test_a_single_node_restarts_its_patroni_without_a_replica() -> None:
+    desired = FakeWorld.for_cluster(manifest(postgres=1)).desired()
+    observed = converged(desired)
+    definition = next(f for f in desired.files if f.machine == "node1" and f.defines == "patroni")
+    files = {**observed.files, (definition.machine, definition.path): "old"}
+    actions = plan(desired, replace(observed, files=files)).actions
+    assert RestartService("node1", "patroni", "its definition changed") in actions

@@ -169,6 +169,11 @@ def _one_restart(
         candidate = switchover_candidate(desired, observed, machine)
         if candidate is not None:
             return [Switchover(machine, candidate, f"before restarting Patroni on {machine}")]
+        if len(desired.topology.postgres) > 1:
+            # As the rolling restart does: a replica of the manifest takes over first.
+            return [
+                WaitFor(f"a healthy replica to take over before restarting Patroni on {machine}")
+            ]
     return [
         *held[(machine, service)],
         RestartService(machine, service, reasons[(machine, service)]),
