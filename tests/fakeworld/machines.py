@@ -14,11 +14,17 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 from pgha_operator.core.facts.observed import MachineFact
-from pgha_operator.core.fence_decision import MachineState
+from pgha_operator.core.facts.types import MachineState
 from pgha_operator.core.render import Binaries
 from pgha_operator.core.services import ServiceState
 from pgha_operator.core.topology import Layout, Machine, layout
 from pgha_operator.shell.hosts.base import CommandResult, HostError
+from pgha_operator.shell.providers.base import (
+    Fencing,
+    FencingByCapability,
+    Freezing,
+    MachineStates,
+)
 
 if TYPE_CHECKING:
     from tests.fakeworld.world import FakeWorld
@@ -182,13 +188,13 @@ class FakeHost:
         return FakeService(self.world, self.name, name)
 
 
-class FakeProvider:
-    """Machines come and go in memory; every one has the FHS layout on its own file system."""
+class FakeProvider(FencingByCapability, Fencing, MachineStates, Freezing):
+    """Machines come and go in memory; every one has the FHS layout on its own file system.
+    Capabilities as the local provider's: power, its own view of a machine, pausing."""
 
     kind = "fake"
     service_manager: Literal["local", "systemd"] = "local"
     service_user: str | None = SERVICE_USER
-    can_fence = True
 
     def __init__(self, world: FakeWorld) -> None:
         self.world = world
@@ -232,6 +238,12 @@ class FakeProvider:
             if proc.state == ServiceState.RUNNING:
                 self.world.on_stop(name, proc, graceful=False)
         m.procs.clear()
+
+    def freeze(self, name: str) -> None:
+        self.world.machines[name].frozen = True
+
+    def thaw(self, name: str) -> None:
+        self.world.machines[name].frozen = False
 
     def machine_state(self, name: str) -> MachineState:
         """As the local provider sees it: no process is DEAD, stopped ones FROZEN; a Patroni

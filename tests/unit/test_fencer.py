@@ -58,7 +58,7 @@ def test_a_live_primary_is_never_fenced(world: FakeWorld) -> None:
 
 def test_a_frozen_primary_is_powered_off_and_its_key_released(world: FakeWorld) -> None:
     fencer = fencer_for(world)
-    world.machines["node1"].frozen = True
+    world.provider.freeze("node1")
     assert fencer.probe() is None and fencer.holding() == frozenset({"node1"})
     decision = probe_until_decided(fencer)
     assert decision.fence, decision.reason
@@ -81,7 +81,7 @@ def test_a_primary_whose_patroni_died_is_not_fenced(world: FakeWorld) -> None:
 
 def test_no_fence_without_an_etcd_quorum(world: FakeWorld) -> None:
     fencer = fencer_for(world)
-    world.machines["node1"].frozen = True
+    world.provider.freeze("node1")
     for name in ("etcd1", "etcd2"):
         world.machines[name].procs["etcd"].state = ServiceState.FAILED
     decision = probe_until_decided(fencer)
@@ -91,7 +91,7 @@ def test_no_fence_without_an_etcd_quorum(world: FakeWorld) -> None:
 
 def test_no_fence_when_fencing_is_off(world: FakeWorld) -> None:
     fencer = fencer_for(world, fencing="off")
-    world.machines["node1"].frozen = True
+    world.provider.freeze("node1")
     decision = probe_until_decided(fencer)
     assert not decision.fence and "fencing is off" in decision.reason
     assert world.machines["node1"].powered
@@ -103,7 +103,7 @@ def test_no_fence_without_a_healthy_replica(world: FakeWorld) -> None:
             node.lag = 64 << 20  # far behind: no candidate within maximum_lag_on_failover
     world.tick()
     fencer = fencer_for(world)
-    world.machines["node1"].frozen = True
+    world.provider.freeze("node1")
     decision = probe_until_decided(fencer)
     assert not decision.fence and "no healthy replica" in decision.reason
     assert world.machines["node1"].powered
