@@ -71,6 +71,11 @@ def etcd_membership(desired: Desired, observed: Observed) -> Membership:
         if lost and observed.service(name, "etcd") != ServiceState.RUNNING:
             return _replace(name, m, voters, facts.healthy)
 
+    dead_extra = [m for m in extra if m.name not in facts.healthy]
+    if dead_extra:
+        # etcd's own advice: remove a failed member before adding its replacement.
+        return _remove_extra(dead_extra[0], voters, extra, observed)
+
     missing = [n for n in topo.etcd if n not in member_of]
     # Not yet members: never started from the steady-state ("new" cluster) config.
     joining = frozenset(missing)
@@ -91,16 +96,31 @@ def etcd_membership(desired: Desired, observed: Observed) -> Membership:
         return Membership(tuple(steps), joining, True)
 
     if extra:
-        m = extra[0]
-        label = m.name or m.id
-        if down:
-            return _refuse(
-                f"refusing to remove etcd member {label} while {', '.join(down)} is down"
-            )
-        if not m.is_learner and len(voters) <= 1:
-            return _refuse(f"refusing to remove {label}: it is the last voting member")
-        return Membership((RemoveEtcdMember(label, m.id, "not in the manifest"),), busy=True)
+        return _remove_extra(extra[0], voters, extra, observed)
     return Membership()
+
+
+def _remove_extra(
+    member: EtcdMember, voters: list[EtcdMember], extra: list[EtcdMember], observed: Observed
+) -> Membership:
+    """Rule 2 for a member outside the manifest. The member itself may be dead (that is often
+    why it goes), so it is not asked to be healthy; the manifest's voters must be, the voters
+    as they are must have a quorum (or etcd cannot commit the change) and the voters left
+    after it must keep one."""
+    label = member.name or member.id
+    healthy = observed.etcd.healthy
+    leaving = {m.id for m in extra}
+    staying = [v for v in voters if v.id not in leaving]
+    down = sorted(v.name or v.id for v in staying if v.name not in healthy)
+    if down:
+        return _refuse(f"refusing to remove etcd member {label} while {', '.join(down)} is down")
+    rest = [v for v in voters if v.id != member.id]
+    if not member.is_learner and not rest:
+        return _refuse(f"refusing to remove {label}: it is the last voting member")
+    alive = [v for v in rest if v.name in healthy]
+    if not etcd_has_quorum(observed) or len(alive) * 2 <= len(rest):
+        return _refuse(f"refusing to remove {label}: etcd has no quorum to commit the removal")
+    return Membership((RemoveEtcdMember(label, member.id, "not in the manifest"),), busy=True)
 
 
 def _replace(
