@@ -4,6 +4,10 @@
   "a voter down" and block its own removal forever).
 - A replica PostgreSQL cannot start for a configuration cause is NOT reinitialised (its
   data stays), and the status says Degraded with the log line that explains it.
+- A replica whose timeline diverged from the primary's IS reinitialised, and the
+  operator's count of attempts is forgotten once it streams again.
+
+PGHA_CAPTURE=DIR copies each stuck replica's Patroni log tail there (fixtures of the parser).
 
 The tests share one cluster and run in file order.
 """
@@ -15,7 +19,7 @@ import shutil
 import signal
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -113,23 +117,43 @@ def test_a_leaving_etcd_member_whose_process_is_dead_is_removed(live: Live) -> N
     assert {m["name"] for m in live.status()["machines"]} == {"etcd1", "node1", "node2", "haproxy1"}
 
 
-def test_a_replica_with_a_config_error_is_not_reinitialised(live: Live) -> None:
+def capture(live: Live, replica: str, name: str) -> None:
+    target = os.environ.get("PGHA_CAPTURE")
+    if target:
+        log = live.state / "machines" / replica / "var" / "log" / "pgha" / "patroni.log"
+        lines = log.read_text().splitlines()[-60:]
+        Path(target, name).write_text("\n".join(lines) + "\n")
+
+
+def stuck_replica(live: Live, damage: Callable[[Path], None]) -> tuple[str, Path]:
+    """Damage a replica's data dir, kill its postmaster: Patroni's restart fails."""
     members = {m["name"]: m for m in live.status()["postgres"]["members"]}
     replica = next(n for n, m in members.items() if m["role"] != "primary")
     data = live.state / "machines" / replica / "pg" / "data"
     # A reinit clones the primary into an empty data directory: this file would go.
     marker = data / "pgha-test-marker"
     marker.write_text("left alone\n")
-    auto_conf = data / "postgresql.auto.conf"
-    original = auto_conf.read_text()
-    auto_conf.write_text(original + "shared_buffers = 'lots'\n")
+    damage(data)
+    pid = postmaster_pid(live.state, replica)
+    assert pid is not None
+    os.kill(pid, signal.SIGKILL)
+    return replica, marker
+
+
+def test_a_replica_with_a_config_error_is_not_reinitialised(live: Live) -> None:
+    original: dict[str, str] = {}
+
+    def bad_setting(data: Path) -> None:
+        auto_conf = data / "postgresql.auto.conf"
+        original["text"] = auto_conf.read_text()
+        auto_conf.write_text(original["text"] + "shared_buffers = 'lots'\n")
+
     operator = Operator(live.manifest, live.state)
     try:
-        pid = postmaster_pid(live.state, replica)
-        assert pid is not None
-        os.kill(pid, signal.SIGKILL)  # Patroni restarts it, and PostgreSQL refuses the file
+        replica, marker = stuck_replica(live, bad_setting)
+        auto_conf = marker.parent / "postgresql.auto.conf"
 
-        def degraded_with_reason() -> bool:
+        def degraded_with_reason() -> str | bool:
             s = live.status()
             reason = next(c for c in s["conditions"] if c["type"] == "PatroniConverged")["reason"]
             return s["phase"] == "Degraded" and "config error" in reason and reason
@@ -139,10 +163,11 @@ def test_a_replica_with_a_config_error_is_not_reinitialised(live: Live) -> None:
             "contains errors" in reason
         ), reason
         time.sleep(10)  # several cycles of a running operator: still nothing wiped
+        capture(live, replica, "start_failed_patroni_config_error.log")
         assert marker.exists(), f"{replica} was reinitialised:\n{operator.output()}"
         assert "reinitialize" not in operator.output()
         # The cause removed, Patroni starts it by itself; the operator sees it converge.
-        auto_conf.write_text(original)
+        auto_conf.write_text(original["text"])
         wait_for(
             f"{replica} streaming again",
             lambda: live.status()["phase"] == "Converged",
@@ -151,5 +176,26 @@ def test_a_replica_with_a_config_error_is_not_reinitialised(live: Live) -> None:
         assert marker.exists()
     finally:
         operator.stop()
-        if marker.exists():
-            marker.unlink()
+    marker.unlink()
+
+
+def test_a_diverged_replica_is_reinitialised(live: Live) -> None:
+    def diverge(data: Path) -> None:
+        # A timeline 2 that forked off timeline 1 before this replica's last checkpoint, as
+        # a primary promoted elsewhere would have written it: at its next start PostgreSQL
+        # follows the newest timeline (recovery_target_timeline 'latest') and refuses.
+        history = data / "pg_wal" / "00000002.history"
+        history.write_text("1\t0/1000000\tno recovery target specified\n")
+        shutil.chown(history, "postgres", "postgres")
+
+    operator = Operator(live.manifest, live.state)
+    try:
+        replica, marker = stuck_replica(live, diverge)
+        wait_for(f"{replica} reinitialised", lambda: not marker.exists(), timeout=120)
+        wait_for("converged again", lambda: live.status()["phase"] == "Converged", timeout=180)
+        assert f"reinitialize {replica} from the primary (diverged timeline" in operator.output()
+        capture(live, replica, "start_failed_patroni_diverged.log")
+        # Streaming again: the attempt no longer counts against the cap.
+        wait_for("history forgotten", lambda: not (live.state / "reinit.json").exists())
+    finally:
+        operator.stop()
