@@ -117,18 +117,25 @@ def test_a_leaving_etcd_member_whose_process_is_dead_is_removed(live: Live) -> N
     assert {m["name"] for m in live.status()["machines"]} == {"etcd1", "node1", "node2", "haproxy1"}
 
 
-def capture(live: Live, replica: str, name: str) -> None:
+def patroni_log(live: Live, replica: str) -> Path:
+    return live.state / "machines" / replica / "var" / "log" / "pgha" / "patroni.log"
+
+
+def capture(live: Live, replica: str, name: str, since: int) -> None:
+    """What the replica's Patroni logged from `since` (a byte offset) on, when asked to."""
     target = os.environ.get("PGHA_CAPTURE")
     if target:
-        log = live.state / "machines" / replica / "var" / "log" / "pgha" / "patroni.log"
-        lines = log.read_text().splitlines()[-60:]
-        Path(target, name).write_text("\n".join(lines) + "\n")
+        with open(patroni_log(live, replica), "rb") as f:
+            f.seek(since)
+            Path(target, name).write_bytes(f.read())
 
 
-def stuck_replica(live: Live, damage: Callable[[Path], None]) -> tuple[str, Path]:
-    """Damage a replica's data dir, kill its postmaster: Patroni's restart fails."""
+def stuck_replica(live: Live, damage: Callable[[Path], None]) -> tuple[str, Path, int]:
+    """Damage a replica's data dir, kill its postmaster: Patroni's restart fails. Returns
+    the replica, a marker file in its data dir and the size of its log before."""
     members = {m["name"]: m for m in live.status()["postgres"]["members"]}
     replica = next(n for n, m in members.items() if m["role"] != "primary")
+    log_size = patroni_log(live, replica).stat().st_size
     data = live.state / "machines" / replica / "pg" / "data"
     # A reinit clones the primary into an empty data directory: this file would go.
     marker = data / "pgha-test-marker"
@@ -137,7 +144,7 @@ def stuck_replica(live: Live, damage: Callable[[Path], None]) -> tuple[str, Path
     pid = postmaster_pid(live.state, replica)
     assert pid is not None
     os.kill(pid, signal.SIGKILL)
-    return replica, marker
+    return replica, marker, log_size
 
 
 def test_a_replica_with_a_config_error_is_not_reinitialised(live: Live) -> None:
@@ -150,7 +157,7 @@ def test_a_replica_with_a_config_error_is_not_reinitialised(live: Live) -> None:
 
     operator = Operator(live.manifest, live.state)
     try:
-        replica, marker = stuck_replica(live, bad_setting)
+        replica, marker, log_size = stuck_replica(live, bad_setting)
         auto_conf = marker.parent / "postgresql.auto.conf"
 
         def degraded_with_reason() -> str | bool:
@@ -163,7 +170,7 @@ def test_a_replica_with_a_config_error_is_not_reinitialised(live: Live) -> None:
             "contains errors" in reason
         ), reason
         time.sleep(10)  # several cycles of a running operator: still nothing wiped
-        capture(live, replica, "start_failed_patroni_config_error.log")
+        capture(live, replica, "start_failed_patroni_config_error.log", log_size)
         assert marker.exists(), f"{replica} was reinitialised:\n{operator.output()}"
         assert "reinitialize" not in operator.output()
         # The cause removed, Patroni starts it by itself; the operator sees it converge.
@@ -190,11 +197,11 @@ def test_a_diverged_replica_is_reinitialised(live: Live) -> None:
 
     operator = Operator(live.manifest, live.state)
     try:
-        replica, marker = stuck_replica(live, diverge)
+        replica, marker, log_size = stuck_replica(live, diverge)
         wait_for(f"{replica} reinitialised", lambda: not marker.exists(), timeout=120)
         wait_for("converged again", lambda: live.status()["phase"] == "Converged", timeout=180)
         assert f"reinitialize {replica} from the primary (diverged timeline" in operator.output()
-        capture(live, replica, "start_failed_patroni_diverged.log")
+        capture(live, replica, "start_failed_patroni_diverged.log", log_size)
         # Streaming again: the attempt no longer counts against the cap.
         wait_for("history forgotten", lambda: not (live.state / "reinit.json").exists())
     finally:
