@@ -50,6 +50,11 @@ def fixture(name: str) -> str:
             'FATAL: configuration file "/tmp/hf-pg/a/postgresql.auto.conf" contains errors',
         ),
         (
+            "start_failed_pg_insufficient_settings.log",
+            Cause.CONFIG_ERROR,
+            "FATAL: recovery aborted because of insufficient parameter settings",
+        ),
+        (
             "start_failed_pg_data_dir_permissions.log",
             Cause.CONFIG_ERROR,
             'FATAL: data directory "/tmp/hf-pg/a" has invalid permissions',

@@ -48,7 +48,7 @@ _PATTERNS: tuple[tuple[Cause, re.Pattern[str]], ...] = tuple(
         (Cause.CONFIG_ERROR, r"data directory \".*\" has invalid permissions"),
         (Cause.CONFIG_ERROR, r"could not map anonymous shared memory"),
         (Cause.CONFIG_ERROR, r"could not create any TCP/IP sockets"),
-        (Cause.CONFIG_ERROR, r"insufficient (parameter settings|.*because)"),
+        (Cause.CONFIG_ERROR, r"insufficient parameter settings"),  # below the primary's
     )
 )
 # Any other line that explains a failed start, kept as the reason of an unknown cause.
