@@ -248,15 +248,16 @@ class Controller:
         permanent = False
         if act:
             self._save_last_applied()
+        done: list[Action] = []
         if act and the_plan.actions:
             outcome = execute(the_plan.actions, self.env(desired), self.progress)
+            done = outcome.done
             for action in outcome.done:
                 self._event(action.describe)
             if outcome.error:
                 error = outcome.error
                 permanent = isinstance(outcome.exception, PermanentError)
         if act:  # count reinitialisations just done; forget members healthy again
-            done = outcome.done if the_plan.actions else []
             reinit_history.update(self.state_dir, observed, done, time.time())
         if self.fencer:
             self.fencer.update(desired, observed)
