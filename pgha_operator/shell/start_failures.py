@@ -16,7 +16,7 @@ from pgha_operator.core.render.services import unit_name
 from pgha_operator.shell.hosts.base import HostError
 from pgha_operator.shell.providers.base import Provider
 
-TAIL_LINES = 300  # a failed start retried every loop writes ~10 lines
+TAIL_LINES = 500  # Patroni retries a failed start every few s, ~120 lines per attempt
 
 
 def log_tail_command(provider: Provider, machine: str) -> list[str]:

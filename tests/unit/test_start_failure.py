@@ -19,6 +19,17 @@ def fixture(name: str) -> str:
     ("name", "cause", "reason"),
     [
         (
+            "start_failed_patroni_diverged.log",
+            Cause.DIVERGED_TIMELINE,
+            "FATAL: requested timeline 2 is not a child of this server's history",
+        ),
+        (
+            "start_failed_patroni_config_error.log",
+            Cause.CONFIG_ERROR,
+            'FATAL: configuration file "/tmp/pgha-test-nbvpj9dy/state/machines/node2/pg/data/'
+            'postgresql.auto.conf" contains errors',
+        ),
+        (
             "start_failed_pg_timeline_not_child.log",
             Cause.DIVERGED_TIMELINE,
             "FATAL: requested timeline 2 is not a child of this server's history",

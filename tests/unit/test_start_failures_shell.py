@@ -56,7 +56,7 @@ FACTS = PatroniFacts(
 
 def test_local_machines_tail_the_supervisor_log_and_systemd_the_journal() -> None:
     assert log_tail_command(FakeProvider("local"), "node2") == [  # type: ignore[arg-type]
-        "tail", "-n", "300", "/srv/pgha/demo/machines/node2/var/log/pgha/patroni.log",
+        "tail", "-n", "500", "/srv/pgha/demo/machines/node2/var/log/pgha/patroni.log",
     ]  # fmt: skip
     assert log_tail_command(FakeProvider("systemd"), "node2")[:3] == [  # type: ignore[arg-type]
         "journalctl", "-u", "pgha-patroni.service",
