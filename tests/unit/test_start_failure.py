@@ -109,6 +109,14 @@ def test_the_newest_cause_wins_over_an_older_incident() -> None:
             "2026-11-28 04:53:26.239 UTC [9] LOG:  database system is shut down\n",
             "FATAL: could not write lock file: No space left",
         ),
+        (
+            '2026-11-28 05:04:52.000 UTC [7] FATAL:  could not open file "global/pg_control"\n'
+            "2026-11-28 05:04:52.496 UTC [31731] FATAL:  the database system is starting up\n"
+            "2026-11-28 05:27:17.904 UTC [21393] FATAL:  terminating connection due to "
+            "unexpected postmaster exit\n"
+            "2026-11-28 05:27:17,947 ERROR: get_postgresql_status\n",
+            'FATAL: could not open file "global/pg_control"',
+        ),
     ],
 )
 def test_anything_else_is_unknown_and_never_reinitialised(tail: str, reason: str) -> None:

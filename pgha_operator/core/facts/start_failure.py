@@ -51,8 +51,10 @@ _PATTERNS: tuple[tuple[Cause, re.Pattern[str]], ...] = tuple(
         (Cause.CONFIG_ERROR, r"insufficient parameter settings"),  # below the primary's
     )
 )
-# Any other line that explains a failed start, kept as the reason of an unknown cause.
-_SEVERE = re.compile(r"\b(FATAL|PANIC):\s|\bERROR: |pg_ctl: ")
+# Any other PostgreSQL line that explains a failed start: the reason of an unknown cause.
+_SEVERE = re.compile(r"\b(FATAL|PANIC):\s")
+# ...except what clients are told while it starts or stops: an effect, not a cause.
+_NOISE = re.compile(r"the database system is (starting up|shutting down)|terminating connection")
 # "2026-11-28 04:53:26.238 UTC [24915] FATAL:  x" -> "FATAL: x"; likewise Patroni's
 # "2026-11-28 04:53:26,238 ERROR: x". The time and pid change on every retry; the reason
 # must not, or the status would change every cycle.
@@ -82,7 +84,10 @@ def parse_start_failure(log_tail: str) -> StartFailure:
         for cause, pattern in _PATTERNS:
             if pattern.search(line):
                 return StartFailure(cause, _reason(line))
-    severe = next((line for line in reversed(lines) if _SEVERE.search(line)), "")
+    severe = next(
+        (line for line in reversed(lines) if _SEVERE.search(line) and not _NOISE.search(line)),
+        "",
+    )
     return StartFailure(Cause.UNKNOWN, _reason(severe) or "no error in the log tail")
 
 
