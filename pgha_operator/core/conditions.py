@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from pgha_operator.core.facts.observed import Observed
 from pgha_operator.core.plan import Desired, Plan
+from pgha_operator.core.plan.reinit import REINIT_MAX_ATTEMPTS, STUCK_STATES, gave_up
 
 PRIMARY_BACKEND = "primary"
 REPLICAS_BACKEND = "replicas"
@@ -109,6 +110,8 @@ def _patroni(desired: Desired, observed: Observed) -> Condition:
         healthy_state = "running" if m.role == "primary" else "streaming"
         if m.state != healthy_state:
             problems.append(f"{name}{' (primary)' if m.role == 'primary' else ''} is {m.state}")
+            if m.state in STUCK_STATES:
+                problems[-1] += _stuck_reason(observed, name)
             if m.state in TRANSIENT_PATRONI_STATES:
                 transient.append(problems[-1])
         elif m.pending_restart:
@@ -120,6 +123,19 @@ def _patroni(desired: Desired, observed: Observed) -> Condition:
         reason = "; ".join(problems)
         return Condition("PatroniConverged", False, reason, transient=problems == transient)
     return Condition("PatroniConverged", True, "ok")
+
+
+def _stuck_reason(observed: Observed, name: str) -> str:
+    """Why a member cannot start, as read from its log, and what the operator does about it."""
+    failure = observed.start_failures.get(name)
+    if failure is None:
+        return " (cause unknown: its log could not be read)"
+    record = observed.reinits.get(name)
+    if not failure.reinit_fixes:
+        return f" ({failure.describe}; not reinitialised: a fresh copy would not fix it)"
+    if gave_up(record):
+        return f" ({failure.describe}; gave up after {REINIT_MAX_ATTEMPTS} reinitialisations)"
+    return f" ({failure.describe})"
 
 
 def _routing(desired: Desired, observed: Observed) -> Condition:

@@ -39,7 +39,7 @@ from pgha_operator.core.spec import (
     load,
 )
 from pgha_operator.core.status import build_status
-from pgha_operator.shell import teardown
+from pgha_operator.shell import reinit_history, teardown
 from pgha_operator.shell.down_marks import down_machines
 from pgha_operator.shell.execute import Env, execute
 from pgha_operator.shell.fencer import Fencer
@@ -231,7 +231,12 @@ class Controller:
 
     def observe(self, desired: Desired | None = None) -> tuple[Desired, Observed]:
         desired = desired or self.desired()
-        observed = observe(desired, self.provider, load_or_create(self.state_dir))
+        observed = observe(
+            desired,
+            self.provider,
+            load_or_create(self.state_dir),
+            reinits=reinit_history.load(self.state_dir),
+        )
         # Read after the services: a drill marks a machine down before it kills it.
         held = self.fencer.holding() if self.fencer else frozenset()
         return desired, replace(observed, down=down_machines(self.state_dir) | held)
@@ -243,13 +248,17 @@ class Controller:
         permanent = False
         if act:
             self._save_last_applied()
+        done: list[Action] = []
         if act and the_plan.actions:
             outcome = execute(the_plan.actions, self.env(desired), self.progress)
+            done = outcome.done
             for action in outcome.done:
                 self._event(action.describe)
             if outcome.error:
                 error = outcome.error
                 permanent = isinstance(outcome.exception, PermanentError)
+        if act:  # count reinitialisations just done; forget members healthy again
+            reinit_history.update(self.state_dir, observed, done, time.time())
         if self.fencer:
             self.fencer.update(desired, observed)
         conditions = cond.assess(desired, observed)

@@ -6,16 +6,19 @@ Component reads never raise for an unreachable component: they report it as a fa
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 
 from pgha_operator.core.facts.observed import MachineFact, Observed
+from pgha_operator.core.facts.reinit import ReinitRecord
 from pgha_operator.core.facts.types import PatroniFacts
 from pgha_operator.core.plan import Desired, content_hash
 from pgha_operator.core.render import ADMIN_USER, REST_USER, SUPERUSER, Secrets
 from pgha_operator.core.services import ServiceState
 from pgha_operator.shell.clients import REAL_CLIENTS, Clients, ComponentError
 from pgha_operator.shell.providers.base import Provider
+from pgha_operator.shell.start_failures import read_start_failures
 
 ALL_SERVICES = ("etcd", "patroni", "haproxy")
 ROLES_TIMEOUT = 2.0  # seconds to connect to the primary while observing
@@ -28,8 +31,10 @@ def observe(
     *,
     down: frozenset[str] = frozenset(),
     clients: Clients = REAL_CLIENTS,
+    reinits: Mapping[str, ReinitRecord] | None = None,
 ) -> Observed:
-    """`down`: machines the loop must not repair yet (a drill's marks, the fencer's hold)."""
+    """`down`: machines the loop must not repair yet (a drill's marks, the fencer's hold).
+    `reinits`: the operator's memory of its reinitialisations (shell/reinit_history.py)."""
     topo = desired.topology
     machines = {m.name: m for m in provider.machines()}
     # A stopped machine (nspawn, vagrant) is listed but cannot be asked anything.
@@ -73,6 +78,9 @@ def observe(
             roles=observe_roles(patroni_facts, secrets, clients),
             etcd_data=etcd_data,
             down=down,
+            start_failures=read_start_failures(provider, patroni_facts, up),
+            reinits=dict(reinits or {}),
+            now=time.time(),
         )
 
 

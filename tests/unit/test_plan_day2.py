@@ -194,18 +194,3 @@ def test_rolling_restart_replicas_then_switchover_then_old_primary() -> None:
     assert "before restarting node1" in second[0].describe
     third = plan(desired, pending({"node1"}, primary="node2")).actions
     assert kinds(third) == [RestartPostgres] and third[0].machine == "node1"
-
-
-def test_a_replica_stuck_in_start_failed_is_reinitialized() -> None:
-    from pgha_operator.core.actions import Reinitialize
-
-    desired = desired_for(DEMO)
-    observed = converged(desired)
-    members = tuple(
-        replace(m, state="start failed") if m.name == "node3" else m
-        for m in observed.patroni.members
-    )
-    stuck = replace(observed, patroni=replace(observed.patroni, members=members))
-    assert [a for a in plan(desired, stuck).actions if isinstance(a, Reinitialize)] == [
-        Reinitialize("node3", "it cannot rejoin on its own")
-    ]

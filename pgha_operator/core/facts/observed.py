@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from pgha_operator.core.facts.reinit import ReinitRecord
+from pgha_operator.core.facts.start_failure import StartFailure
 from pgha_operator.core.facts.types import EtcdFacts, HaproxyFacts, PatroniFacts
 from pgha_operator.core.services import ServiceState
 
@@ -34,6 +36,11 @@ class Observed:
     etcd_data: Mapping[str, bool] = field(default_factory=dict)
     # machines a drill marked down (a crash the operator must not repair yet): drill/marks.py
     down: frozenset[str] = frozenset()
+    # members Patroni reports `start failed` -> the cause read from their log tail
+    start_failures: Mapping[str, StartFailure] = field(default_factory=dict)
+    # the operator's own reinitialisations per member (its memory, from the state dir)
+    reinits: Mapping[str, ReinitRecord] = field(default_factory=dict)
+    now: float = 0.0  # Unix time of the observation: backoffs are measured against it
 
     def service(self, machine: str, name: str) -> ServiceState:
         return self.services.get((machine, name), ServiceState.STOPPED)

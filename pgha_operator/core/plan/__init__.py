@@ -27,11 +27,11 @@ from pgha_operator.core.facts.observed import Observed
 from pgha_operator.core.plan.etcd import etcd_has_quorum, etcd_membership
 from pgha_operator.core.plan.patroni import (
     config_patch,
-    reinitialize_stuck,
     removals,
     rolling_restart,
     switchover_candidate,
 )
+from pgha_operator.core.plan.reinit import reinitialize_stuck
 from pgha_operator.core.render import ADMIN_USER
 from pgha_operator.core.services import ServiceState
 

@@ -12,7 +12,6 @@ from pgha_operator.core.actions import (
     Action,
     DestroyMachine,
     PatchPatroniConfig,
-    Reinitialize,
     RestartPostgres,
     StopService,
     Switchover,
@@ -150,19 +149,3 @@ def rolling_restart(desired: Desired, observed: Observed) -> list[Action]:
 
 def _healthy(m: PatroniMember) -> bool:
     return m.state == "running" if m.role == "primary" else m.state == "streaming"
-
-
-STUCK_STATES = frozenset({"start failed"})  # Patroni does not leave these by itself
-
-
-def reinitialize_stuck(desired: Desired, observed: Observed) -> list[Action]:
-    """One stuck replica per cycle, and only while a healthy primary exists to clone from."""
-    leader = observed.patroni.leader
-    if leader is None or leader.state != "running" or leader.name not in observed.patroni.primaries:
-        return []
-    stuck = sorted(
-        m.name
-        for m in observed.patroni.members
-        if m.name in desired.topology.postgres and m.name != leader.name and m.state in STUCK_STATES
-    )
-    return [Reinitialize(stuck[0], "it cannot rejoin on its own")] if stuck else []
