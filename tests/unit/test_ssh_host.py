@@ -32,7 +32,7 @@ from pgha_operator.shell.providers.sshkeys import pin_host_key
 
 SSHD = "/usr/sbin/sshd"
 ADDRESS = "127.0.0.1"
-TEST_USER = "pghasshtest"
+TEST_USER = f"pghassh{os.getpid()}"  # per process: two suites at once must not share it
 SUDOERS = Path(f"/etc/sudoers.d/{TEST_USER}")
 PRIVSEP_DIR = Path("/run/sshd")  # Debian's sshd refuses to start without it
 
