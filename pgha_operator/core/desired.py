@@ -1,10 +1,18 @@
-"""Spec + machine layouts + secrets -> the Desired value that `plan` compares against (pure)."""
+"""Spec + machine layouts + secrets -> the Desired value that `plan` compares against (pure).
+
+Rendering is the costly part of a cycle (patroni.yml lists every node, so all the files of
+n nodes hold O(n^2) text) while its inputs rarely change. `build_desired` is therefore
+memoised by content: the same spec, layouts, secrets, binaries, user and service manager
+give back the very same (frozen) Desired and RenderContext, with no rendering at all.
+"""
 
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
+from functools import lru_cache
 from typing import Any, Literal
 
 from pgha_operator.core import topology
@@ -49,6 +57,10 @@ def content_hash(text: str | bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+# Desired values kept: the operator needs one; tests and `render` of several clusters a few.
+CACHE_SIZE = 8
+
+
 def build_desired(
     cluster: Cluster,
     layouts: Mapping[str, Layout] | None,
@@ -57,10 +69,83 @@ def build_desired(
     service_user: str | None,
     service_manager: Literal["local", "systemd"],
 ) -> tuple[Desired, RenderContext]:
-    """`layouts=None` means real machines (the FHS layout on every machine)."""
+    """`layouts=None` means real machines (the FHS layout on every machine).
+
+    The result is shared between callers with the same inputs: treat it as read-only."""
+    inputs = _Inputs(
+        desired_key(cluster, layouts, secrets, binaries, service_user, service_manager),
+        cluster,
+        layouts,
+        secrets,
+        binaries,
+        service_user,
+        service_manager,
+    )
+    return _build_cached(inputs)
+
+
+def desired_key(
+    cluster: Cluster,
+    layouts: Mapping[str, Layout] | None,
+    secrets: Secrets,
+    binaries: Binaries,
+    service_user: str | None,
+    service_manager: str,
+) -> str:
+    """A digest of everything rendering reads: equal keys render equal files."""
+    canonical = {
+        "spec": cluster.model_dump(mode="json", by_alias=True),
+        "layouts": None if layouts is None else {n: vars(lay) for n, lay in layouts.items()},
+        "secrets": asdict(secrets),
+        "binaries": asdict(binaries),
+        "service_user": service_user,
+        "service_manager": service_manager,
+    }
+    return content_hash(json.dumps(canonical, sort_keys=True, separators=(",", ":")))
+
+
+def clear_desired_cache() -> None:
+    _build_cached.cache_clear()
+
+
+@dataclass(frozen=True)
+class _Inputs:
+    """build_desired's arguments, equal and hashed by their digest alone."""
+
+    key: str
+    cluster: Cluster = field(compare=False)
+    layouts: Mapping[str, Layout] | None = field(compare=False)
+    secrets: Secrets = field(compare=False, repr=False)
+    binaries: Binaries = field(compare=False)
+    service_user: str | None = field(compare=False)
+    service_manager: Literal["local", "systemd"] = field(compare=False)
+
+
+@lru_cache(maxsize=CACHE_SIZE)
+def _build_cached(inputs: _Inputs) -> tuple[Desired, RenderContext]:
+    return _build(
+        inputs.cluster,
+        inputs.layouts,
+        inputs.secrets,
+        inputs.binaries,
+        inputs.service_user,
+        inputs.service_manager,
+    )
+
+
+def _build(
+    cluster: Cluster,
+    layouts: Mapping[str, Layout] | None,
+    secrets: Secrets,
+    binaries: Binaries,
+    service_user: str | None,
+    service_manager: Literal["local", "systemd"],
+) -> tuple[Desired, RenderContext]:
     topo = topology.build(cluster)
     if layouts is None:
         layouts = {m.name: topology.layout("/", cluster.name) for m in topo.machines}
+    else:
+        layouts = dict(layouts)  # our own copy: the cached value must not change under us
     ctx = RenderContext(
         cluster=cluster,
         topology=topo,

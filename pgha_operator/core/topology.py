@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
+from functools import cached_property
 from ipaddress import IPv4Address, IPv4Network
 
 from pgha_operator.core.spec import Cluster, MachineRef
@@ -41,11 +42,16 @@ class Topology:
     pg_port: int
     rest_api_port: int
 
+    @cached_property
+    def _by_name(self) -> dict[str, Machine]:
+        # Render and plan look machines up by name for every machine: keep that O(1).
+        return {m.name: m for m in self.machines}
+
     def machine(self, name: str) -> Machine:
-        for m in self.machines:
-            if m.name == name:
-                return m
-        raise KeyError(name)
+        try:
+            return self._by_name[name]
+        except KeyError:
+            raise KeyError(name) from None
 
     def address(self, name: str) -> str:
         return self.machine(name).address

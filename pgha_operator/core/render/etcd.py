@@ -9,9 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-import yaml
-
-from pgha_operator.core.render.context import RenderContext
+from pgha_operator.core.render.context import RenderContext, dump_yaml
 
 
 def etcd_config(ctx: RenderContext, machine: str) -> dict[str, Any]:
@@ -59,4 +57,4 @@ def etcd_yaml(ctx: RenderContext, machine: str) -> str:
     header = (
         f"# etcd member {machine} of cluster {ctx.topology.cluster}; written by pgha-operator\n"
     )
-    return header + yaml.safe_dump(etcd_config(ctx, machine), sort_keys=False)
+    return header + dump_yaml(etcd_config(ctx, machine))

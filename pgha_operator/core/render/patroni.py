@@ -4,13 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-import yaml
-
 from pgha_operator.core.render.context import (
     REPLICATION_USER,
     REST_USER,
     SUPERUSER,
     RenderContext,
+    dump_yaml,
 )
 from pgha_operator.core.spec import HbaRule, ParameterValue
 
@@ -156,4 +155,4 @@ def patroni_yaml(ctx: RenderContext, machine: str) -> str:
         "# bootstrap.dcs applies only when the cluster is created; the operator changes the\n"
         "# DCS settings through Patroni's PATCH /config.\n"
     )
-    return header + yaml.safe_dump(patroni_config(ctx, machine), sort_keys=False)
+    return header + dump_yaml(patroni_config(ctx, machine))
