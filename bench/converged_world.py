@@ -1,0 +1,150 @@
+"""A converged cluster in memory, for bench/cycle.py: machines, files and services from a
+fake provider, and every component's HTTP answers served below `requests` (the clients and
+parsers run as in production; only sockets are skipped). PostgreSQL's role check is
+answered directly: its cost is a libpq login, not the operator's.
+
+Stand-in until the shared fake world of tests/fakeworld/ can serve a converged cluster.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any, Literal
+from unittest import mock
+
+import requests
+
+from pgha_operator.core.desired import Desired
+from pgha_operator.core.facts.observed import MachineFact
+from pgha_operator.core.render import ADMIN_USER, Binaries
+from pgha_operator.core.services import ServiceState
+from pgha_operator.core.topology import Layout, layout
+from pgha_operator.shell.hosts.base import CommandResult
+
+STATS_HEADER = "# pxname,svname,status,check_status"
+
+
+@dataclass
+class FakeService:
+    name: str
+
+    def state(self) -> ServiceState:
+        return ServiceState.RUNNING
+
+
+@dataclass
+class FakeHost:
+    name: str
+    files: dict[str, bytes] = field(default_factory=dict)
+
+    def read(self, path: str) -> bytes | None:
+        return self.files.get(path)
+
+    def run(self, argv: Any, **_: Any) -> CommandResult:
+        return CommandResult(tuple(argv), 0, "", "")  # `test -d <etcd data>/member`: there
+
+    def service(self, name: str) -> FakeService:
+        return FakeService(name)
+
+
+class FakeProvider:
+    kind = "local"
+    service_manager: Literal["local", "systemd"] = "local"
+    service_user = "postgres"
+    binaries = Binaries()
+    can_fence = False
+
+    def __init__(self, desired: Desired) -> None:
+        self.hosts = {m.name: FakeHost(m.name) for m in desired.topology.machines}
+        self.facts = [MachineFact(m.name, True, m.address) for m in desired.topology.machines]
+        for f in desired.files:
+            self.hosts[f.machine].files[f.path] = f.content.encode()
+
+    def machines(self) -> list[MachineFact]:
+        return list(self.facts)
+
+    def host(self, name: str) -> FakeHost:
+        return self.hosts[name]
+
+    def layout(self, name: str) -> Layout:
+        return layout(f"/srv/pgha/bench/machines/{name}")
+
+
+def answers(desired: Desired) -> dict[tuple[str, str], tuple[int, str]]:
+    """(method, URL) -> (status, body) of a healthy cluster matching `desired`."""
+    topo = desired.topology
+    out: dict[tuple[str, str], tuple[int, str]] = {}
+    ids = {name: str(1000 + i) for i, name in enumerate(topo.etcd)}
+    members = [
+        {
+            "ID": ids[n],
+            "name": n,
+            "peerURLs": [topo.etcd_peer_url(n)],
+            "clientURLs": [f"http://{topo.address(n)}:{topo.etcd_client_port}"],
+        }
+        for n in topo.etcd
+    ]
+    for url in topo.etcd_client_urls:
+        out["POST", f"{url}/v3/cluster/member/list"] = (200, json.dumps({"members": members}))
+        status = {"header": {"member_id": ids[topo.etcd[0]]}, "leader": ids[topo.etcd[0]]}
+        out["POST", f"{url}/v3/maintenance/status"] = (200, json.dumps(status))
+        out["GET", f"{url}/health"] = (200, '{"health": "true"}')
+    leader, *replicas = topo.postgres
+    cluster = {
+        "members": [
+            {
+                "name": n,
+                "role": "leader" if n == leader else "replica",
+                "state": "running" if n == leader else "streaming",
+                "api_url": f"{topo.rest_api_url(n)}/patroni",
+                "host": topo.address(n),
+                "port": topo.pg_port,
+                "timeline": 1,
+                "lag": 0,
+            }
+            for n in topo.postgres
+        ]
+    }
+    primary = {
+        "state": "running",
+        "role": "primary",
+        "timeline": 1,
+        "replication": [{"application_name": r, "state": "streaming"} for r in replicas],
+        "patroni": {"name": leader},
+    }
+    for n in topo.postgres:
+        api = topo.rest_api_url(n)
+        out["GET", f"{api}/primary"] = (200, json.dumps(primary)) if n == leader else (503, "{}")
+        out["GET", f"{api}/cluster"] = (200, json.dumps(cluster))
+        out["GET", f"{api}/config"] = (200, json.dumps(desired.dynamic_config))
+    rows = [STATS_HEADER]
+    for backend, up in (("primary", {leader}), ("replicas", set(replicas))):
+        rows += [f"{backend},{n},{'UP' if n in up else 'DOWN'},L7OK" for n in topo.postgres]
+    stats = desired.cluster.spec.load_balancer.ports.stats
+    for lb in topo.loadbalancers:
+        out["GET", f"http://{topo.address(lb)}:{stats}/;csv"] = (200, "\n".join(rows) + "\n")
+    return out
+
+
+@contextlib.contextmanager
+def serving(desired: Desired) -> Iterator[None]:
+    """Answer every HTTP request of the clients from `answers(desired)`; roles exist."""
+    table = answers(desired)
+
+    def send(_adapter: Any, request: requests.PreparedRequest, **_: Any) -> requests.Response:
+        status, body = table.get((str(request.method), str(request.url)), (404, "not found"))
+        resp = requests.Response()
+        resp.status_code, resp._content, resp.url = status, body.encode(), str(request.url)
+        resp.encoding, resp.request = "utf-8", request
+        return resp
+
+    with (
+        mock.patch.object(requests.adapters.HTTPAdapter, "send", send),
+        mock.patch(
+            "pgha_operator.shell.observe.collect_roles", return_value=frozenset({ADMIN_USER})
+        ),
+    ):
+        yield
