@@ -1,7 +1,7 @@
 """A converged cluster in memory, for bench/cycle.py: machines, files and services from a
-fake provider, and every component's HTTP answers served below `requests` (the clients and
-parsers run as in production; only sockets are skipped). PostgreSQL's role check is
-answered directly: its cost is a libpq login, not the operator's.
+fake provider, and every component's HTTP answers served below `requests` (the real
+clients and parsers run; only sockets are skipped). PostgreSQL's role check is answered by
+`BenchClients` directly: its cost is a libpq login, not the operator's.
 
 Stand-in until the shared fake world of tests/fakeworld/ can serve a converged cluster.
 """
@@ -22,6 +22,7 @@ from pgha_operator.core.facts.observed import MachineFact
 from pgha_operator.core.render import ADMIN_USER, Binaries
 from pgha_operator.core.services import ServiceState
 from pgha_operator.core.topology import Layout, layout
+from pgha_operator.shell.clients import RealClients
 from pgha_operator.shell.hosts.base import CommandResult
 
 STATS_HEADER = "# pxname,svname,status,check_status"
@@ -129,9 +130,22 @@ def answers(desired: Desired) -> dict[tuple[str, str], tuple[int, str]]:
     return out
 
 
+@dataclass
+class _Roles:
+    def existing_roles(self, names: Any) -> frozenset[str]:
+        return frozenset({ADMIN_USER})
+
+
+class BenchClients(RealClients):
+    """The real clients, but PostgreSQL is not asked: the operator's roles exist."""
+
+    def postgres(self, *_: Any, **__: Any) -> _Roles:  # type: ignore[override]
+        return _Roles()
+
+
 @contextlib.contextmanager
 def serving(desired: Desired) -> Iterator[None]:
-    """Answer every HTTP request of the clients from `answers(desired)`; roles exist."""
+    """Answer every HTTP request of the clients from `answers(desired)`."""
     table = answers(desired)
 
     def send(_adapter: Any, request: requests.PreparedRequest, **_: Any) -> requests.Response:
@@ -141,10 +155,5 @@ def serving(desired: Desired) -> Iterator[None]:
         resp.encoding, resp.request = "utf-8", request
         return resp
 
-    with (
-        mock.patch.object(requests.adapters.HTTPAdapter, "send", send),
-        mock.patch(
-            "pgha_operator.shell.observe.collect_roles", return_value=frozenset({ADMIN_USER})
-        ),
-    ):
+    with mock.patch.object(requests.adapters.HTTPAdapter, "send", send):
         yield

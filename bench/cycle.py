@@ -24,7 +24,7 @@ from typing import Any
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bench.converged_world import FakeProvider, serving  # noqa: E402
+from bench.converged_world import BenchClients, FakeProvider, serving  # noqa: E402
 from pgha_operator.core import topology  # noqa: E402
 from pgha_operator.core.desired import (  # noqa: E402
     PLACEHOLDER_SECRETS,
@@ -32,6 +32,7 @@ from pgha_operator.core.desired import (  # noqa: E402
     build_desired,
     clear_desired_cache,
 )
+from pgha_operator.core.facts.observed import Observed  # noqa: E402
 from pgha_operator.core.plan import plan  # noqa: E402
 from pgha_operator.core.spec import Cluster  # noqa: E402
 from pgha_operator.shell.observe import observe  # noqa: E402
@@ -60,38 +61,53 @@ def cpu_ms(fn: Callable[[], object], runs: int, before: Callable[[], object] = l
     }
 
 
+def one_cycle(build: Callable[[], Desired], look: Callable[[Desired], Observed]) -> None:
+    """What the controller does every resync: the desired state, an observation, a plan."""
+    desired = build()
+    plan(desired, look(desired))
+
+
 def one_size(nodes: int, runs: int) -> dict[str, Any]:
     cluster = demo(nodes)
     probe = FakeProvider.__new__(FakeProvider)  # only for its layout()
     layouts = {m.name: probe.layout(m.name) for m in topology.build(cluster).machines}
 
     def build() -> Desired:
-        return build_desired(cluster, layouts, PLACEHOLDER_SECRETS, probe.binaries, "postgres", "local")[0]
+        return build_desired(
+            cluster, layouts, PLACEHOLDER_SECRETS, probe.binaries, "postgres", "local"
+        )[0]
 
     cold = cpu_ms(build, runs, before=clear_desired_cache)
     cached = cpu_ms(build, runs)
     desired = build()
     world = FakeProvider(desired)
+    clients = BenchClients()
+
+    def look(desired: Desired) -> Observed:
+        return observe(desired, world, PLACEHOLDER_SECRETS, clients=clients)
+
     with serving(desired):
-        first = plan(desired, observe(desired, world, PLACEHOLDER_SECRETS))
+        first = plan(desired, look(desired))
         if not first.empty:
-            raise RuntimeError(f"the fake world is not converged at {nodes} nodes: {first.decision}")
-        observed = observe(desired, world, PLACEHOLDER_SECRETS)
+            raise RuntimeError(
+                f"the fake world is not converged at {nodes} nodes: {first.decision}"
+            )
+        observed = look(desired)
         return {
             "nodes": nodes,
             "files": len(desired.files),
             "build_desired_cold_ms": cold,
             "build_desired_cached_ms": cached,
-            "observe_ms": cpu_ms(lambda: observe(desired, world, PLACEHOLDER_SECRETS), runs),
+            "observe_ms": cpu_ms(lambda: look(desired), runs),
             "plan_ms": cpu_ms(lambda: plan(desired, observed), runs),
-            "cycle_ms": cpu_ms(
-                lambda: plan(build(), observe(build(), world, PLACEHOLDER_SECRETS)), runs
-            ),
+            "cycle_ms": cpu_ms(lambda: one_cycle(build, look), runs),
         }
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
     parser.add_argument("--runs", type=int, default=15)
     parser.add_argument("--nodes", type=int, nargs="+", default=[3, 30, 89])
     parser.add_argument("--idle", action="store_true", help="also measure the real idle demo")
