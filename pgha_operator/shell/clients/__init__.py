@@ -11,6 +11,7 @@ a fact (reachable=False, error says why).
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 from typing import Any, Protocol
 
@@ -119,7 +120,12 @@ class Clients(Protocol):
 
 class RealClients:
     """The real components, over HTTP (etcd's gateway, Patroni's REST API, HAProxy's stats
-    page) and libpq."""
+    page) and libpq. Keeps the last PostgreSQL client (and its connection) for the next
+    call with the same server and login: the observation asks the primary every cycle."""
+
+    def __init__(self) -> None:
+        self._postgres: dict[tuple[str, int, str, str, float], _postgres.PostgresClient] = {}
+        self._lock = threading.Lock()
 
     def etcd(self, client_urls: Sequence[str], timeout: float | None = None) -> EtcdApi:
         return _etcd.EtcdClient(client_urls, timeout or _etcd.TIMEOUT)
@@ -132,9 +138,15 @@ class RealClients:
     def postgres(
         self, host: str, port: int, user: str, password: str, timeout: float | None = None
     ) -> PostgresApi:
-        return _postgres.PostgresClient(
-            host, port, user, password, timeout=timeout or _postgres.CONNECT_TIMEOUT
-        )
+        key = (host, port, user, password, timeout or _postgres.CONNECT_TIMEOUT)
+        with self._lock:
+            client = self._postgres.get(key)
+            if client is None:
+                for old in self._postgres.values():
+                    old.close()  # another server (a new primary) or login: let it go
+                client = _postgres.PostgresClient(host, port, user, password, timeout=key[4])
+                self._postgres = {key: client}
+        return client
 
     def haproxy(self, stats_url: str) -> HaproxyApi:
         return _haproxy.HaproxyClient(stats_url)

@@ -25,6 +25,7 @@ from pgha_operator.core.facts.etcd import (
 )
 from pgha_operator.core.facts.types import EtcdFacts, EtcdMember
 from pgha_operator.shell.clients.errors import ComponentError
+from pgha_operator.shell.clients.http import SESSION
 
 T = TypeVar("T")
 TIMEOUT = 3.0
@@ -178,7 +179,7 @@ def _short(text: str) -> str:
 
 
 def _post(url: str, path: str, timeout: float) -> Any:
-    resp = requests.post(f"{url.rstrip('/')}/v3/{path}", json={}, timeout=timeout)
+    resp = SESSION.post(f"{url.rstrip('/')}/v3/{path}", json={}, timeout=timeout)
     resp.raise_for_status()
     return resp.json()
 
@@ -186,7 +187,7 @@ def _post(url: str, path: str, timeout: float) -> Any:
 def member_healthy(client_url: str, timeout: float = OBSERVE_TIMEOUT) -> bool:
     """GET /health of one member: True only when it answers {"health": "true"}."""
     try:
-        resp = requests.get(f"{client_url.rstrip('/')}/health", timeout=timeout)
+        resp = SESSION.get(f"{client_url.rstrip('/')}/health", timeout=timeout)
         return parse_health(resp.json())  # 503 still carries {"health": "false"}
     except (requests.RequestException, ValueError):
         return False

@@ -26,6 +26,7 @@ from pgha_operator.core.facts.patroni import (
 )
 from pgha_operator.core.facts.types import PatroniFacts
 from pgha_operator.shell.clients.errors import ComponentError
+from pgha_operator.shell.clients.http import SESSION, new_session
 
 TIMEOUT = 5.0
 # restart and switchover wait for PostgreSQL; Patroni answers when they are done.
@@ -45,7 +46,7 @@ class PatroniClient:
         self.auth = auth
         self.timeout = timeout
         self.slow_timeout = slow_timeout
-        self._session = requests.Session()
+        self._session = new_session()
 
     def _request(
         self,
@@ -183,7 +184,7 @@ class _Probe:
 def _probe_primary(url: str, auth: tuple[str, str] | None, timeout: float) -> _Probe:
     """GET /primary: the answer's body is the node's /patroni status."""
     try:
-        resp = requests.get(f"{url}/primary", auth=auth, timeout=timeout)
+        resp = SESSION.get(f"{url}/primary", auth=auth, timeout=timeout)
     except requests.RequestException as exc:
         return _Probe(error=_describe(url, exc))
     if resp.status_code != 200:
@@ -215,27 +216,26 @@ def collect_patroni(
     order += [u for u in urls if u not in order]  # a node may recover between requests
 
     errors = [p.error for p in probes if p.error]
-    with requests.Session() as session:
-        for url in order:
-            try:
-                members = parse_cluster(_get_json(session, url, "cluster", auth, timeout))
-                members = with_streaming(members, streaming)
-                primaries = named_primaries(primaries, members)
-            except (requests.RequestException, ValueError, KeyError) as exc:
-                errors.append(_describe(url, exc))
-                continue
-            try:
-                config = parse_config(_get_json(session, url, "config", auth, timeout))
-            except (requests.RequestException, ValueError) as exc:
-                return PatroniFacts(
-                    reachable=False,
-                    members=members,
-                    primaries=primaries,
-                    error=f"GET /config failed: {_describe(url, exc)}",
-                )
+    for url in order:
+        try:
+            members = parse_cluster(_get_json(SESSION, url, "cluster", auth, timeout))
+            members = with_streaming(members, streaming)
+            primaries = named_primaries(primaries, members)
+        except (requests.RequestException, ValueError, KeyError) as exc:
+            errors.append(_describe(url, exc))
+            continue
+        try:
+            config = parse_config(_get_json(SESSION, url, "config", auth, timeout))
+        except (requests.RequestException, ValueError) as exc:
             return PatroniFacts(
-                reachable=True, members=members, dynamic_config=config, primaries=primaries
+                reachable=False,
+                members=members,
+                primaries=primaries,
+                error=f"GET /config failed: {_describe(url, exc)}",
             )
+        return PatroniFacts(
+            reachable=True, members=members, dynamic_config=config, primaries=primaries
+        )
     detail = "; ".join(dict.fromkeys(errors)) or "no REST API URLs given"
     return PatroniFacts(
         reachable=False, primaries=primaries, error=f"no Patroni node answered: {detail}"
