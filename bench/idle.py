@@ -22,6 +22,7 @@ REPO = Path(__file__).resolve().parents[1]
 CLI = [sys.executable, "-m", "pgha_operator.cli"]
 DEMO = REPO / "manifests" / "demo.yaml"
 TICKS = os.sysconf("SC_CLK_TCK")
+PROFILE = "/tmp/pgha-idle.py-spy.txt"
 
 
 def cpu_seconds(pid: int) -> tuple[float, float]:
@@ -48,9 +49,8 @@ def measure_idle(
     seconds: float = 60.0, warmup: float = 10.0, py_spy: str | None = None
 ) -> dict[str, Any]:
     """Share of one core the converged demo's `run` uses over `seconds` (after `warmup`).
-    With `py_spy` (the path of a py-spy binary), also write where that CPU goes as
-    collapsed stacks to /tmp/pgha-idle.py-spy.txt (its sampling costs CPU: the figures
-    of such a run are not the operator's own)."""
+    With `py_spy` (the path of a py-spy binary), then sample the operator as long again
+    (threads holding the GIL: Python's CPU) into PROFILE as collapsed stacks."""
     root = Path(tempfile.mkdtemp(prefix="pgha-idle-", dir="/tmp"))
     root.chmod(0o755)  # postgres must reach the state dir
     state = str(root / "state")
@@ -67,13 +67,13 @@ def measure_idle(
         time.sleep(warmup)
         own0, kids0 = cpu_seconds(proc.pid)
         start = time.monotonic()
-        if py_spy:
-            spy = [py_spy, "record", "--pid", str(proc.pid), "--duration", str(int(seconds))]
-            spy += ["--format", "raw", "--threads", "--output", "/tmp/pgha-idle.py-spy.txt"]
-            subprocess.run(spy, check=True, capture_output=True, timeout=seconds + 60)
-        time.sleep(max(0.0, seconds - (time.monotonic() - start)))
+        time.sleep(seconds)
         own1, kids1 = cpu_seconds(proc.pid)
         wall = time.monotonic() - start
+        if py_spy:  # after the measurement: sampling costs the operator CPU
+            spy = [py_spy, "record", "--pid", str(proc.pid), "--duration", str(int(seconds))]
+            spy += ["--gil", "--format", "raw", "--output", PROFILE]
+            subprocess.run(spy, check=True, capture_output=True, timeout=seconds + 60)
         return {
             "seconds": round(wall, 1),
             "operator_cpu_percent": round(100 * (own1 - own0) / wall, 2),

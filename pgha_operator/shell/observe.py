@@ -12,7 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from pgha_operator.core.facts.observed import MachineFact, Observed
 from pgha_operator.core.facts.reinit import ReinitRecord
-from pgha_operator.core.facts.types import PatroniFacts
+from pgha_operator.core.facts.types import EtcdFacts, PatroniFacts
 from pgha_operator.core.plan import Desired, content_hash
 from pgha_operator.core.render import ADMIN_USER, REST_USER, SUPERUSER, Secrets
 from pgha_operator.core.services import ServiceState
@@ -60,19 +60,14 @@ def observe(
         }
         files = _file_hashes(desired, provider, up)
         services = _service_states(desired, provider, machines, up)
-        etcd_data = {
-            name: provider.host(name)
-            .run(["test", "-d", f"{path}/member"], check=False, timeout=10)
-            .ok
-            for name, path in desired.etcd_data_dirs.items()
-            if name in up
-        }
+        etcd_facts = etcd.result()
+        etcd_data = _etcd_data(desired, provider, up, services, etcd_facts)
         patroni_facts = patroni.result()
         return Observed(
             machines=machines,
             files=files,
             services=services,
-            etcd=etcd.result(),
+            etcd=etcd_facts,
             patroni=patroni_facts,
             haproxy={lb: fut.result() for lb, fut in haproxy.items()},
             roles=observe_roles(patroni_facts, secrets, clients),
@@ -108,6 +103,30 @@ def _service_states(
         for name in names:
             services[(machine, name)] = host.service(name).state()
     return services
+
+
+def _etcd_data(
+    desired: Desired,
+    provider: Provider,
+    up: set[str],
+    services: Mapping[tuple[str, str], ServiceState],
+    etcd: EtcdFacts,
+) -> dict[str, bool]:
+    """Whether an etcd machine's data dir holds a member, looked at (one command each) where
+    plan reads it: etcd not running there, or no started member at the machine's peer URL
+    (plan finds members by peer URL). A running member's data dir is not asked: that is a
+    process per member and cycle (on the local provider) for a fact no plan reads."""
+    topo = desired.topology
+    started = {url for m in etcd.members if m.started for url in m.peer_urls}
+    return {
+        name: provider.host(name).run(["test", "-d", f"{path}/member"], check=False, timeout=10).ok
+        for name, path in desired.etcd_data_dirs.items()
+        if name in up
+        and (
+            services.get((name, "etcd")) != ServiceState.RUNNING
+            or topo.etcd_peer_url(name) not in started
+        )
+    }
 
 
 def observe_roles(

@@ -1,0 +1,164 @@
+"""What makes the idle loop cheap without making it see less: the etcd data dirs are looked
+at only where plan reads them, and the roles read keeps its PostgreSQL connection."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import psycopg
+import pytest
+
+from pgha_operator.core.facts.observed import MachineFact
+from pgha_operator.core.facts.types import EtcdFacts
+from pgha_operator.core.services import ServiceState
+from pgha_operator.shell.clients import RealClients
+from pgha_operator.shell.clients import postgres as pg
+from pgha_operator.shell.hosts.base import CommandResult
+from pgha_operator.shell.observe import observe
+from tests.unit.test_plan import converged, demo_desired
+from tests.unit.test_shell_clients import SECRETS, FakeClients
+
+
+@dataclass
+class Host:
+    name: str
+    world: World
+
+    def read(self, path: str) -> bytes | None:
+        return None
+
+    def run(self, argv: Any, **_: Any) -> CommandResult:
+        self.world.commands.append((self.name, tuple(argv)))
+        return CommandResult(tuple(argv), 0, "", "")
+
+    def service(self, name: str) -> Any:
+        world = self.world
+
+        class Service:
+            def state(self) -> ServiceState:
+                return world.states.get((self_name, name), ServiceState.RUNNING)
+
+        self_name = self.name
+        return Service()
+
+
+@dataclass
+class World:
+    names: list[str]
+    states: dict[tuple[str, str], ServiceState] = field(default_factory=dict)
+    commands: list[tuple[str, tuple[str, ...]]] = field(default_factory=list)
+    kind = "fake"
+    can_fence = False
+
+    def machines(self) -> list[MachineFact]:
+        return [MachineFact(n, True) for n in self.names]
+
+    def host(self, name: str) -> Host:
+        return Host(name, self)
+
+
+@dataclass
+class EtcdAnswers(FakeClients):
+    etcd_facts: EtcdFacts = field(default_factory=lambda: EtcdFacts(reachable=False))
+
+    def observe_etcd(self, client_urls: Any) -> EtcdFacts:
+        return self.etcd_facts
+
+
+def looked_at(world: World, etcd: EtcdFacts) -> set[str]:
+    desired = demo_desired()
+    observed = observe(desired, world, SECRETS, clients=EtcdAnswers(etcd_facts=etcd))
+    asked = {name for name, argv in world.commands if argv[:2] == ("test", "-d")}
+    assert set(observed.etcd_data) == asked
+    return asked
+
+
+def test_running_started_members_data_dirs_are_not_asked() -> None:
+    desired = demo_desired()
+    world = World([m.name for m in desired.topology.machines])
+    assert looked_at(world, converged(desired).etcd) == set()
+
+
+def test_a_stopped_member_an_unlisted_one_and_no_member_list_are_asked() -> None:
+    desired = demo_desired()
+    healthy = converged(desired).etcd
+    world = World([m.name for m in desired.topology.machines])
+    world.states[("etcd2", "etcd")] = ServiceState.FAILED
+    assert looked_at(world, healthy) == {"etcd2"}  # lost data? plan replaces the member
+
+    world = World(world.names)
+    unlisted = replace(healthy, members=tuple(m for m in healthy.members if m.name != "etcd3"))
+    assert looked_at(world, unlisted) == {"etcd3"}  # stale data? plan removes it first
+
+    world = World(world.names)
+    moved = replace(
+        healthy,
+        members=tuple(
+            replace(m, peer_urls=("http://127.0.99.3:2380",)) if m.name == "etcd3" else m
+            for m in healthy.members
+        ),
+    )
+    assert looked_at(world, moved) == {"etcd3"}  # plan finds members by peer URL
+
+    world = World(world.names)
+    assert looked_at(world, EtcdFacts(reachable=False)) == {"etcd1", "etcd2", "etcd3"}
+
+
+class Connection:
+    made = 0
+
+    def __init__(self, fail: list[Exception]) -> None:
+        Connection.made += 1
+        self.closed = False
+        self.fail = fail
+
+    def execute(self, query: str, params: Any) -> Connection:
+        if self.fail:
+            raise self.fail.pop()
+        return self
+
+    def fetchall(self) -> list[tuple[str]]:
+        return [("admin",)]
+
+    def close(self) -> None:
+        self.closed = True
+
+
+@pytest.fixture
+def connections(monkeypatch: pytest.MonkeyPatch) -> list[Exception]:
+    fail: list[Exception] = []
+    Connection.made = 0
+    monkeypatch.setattr(pg.psycopg, "connect", lambda **_: Connection(fail))
+    return fail
+
+
+def test_roles_are_read_over_one_kept_connection(connections: list[Exception]) -> None:
+    clients = RealClients()
+    for _ in range(3):
+        db = clients.postgres("127.0.0.1", 5432, "postgres", "pw", timeout=2)
+        assert db.existing_roles(["admin"]) == frozenset({"admin"})
+    assert Connection.made == 1
+
+
+def test_a_dropped_connection_is_made_again_once(connections: list[Exception]) -> None:
+    db = RealClients().postgres("127.0.0.1", 5432, "postgres", "pw")
+    db.existing_roles(["admin"])
+    connections.append(psycopg.OperationalError("server closed the connection"))
+    assert db.existing_roles(["admin"]) == frozenset({"admin"})  # answered now, not stale
+    assert Connection.made == 2
+    connections.extend([psycopg.OperationalError("down"), psycopg.OperationalError("down")])
+    with pytest.raises(pg.ComponentError, match="reading roles: down"):
+        db.existing_roles(["admin"])
+
+
+def test_another_primary_gets_its_own_connection_and_the_old_one_closes(
+    connections: list[Exception],
+) -> None:
+    clients = RealClients()
+    old = clients.postgres("127.0.10.11", 5432, "postgres", "pw")
+    old.existing_roles(["admin"])
+    kept = old._kept
+    new = clients.postgres("127.0.10.12", 5432, "postgres", "pw")
+    assert new is not old and kept is not None and kept.closed
+    assert clients.postgres("127.0.10.12", 5432, "postgres", "pw") is new
