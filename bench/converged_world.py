@@ -9,13 +9,14 @@ Stand-in until the shared fake world of tests/fakeworld/ can serve a converged c
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal
 from unittest import mock
 
-import requests
+import urllib3
 
 from pgha_operator.core.desired import Desired
 from pgha_operator.core.facts.observed import MachineFact
@@ -145,15 +146,26 @@ class BenchClients(RealClients):
 
 @contextlib.contextmanager
 def serving(desired: Desired) -> Iterator[None]:
-    """Answer every HTTP request of the clients from `answers(desired)`."""
+    """Answer every HTTP request from `answers(desired)` at urllib3's lowest level (under
+    requests and the clients' own urllib3 pool alike): only the socket is skipped."""
     table = answers(desired)
 
-    def send(_adapter: Any, request: requests.PreparedRequest, **_: Any) -> requests.Response:
-        status, body = table.get((str(request.method), str(request.url)), (404, "not found"))
-        resp = requests.Response()
-        resp.status_code, resp._content, resp.url = status, body.encode(), str(request.url)
-        resp.encoding, resp.request = "utf-8", request
-        return resp
+    def make_request(
+        pool: urllib3.HTTPConnectionPool, conn: Any, method: str, url: str, **kw: Any
+    ) -> urllib3.HTTPResponse:
+        key = (method, f"{pool.scheme}://{pool.host}:{pool.port}{url}")
+        status, body = table.get(key, (404, "not found"))
+        return urllib3.HTTPResponse(
+            body=io.BytesIO(body.encode()),
+            status=status,
+            headers={"Content-Length": str(len(body.encode()))},
+            preload_content=kw.get("preload_content", True),
+            decode_content=kw.get("decode_content", True),
+            request_method=method,
+            request_url=key[1],
+            pool=pool,
+            connection=conn,
+        )
 
-    with mock.patch.object(requests.adapters.HTTPAdapter, "send", send):
+    with mock.patch.object(urllib3.HTTPConnectionPool, "_make_request", make_request):
         yield

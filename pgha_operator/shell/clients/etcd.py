@@ -24,8 +24,8 @@ from pgha_operator.core.facts.etcd import (
     parse_status,
 )
 from pgha_operator.core.facts.types import EtcdFacts, EtcdMember
+from pgha_operator.shell.clients import http
 from pgha_operator.shell.clients.errors import ComponentError
-from pgha_operator.shell.clients.http import SESSION
 
 T = TypeVar("T")
 TIMEOUT = 3.0
@@ -179,7 +179,7 @@ def _short(text: str) -> str:
 
 
 def _post(url: str, path: str, timeout: float) -> Any:
-    resp = SESSION.post(f"{url.rstrip('/')}/v3/{path}", json={}, timeout=timeout)
+    resp = http.post(f"{url.rstrip('/')}/v3/{path}", json={}, timeout=timeout)
     resp.raise_for_status()
     return resp.json()
 
@@ -187,7 +187,7 @@ def _post(url: str, path: str, timeout: float) -> Any:
 def member_healthy(client_url: str, timeout: float = OBSERVE_TIMEOUT) -> bool:
     """GET /health of one member: True only when it answers {"health": "true"}."""
     try:
-        resp = SESSION.get(f"{client_url.rstrip('/')}/health", timeout=timeout)
+        resp = http.get(f"{client_url.rstrip('/')}/health", timeout=timeout)
         return parse_health(resp.json())  # 503 still carries {"health": "false"}
     except (requests.RequestException, ValueError):
         return False

@@ -25,8 +25,8 @@ from pgha_operator.core.facts.patroni import (
     with_streaming,
 )
 from pgha_operator.core.facts.types import PatroniFacts
+from pgha_operator.shell.clients import http
 from pgha_operator.shell.clients.errors import ComponentError
-from pgha_operator.shell.clients.http import SESSION, new_session
 
 TIMEOUT = 5.0
 # restart and switchover wait for PostgreSQL; Patroni answers when they are done.
@@ -46,7 +46,7 @@ class PatroniClient:
         self.auth = auth
         self.timeout = timeout
         self.slow_timeout = slow_timeout
-        self._session = new_session()
+        self._session = requests.Session()
 
     def _request(
         self,
@@ -56,12 +56,12 @@ class PatroniClient:
         json: Any = None,
         timeout: float | None = None,
         ok: tuple[int, ...] = (200,),
-    ) -> requests.Response:
+        light: bool = False,
+    ) -> requests.Response | http.Answer:
         url = f"{self.api_url}/{path}"
+        send = http.request if light else self._session.request
         try:
-            resp = self._session.request(
-                method, url, json=json, auth=self.auth, timeout=timeout or self.timeout
-            )
+            resp = send(method, url, json=json, auth=self.auth, timeout=timeout or self.timeout)
         except requests.Timeout as exc:
             raise ComponentError(f"Patroni {method} {url}: timed out", url=url) from exc
         except requests.RequestException as exc:
@@ -99,8 +99,9 @@ class PatroniClient:
         return self._json("config")
 
     def is_primary(self) -> bool:
-        """GET /primary: True on 200, False on 503 (a live replica); raises if unreachable."""
-        return self._request("GET", "primary", ok=(200, 503)).status_code == 200
+        """GET /primary: True on 200, False on 503 (a live replica); raises if unreachable.
+        The fencer asks this every 200 ms: it goes through the light transport."""
+        return self._request("GET", "primary", ok=(200, 503), light=True).status_code == 200
 
     def alive(self) -> bool:
         """GET /patroni answered at all (200, or 503 while PostgreSQL is down). Never raises."""
@@ -166,10 +167,8 @@ def _describe(url: str, exc: Exception) -> str:
     return f"{url}: {type(exc).__name__}: {exc}"
 
 
-def _get_json(
-    session: requests.Session, url: str, path: str, auth: tuple[str, str] | None, timeout: float
-) -> Any:
-    resp = session.get(f"{url}/{path}", auth=auth, timeout=timeout)
+def _get_json(url: str, path: str, auth: tuple[str, str] | None, timeout: float) -> Any:
+    resp = http.get(f"{url}/{path}", auth=auth, timeout=timeout)
     resp.raise_for_status()
     return resp.json()
 
@@ -184,7 +183,7 @@ class _Probe:
 def _probe_primary(url: str, auth: tuple[str, str] | None, timeout: float) -> _Probe:
     """GET /primary: the answer's body is the node's /patroni status."""
     try:
-        resp = SESSION.get(f"{url}/primary", auth=auth, timeout=timeout)
+        resp = http.get(f"{url}/primary", auth=auth, timeout=timeout)
     except requests.RequestException as exc:
         return _Probe(error=_describe(url, exc))
     if resp.status_code != 200:
@@ -218,14 +217,14 @@ def collect_patroni(
     errors = [p.error for p in probes if p.error]
     for url in order:
         try:
-            members = parse_cluster(_get_json(SESSION, url, "cluster", auth, timeout))
+            members = parse_cluster(_get_json(url, "cluster", auth, timeout))
             members = with_streaming(members, streaming)
             primaries = named_primaries(primaries, members)
         except (requests.RequestException, ValueError, KeyError) as exc:
             errors.append(_describe(url, exc))
             continue
         try:
-            config = parse_config(_get_json(SESSION, url, "config", auth, timeout))
+            config = parse_config(_get_json(url, "config", auth, timeout))
         except (requests.RequestException, ValueError) as exc:
             return PatroniFacts(
                 reachable=False,
