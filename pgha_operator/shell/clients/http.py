@@ -22,6 +22,7 @@ from typing import Any
 import requests
 import urllib3
 from urllib3.exceptions import HTTPError as Urllib3Error
+from urllib3.exceptions import NewConnectionError
 from urllib3.exceptions import TimeoutError as Urllib3Timeout
 
 POOL_HOSTS = 128  # hosts kept: 89 Patroni nodes, a few etcd members and HAProxies
@@ -75,6 +76,8 @@ def request(
             timeout=urllib3.Timeout(connect=timeout, read=timeout),
             redirect=False,
         )
+    except NewConnectionError as exc:  # first: urllib3 2 derives it from a timeout error
+        raise requests.ConnectionError(f"{url}: {exc}") from exc
     except Urllib3Timeout as exc:
         raise requests.Timeout(f"{url}: {exc}") from exc
     except Urllib3Error as exc:

@@ -1,0 +1,72 @@
+"""shell/clients/http.py answers and fails the way the clients expect from requests."""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+import requests
+
+from pgha_operator.shell.clients import http
+
+
+class Handler(BaseHTTPRequestHandler):
+    def _answer(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        sent = self.rfile.read(length).decode() if length else ""
+        status = 503 if self.path == "/replica" else 200
+        body = json.dumps(
+            {"path": self.path, "auth": self.headers.get("Authorization"), "body": sent}
+        ).encode()
+        self.send_response(status)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    do_GET = do_POST = _answer
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def server() -> Iterator[str]:
+    srv = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=srv.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{srv.server_address[1]}"
+    srv.shutdown()
+    srv.server_close()
+
+
+def test_get_and_post_answer_like_requests(server: str) -> None:
+    got = http.get(f"{server}/primary", auth=("patroni", "pw"), timeout=2)
+    assert got.status_code == 200 and got.json()["path"] == "/primary"
+    assert got.json()["auth"] == "Basic cGF0cm9uaTpwdw=="  # patroni:pw
+    posted = http.post(f"{server}/v3/cluster/member/list", json={}, timeout=2)
+    assert posted.json()["body"] == "{}"
+    replica = http.get(f"{server}/replica", timeout=2)
+    assert replica.status_code == 503 and "replica" in replica.text
+    with pytest.raises(requests.HTTPError) as err:
+        replica.raise_for_status()
+    assert err.value.response.status_code == 503
+
+
+def test_no_answer_fails_with_requests_types() -> None:
+    with socket.socket() as sock:  # a port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    with pytest.raises(requests.ConnectionError, match="refused"):
+        http.get(f"http://127.0.0.1:{port}/health", timeout=1)
+
+
+def test_a_silent_server_times_out_as_requests_does() -> None:
+    with socket.socket() as sock:  # accepts (backlog) but never answers
+        sock.bind(("127.0.0.1", 0))
+        sock.listen(1)
+        with pytest.raises(requests.Timeout):
+            http.get(f"http://127.0.0.1:{sock.getsockname()[1]}/", timeout=0.2)
