@@ -13,6 +13,7 @@ import json
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from functools import lru_cache
+from types import MappingProxyType
 from typing import Any, Literal
 
 from pgha_operator.core import topology
@@ -144,8 +145,8 @@ def _build(
     topo = topology.build(cluster)
     if layouts is None:
         layouts = {m.name: topology.layout("/", cluster.name) for m in topo.machines}
-    else:
-        layouts = dict(layouts)  # our own copy: the cached value must not change under us
+    # Read-only views of our own copies: the cached value is shared and must not change.
+    layouts = MappingProxyType(dict(layouts))
     ctx = RenderContext(
         cluster=cluster,
         topology=topo,
@@ -159,11 +160,11 @@ def _build(
         cluster=cluster,
         topology=topo,
         files=render_all(ctx),
-        services={
-            m.name: tuple(d.name for d in service_definitions(ctx, m.name)) for m in topo.machines
-        },
+        services=MappingProxyType(
+            {m.name: tuple(d.name for d in service_definitions(ctx, m.name)) for m in topo.machines}
+        ),
         dynamic_config=dynamic_config(ctx),
-        etcd_data_dirs={name: layouts[name].etcd_data for name in topo.etcd},
+        etcd_data_dirs=MappingProxyType({name: layouts[name].etcd_data for name in topo.etcd}),
     )
     return desired, ctx
 

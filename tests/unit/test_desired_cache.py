@@ -113,3 +113,11 @@ def test_topology_finds_machines_by_name() -> None:
     assert topo.machine("node30").address == "127.0.10.40"
     with pytest.raises(KeyError):
         topo.machine("node31")
+
+
+def test_the_shared_value_cannot_be_changed_by_one_caller() -> None:
+    desired, ctx = build(demo())
+    with pytest.raises(TypeError):
+        desired.services["node1"] = ()  # type: ignore[attr-defined,index]
+    with pytest.raises(TypeError):
+        ctx.layouts["node1"] = topology.layout("/x")  # type: ignore[index]
