@@ -121,3 +121,17 @@ def test_the_shared_value_cannot_be_changed_by_one_caller() -> None:
         desired.services["node1"] = ()  # type: ignore[attr-defined,index]
     with pytest.raises(TypeError):
         ctx.layouts["node1"] = topology.layout("/x")  # type: ignore[index]
+
+
+def test_the_manifest_is_parsed_once_per_content() -> None:
+    text = DEMO.read_text()
+    first, problems = spec.parse_text(text, "demo.yaml")
+    again, _ = spec.parse_text(text, "demo.yaml")
+    assert again is not first and again == first  # the caller's own list...
+    assert again[0] is first[0]  # ...of the same frozen, already validated cluster
+    edited, _ = spec.parse_text(
+        text.replace("max_connections: 200", "max_connections: 300"), "demo.yaml"
+    )
+    assert edited[0].cluster.spec.postgres.parameters["max_connections"] == 300
+    broken, found = spec.parse_text(text.replace("instances: 3", "instances: three"), "demo.yaml")
+    assert broken == [] and found and problems == []
