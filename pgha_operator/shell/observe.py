@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import nullcontext
 
 from pgha_operator.core.facts.observed import MachineFact, Observed
 from pgha_operator.core.facts.reinit import ReinitRecord
@@ -21,6 +22,9 @@ from pgha_operator.shell.providers.base import Provider
 from pgha_operator.shell.start_failures import read_start_failures
 
 ALL_SERVICES = ("etcd", "patroni", "haproxy")
+# etcd, Patroni and each HAProxy are read in parallel, on threads kept between cycles
+# (their own per-node reads run on shell/clients/http.READERS).
+_COMPONENTS = ThreadPoolExecutor(max_workers=4, thread_name_prefix="pgha-observe")
 ROLES_TIMEOUT = 2.0  # seconds to connect to the primary while observing
 
 
@@ -46,7 +50,7 @@ def observe(
         for name, fact in sorted(machines.items())
         if name in up and name not in wanted and fact.address
     ]
-    with ThreadPoolExecutor(max_workers=4) as pool:
+    with nullcontext(_COMPONENTS) as pool:
         etcd = pool.submit(clients.observe_etcd, [*topo.etcd_client_urls, *leaving_etcd])
         patroni = pool.submit(
             clients.observe_patroni,

@@ -162,3 +162,32 @@ def test_another_primary_gets_its_own_connection_and_the_old_one_closes(
     new = clients.postgres("127.0.10.12", 5432, "postgres", "pw")
     assert new is not old and kept is not None and kept.closed
     assert clients.postgres("127.0.10.12", 5432, "postgres", "pw") is new
+
+
+def test_the_reads_reuse_their_threads(monkeypatch: pytest.MonkeyPatch) -> None:
+    import socket
+    import threading
+
+    from pgha_operator.shell.clients.etcd import collect_etcd
+    from pgha_operator.shell.clients.patroni import collect_patroni
+
+    with socket.socket() as sock:  # a port nobody listens on: every read is refused at once
+        sock.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    urls = [dead, dead.replace("127.0.0.1", "127.0.0.2"), dead.replace("127.0.0.1", "127.0.0.3")]
+    collect_patroni(urls)  # the first cycle starts the threads it needs
+    started: list[threading.Thread] = []
+    real_start = threading.Thread.start
+
+    def start(thread: threading.Thread) -> None:
+        started.append(thread)
+        real_start(thread)
+
+    monkeypatch.setattr(threading.Thread, "start", start)
+    for _ in range(10):
+        facts = collect_patroni(urls)
+        assert not facts.reachable and "refused" in (facts.error or "")
+        assert not collect_etcd(urls).reachable
+    # A pool per call started 3 threads each time; kept ones are reused (one more may start
+    # when a thread has not yet marked itself idle).
+    assert len(started) <= 3

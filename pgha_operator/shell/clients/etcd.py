@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from contextlib import nullcontext
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
@@ -224,7 +224,7 @@ def collect_etcd(client_urls: Sequence[str], timeout: float = OBSERVE_TIMEOUT) -
         return EtcdFacts(reachable=False, error=f"no etcd endpoint answered: {detail}")
 
     probed = [m for m in members if m.name and m.client_urls]
-    with ThreadPoolExecutor(max_workers=max(1, len(probed) + 1)) as pool:
+    with nullcontext(http.READERS) as pool:
         status_f = pool.submit(_post, answered, "maintenance/status", timeout)
         health_f = {m.name: pool.submit(member_healthy, m.client_urls[0], timeout) for m in probed}
         healthy = frozenset(name for name, f in health_f.items() if f.result())

@@ -8,6 +8,10 @@ idle operator. So these reads go through one process-wide urllib3 pool (thread-s
 connections where the server allows it: etcd and HAProxy do, Patroni's REST API closes
 after each answer), while the rare changing calls keep requests.
 
+`READERS` are the threads that make these reads in parallel (one per node, so nodes that
+time out do so together), kept between cycles: starting a dozen threads every cycle was
+the largest remaining cost of the idle demo. Nothing run on them submits to them again.
+
 `get` and `post` answer like requests does (status_code, text, json(), raise_for_status())
 and fail with requests' own exception types, so callers handle both alike. The operator
 only speaks to its own machines: no proxy or .netrc lookups.
@@ -16,6 +20,7 @@ only speaks to its own machines: no proxy or .netrc lookups.
 from __future__ import annotations
 
 import json as jsonlib
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,6 +32,10 @@ from urllib3.exceptions import TimeoutError as Urllib3Timeout
 
 POOL_HOSTS = 128  # hosts kept: 89 Patroni nodes, a few etcd members and HAProxies
 POOL_PER_HOST = 4  # kept connections per host (the observation asks in parallel)
+
+READER_THREADS = 256  # started on demand, then kept: the most parallel reads of a cycle
+
+READERS = ThreadPoolExecutor(max_workers=READER_THREADS, thread_name_prefix="pgha-read")
 
 _POOL = urllib3.PoolManager(num_pools=POOL_HOSTS, maxsize=POOL_PER_HOST, block=False, retries=False)
 

@@ -9,7 +9,7 @@ config as JSON. Unsafe endpoints need basic auth (401 'no auth header received')
 from __future__ import annotations
 
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
+from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any
 
@@ -205,7 +205,7 @@ def collect_patroni(
     key, so its cached DCS view is the freshest. Never raises.
     """
     urls = [api_base(u) for u in api_urls]
-    with ThreadPoolExecutor(max_workers=max(1, len(urls))) as pool:
+    with nullcontext(http.READERS) as pool:
         probes = list(pool.map(lambda u: _probe_primary(u, auth, timeout), urls))
     primaries = frozenset(p.primary for p in probes if p.primary)
     streaming = frozenset().union(*(p.streaming for p in probes))
