@@ -11,14 +11,15 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 import requests
 
-from pgha_operator.shell.clients import http
+from pgha_operator.shell.clients import ComponentError, http
+from pgha_operator.shell.clients.patroni import PatroniClient
 
 
 class Handler(BaseHTTPRequestHandler):
     def _answer(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)
         sent = self.rfile.read(length).decode() if length else ""
-        status = 503 if self.path == "/replica" else 200
+        status = 503 if "replica" in self.path else 200
         body = json.dumps(
             {"path": self.path, "auth": self.headers.get("Authorization"), "body": sent}
         ).encode()
@@ -70,3 +71,28 @@ def test_a_silent_server_times_out_as_requests_does() -> None:
         sock.listen(1)
         with pytest.raises(requests.Timeout):
             http.get(f"http://127.0.0.1:{sock.getsockname()[1]}/", timeout=0.2)
+
+
+def test_status_of_and_the_fencers_probe(server: str) -> None:
+    assert http.status_of(f"{server}/primary", timeout=2) == 200
+    assert http.status_of(f"{server}/replica", timeout=2) == 503
+    assert PatroniClient(f"{server}/leader", timeout=2).is_primary() is True
+    assert PatroniClient(f"{server}/replica", timeout=2).is_primary() is False
+
+
+def test_status_of_without_an_answer() -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        refused = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    with pytest.raises(requests.ConnectionError, match="refused"):
+        http.status_of(f"{refused}/primary", timeout=1)
+    with pytest.raises(ComponentError, match="primary: connection refused"):
+        PatroniClient(refused, timeout=1).is_primary()
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen(1)
+        silent = f"http://127.0.0.1:{sock.getsockname()[1]}"
+        with pytest.raises(requests.Timeout):
+            http.status_of(f"{silent}/primary", timeout=0.2)
+        with pytest.raises(ComponentError, match="timed out"):
+            PatroniClient(silent, timeout=0.2).is_primary()

@@ -56,12 +56,12 @@ class PatroniClient:
         json: Any = None,
         timeout: float | None = None,
         ok: tuple[int, ...] = (200,),
-        light: bool = False,
-    ) -> requests.Response | http.Answer:
+    ) -> requests.Response:
         url = f"{self.api_url}/{path}"
-        send = http.request if light else self._session.request
         try:
-            resp = send(method, url, json=json, auth=self.auth, timeout=timeout or self.timeout)
+            resp = self._session.request(
+                method, url, json=json, auth=self.auth, timeout=timeout or self.timeout
+            )
         except requests.Timeout as exc:
             raise ComponentError(f"Patroni {method} {url}: timed out", url=url) from exc
         except requests.RequestException as exc:
@@ -100,8 +100,18 @@ class PatroniClient:
 
     def is_primary(self) -> bool:
         """GET /primary: True on 200, False on 503 (a live replica); raises if unreachable.
-        The fencer asks this every 200 ms: it goes through the light transport."""
-        return self._request("GET", "primary", ok=(200, 503), light=True).status_code == 200
+        The fencer asks this every 200 ms: one plain connection (shell/clients/http.py)."""
+        url = f"{self.api_url}/primary"
+        try:
+            status = http.status_of(url, timeout=self.timeout)  # a safe endpoint: no auth
+        except requests.Timeout as exc:
+            raise ComponentError(f"Patroni GET {url}: timed out", url=url) from exc
+        except requests.ConnectionError as exc:
+            reason = "connection refused" if "refused" in str(exc) else str(exc)
+            raise ComponentError(f"Patroni GET {url}: {reason}", url=url) from exc
+        if status not in (200, 503):
+            raise ComponentError(f"Patroni GET {url}: HTTP {status}", url=url, status=status)
+        return status == 200
 
     def alive(self) -> bool:
         """GET /patroni answered at all (200, or 503 while PostgreSQL is down). Never raises."""
