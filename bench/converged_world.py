@@ -3,7 +3,9 @@ fake provider, and every component's HTTP answers served below `requests` (the r
 clients and parsers run; only sockets are skipped). PostgreSQL's role check is answered by
 `BenchClients` directly: its cost is a libpq login, not the operator's.
 
-Stand-in until the shared fake world of tests/fakeworld/ can serve a converged cluster.
+Why not tests/fakeworld: that world replaces the clients themselves (it models how the
+components behave, for correctness), so their CPU would not be measured; this one keeps
+them and fakes only the wire.
 """
 
 from __future__ import annotations
