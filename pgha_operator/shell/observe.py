@@ -23,7 +23,7 @@ from pgha_operator.shell.start_failures import read_start_failures
 
 ALL_SERVICES = ("etcd", "patroni", "haproxy")
 # etcd, Patroni and each HAProxy are read in parallel, on threads kept between cycles
-# (their own per-node reads run on shell/clients/http.READERS).
+# (their own per-node reads run on shell/clients/transport.READERS).
 _COMPONENTS = ThreadPoolExecutor(max_workers=4, thread_name_prefix="pgha-observe")
 ROLES_TIMEOUT = 2.0  # seconds to connect to the primary while observing
 

@@ -24,7 +24,7 @@ from pgha_operator.core.facts.etcd import (
     parse_status,
 )
 from pgha_operator.core.facts.types import EtcdFacts, EtcdMember
-from pgha_operator.shell.clients import http
+from pgha_operator.shell.clients import transport
 from pgha_operator.shell.clients.errors import ComponentError
 
 T = TypeVar("T")
@@ -179,7 +179,7 @@ def _short(text: str) -> str:
 
 
 def _post(url: str, path: str, timeout: float) -> Any:
-    resp = http.post(f"{url.rstrip('/')}/v3/{path}", json={}, timeout=timeout)
+    resp = transport.post(f"{url.rstrip('/')}/v3/{path}", json={}, timeout=timeout)
     resp.raise_for_status()
     return resp.json()
 
@@ -187,7 +187,7 @@ def _post(url: str, path: str, timeout: float) -> Any:
 def member_healthy(client_url: str, timeout: float = OBSERVE_TIMEOUT) -> bool:
     """GET /health of one member: True only when it answers {"health": "true"}."""
     try:
-        resp = http.get(f"{client_url.rstrip('/')}/health", timeout=timeout)
+        resp = transport.get(f"{client_url.rstrip('/')}/health", timeout=timeout)
         return parse_health(resp.json())  # 503 still carries {"health": "false"}
     except (requests.RequestException, ValueError):
         return False
@@ -224,7 +224,7 @@ def collect_etcd(client_urls: Sequence[str], timeout: float = OBSERVE_TIMEOUT) -
         return EtcdFacts(reachable=False, error=f"no etcd endpoint answered: {detail}")
 
     probed = [m for m in members if m.name and m.client_urls]
-    with nullcontext(http.READERS) as pool:
+    with nullcontext(transport.READERS) as pool:
         status_f = pool.submit(_post, answered, "maintenance/status", timeout)
         health_f = {m.name: pool.submit(member_healthy, m.client_urls[0], timeout) for m in probed}
         healthy = frozenset(name for name, f in health_f.items() if f.result())

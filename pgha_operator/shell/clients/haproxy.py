@@ -6,7 +6,7 @@ import requests
 
 from pgha_operator.core.facts.haproxy import csv_url, parse_stats_csv
 from pgha_operator.core.facts.types import HaproxyFacts, HaproxyServer
-from pgha_operator.shell.clients import http
+from pgha_operator.shell.clients import transport
 from pgha_operator.shell.clients.errors import ComponentError
 
 TIMEOUT = 1.5
@@ -20,7 +20,7 @@ class HaproxyClient:
     def stats(self) -> tuple[HaproxyServer, ...]:
         """Every backend server's row of the stats CSV. Raises ComponentError."""
         try:
-            resp = http.get(self.url, timeout=self.timeout)
+            resp = transport.get(self.url, timeout=self.timeout)
             resp.raise_for_status()
             return parse_stats_csv(resp.text)
         except requests.ConnectionError as exc:

@@ -25,7 +25,7 @@ from pgha_operator.core.facts.patroni import (
     with_streaming,
 )
 from pgha_operator.core.facts.types import PatroniFacts
-from pgha_operator.shell.clients import http
+from pgha_operator.shell.clients import transport
 from pgha_operator.shell.clients.errors import ComponentError
 
 TIMEOUT = 5.0
@@ -100,10 +100,10 @@ class PatroniClient:
 
     def is_primary(self) -> bool:
         """GET /primary: True on 200, False on 503 (a live replica); raises if unreachable.
-        The fencer asks this every 200 ms: one plain connection (shell/clients/http.py)."""
+        The fencer asks this every 200 ms: one plain connection (shell/clients/transport.py)."""
         url = f"{self.api_url}/primary"
         try:
-            status = http.status_of(url, timeout=self.timeout)  # a safe endpoint: no auth
+            status = transport.status_of(url, timeout=self.timeout)  # a safe endpoint: no auth
         except requests.Timeout as exc:
             raise ComponentError(f"Patroni GET {url}: timed out", url=url) from exc
         except requests.ConnectionError as exc:
@@ -178,7 +178,7 @@ def _describe(url: str, exc: Exception) -> str:
 
 
 def _get_json(url: str, path: str, auth: tuple[str, str] | None, timeout: float) -> Any:
-    resp = http.get(f"{url}/{path}", auth=auth, timeout=timeout)
+    resp = transport.get(f"{url}/{path}", auth=auth, timeout=timeout)
     resp.raise_for_status()
     return resp.json()
 
@@ -193,7 +193,7 @@ class _Probe:
 def _probe_primary(url: str, auth: tuple[str, str] | None, timeout: float) -> _Probe:
     """GET /primary: the answer's body is the node's /patroni status."""
     try:
-        resp = http.get(f"{url}/primary", auth=auth, timeout=timeout)
+        resp = transport.get(f"{url}/primary", auth=auth, timeout=timeout)
     except requests.RequestException as exc:
         return _Probe(error=_describe(url, exc))
     if resp.status_code != 200:
@@ -215,7 +215,7 @@ def collect_patroni(
     key, so its cached DCS view is the freshest. Never raises.
     """
     urls = [api_base(u) for u in api_urls]
-    with nullcontext(http.READERS) as pool:
+    with nullcontext(transport.READERS) as pool:
         probes = list(pool.map(lambda u: _probe_primary(u, auth, timeout), urls))
     primaries = frozenset(p.primary for p in probes if p.primary)
     streaming = frozenset().union(*(p.streaming for p in probes))

@@ -1,4 +1,4 @@
-"""shell/clients/http.py answers and fails the way the clients expect from requests."""
+"""shell/clients/transport.py answers and fails the way the clients expect from requests."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 import requests
 
-from pgha_operator.shell.clients import ComponentError, http
+from pgha_operator.shell.clients import ComponentError, transport
 from pgha_operator.shell.clients.patroni import PatroniClient
 
 
@@ -45,12 +45,12 @@ def server() -> Iterator[str]:
 
 
 def test_get_and_post_answer_like_requests(server: str) -> None:
-    got = http.get(f"{server}/primary", auth=("patroni", "pw"), timeout=2)
+    got = transport.get(f"{server}/primary", auth=("patroni", "pw"), timeout=2)
     assert got.status_code == 200 and got.json()["path"] == "/primary"
     assert got.json()["auth"] == "Basic cGF0cm9uaTpwdw=="  # patroni:pw
-    posted = http.post(f"{server}/v3/cluster/member/list", json={}, timeout=2)
+    posted = transport.post(f"{server}/v3/cluster/member/list", json={}, timeout=2)
     assert posted.json()["body"] == "{}"
-    replica = http.get(f"{server}/replica", timeout=2)
+    replica = transport.get(f"{server}/replica", timeout=2)
     assert replica.status_code == 503 and "replica" in replica.text
     with pytest.raises(requests.HTTPError) as err:
         replica.raise_for_status()
@@ -62,7 +62,7 @@ def test_no_answer_fails_with_requests_types() -> None:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     with pytest.raises(requests.ConnectionError, match="refused"):
-        http.get(f"http://127.0.0.1:{port}/health", timeout=1)
+        transport.get(f"http://127.0.0.1:{port}/health", timeout=1)
 
 
 def test_a_silent_server_times_out_as_requests_does() -> None:
@@ -70,12 +70,12 @@ def test_a_silent_server_times_out_as_requests_does() -> None:
         sock.bind(("127.0.0.1", 0))
         sock.listen(1)
         with pytest.raises(requests.Timeout):
-            http.get(f"http://127.0.0.1:{sock.getsockname()[1]}/", timeout=0.2)
+            transport.get(f"http://127.0.0.1:{sock.getsockname()[1]}/", timeout=0.2)
 
 
 def test_status_of_and_the_fencers_probe(server: str) -> None:
-    assert http.status_of(f"{server}/primary", timeout=2) == 200
-    assert http.status_of(f"{server}/replica", timeout=2) == 503
+    assert transport.status_of(f"{server}/primary", timeout=2) == 200
+    assert transport.status_of(f"{server}/replica", timeout=2) == 503
     assert PatroniClient(f"{server}/leader", timeout=2).is_primary() is True
     assert PatroniClient(f"{server}/replica", timeout=2).is_primary() is False
 
@@ -85,7 +85,7 @@ def test_status_of_without_an_answer() -> None:
         sock.bind(("127.0.0.1", 0))
         refused = f"http://127.0.0.1:{sock.getsockname()[1]}"
     with pytest.raises(requests.ConnectionError, match="refused"):
-        http.status_of(f"{refused}/primary", timeout=1)
+        transport.status_of(f"{refused}/primary", timeout=1)
     with pytest.raises(ComponentError, match="primary: connection refused"):
         PatroniClient(refused, timeout=1).is_primary()
     with socket.socket() as sock:
@@ -93,6 +93,6 @@ def test_status_of_without_an_answer() -> None:
         sock.listen(1)
         silent = f"http://127.0.0.1:{sock.getsockname()[1]}"
         with pytest.raises(requests.Timeout):
-            http.status_of(f"{silent}/primary", timeout=0.2)
+            transport.status_of(f"{silent}/primary", timeout=0.2)
         with pytest.raises(ComponentError, match="timed out"):
             PatroniClient(silent, timeout=0.2).is_primary()
