@@ -32,15 +32,16 @@ class Host:
         self.world.commands.append((self.name, tuple(argv)))
         return CommandResult(tuple(argv), 0, "", "")
 
-    def service(self, name: str) -> Any:
-        world = self.world
+    def service(self, name: str) -> Service:
+        return Service(self.world.states.get((self.name, name), ServiceState.RUNNING))
 
-        class Service:
-            def state(self) -> ServiceState:
-                return world.states.get((self_name, name), ServiceState.RUNNING)
 
-        self_name = self.name
-        return Service()
+@dataclass
+class Service:
+    current: ServiceState
+
+    def state(self) -> ServiceState:
+        return self.current
 
 
 @dataclass
