@@ -31,6 +31,10 @@ from pgha_operator.shell.hosts.base import CommandResult
 STATS_HEADER = "# pxname,svname,status,check_status"
 
 
+def machine_layout(name: str) -> Layout:
+    return layout(f"/srv/pgha/bench/machines/{name}")
+
+
 @dataclass
 class FakeService:
     name: str
@@ -74,7 +78,7 @@ class FakeProvider:
         return self.hosts[name]
 
     def layout(self, name: str) -> Layout:
-        return layout(f"/srv/pgha/bench/machines/{name}")
+        return machine_layout(name)
 
 
 def answers(desired: Desired) -> dict[tuple[str, str], tuple[int, str]]:

@@ -24,7 +24,7 @@ from typing import Any
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bench.converged_world import BenchClients, FakeProvider, serving  # noqa: E402
+from bench.converged_world import BenchClients, FakeProvider, machine_layout, serving  # noqa: E402
 from pgha_operator.core import topology  # noqa: E402
 from pgha_operator.core.desired import (  # noqa: E402
     PLACEHOLDER_SECRETS,
@@ -69,12 +69,11 @@ def one_cycle(build: Callable[[], Desired], look: Callable[[Desired], Observed])
 
 def one_size(nodes: int, runs: int) -> dict[str, Any]:
     cluster = demo(nodes)
-    probe = FakeProvider.__new__(FakeProvider)  # only for its layout()
-    layouts = {m.name: probe.layout(m.name) for m in topology.build(cluster).machines}
+    layouts = {m.name: machine_layout(m.name) for m in topology.build(cluster).machines}
 
     def build() -> Desired:
         return build_desired(
-            cluster, layouts, PLACEHOLDER_SECRETS, probe.binaries, "postgres", "local"
+            cluster, layouts, PLACEHOLDER_SECRETS, FakeProvider.binaries, "postgres", "local"
         )[0]
 
     cold = cpu_ms(build, runs, before=clear_desired_cache)
