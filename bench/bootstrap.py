@@ -18,7 +18,7 @@ from pathlib import Path
 import psycopg
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from pgha_operator.shell.secrets_file import load_or_create  # noqa: E402
+from pgha_operator.shell.state import StateDir  # noqa: E402
 from tests.integration.cluster_helpers import (  # noqa: E402
     CLI,
     cli,
@@ -40,7 +40,7 @@ def one_run(patroni_source: str) -> dict[str, float]:
     manifest = write_manifest(root, "bench", "127.0.30.0/24", BODY.format(source=patroni_source))
     state = root / "state"
     # The DSN needs the generated password: create the secrets before the clock starts.
-    load_or_create(state)
+    StateDir(state).load_or_create_secrets()
     dsn = cli("dsn", "-f", str(manifest), "--state-dir", str(state), check=True).stdout.strip()
     figures: dict[str, float] = {}
     try:

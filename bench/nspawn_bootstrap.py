@@ -30,7 +30,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 from pgha_operator.core.spec import load  # noqa: E402
 from pgha_operator.shell.providers.nspawn_rootfs import ensure_rootfs, rootfs_path  # noqa: E402
-from pgha_operator.shell.secrets_file import load_or_create  # noqa: E402
+from pgha_operator.shell.state import StateDir  # noqa: E402
 
 CLI = [sys.executable, "-m", "pgha_operator.cli"]
 MANIFEST = REPO / "manifests" / "nspawn.yaml"
@@ -59,7 +59,7 @@ def manifest_with_cache(root: Path, cache: str) -> Path:
 def one_run(manifest: Path, cache: str) -> dict[str, float]:
     root = Path(tempfile.mkdtemp(prefix="pgha-bench-", dir="/tmp"))
     state = root / "state"
-    load_or_create(state)  # the DSN needs the password before the clock starts
+    StateDir(state).load_or_create_secrets()  # the DSN needs the password before the clock starts
     dsn = cli("dsn", "-f", str(manifest), "--state-dir", str(state)).stdout.strip()
     stamp = rootfs_path(cache) / ".pgha-rootfs.json"
     n_machines = 4  # manifests/nspawn.yaml: node1-3 and haproxy1

@@ -23,7 +23,7 @@ from typing import Any
 
 import paramiko
 
-from pgha_operator.cli.args import add_manifest_arguments, add_state_dir_argument
+from pgha_operator.cli.args import add_manifest_arguments, add_state_dir_argument, controller
 from pgha_operator.core.errors import OperatorError
 from pgha_operator.shell.hosts.ssh import SshHost
 
@@ -52,10 +52,7 @@ def add_ssh_command(sub: Any) -> argparse.ArgumentParser:
 
 
 def cmd_ssh(args: argparse.Namespace) -> int:
-    from pgha_operator.shell.controller import Controller
-
-    files = args.files or ["manifests/demo.yaml"]
-    ctl = Controller(files, state_dir=args.state_dir, cluster_name=args.cluster)
+    ctl = controller(args)
     names = [m.name for m in ctl.provider.machines()]
     if args.machine not in names:
         known = ", ".join(names) or "none yet (run apply)"

@@ -9,7 +9,10 @@ class OperatorError(Exception):
 
 
 class TemporaryError(OperatorError):
-    def __init__(self, message: str, delay: float = 2.0) -> None:
+    """Retried by the next cycle. `delay` (seconds), when given, is how long the loop waits
+    before that cycle (kopf's `TemporaryError(delay=...)`); None keeps the loop's own pace."""
+
+    def __init__(self, message: str, delay: float | None = None) -> None:
         super().__init__(message)
         self.delay = delay
 

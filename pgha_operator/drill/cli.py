@@ -8,7 +8,7 @@ import signal
 import sys
 from typing import Any
 
-from pgha_operator.cli.args import add_manifest_arguments, add_state_dir_argument
+from pgha_operator.cli.args import add_manifest_arguments, add_state_dir_argument, manifest_files
 from pgha_operator.drill.checker import RunFigures
 from pgha_operator.drill.faults import FAULTS
 from pgha_operator.drill.report import DrillResult
@@ -65,8 +65,6 @@ def _interrupt(signum: int, frame: object) -> None:
 
 
 def cmd_drill(args: argparse.Namespace) -> int:
-    from pgha_operator.cli import _files  # the same manifest default as every command
-
     options = DrillOptions(
         scenario=args.scenario,
         repeat=args.repeat,
@@ -81,7 +79,7 @@ def cmd_drill(args: argparse.Namespace) -> int:
 
     try:
         result = run_drill(
-            _files(args), args.state_dir, args.cluster, options, args.yes, on_run=progress
+            manifest_files(args), args.state_dir, args.cluster, options, args.yes, on_run=progress
         )
     except DrillRefused as exc:
         print(f"drill refused: {exc}", file=sys.stderr)

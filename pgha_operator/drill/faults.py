@@ -29,9 +29,9 @@ from pgha_operator.core.topology import Role
 from pgha_operator.drill.checker import FaultWindow
 from pgha_operator.drill.target import DrillError, Live, Target
 from pgha_operator.shell.clients.etcd import collect_etcd
-from pgha_operator.shell.down_marks import clear_down, mark_down
 from pgha_operator.shell.execute import execute
 from pgha_operator.shell.providers.base import Fencing, Freezing, Isolation, capability
+from pgha_operator.shell.state import clear_down, mark_down
 
 DEFAULT_HOLD = 10.0  # seconds a crashed replica or etcd member stays down
 SETTLE = 1.0  # seconds a crashed primary stays down after the failover

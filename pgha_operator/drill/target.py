@@ -7,8 +7,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from pgha_operator.core import conditions as cond
-from pgha_operator.core import topology
 from pgha_operator.core.errors import OperatorError, PermanentError
 from pgha_operator.core.plan import plan
 from pgha_operator.core.render import SUPERUSER, Secrets
@@ -18,8 +16,8 @@ from pgha_operator.drill.prober import Prober
 from pgha_operator.drill.watch import Watcher
 from pgha_operator.drill.writer import Writer
 from pgha_operator.shell.controller import Controller
+from pgha_operator.shell.cycle import verdict
 from pgha_operator.shell.providers.base import Provider
-from pgha_operator.shell.secrets_file import FILE_NAME, load_or_create
 
 
 class DrillError(OperatorError):
@@ -37,12 +35,13 @@ class Target:
 
     @classmethod
     def of(cls, ctl: Controller) -> Target:
-        if not (ctl.state_dir / FILE_NAME).exists():
+        secrets = ctl.state.secrets()
+        if secrets is None:
             raise DrillRefused(
                 f"cluster {ctl.cluster.name} has no state in {ctl.state_dir}: "
                 "apply it first (pgha-operator apply)"
             )
-        return cls(ctl, load_or_create(ctl.state_dir))
+        return cls(ctl, secrets)
 
     @property
     def cluster(self) -> Cluster:
@@ -50,7 +49,7 @@ class Target:
 
     @property
     def topology(self) -> Topology:
-        return topology.build(self.cluster)
+        return self.ctl.topology  # built once per accepted manifest
 
     @property
     def provider(self) -> Provider:
@@ -87,15 +86,9 @@ class Target:
 
     def phase(self) -> tuple[str, str]:
         """(phase, decision) as `status` would show them, without writing status."""
-        desired, observed = self.ctl.observe()
-        the_plan = plan(desired, observed)
-        conditions = cond.assess(desired, observed)
-        phase = cond.phase(conditions, the_plan)
-        decision = the_plan.decision
-        if the_plan.empty and phase != "Converged":
-            waiting = next(c for c in conditions if not c.status)
-            decision = f"waiting: {waiting.type} {waiting.reason}"
-        return phase, decision
+        desired, observed = self.ctl.observe(secrets=self.secrets)
+        result = verdict(desired, observed, plan(desired, observed))
+        return result.phase, result.decision
 
 
 @dataclass

@@ -1,94 +1,55 @@
-"""The loop: load manifest -> observe -> plan -> execute -> status, level-triggered.
+"""The controller: one cluster's loop, one cycle at a time (observe, plan, execute, status).
 
-Every cycle starts from a fresh observation; file events and timers only wake it. A refused
-manifest never changes the cluster: the last accepted one stays in force and the error is
-shown in status.
+Every cycle starts from a fresh observation; file events and timers only wake it (loops.py).
+Which manifest is in force is manifest.py's business, the state dir's files are state's.
+Derived values are built once and reused while their inputs stay the same: the topology
+and layouts per accepted manifest, the secrets while their file is unchanged, the desired
+state per (manifest, secrets).
 """
 
 from __future__ import annotations
 
-import fcntl
-import hashlib
-import json
-import os
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import structlog
-import yaml
 
-from pgha_operator.core import conditions as cond
 from pgha_operator.core import topology
-from pgha_operator.core.actions import Action
+from pgha_operator.core.actions import Action, Switchover
 from pgha_operator.core.desired import build_desired
 from pgha_operator.core.errors import PermanentError
 from pgha_operator.core.facts.observed import Observed
 from pgha_operator.core.plan import Desired, Plan, plan
-from pgha_operator.core.spec import (
-    Cluster,
-    LoadedCluster,
-    ManifestError,
-    Problem,
-    fixed_field_changes,
-    load,
-)
+from pgha_operator.core.render import Secrets
+from pgha_operator.core.spec import Cluster, LoadedCluster
 from pgha_operator.core.status import build_status
+from pgha_operator.core.topology import Layout, Topology
 from pgha_operator.shell import reinit_history, teardown
-from pgha_operator.shell.down_marks import down_machines
-from pgha_operator.shell.execute import Env, execute
+from pgha_operator.shell.cycle import CycleReport, Verdict, now, verdict
+from pgha_operator.shell.execute import Env, Outcome, execute
 from pgha_operator.shell.fencer import Fencer
+from pgha_operator.shell.loops import apply_until_converged, run_forever
+from pgha_operator.shell.manifest import ManifestInForce, load_one
 from pgha_operator.shell.observe import observe
 from pgha_operator.shell.providers import make_provider
-from pgha_operator.shell.providers.local import default_state_dir
-from pgha_operator.shell.secrets_file import load_or_create
-from pgha_operator.shell.status_file import write_status
+from pgha_operator.shell.providers.base import Provider
+from pgha_operator.shell.state import LockHeld, StateDir
 from pgha_operator.shell.status_http import Snapshot
+
+__all__ = ["Controller", "CycleReport", "load_one"]
 
 log = structlog.get_logger("pgha-operator")
 
-LAST_APPLIED = "last-applied.yaml"
-RESYNC_SECONDS = 2.0  # a converged cluster is re-observed this often
-BUSY_SECONDS = 0.5  # after actions: re-observe soon to take the next step
-
-
-def refuse_fixed_changes(running: Cluster, loaded: LoadedCluster) -> None:
-    changes = fixed_field_changes(running, loaded.cluster)
-    if changes:
-        raise ManifestError([Problem(loaded.source, path, reason) for path, reason in changes])
-
-
-def load_one(paths: Sequence[str], name: str | None = None) -> LoadedCluster:
-    """The one cluster the command is about; several in the files need `--cluster`."""
-    loaded = load(paths)
-    if name:
-        loaded = [item for item in loaded if item.cluster.name == name]
-        if not loaded:
-            raise PermanentError(f"no cluster named {name!r} in {', '.join(paths)}")
-    if len(loaded) > 1:
-        names = ", ".join(item.cluster.name for item in loaded)
-        raise PermanentError(f"{', '.join(paths)} define clusters {names}: pick one with --cluster")
-    return loaded[0]
-
-
-@dataclass
-class CycleReport:
-    plan: Plan
-    observed: Observed
-    decision: str
-    phase: str
-    converged: bool
-    error: str | None
-    permanent: bool
-    status: dict[str, Any]
-
 
 class Controller:
+    """One cluster. `provider` may be injected (tests drive the cycle against a fake world);
+    by default the manifest's provider is made."""
+
     def __init__(
         self,
         paths: Sequence[str],
@@ -96,200 +57,202 @@ class Controller:
         cluster_name: str | None = None,
         progress: Callable[[Action], None] | None = None,
         fall_back_to_last_applied: bool = False,
+        *,
+        provider: Provider | None = None,
     ) -> None:
-        self.paths = list(paths)
-        self.cluster_name = cluster_name
+        self.manifest = ManifestInForce(paths, state_dir, cluster_name, fall_back_to_last_applied)
+        self.state: StateDir = self.manifest.state
+        self.state_dir = self.state.path
         self.progress = progress
-        self.manifest_error: str | None = None
-        try:
-            self.loaded = load_one(self.paths, cluster_name)
-        except ManifestError as exc:
-            # `status` must still work while a refused edit sits in the manifest.
-            last = state_dir / LAST_APPLIED if state_dir else None
-            if not (fall_back_to_last_applied and last and last.exists()):
-                raise
-            self.loaded = load_one([str(last)], cluster_name)
-            self.manifest_error = str(exc)
-        self.cluster: Cluster = self.loaded.cluster
-        self.state_dir = state_dir or default_state_dir(self.cluster.name)
-        self._hold_fixed_fields(fall_back_to_last_applied)
-        self.provider = make_provider(self.cluster, self.state_dir)
+        self.provider = provider or make_provider(self.cluster, self.state_dir)
         self.user = self.provider.service_user
         self.binaries = self.provider.binaries
         self.events: deque[dict[str, str]] = deque(maxlen=20)
-        self.generation = 0
-        self._spec_hash = ""
-        self._lock_file: IO[str] | None = None
         self.fencer: Fencer | None = None  # the fast failover path; only `run` probes
         self.last_cycle: Snapshot | None = None  # what `run --listen` serves
-        self._accept(self.cluster)
+        self._layouts: tuple[int, Topology, Mapping[str, Layout]] | None = None
+        self._desired: tuple[tuple[int, Secrets], Desired] | None = None
 
-    # --- manifest ---------------------------------------------------------------------------
+    # --- the manifest in force ----------------------------------------------------------------
 
-    def _hold_fixed_fields(self, fall_back_to_last_applied: bool) -> None:
-        """A manifest that changes a creation-time field of the running cluster is refused."""
-        last = self.state_dir / LAST_APPLIED
-        if self.manifest_error or not last.exists():
-            return
-        try:
-            running = load_one([str(last)], self.cluster.name)
-        except (ManifestError, PermanentError):
-            return  # written by another version of the operator: nothing to hold it to
-        try:
-            refuse_fixed_changes(running.cluster, self.loaded)
-        except ManifestError as exc:
-            if not fall_back_to_last_applied:
-                raise
-            self.loaded, self.cluster, self.manifest_error = running, running.cluster, str(exc)
+    @property
+    def cluster(self) -> Cluster:
+        return self.manifest.cluster
 
-    def _accept(self, cluster: Cluster) -> None:
-        spec_hash = hashlib.sha256(cluster.model_dump_json().encode()).hexdigest()
-        if spec_hash != self._spec_hash:
-            self.generation += 1
-            self._spec_hash = spec_hash
-        self.cluster = cluster
+    @property
+    def loaded(self) -> LoadedCluster:
+        return self.manifest.loaded
+
+    @property
+    def paths(self) -> list[str]:
+        return self.manifest.paths
+
+    @property
+    def manifest_error(self) -> str | None:
+        return self.manifest.manifest_error
+
+    @property
+    def generation(self) -> int:
+        return self.manifest.generation
 
     def reload_manifest(self) -> None:
-        """Re-read the manifest; keep the last good one when the new one is refused."""
-        try:
-            loaded = load_one(self.paths, self.cluster_name or self.cluster.name)
-            if loaded.cluster.name != self.cluster.name:
-                raise PermanentError(
-                    f"the manifest now names cluster {loaded.cluster.name!r}; this operator "
-                    f"manages {self.cluster.name!r}"
-                )
-            refuse_fixed_changes(self.cluster, loaded)
-        except (ManifestError, PermanentError) as exc:
-            message = str(exc)
-            if message != self.manifest_error:
-                log.error(
-                    "manifest refused; the last accepted manifest stays in force", error=message
-                )
-            self.manifest_error = message
-            return
-        if self.manifest_error:
-            log.info("manifest accepted again")
-        self.manifest_error = None
-        self._accept(loaded.cluster)
+        self.manifest.reload()
 
-    # --- state --------------------------------------------------------------------------------
+    # --- the operator lock --------------------------------------------------------------------
 
     def prepare(self) -> None:
         """Checks before anything starts; takes the operator lock of this cluster."""
         self.provider.preflight()
         self.lock()
 
-    def lock(self) -> None:
-        self.state_dir.mkdir(parents=True, exist_ok=True)
-        fh = open(self.state_dir / "operator.lock", "a+")  # noqa: SIM115 - held for our lifetime
+    def lock(self, who: str = "operator") -> None:
         try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            fh.seek(0)
-            holder = fh.read().strip() or "another process"
-            fh.close()
+            self.state.operator_lock.acquire(who)
+        except LockHeld as exc:
             raise PermanentError(
-                f"another operator ({holder}) already manages cluster {self.cluster.name} "
+                f"another operator ({exc.holder}) already manages cluster {self.cluster.name} "
                 f"from {self.state_dir}; stop it first"
             ) from None
-        fh.seek(0)
-        fh.truncate()
-        fh.write(f"pid {os.getpid()}")
-        fh.flush()
-        self._lock_file = fh
 
     def unlock(self) -> None:
-        if self._lock_file:
-            self._lock_file.close()
-            self._lock_file = None
+        self.state.operator_lock.release()
 
-    def desired(self) -> Desired:
-        layouts = {
-            m.name: self.provider.layout(m.name) for m in topology.build(self.cluster).machines
-        }
-        desired, _ = build_desired(
-            self.cluster,
-            layouts,
-            load_or_create(self.state_dir),
-            self.binaries,
-            self.user,
-            self.provider.service_manager,
-        )
-        return desired
+    # --- derived values, built once -----------------------------------------------------------
 
-    def env(self, desired: Desired) -> Env:
+    @property
+    def topology(self) -> Topology:
+        return self._topology_and_layouts()[0]
+
+    def _topology_and_layouts(self) -> tuple[Topology, Mapping[str, Layout]]:
+        if self._layouts is None or self._layouts[0] != self.generation:
+            topo = topology.build(self.cluster)
+            layouts = {m.name: self.provider.layout(m.name) for m in topo.machines}
+            self._layouts = (self.generation, topo, layouts)
+        return self._layouts[1], self._layouts[2]
+
+    @property
+    def layouts(self) -> Mapping[str, Layout]:
+        return self._topology_and_layouts()[1]
+
+    def secrets(self) -> Secrets:
+        """For reading: the generated passwords, placeholders before the first apply."""
+        return self.state.secrets_or_placeholder()
+
+    def desired(self, secrets: Secrets | None = None) -> Desired:
+        secrets = secrets or self.secrets()
+        key = (self.generation, secrets)
+        if self._desired is None or self._desired[0] != key:
+            desired, _ = build_desired(
+                self.cluster,
+                self.layouts,
+                secrets,
+                self.binaries,
+                self.user,
+                self.provider.service_manager,
+            )
+            self._desired = (key, desired)
+        return self._desired[1]
+
+    def env(self, desired: Desired, secrets: Secrets | None = None) -> Env:
         return Env(
             self.cluster,
             desired.topology,
             self.provider,
             self.binaries,
-            secrets=load_or_create(self.state_dir),
+            secrets=secrets or self.secrets(),
             check_ports=self.provider.kind == "local",  # only local machines share this host
         )
 
     # --- one cycle ----------------------------------------------------------------------------
 
-    def observe(self, desired: Desired | None = None) -> tuple[Desired, Observed]:
-        desired = desired or self.desired()
-        observed = observe(
-            desired,
-            self.provider,
-            load_or_create(self.state_dir),
-            reinits=reinit_history.load(self.state_dir),
-        )
-        # Read after the services: a drill marks a machine down before it kills it.
+    def observe(
+        self, desired: Desired | None = None, secrets: Secrets | None = None
+    ) -> tuple[Desired, Observed]:
+        secrets = secrets or self.secrets()
+        desired = desired or self.desired(secrets)
+        reinits = reinit_history.load(self.state_dir)
+        down = self._down()
+        observed = observe(desired, self.provider, secrets, down=down, reinits=reinits)
+        for _ in range(2):
+            # A drill marks a machine down, then kills it: a mark written while we looked
+            # may hide a death we saw, so look again with it.
+            now_down = self._down()
+            if now_down == down:
+                break
+            down = now_down
+            observed = observe(desired, self.provider, secrets, down=down, reinits=reinits)
+        return desired, observed
+
+    def _down(self) -> frozenset[str]:
         held = self.fencer.holding() if self.fencer else frozenset()
-        return desired, replace(observed, down=down_machines(self.state_dir) | held)
+        return self.state.down() | held
 
     def cycle(self, act: bool = True) -> CycleReport:
-        desired, observed = self.observe()
+        """One pass. `act=False` (status) reads only: no secrets made, nothing written."""
+        secrets = self.state.load_or_create_secrets() if act else self.secrets()
+        desired, observed = self.observe(secrets=secrets)
         the_plan = plan(desired, observed)
-        error = None
-        permanent = False
+        acted = None
         if act:
-            self._save_last_applied()
-        done: list[Action] = []
-        if act and the_plan.actions:
-            outcome = execute(the_plan.actions, self.env(desired), self.progress)
-            done = outcome.done
-            for action in outcome.done:
-                self._event(action.describe)
-            if outcome.error:
-                error = outcome.error
-                permanent = isinstance(outcome.exception, PermanentError)
-        if act:  # count reinitialisations just done; forget members healthy again
+            self.state.save_last_applied(self.cluster)
+            acted = self._act(the_plan, desired, observed, secrets)
+            # count reinitialisations just done; forget members healthy again
+            done = acted.done if acted else ()
             reinit_history.update(self.state_dir, observed, done, time.time())
+        result = acted or verdict(desired, observed, the_plan)
         if self.fencer:
             self.fencer.update(desired, observed)
-        conditions = cond.assess(desired, observed)
-        # A temporary error (retried next cycle) is progress, not failure.
-        phase = cond.phase(conditions, the_plan, error if permanent else None)
-        decision = the_plan.decision
-        if error:
-            decision = f"failed: {error}"
-        elif the_plan.empty and phase != "Converged" and not the_plan.blocked:
-            # (blocked: the plan's own decision, e.g. TwoPrimaries, is the one to show)
-            waiting = next(c for c in conditions if not c.status)
-            decision = f"waiting: {waiting.type} {waiting.reason}"
-        converged = phase == "Converged"
         status = build_status(
-            desired,
-            observed,
-            conditions,
-            phase,
-            decision,
-            extra={
-                "observedGeneration": self.generation,
-                "manifestError": self.manifest_error,
-                "events": list(self.events),
-                "updatedAt": _now(),
-                "stateDir": str(self.state_dir),
-                "fencing": self._fencing_status(),
-            },
+            desired, observed, result.conditions, result.phase, result.decision, self._extra()
         )
         if act:  # only the operator that acts owns status.json; `status` just reads
-            write_status(self.state_dir, status)
-        return CycleReport(the_plan, observed, decision, phase, converged, error, permanent, status)
+            self.state.write_status(status)
+        return CycleReport(
+            the_plan,
+            observed,
+            result.decision,
+            result.phase,
+            result.phase == "Converged",
+            result.error,
+            result.permanent,
+            status,
+            result.retry_after,
+        )
+
+    def _act(
+        self, the_plan: Plan, desired: Desired, observed: Observed, secrets: Secrets
+    ) -> Verdict | None:
+        """Execute the plan; the verdict of the outcome (None when there was nothing to do)."""
+        if not the_plan.actions:
+            return None
+        switching = any(isinstance(a, Switchover) for a in the_plan.actions)
+        if switching:
+            try:
+                self.state.switchover_lock.acquire("operator")
+            except LockHeld as exc:
+                waiting = f"waiting: a switchover by {exc.holder} is in progress"
+                return replace(verdict(desired, observed, the_plan), decision=waiting)
+        try:
+            outcome: Outcome = execute(the_plan.actions, self.env(desired, secrets), self.progress)
+        finally:
+            if switching:
+                self.state.switchover_lock.release()
+        for action in outcome.done:
+            self.event(action.describe)
+        return verdict(desired, observed, the_plan, outcome)
+
+    def _extra(self) -> dict[str, Any]:
+        extra: dict[str, Any] = {
+            "observedGeneration": self.generation,
+            "manifestError": self.manifest_error,
+            "events": list(self.events),
+            "updatedAt": now(),
+            "stateDir": str(self.state_dir),
+            "fencing": self._fencing_status(),
+        }
+        if self.manifest.state_error:
+            extra["stateError"] = self.manifest.state_error
+        return extra
 
     def _fencing_status(self) -> dict[str, Any]:
         spec = self.cluster.spec.failover
@@ -303,19 +266,8 @@ class Controller:
             else "this provider cannot power machines off: failover waits for the leader lease",
         }
 
-    def _save_last_applied(self) -> None:
-        """The manifest in force, so `status` can show the cluster while an edit is refused."""
-        text = yaml.safe_dump(
-            self.cluster.model_dump(mode="json", by_alias=True, exclude_none=True), sort_keys=False
-        )
-        path = self.state_dir / LAST_APPLIED
-        if not path.exists() or path.read_text() != text:
-            tmp = path.with_suffix(".tmp")
-            tmp.write_text(text)
-            os.replace(tmp, path)
-
-    def _event(self, message: str) -> None:
-        self.events.append({"time": _now(), "message": message})
+    def event(self, message: str) -> None:
+        self.events.append({"time": now(), "message": message})
 
     def destroy(self) -> list[str]:
         """Stop every service on its machine (load balancers first, etcd last), remove the
@@ -329,86 +281,8 @@ class Controller:
 
     def apply(self, timeout: float) -> CycleReport:
         """Reconcile until converged or the timeout; stops early on a permanent error."""
-        deadline = time.monotonic() + timeout
-        last_decision = ""
-        acted = False
-        confirmed = False
-        while True:
-            report = self.cycle()
-            acted = acted or bool(report.plan.actions)
-            if report.decision != last_decision:
-                log.info("cycle", decision=report.decision, phase=report.phase)
-                last_decision = report.decision
-            if report.permanent or time.monotonic() >= deadline:
-                return report
-            if report.converged:
-                # Patroni applies a DCS change (and flags pending restarts) on its next loop:
-                # after acting, converged must still hold one loop_wait later.
-                if not acted or confirmed:
-                    return report
-                confirmed = True
-                time.sleep(self.cluster.timing.loop_wait + 1.0)
-                continue
-            confirmed = False
-            time.sleep(BUSY_SECONDS if report.plan.actions else 1.0)
+        return apply_until_converged(self, timeout)
 
     def run(self, stop: threading.Event) -> None:
         """Forever: resync every few seconds, wake at once when a manifest file changes."""
-        wake = threading.Event()
-        self.fencer = Fencer(self.desired(), self.provider)
-        watcher = threading.Thread(target=self._watch, args=(wake, stop), daemon=True)
-        watcher.start()
-        last_decision = ""
-        while not stop.is_set():
-            self.reload_manifest()
-            try:
-                report = self.cycle()
-            except Exception as exc:  # the loop must survive anything one cycle throws
-                log.exception("cycle failed", error=str(exc))
-                stop.wait(RESYNC_SECONDS)
-                continue
-            self.last_cycle = Snapshot(report.status, time.monotonic())
-            if report.decision != last_decision:
-                log.info("cycle", decision=report.decision, phase=report.phase)
-                last_decision = report.decision
-            delay = BUSY_SECONDS if report.plan.actions else RESYNC_SECONDS
-            self._pause(delay, wake, stop)
-            wake.clear()
-
-    def _pause(self, delay: float, wake: threading.Event, stop: threading.Event) -> None:
-        """Wait for the next cycle, probing the primary meanwhile (the fast failover path)."""
-        deadline = time.monotonic() + delay
-        while not (stop.is_set() or wake.is_set()):
-            left = deadline - time.monotonic()
-            if left <= 0:
-                return
-            if self.fencer is None:
-                wake.wait(left)
-                continue
-            decision = self.fencer.probe()
-            if decision is not None:
-                self._event(decision.reason)
-                if decision.fence:
-                    return  # re-observe at once: the old primary's machine is down
-            wake.wait(min(self.fencer.interval, left))
-
-    def _watch(self, wake: threading.Event, stop: threading.Event) -> None:
-        from watchfiles import watch
-
-        # Watch the directories: editors save by renaming a new file over the old one.
-        targets = {
-            str(Path(p).resolve() if Path(p).is_dir() else Path(p).resolve().parent)
-            for p in self.paths
-        }
-        wanted = {str(Path(p).resolve()) for p in self.paths}
-        for changes in watch(*targets, stop_event=stop, debounce=200, step=50):
-            if any(path in wanted or str(Path(path).parent) in wanted for _, path in changes):
-                wake.set()
-
-
-def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds")
-
-
-def dump_json(data: Any) -> str:
-    return json.dumps(data, indent=2, default=str)
+        run_forever(self, stop)

@@ -12,7 +12,7 @@ from pgha_operator.drill.cli import format_table
 from pgha_operator.drill.faults import FAULTS
 from pgha_operator.drill.report import DrillResult
 from pgha_operator.drill.writer import ClientTimeouts
-from pgha_operator.shell.secrets_file import load_or_create
+from pgha_operator.shell.state import StateDir
 
 MANIFEST = """apiVersion: pgha/v1
 kind: Cluster
@@ -103,7 +103,7 @@ def test_partition_is_refused_on_the_local_provider(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     path = manifest(tmp_path, "  drills: allowed")
-    load_or_create(tmp_path / "state")  # as after an apply
+    StateDir(tmp_path / "state").load_or_create_secrets()  # as after an apply
     assert drill(tmp_path, path, "--scenario", "partition-primary", "--yes") == 2
     err = capsys.readouterr().err
     assert "network namespace" in err and "nspawn" in err and "127.0.0.1" in err

@@ -11,7 +11,7 @@ from pathlib import Path
 from pgha_operator.core.actions import CreateMachine, StartService, WaitFor
 from pgha_operator.core.plan import plan
 from pgha_operator.core.services import ServiceState
-from pgha_operator.shell.down_marks import clear_down, down_machines, mark_down, mark_path
+from pgha_operator.shell.state.marks import clear_down, down_machines, mark_down, mark_path
 from tests.unit.test_plan import converged, demo_desired
 
 

@@ -9,7 +9,8 @@ import yaml
 from structlog.testing import capture_logs
 
 from pgha_operator.core.spec import ManifestError
-from pgha_operator.shell.controller import LAST_APPLIED, Controller
+from pgha_operator.shell.controller import Controller
+from pgha_operator.shell.state.last_applied import FILE_NAME as LAST_APPLIED
 
 DEMO = Path(__file__).resolve().parents[2] / "manifests" / "demo.yaml"
 
@@ -76,8 +77,12 @@ def test_run_refuses_the_edit_and_keeps_the_accepted_manifest(tmp_path: Path) ->
     assert ctl.manifest_error is None and ctl.generation == generation + 1
 
 
-def test_an_unreadable_last_applied_does_not_block(tmp_path: Path) -> None:
+def test_a_last_applied_of_another_version_does_not_block(tmp_path: Path) -> None:
     state = tmp_path / "state"
     state.mkdir()
     (state / LAST_APPLIED).write_text("apiVersion: pgha/v0\n")
-    assert Controller([str(debian_manifest(tmp_path))], state_dir=state).manifest_error is None
+    with capture_logs() as logs:
+        ctl = Controller([str(debian_manifest(tmp_path))], state_dir=state)
+    assert ctl.manifest_error is None
+    assert [e["log_level"] for e in logs] == ["warning"]
+    assert "another operator version" in logs[0]["event"] and logs[0]["file"].endswith(LAST_APPLIED)

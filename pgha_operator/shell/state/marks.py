@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import time
 from pathlib import Path
+
+from pgha_operator.shell.state.atomic import write_atomic
 
 DOWN_DIR = "down"
 
@@ -29,9 +30,7 @@ def mark_down(state_dir: Path, machine: str, seconds: float, reason: str) -> Pat
     path = mark_path(state_dir, machine)
     path.parent.mkdir(parents=True, exist_ok=True)
     body = {"machine": machine, "until": time.time() + seconds, "reason": reason}
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(body) + "\n")
-    os.replace(tmp, path)
+    write_atomic(path, (json.dumps(body) + "\n").encode())
     return path
 
 

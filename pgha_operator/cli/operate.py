@@ -1,0 +1,134 @@
+"""Commands that act as the cluster's operator: apply, run, destroy."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import threading
+from typing import Any
+
+from pgha_operator.cli.args import (
+    add_state_dir_argument,
+    controller,
+    print_progress,
+    print_warnings,
+)
+from pgha_operator.shell.controller import Controller
+from pgha_operator.shell.status_http import StatusServer, parse_listen
+
+EXIT_INVALID = 2
+
+
+def add_commands(command: Any) -> None:
+    p = command(
+        "apply",
+        "Reconcile until the cluster matches the manifest (exit 0) or the timeout passes "
+        "(exit 1, saying what is not converged). Prints one line per action.",
+        cmd_apply,
+    )
+    p.add_argument("--timeout", type=float, default=300, metavar="S", help="default 300")
+    add_state_dir_argument(p)
+    p = command(
+        "run",
+        "Keep the cluster converged forever: resync every few seconds and react to manifest "
+        "edits within about a second. Ctrl-C stops the operator, not the cluster.",
+        cmd_run,
+    )
+    p.add_argument(
+        "--listen",
+        metavar="ADDR:PORT",
+        help="also serve the status over HTTP (read-only, no auth): GET /status, /healthz, "
+        "/readyz; e.g. 127.0.0.1:8800. Off by default",
+    )
+    add_state_dir_argument(p)
+    p = command(
+        "destroy",
+        "Stop every service of the cluster and delete its machines, data and secrets.",
+        cmd_destroy,
+    )
+    p.add_argument("--yes", action="store_true", help="required: this deletes all data")
+    add_state_dir_argument(p)
+
+
+def cmd_apply(args: argparse.Namespace) -> int:
+    ctl = controller(args, progress=print_progress)
+    print_warnings(ctl.loaded.warnings)
+    ctl.prepare()
+    try:
+        report = ctl.apply(args.timeout)
+    finally:
+        ctl.unlock()
+    if report.converged:
+        print(f"cluster {ctl.cluster.name} converged")
+        print(connect_hint(ctl))
+        return 0
+    print(f"not converged ({report.phase}): {report.decision}", file=sys.stderr)
+    for c in report.status["conditions"]:
+        if c["status"] != "True":
+            print(f"  {c['type']}: {c['reason']}", file=sys.stderr)
+    return 1
+
+
+def connect_hint(ctl: Controller) -> str:
+    topo = ctl.topology
+    ports = ctl.cluster.spec.load_balancer.ports
+    address = topo.address(topo.loadbalancers[0])
+    return (
+        f'connect: psql "$(pgha-operator dsn -f {" -f ".join(ctl.paths)})"   '
+        f"writes {address}:{ports.primary}, reads {address}:{ports.replicas}, "
+        f"stats http://{address}:{ports.stats}/"
+    )
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    # A taken port fails here, before the operator takes its lock or touches anything.
+    server = (
+        StatusServer(parse_listen(args.listen), lambda: ctl.last_cycle) if args.listen else None
+    )
+    try:
+        ctl = controller(args, progress=print_progress)
+        print_warnings(ctl.loaded.warnings)
+        ctl.prepare()
+        stop = threading.Event()
+
+        def on_signal(signum: int, frame: object) -> None:
+            stop.set()
+
+        signal.signal(signal.SIGTERM, on_signal)
+        signal.signal(signal.SIGINT, on_signal)
+        print(f"operator for cluster {ctl.cluster.name} running (state {ctl.state_dir})")
+        print(connect_hint(ctl), flush=True)
+        if server:
+            server.start()
+            print(f"status: {server.url}/status (also /healthz, /readyz)", flush=True)
+        try:
+            ctl.run(stop)
+        finally:
+            ctl.unlock()
+    finally:
+        if server:
+            server.stop()
+    print("operator stopped; the cluster keeps running", flush=True)
+    return 0
+
+
+def cmd_destroy(args: argparse.Namespace) -> int:
+    if not args.yes:
+        print(
+            "destroy deletes every machine, database and secret of the cluster; "
+            "add --yes to confirm",
+            file=sys.stderr,
+        )
+        return EXIT_INVALID
+    # The running cluster's definition decides what to destroy, even under a refused edit.
+    ctl = controller(args, fall_back_to_last_applied=True)
+    ctl.lock("destroy")
+    try:
+        removed = ctl.destroy()
+    finally:
+        ctl.unlock()
+    for name in removed:
+        print(f"destroyed machine {name}")
+    print(f"cluster {ctl.cluster.name} destroyed; state dir {ctl.state_dir} removed")
+    return 0

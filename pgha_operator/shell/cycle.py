@@ -1,0 +1,64 @@
+"""What one cycle reports, and how its outcome reads (phase, decision) for status and logs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from pgha_operator.core import conditions as cond
+from pgha_operator.core.actions import Action
+from pgha_operator.core.errors import PermanentError, TemporaryError
+from pgha_operator.core.facts.observed import Observed
+from pgha_operator.core.plan import Desired, Plan
+from pgha_operator.shell.execute import Outcome
+
+
+@dataclass
+class CycleReport:
+    plan: Plan
+    observed: Observed
+    decision: str
+    phase: str
+    converged: bool
+    error: str | None
+    permanent: bool
+    status: dict[str, Any]
+    retry_after: float | None = None  # a TemporaryError's own delay before the next cycle
+
+
+@dataclass(frozen=True)
+class Verdict:
+    conditions: tuple[cond.Condition, ...]
+    phase: str
+    decision: str
+    error: str | None = None
+    permanent: bool = False
+    retry_after: float | None = None
+    done: tuple[Action, ...] = ()  # the actions executed this cycle
+
+
+def verdict(
+    desired: Desired, observed: Observed, the_plan: Plan, outcome: Outcome | None = None
+) -> Verdict:
+    """Phase and the one-line decision of a cycle, as `status` shows them."""
+    error = outcome.error if outcome else None
+    exc = outcome.exception if outcome else None
+    permanent = isinstance(exc, PermanentError)
+    conditions = cond.assess(desired, observed)
+    # A temporary error (retried next cycle) is progress, not failure.
+    phase = cond.phase(conditions, the_plan, error if permanent else None)
+    decision = the_plan.decision
+    if error:
+        decision = f"failed: {error}"
+    elif the_plan.empty and phase != "Converged" and not the_plan.blocked:
+        # (blocked: the plan's own decision, e.g. TwoPrimaries, is the one to show)
+        waiting = next(c for c in conditions if not c.status)
+        decision = f"waiting: {waiting.type} {waiting.reason}"
+    retry_after = exc.delay if isinstance(exc, TemporaryError) else None
+    done = tuple(outcome.done) if outcome else ()
+    return Verdict(conditions, phase, decision, error, permanent, retry_after, done)
+
+
+def now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")

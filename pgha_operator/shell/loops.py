@@ -1,0 +1,115 @@
+"""The two ways the controller's cycle is driven: `apply` (until converged) and `run`
+(forever, woken by manifest edits, probing the primary between cycles)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import structlog
+
+from pgha_operator.core.errors import OperatorError
+from pgha_operator.shell.cycle import CycleReport
+from pgha_operator.shell.fencer import Fencer
+from pgha_operator.shell.status_http import Snapshot
+
+if TYPE_CHECKING:
+    from pgha_operator.shell.controller import Controller
+
+log = structlog.get_logger("pgha-operator")
+
+RESYNC_SECONDS = 2.0  # a converged cluster is re-observed this often
+BUSY_SECONDS = 0.5  # after actions: re-observe soon to take the next step
+
+
+def next_delay(report: CycleReport, idle: float) -> float:
+    """A TemporaryError's own delay wins; else soon after acting, `idle` otherwise."""
+    if report.retry_after is not None:
+        return report.retry_after
+    return BUSY_SECONDS if report.plan.actions else idle
+
+
+def apply_until_converged(ctl: Controller, timeout: float) -> CycleReport:
+    """Reconcile until converged or the timeout; stops early on a permanent error."""
+    deadline = time.monotonic() + timeout
+    last_decision = ""
+    acted = False
+    confirmed = False
+    while True:
+        report = ctl.cycle()
+        acted = acted or bool(report.plan.actions)
+        if report.decision != last_decision:
+            log.info("cycle", decision=report.decision, phase=report.phase)
+            last_decision = report.decision
+        if report.permanent or time.monotonic() >= deadline:
+            return report
+        if report.converged:
+            # Patroni applies a DCS change (and flags pending restarts) on its next loop:
+            # after acting, converged must still hold one loop_wait later.
+            if not acted or confirmed:
+                return report
+            confirmed = True
+            time.sleep(ctl.cluster.timing.loop_wait + 1.0)
+            continue
+        confirmed = False
+        time.sleep(next_delay(report, 1.0))
+
+
+def run_forever(ctl: Controller, stop: threading.Event) -> None:
+    """Resync every few seconds, wake at once when a manifest file changes."""
+    wake = threading.Event()
+    ctl.fencer = Fencer(ctl.desired(), ctl.provider)
+    watcher = threading.Thread(target=watch_manifests, args=(ctl.paths, wake, stop), daemon=True)
+    watcher.start()
+    last_decision = ""
+    while not stop.is_set():
+        ctl.reload_manifest()
+        try:
+            report = ctl.cycle()
+        except OperatorError as exc:  # e.g. a damaged state file: said plainly, retried
+            log.error("cycle refused", error=str(exc))
+            stop.wait(RESYNC_SECONDS)
+            continue
+        except Exception as exc:  # the loop must survive anything one cycle throws
+            log.exception("cycle failed", error=str(exc))
+            stop.wait(RESYNC_SECONDS)
+            continue
+        ctl.last_cycle = Snapshot(report.status, time.monotonic())
+        if report.decision != last_decision:
+            log.info("cycle", decision=report.decision, phase=report.phase)
+            last_decision = report.decision
+        pause(ctl, next_delay(report, RESYNC_SECONDS), wake, stop)
+        wake.clear()
+
+
+def pause(ctl: Controller, delay: float, wake: threading.Event, stop: threading.Event) -> None:
+    """Wait for the next cycle, probing the primary meanwhile (the fast failover path)."""
+    deadline = time.monotonic() + delay
+    while not (stop.is_set() or wake.is_set()):
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return
+        if ctl.fencer is None:
+            wake.wait(left)
+            continue
+        decision = ctl.fencer.probe()
+        if decision is not None:
+            ctl.event(decision.reason)
+            if decision.fence:
+                return  # re-observe at once: the old primary's machine is down
+        wake.wait(min(ctl.fencer.interval, left))
+
+
+def watch_manifests(paths: list[str], wake: threading.Event, stop: threading.Event) -> None:
+    from watchfiles import watch
+
+    # Watch the directories: editors save by renaming a new file over the old one.
+    targets = {
+        str(Path(p).resolve() if Path(p).is_dir() else Path(p).resolve().parent) for p in paths
+    }
+    wanted = {str(Path(p).resolve()) for p in paths}
+    for changes in watch(*targets, stop_event=stop, debounce=200, step=50):
+        if any(path in wanted or str(Path(path).parent) in wanted for _, path in changes):
+            wake.set()

@@ -1,0 +1,146 @@
+"""The operator's state dir, and the only code that opens its files by name.
+
+    secrets.yaml (+ .bak)   generated passwords (secrets_store)
+    last-applied.yaml       the manifest in force (last_applied)
+    status.json             what the acting operator saw last
+    down/<machine>.json     drill marks: do not repair this machine (marks)
+    operator.lock           held by whoever acts on the cluster (lock)
+    switchover.lock         held for the length of a switchover (lock)
+
+Providers keep their machines under it too (machines/, vagrant/...), through their own
+modules. Read-only commands (`plan`, `status`, `render`, `dsn`) use only the methods that
+create nothing.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from pgha_operator.core.desired import PLACEHOLDER_SECRETS
+from pgha_operator.core.render import Secrets
+from pgha_operator.core.spec import Cluster, LoadedCluster
+from pgha_operator.shell.status_file import STATUS_FILE, read_status, write_status
+from pgha_operator.shell.state import last_applied, secrets_store
+from pgha_operator.shell.state.errors import StateError
+from pgha_operator.shell.state.lock import OPERATOR_LOCK, SWITCHOVER_LOCK, FileLock, LockHeld
+from pgha_operator.shell.state.marks import clear_down, down_machines, mark_down
+
+__all__ = [
+    "LockHeld",
+    "StateDir",
+    "StateError",
+    "clear_down",
+    "down_machines",
+    "mark_down",
+]
+
+# Files whose presence means a cluster was created from this state dir.
+_CLUSTER_EVIDENCE = (last_applied.FILE_NAME, STATUS_FILE, secrets_store.BACKUP_NAME)
+_MACHINE_DIRS = ("machines", "vagrant")
+
+
+class StateDir:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.operator_lock = FileLock(path / OPERATOR_LOCK)
+        self.switchover_lock = FileLock(path / SWITCHOVER_LOCK)
+        self._read_cache: tuple[tuple[int, int, int], Secrets] | None = None
+        self._write_cache: tuple[tuple[int, int, int], Secrets] | None = None
+
+    def __repr__(self) -> str:
+        return f"StateDir({str(self.path)!r})"
+
+    def exists(self) -> bool:
+        return self.path.is_dir()
+
+    def holds_cluster(self) -> bool:
+        """Whether a cluster was created from here (its passwords must not change)."""
+        if any((self.path / name).exists() for name in _CLUSTER_EVIDENCE):
+            return True
+        return any(
+            (self.path / d).is_dir() and any((self.path / d).iterdir()) for d in _MACHINE_DIRS
+        )
+
+    # --- secrets --------------------------------------------------------------------------------
+
+    def has_secrets(self) -> bool:
+        return (self.path / secrets_store.FILE_NAME).exists()
+
+    def secrets(self) -> Secrets | None:
+        """The generated passwords, None before the first apply (reads only; re-read only
+        when the file changes). Raises StateError for a damaged file."""
+        key = self._secrets_key()
+        if key is None:
+            return None
+        if self._read_cache and self._read_cache[0] == key:
+            return self._read_cache[1]
+        found = secrets_store.read_secrets(self.path)
+        if found is not None:
+            self._read_cache = (key, found)
+        return found
+
+    def secrets_or_placeholder(self) -> Secrets:
+        """For read-only views: the real passwords, or placeholders before the first apply."""
+        return self.secrets() or PLACEHOLDER_SECRETS
+
+    def load_or_create_secrets(self) -> Secrets:
+        """For the operator that acts: generated on a new cluster, refused (StateError) when
+        an existing cluster's file is missing or damaged. Keeps secrets.yaml.bak in step."""
+        key = self._secrets_key()
+        if key is not None and self._write_cache and self._write_cache[0] == key:
+            return self._write_cache[1]
+        found = secrets_store.load_or_create(self.path, self.holds_cluster())
+        key = self._secrets_key()
+        assert key is not None  # load_or_create wrote it or raised
+        self._write_cache = (key, found)
+        return found
+
+    def _secrets_key(self) -> tuple[int, int, int] | None:
+        try:
+            st = os.stat(self.path / secrets_store.FILE_NAME)
+        except FileNotFoundError:
+            return None
+        return (st.st_ino, st.st_size, st.st_mtime_ns)
+
+    # --- last applied, status -------------------------------------------------------------------
+
+    def last_applied(self, cluster_name: str | None) -> LoadedCluster | None:
+        return last_applied.read(self.path, cluster_name)
+
+    def save_last_applied(self, cluster: Cluster) -> None:
+        last_applied.save(self.path, cluster)
+
+    def write_status(self, status: Mapping[str, Any]) -> None:
+        self.path.mkdir(parents=True, exist_ok=True)
+        write_status(self.path, status)
+
+    def read_status(self) -> dict[str, Any] | None:
+        return read_status(self.path)
+
+    # --- down marks -----------------------------------------------------------------------------
+
+    def down(self, now: float | None = None) -> frozenset[str]:
+        return down_machines(self.path, now)
+
+    def mark_down(self, machine: str, seconds: float, reason: str) -> Path:
+        return mark_down(self.path, machine, seconds, reason)
+
+    def clear_down(self, machine: str) -> None:
+        clear_down(self.path, machine)
+
+    # --- locks ----------------------------------------------------------------------------------
+
+    def operator_running(self) -> str | None:
+        """Who holds the operator lock (None: nobody), creating nothing."""
+        return self.operator_lock.holder()
+
+    def remove(self) -> None:
+        """Delete the state dir (destroy), releasing our locks first."""
+        self.operator_lock.release()
+        self.switchover_lock.release()
+        if self.path.exists():
+            shutil.rmtree(self.path)

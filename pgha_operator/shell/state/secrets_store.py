@@ -1,0 +1,116 @@
+"""The cluster's generated passwords: `secrets.yaml` (0600) and the copy kept beside it.
+
+Passwords are generated once, when a cluster is created, and never again by themselves: a
+new password reaches patroni.yml but not PostgreSQL's roles (no ALTER ROLE), so replication
+and Patroni's logins would break. Once a cluster exists, a missing, damaged or incomplete
+file is refused (fail closed) and the error says how to restore the copy. Deliberate
+re-keying is a manual procedure (README, "Secrets").
+"""
+
+from __future__ import annotations
+
+import secrets as pysecrets
+from pathlib import Path
+
+import yaml
+
+from pgha_operator.core.render import Secrets
+from pgha_operator.shell.state.atomic import write_atomic
+from pgha_operator.shell.state.errors import StateError
+
+FILE_NAME = "secrets.yaml"
+BACKUP_NAME = "secrets.yaml.bak"
+FIELDS = ("superuser_password", "replication_password", "admin_password", "rest_password")
+MODE = 0o600
+
+
+def read_fields(path: Path) -> dict[str, str] | None:
+    """The passwords the file holds (possibly incomplete); None when there is no file.
+    Raises StateError when it cannot be read or parsed."""
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise StateError(path, f"cannot be read ({exc.strerror})", remedy(path)) from None
+    try:
+        loaded = yaml.safe_load(raw.decode())
+    except (UnicodeDecodeError, yaml.YAMLError) as exc:
+        reason = str(exc).splitlines()[0]
+        raise StateError(path, f"is damaged (not YAML: {reason})", remedy(path)) from None
+    if loaded is None:
+        raise StateError(path, "is empty", remedy(path))
+    if not isinstance(loaded, dict):
+        raise StateError(path, "is damaged (not a mapping of passwords)", remedy(path))
+    return {k: str(v) for k, v in loaded.items() if k in FIELDS and v not in (None, "")}
+
+
+def read_secrets(folder: Path) -> Secrets | None:
+    """For commands that only read: the passwords, None when none were generated yet."""
+    path = folder / FILE_NAME
+    data = read_fields(path)
+    if data is None:
+        return None
+    missing = [f for f in FIELDS if f not in data]
+    if missing:
+        raise StateError(path, f"has no {', '.join(missing)}", remedy(path))
+    return Secrets(**data)
+
+
+def load_or_create(folder: Path, cluster_exists: bool) -> Secrets:
+    """For the operator that acts: generate the passwords of a new cluster; never re-key
+    one that exists. Writes the file (and its copy) only when something changes."""
+    path = folder / FILE_NAME
+    data = read_fields(path)
+    missing = [f for f in FIELDS if f not in (data or {})]
+    if missing and cluster_exists:
+        problem = "is missing" if data is None else f"has no {', '.join(missing)}"
+        raise StateError(
+            path,
+            f"{problem}, but {folder} holds a cluster whose roles use the old passwords; "
+            "new ones would lock Patroni and replication out",
+            remedy(path),
+        )
+    data = dict(data or {})
+    for field in missing:
+        data[field] = pysecrets.token_urlsafe(24)
+    text = yaml.safe_dump({f: data[f] for f in FIELDS}, sort_keys=True).encode()
+    if missing:
+        folder.mkdir(parents=True, exist_ok=True)
+        write_atomic(path, text, MODE)
+    backup = folder / BACKUP_NAME
+    if _read_quietly(backup) != _read_quietly(path):
+        write_atomic(backup, path.read_bytes(), MODE)
+    if path.stat().st_mode & 0o777 != MODE:
+        path.chmod(MODE)
+    return Secrets(**{f: data[f] for f in FIELDS})
+
+
+def _read_quietly(path: Path) -> bytes | None:
+    try:
+        return path.read_bytes()
+    except OSError:
+        return None
+
+
+def remedy(path: Path) -> str:
+    """What to do, for every secrets error: restore the kept copy if it is good."""
+    backup = path.with_name(BACKUP_NAME)
+    try:
+        good = backup.exists() and _complete(read_fields(backup))
+    except StateError:
+        good = False
+    if good:
+        return (
+            f"The operator keeps a copy: restore it with `cp -p {backup} {path}` "
+            "(README, section Secrets)"
+        )
+    return (
+        f"Restore {path.name} from your own backup; the passwords are also in each "
+        "PostgreSQL machine's patroni.yml (README, section Secrets). If no cluster was ever "
+        "created from this state dir, delete the file to generate new ones"
+    )
+
+
+def _complete(data: dict[str, str] | None) -> bool:
+    return data is not None and all(f in data for f in FIELDS)
