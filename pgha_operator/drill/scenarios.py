@@ -78,7 +78,7 @@ class BackgroundOperator:
     def start(self) -> bool:
         """False when another operator holds the cluster's lock (it does the repairs)."""
         try:
-            self.ctl.lock()
+            self.ctl.lock("drill operator")
         except PermanentError:
             return False
         self.thread = threading.Thread(

@@ -30,7 +30,7 @@ from pgha_operator.core.spec import Cluster, LoadedCluster
 from pgha_operator.core.status import build_status
 from pgha_operator.core.topology import Layout, Topology
 from pgha_operator.shell import reinit_history, teardown
-from pgha_operator.shell.cycle import CycleReport, Verdict, now, verdict
+from pgha_operator.shell.cycle import CycleReport, Verdict, fencing_status, now, verdict
 from pgha_operator.shell.execute import Env, Outcome, execute
 from pgha_operator.shell.fencer import Fencer
 from pgha_operator.shell.loops import apply_until_converged, run_forever
@@ -248,23 +248,11 @@ class Controller:
             "events": list(self.events),
             "updatedAt": now(),
             "stateDir": str(self.state_dir),
-            "fencing": self._fencing_status(),
+            "fencing": fencing_status(self.cluster, self.provider.can_fence, self.fencer),
         }
         if self.manifest.state_error:
             extra["stateError"] = self.manifest.state_error
         return extra
-
-    def _fencing_status(self) -> dict[str, Any]:
-        spec = self.cluster.spec.failover
-        return {
-            "mode": spec.fencing,
-            "available": self.provider.can_fence,
-            "watching": self.fencer.leader if self.fencer else None,
-            "lastDecision": self.fencer.last_decision if self.fencer else None,
-            "note": None
-            if self.provider.can_fence
-            else "this provider cannot power machines off: failover waits for the leader lease",
-        }
 
     def event(self, message: str) -> None:
         self.events.append({"time": now(), "message": message})

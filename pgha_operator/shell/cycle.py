@@ -11,7 +11,9 @@ from pgha_operator.core.actions import Action
 from pgha_operator.core.errors import PermanentError, TemporaryError
 from pgha_operator.core.facts.observed import Observed
 from pgha_operator.core.plan import Desired, Plan
+from pgha_operator.core.spec import Cluster
 from pgha_operator.shell.execute import Outcome
+from pgha_operator.shell.fencer import Fencer
 
 
 @dataclass
@@ -58,6 +60,19 @@ def verdict(
     retry_after = exc.delay if isinstance(exc, TemporaryError) else None
     done = tuple(outcome.done) if outcome else ()
     return Verdict(conditions, phase, decision, error, permanent, retry_after, done)
+
+
+def fencing_status(cluster: Cluster, can_fence: bool, fencer: Fencer | None) -> dict[str, Any]:
+    """The `fencing` block of status: the mode, and what the fencer watches and decided."""
+    return {
+        "mode": cluster.spec.failover.fencing,
+        "available": can_fence,
+        "watching": fencer.leader if fencer else None,
+        "lastDecision": fencer.last_decision if fencer else None,
+        "note": None
+        if can_fence
+        else "this provider cannot power machines off: failover waits for the leader lease",
+    }
 
 
 def now() -> str:
