@@ -47,8 +47,8 @@ log = structlog.get_logger("pgha-operator")
 
 
 class Controller:
-    """One cluster. `provider` may be injected (tests drive the cycle against a fake world);
-    by default the manifest's provider is made."""
+    """One cluster. `provider` and `clients` may be injected (tests drive the cycle against
+    a fake world); by default the manifest's provider and the real clients are used."""
 
     def __init__(
         self,
@@ -59,12 +59,15 @@ class Controller:
         fall_back_to_last_applied: bool = False,
         *,
         provider: Provider | None = None,
+        clients: object | None = None,
     ) -> None:
         self.manifest = ManifestInForce(paths, state_dir, cluster_name, fall_back_to_last_applied)
         self.state: StateDir = self.manifest.state
         self.state_dir = self.state.path
         self.progress = progress
         self.provider = provider or make_provider(self.cluster, self.state_dir)
+        # Passed on to observe, Env and the Fencer only when injected (their default: real).
+        self.client_kwargs: dict[str, Any] = {} if clients is None else {"clients": clients}
         self.user = self.provider.service_user
         self.binaries = self.provider.binaries
         self.events: deque[dict[str, str]] = deque(maxlen=20)
@@ -161,6 +164,7 @@ class Controller:
             self.binaries,
             secrets=secrets or self.secrets(),
             check_ports=self.provider.kind == "local",  # only local machines share this host
+            **self.client_kwargs,
         )
 
     # --- one cycle ----------------------------------------------------------------------------
@@ -172,7 +176,9 @@ class Controller:
         desired = desired or self.desired(secrets)
         reinits = reinit_history.load(self.state_dir)
         down = self._down()
-        observed = observe(desired, self.provider, secrets, down=down, reinits=reinits)
+        observed = observe(
+            desired, self.provider, secrets, down=down, reinits=reinits, **self.client_kwargs
+        )
         for _ in range(2):
             # A drill marks a machine down, then kills it: a mark written while we looked
             # may hide a death we saw, so look again with it.
@@ -180,7 +186,9 @@ class Controller:
             if now_down == down:
                 break
             down = now_down
-            observed = observe(desired, self.provider, secrets, down=down, reinits=reinits)
+            observed = observe(
+                desired, self.provider, secrets, down=down, reinits=reinits, **self.client_kwargs
+            )
         return desired, observed
 
     def _down(self) -> frozenset[str]:
@@ -253,6 +261,11 @@ class Controller:
         if self.manifest.state_error:
             extra["stateError"] = self.manifest.state_error
         return extra
+
+    def start_fencer(self) -> Fencer:
+        """The fast failover path, for `run`: probes the primary between cycles."""
+        self.fencer = Fencer(self.desired(), self.provider, **self.client_kwargs)
+        return self.fencer
 
     def event(self, message: str) -> None:
         self.events.append({"time": now(), "message": message})

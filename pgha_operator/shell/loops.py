@@ -12,7 +12,6 @@ import structlog
 
 from pgha_operator.core.errors import OperatorError
 from pgha_operator.shell.cycle import CycleReport
-from pgha_operator.shell.fencer import Fencer
 from pgha_operator.shell.status_http import Snapshot
 
 if TYPE_CHECKING:
@@ -60,7 +59,7 @@ def apply_until_converged(ctl: Controller, timeout: float) -> CycleReport:
 def run_forever(ctl: Controller, stop: threading.Event) -> None:
     """Resync every few seconds, wake at once when a manifest file changes."""
     wake = threading.Event()
-    ctl.fencer = Fencer(ctl.desired(), ctl.provider)
+    ctl.start_fencer()
     watcher = threading.Thread(target=watch_manifests, args=(ctl.paths, wake, stop), daemon=True)
     watcher.start()
     last_decision = ""
