@@ -173,6 +173,27 @@ def test_running_operator_repairs_drift(cluster: Cluster, operator: Operator) ->
     wait_for("cluster converged after the repairs", lambda: converged(cluster), timeout=120)
 
 
+def test_switchover_beside_a_running_operator(cluster: Cluster, operator: Operator) -> None:
+    from pgha_operator.shell.state import StateDir
+
+    args = ("-f", str(cluster.manifest), "--state-dir", str(cluster.state))
+    wait_for("cluster converged under the operator", lambda: converged(cluster), timeout=120)
+    old = cluster.primary()
+    res = cli("switchover", *args)
+    assert res.returncode == 0, res.stderr
+    assert "beside the running operator (pid" in res.stderr
+    assert cluster.primary() != old
+    # A second switchover while one runs is refused at once, naming the one that runs.
+    other = StateDir(cluster.state)
+    other.switchover_lock.acquire("switchover")
+    try:
+        res = cli("switchover", *args)
+    finally:
+        other.switchover_lock.release()
+    assert res.returncode == 1 and "another switchover (pid" in res.stderr
+    wait_for("converged after the switchover", lambda: converged(cluster), timeout=120)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
