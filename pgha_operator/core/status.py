@@ -1,5 +1,5 @@
 """Status: what `pgha-operator status` shows and what the loop writes every cycle (pure;
-shell/status_file.py writes and reads status.json)."""
+shell/state/status_file.py writes and reads status.json)."""
 
 from __future__ import annotations
 

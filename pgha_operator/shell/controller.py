@@ -30,6 +30,7 @@ from pgha_operator.core.spec import Cluster, LoadedCluster
 from pgha_operator.core.status import build_status
 from pgha_operator.core.topology import Layout, Topology
 from pgha_operator.shell import reinit_history, teardown
+from pgha_operator.shell.clients import REAL_CLIENTS, Clients
 from pgha_operator.shell.cycle import CycleReport, Verdict, fencing_status, now, verdict
 from pgha_operator.shell.execute import Env, Outcome, execute
 from pgha_operator.shell.fencer import Fencer
@@ -59,15 +60,14 @@ class Controller:
         fall_back_to_last_applied: bool = False,
         *,
         provider: Provider | None = None,
-        clients: object | None = None,
+        clients: Clients = REAL_CLIENTS,
     ) -> None:
         self.manifest = ManifestInForce(paths, state_dir, cluster_name, fall_back_to_last_applied)
         self.state: StateDir = self.manifest.state
         self.state_dir = self.state.path
         self.progress = progress
         self.provider = provider or make_provider(self.cluster, self.state_dir)
-        # Passed on to observe, Env and the Fencer only when injected (their default: real).
-        self.client_kwargs: dict[str, Any] = {} if clients is None else {"clients": clients}
+        self.clients = clients
         self.user = self.provider.service_user
         self.binaries = self.provider.binaries
         self.events: deque[dict[str, str]] = deque(maxlen=20)
@@ -164,7 +164,7 @@ class Controller:
             self.binaries,
             secrets=secrets or self.secrets(),
             check_ports=self.provider.kind == "local",  # only local machines share this host
-            **self.client_kwargs,
+            clients=self.clients,
         )
 
     # --- one cycle ----------------------------------------------------------------------------
@@ -177,7 +177,7 @@ class Controller:
         reinits = reinit_history.load(self.state_dir)
         down = self._down()
         observed = observe(
-            desired, self.provider, secrets, down=down, reinits=reinits, **self.client_kwargs
+            desired, self.provider, secrets, down=down, reinits=reinits, clients=self.clients
         )
         for _ in range(2):
             # A drill marks a machine down, then kills it: a mark written while we looked
@@ -187,7 +187,7 @@ class Controller:
                 break
             down = now_down
             observed = observe(
-                desired, self.provider, secrets, down=down, reinits=reinits, **self.client_kwargs
+                desired, self.provider, secrets, down=down, reinits=reinits, clients=self.clients
             )
         return desired, observed
 
@@ -264,7 +264,7 @@ class Controller:
 
     def start_fencer(self) -> Fencer:
         """The fast failover path, for `run`: probes the primary between cycles."""
-        self.fencer = Fencer(self.desired(), self.provider, **self.client_kwargs)
+        self.fencer = Fencer(self.desired(), self.provider, clients=self.clients)
         return self.fencer
 
     def event(self, message: str) -> None:

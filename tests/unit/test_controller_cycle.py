@@ -30,7 +30,9 @@ class World:
         self.outcome = Outcome()
         self.on_observe: Any = None
 
-    def observe(self, desired: Any, provider: Any, secrets: Any, *, down: frozenset[str]) -> Any:
+    def observe(
+        self, desired: Any, provider: Any, secrets: Any, *, down: frozenset[str], clients: Any
+    ) -> Any:
         self.observed_down.append(down)
         if self.on_observe:
             self.on_observe()

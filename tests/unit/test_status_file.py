@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pgha_operator.shell.status_file import STATUS_FILE, read_status, write_status
+from pgha_operator.shell.state.status_file import STATUS_FILE, read_status, write_status
 
 
 def test_written_status_reads_back_and_leaves_no_temp_file(tmp_path: Path) -> None:

@@ -34,7 +34,7 @@ class Observed:
     roles: frozenset[str] | None = None
     # etcd machine -> whether its data dir holds a member (None/absent: not looked at)
     etcd_data: Mapping[str, bool] = field(default_factory=dict)
-    # machines a drill marked down (a crash the operator must not repair yet): drill/marks.py
+    # machines a drill marked down (a crash the operator must not repair yet): shell/state/marks.py
     down: frozenset[str] = frozenset()
     # members Patroni reports `start failed` -> the cause read from their log tail
     start_failures: Mapping[str, StartFailure] = field(default_factory=dict)

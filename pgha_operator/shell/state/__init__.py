@@ -23,11 +23,11 @@ from typing import Any
 from pgha_operator.core.desired import PLACEHOLDER_SECRETS
 from pgha_operator.core.render import Secrets
 from pgha_operator.core.spec import Cluster, LoadedCluster
-from pgha_operator.shell.status_file import STATUS_FILE, read_status, write_status
 from pgha_operator.shell.state import last_applied, secrets_store
 from pgha_operator.shell.state.errors import StateError
 from pgha_operator.shell.state.lock import OPERATOR_LOCK, SWITCHOVER_LOCK, FileLock, LockHeld
 from pgha_operator.shell.state.marks import clear_down, down_machines, mark_down
+from pgha_operator.shell.state.status_file import STATUS_FILE, read_status, write_status
 
 __all__ = [
     "LockHeld",

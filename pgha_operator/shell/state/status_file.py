@@ -3,20 +3,20 @@
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+
+from pgha_operator.shell.state.atomic import write_atomic
 
 STATUS_FILE = "status.json"
 
 
 def write_status(state_dir: Path, status: Mapping[str, Any]) -> None:
-    """Write atomically (temp file + rename): a reader never sees half a document."""
-    path = state_dir / STATUS_FILE
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(status, indent=2, sort_keys=False, default=str) + "\n")
-    os.replace(tmp, path)
+    """Write atomically (temp file + rename): a reader never sees half a document. Not
+    fsynced: the next cycle, two seconds on, writes it again."""
+    text = json.dumps(status, indent=2, sort_keys=False, default=str) + "\n"
+    write_atomic(state_dir / STATUS_FILE, text.encode(), durable=False)
 
 
 def read_status(state_dir: Path) -> dict[str, Any] | None:
