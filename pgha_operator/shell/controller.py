@@ -29,7 +29,7 @@ from pgha_operator.core.render import Secrets
 from pgha_operator.core.spec import Cluster, LoadedCluster
 from pgha_operator.core.status import build_status
 from pgha_operator.core.topology import Layout, Topology
-from pgha_operator.shell import reinit_history, teardown
+from pgha_operator.shell import teardown
 from pgha_operator.shell.clients import REAL_CLIENTS, Clients
 from pgha_operator.shell.cycle import CycleReport, Verdict, fencing_status, now, verdict
 from pgha_operator.shell.execute import Env, Outcome, execute
@@ -174,7 +174,7 @@ class Controller:
     ) -> tuple[Desired, Observed]:
         secrets = secrets or self.secrets()
         desired = desired or self.desired(secrets)
-        reinits = reinit_history.load(self.state_dir)
+        reinits = self.state.reinits()
         down = self._down()
         observed = observe(
             desired, self.provider, secrets, down=down, reinits=reinits, clients=self.clients
@@ -206,7 +206,7 @@ class Controller:
             acted = self._act(the_plan, desired, observed, secrets)
             # count reinitialisations just done; forget members healthy again
             done = acted.done if acted else ()
-            reinit_history.update(self.state_dir, observed, done, time.time())
+            self.state.record_reinits(observed, done, time.time())
         result = acted or verdict(desired, observed, the_plan)
         if self.fencer:
             self.fencer.update(desired, observed)

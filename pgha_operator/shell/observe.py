@@ -38,7 +38,7 @@ def observe(
     reinits: Mapping[str, ReinitRecord] | None = None,
 ) -> Observed:
     """`down`: machines the loop must not repair yet (a drill's marks, the fencer's hold).
-    `reinits`: the operator's memory of its reinitialisations (shell/reinit_history.py)."""
+    `reinits`: the operator's memory of its reinitialisations (shell/state/reinit_history.py)."""
     topo = desired.topology
     machines = {m.name: m for m in provider.machines()}
     # A stopped machine (nspawn, vagrant) is listed but cannot be asked anything.

@@ -31,7 +31,14 @@ class World:
         self.on_observe: Any = None
 
     def observe(
-        self, desired: Any, provider: Any, secrets: Any, *, down: frozenset[str], clients: Any
+        self,
+        desired: Any,
+        provider: Any,
+        secrets: Any,
+        *,
+        down: frozenset[str],
+        clients: Any,
+        reinits: Any = None,
     ) -> Any:
         self.observed_down.append(down)
         if self.on_observe:

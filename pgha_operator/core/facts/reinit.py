@@ -2,7 +2,7 @@
 
 Reinitialising a replica wipes its data, so the plan backs off between attempts and gives
 up after a few (core/plan/reinit.py). The history survives restarts of the operator in the
-state dir (`reinit.json`, read and written by shell/reinit_history.py) and reaches the plan
+state dir (`reinit.json`, read and written by shell/state/reinit_history.py) and reaches the plan
 as part of the observation, like any other fact.
 """
 

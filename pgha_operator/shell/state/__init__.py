@@ -4,6 +4,7 @@
     last-applied.yaml       the manifest in force (last_applied)
     status.json             what the acting operator saw last
     down/<machine>.json     drill marks: do not repair this machine (marks)
+    reinit.json             the operator's reinitialisations of replicas (reinit_history)
     operator.lock           held by whoever acts on the cluster (lock)
     switchover.lock         held for the length of a switchover (lock)
 
@@ -16,14 +17,17 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from pgha_operator.core.actions import Action
 from pgha_operator.core.desired import PLACEHOLDER_SECRETS
+from pgha_operator.core.facts.observed import Observed
+from pgha_operator.core.facts.reinit import ReinitRecord
 from pgha_operator.core.render import Secrets
 from pgha_operator.core.spec import Cluster, LoadedCluster
-from pgha_operator.shell.state import last_applied, secrets_store
+from pgha_operator.shell.state import last_applied, reinit_history, secrets_store
 from pgha_operator.shell.state.errors import StateError
 from pgha_operator.shell.state.lock import OPERATOR_LOCK, SWITCHOVER_LOCK, FileLock, LockHeld
 from pgha_operator.shell.state.marks import clear_down, down_machines, mark_down
@@ -131,6 +135,16 @@ class StateDir:
 
     def clear_down(self, machine: str) -> None:
         clear_down(self.path, machine)
+
+    # --- reinitialisations ---------------------------------------------------------------------
+
+    def reinits(self) -> dict[str, ReinitRecord]:
+        """Read every cycle (read-only commands too: reading writes nothing)."""
+        return reinit_history.load(self.path)
+
+    def record_reinits(self, observed: Observed, done: Iterable[Action], now: float) -> None:
+        """After executing: count the reinitialisations just done, forget healed members."""
+        reinit_history.update(self.path, observed, done, now)
 
     # --- locks ----------------------------------------------------------------------------------
 

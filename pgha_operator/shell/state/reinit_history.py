@@ -7,7 +7,6 @@ members seen healthy again are forgotten (core/facts/reinit.py holds the rules).
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -21,6 +20,7 @@ from pgha_operator.core.facts.reinit import (
     next_reinit_history,
     parse_reinit_history,
 )
+from pgha_operator.shell.state.atomic import write_atomic
 
 log = structlog.get_logger("pgha-operator")
 
@@ -51,9 +51,4 @@ def update(state_dir: Path, observed: Observed, done: Iterable[Action], now: flo
     if not history:
         path.unlink(missing_ok=True)
         return
-    tmp = path.with_suffix(".tmp")
-    with open(tmp, "w") as f:
-        f.write(dump_reinit_history(history))
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    write_atomic(path, dump_reinit_history(history).encode())
