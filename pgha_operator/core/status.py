@@ -9,6 +9,7 @@ from typing import Any
 from pgha_operator.core.conditions import Condition
 from pgha_operator.core.facts.observed import Observed
 from pgha_operator.core.plan import Desired
+from pgha_operator.core.topology import Topology
 
 
 def build_status(
@@ -19,42 +20,91 @@ def build_status(
     decision: str,
     extra: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    topo = desired.topology
-    etcd_members = []
+    lbs = _loadbalancer_rows(desired, observed)
+    status: dict[str, Any] = {
+        "cluster": desired.cluster.name,
+        "phase": phase,
+        "lastDecision": decision,
+        "conditions": [_condition_row(c) for c in conditions],
+        "machines": _machine_rows(desired, observed),
+        "etcd": {
+            "reachable": observed.etcd.reachable,
+            "members": _etcd_member_rows(desired.topology, observed),
+        },
+        "postgres": {"members": _postgres_member_rows(desired.topology, observed)},
+        "loadBalancer": lbs[0] if len(lbs) == 1 else lbs,
+    }
+    if extra:
+        status.update(extra)
+    return status
+
+
+def _condition_row(c: Condition) -> dict[str, Any]:
+    return {"type": c.type, "status": "True" if c.status else "False", "reason": c.reason}
+
+
+def _machine_rows(desired: Desired, observed: Observed) -> list[dict[str, Any]]:
+    return [
+        {
+            "name": m.name,
+            "address": m.address,
+            "roles": sorted(m.roles),
+            "exists": observed.has_machine(m.name),
+            "services": {
+                svc: str(observed.service(m.name, svc)) for svc in desired.services.get(m.name, ())
+            },
+        }
+        for m in desired.topology.machines
+    ]
+
+
+def _etcd_member_rows(topo: Topology, observed: Observed) -> list[dict[str, Any]]:
+    """The spec's members in order, then any member etcd reports that the spec lacks."""
     by_name = {m.name: m for m in observed.etcd.members}
+    rows = []
     for name in dict.fromkeys([*topo.etcd, *by_name]):
         member = by_name.get(name)
-        address = topo.address(name) if name in topo.etcd else None
-        etcd_members.append(
+        rows.append(
             {
                 "name": name,
-                "address": address,
+                "address": topo.address(name) if name in topo.etcd else None,
                 "member": member is not None,
                 "healthy": name in observed.etcd.healthy,
                 "isLearner": bool(member and member.is_learner),
             }
         )
-    pg_by_name = {m.name: m for m in observed.patroni.members}
-    pg_members = []
-    for name in dict.fromkeys([*topo.postgres, *pg_by_name]):
-        m = pg_by_name.get(name)
-        pg_members.append(
+    return rows
+
+
+def _postgres_member_rows(topo: Topology, observed: Observed) -> list[dict[str, Any]]:
+    """The spec's nodes in order, then any member Patroni reports that the spec lacks."""
+    by_name = {m.name: m for m in observed.patroni.members}
+    rows = []
+    for name in dict.fromkeys([*topo.postgres, *by_name]):
+        m = by_name.get(name)
+        in_spec = name in topo.postgres
+        rows.append(
             {
                 "name": name,
-                "address": topo.address(name) if name in topo.postgres else m and m.host,
+                "address": topo.address(name) if in_spec else m and m.host,
                 "role": m.role if m else None,
                 "state": m.state if m else "absent",
                 "timeline": m.timeline if m else None,
                 "lagBytes": m.lag_bytes if m else None,
                 "pendingRestart": bool(m and m.pending_restart),
-                "restApi": topo.rest_api_url(name) if name in topo.postgres else m and m.api_url,
+                "restApi": topo.rest_api_url(name) if in_spec else m and m.api_url,
             }
         )
+    return rows
+
+
+def _loadbalancer_rows(desired: Desired, observed: Observed) -> list[dict[str, Any]]:
+    topo = desired.topology
     ports = desired.cluster.spec.load_balancer.ports
-    lbs = []
+    rows = []
     for lb in topo.loadbalancers:
         facts = observed.haproxy.get(lb)
-        lbs.append(
+        rows.append(
             {
                 "machine": lb,
                 "address": topo.address(lb),
@@ -70,34 +120,7 @@ def build_status(
                 ],
             }
         )
-    status: dict[str, Any] = {
-        "cluster": desired.cluster.name,
-        "phase": phase,
-        "lastDecision": decision,
-        "conditions": [
-            {"type": c.type, "status": "True" if c.status else "False", "reason": c.reason}
-            for c in conditions
-        ],
-        "machines": [
-            {
-                "name": m.name,
-                "address": m.address,
-                "roles": sorted(m.roles),
-                "exists": observed.has_machine(m.name),
-                "services": {
-                    svc: str(observed.service(m.name, svc))
-                    for svc in desired.services.get(m.name, ())
-                },
-            }
-            for m in topo.machines
-        ],
-        "etcd": {"reachable": observed.etcd.reachable, "members": etcd_members},
-        "postgres": {"members": pg_members},
-        "loadBalancer": lbs[0] if len(lbs) == 1 else lbs,
-    }
-    if extra:
-        status.update(extra)
-    return status
+    return rows
 
 
 def format_status(status: Mapping[str, Any]) -> str:

@@ -7,7 +7,7 @@ from enum import StrEnum
 from functools import cached_property
 from ipaddress import IPv4Address, IPv4Network
 
-from pgha_operator.core.spec import Cluster, MachineRef
+from pgha_operator.core.spec import Cluster, ClusterSpec, MachineRef
 
 # Derived addresses: host offsets inside the provider's network, one block per role.
 OFFSETS = {"postgres": 10, "etcd": 100, "loadbalancer": 200}
@@ -108,6 +108,10 @@ def build(cluster: Cluster) -> Topology:
     )
 
 
+# One block of machines the spec asks for: (field path, listed machines, count, role).
+_Section = tuple[str, list[MachineRef] | None, int, str]
+
+
 def topology_problems(cluster: Cluster) -> list[tuple[str, str]]:
     """Machines the spec cannot have, as (field path, reason): a network too small for the
     derived addresses, listed addresses outside the provider's network, and names or
@@ -115,42 +119,11 @@ def topology_problems(cluster: Cluster) -> list[tuple[str, str]]:
     spec = cluster.spec
     network = spec.provider.network
     problems: list[tuple[str, str]] = []
-    sections = [("spec.postgres", spec.postgres.machines, spec.postgres.instances, "postgres")]
-    if spec.etcd.placement == "dedicated":
-        sections.append(("spec.etcd", spec.etcd.machines, spec.etcd.members, "etcd"))
-    sections.append(
-        (
-            "spec.loadBalancer",
-            spec.load_balancer.machines,
-            spec.load_balancer.instances,
-            "loadbalancer",
-        )
-    )
-    names: dict[str, str] = {}
-    addresses: dict[str, str] = {}
-    for path, given, count, role in sections:
-        if given is None and network is None:
-            problems.append(
-                (
-                    f"{path}.machines",
-                    f"the {spec.provider.type} provider has no network to derive addresses "
-                    "from; list every machine (name and address)",
-                )
-            )
-            continue
-        if (
-            given is None
-            and network is not None
-            and OFFSETS[role] + count >= network.num_addresses - 1
-        ):
-            first = IPv4Address(int(network.network_address) + OFFSETS[role] + 1)
-            problems.append(
-                (
-                    "spec.provider.network",
-                    f"{network} is too small to derive {count} {role} addresses "
-                    f"from {first} on; use a /24 or bigger, or list the machines",
-                )
-            )
+    names: dict[str, str] = {}  # name -> where it was first used
+    addresses: dict[str, str] = {}  # address -> where it was first used
+    for path, given, count, role in _sections(spec):
+        if (underivable := _underivable(spec, path, given, count, role)) is not None:
+            problems.append(underivable)
             continue
         for index, (name, address) in enumerate(_derive(role, given, count, network)):
             if given is not None:
@@ -163,14 +136,67 @@ def topology_problems(cluster: Cluster) -> list[tuple[str, str]]:
             else:
                 where = path
                 what = f"{path} (derived {name})"
-            if name in names:
-                problems.append((f"{where}.name", f"{name!r} is already used by {names[name]}"))
-            names.setdefault(name, what)
-            if address in addresses:
-                problems.append(
-                    (f"{where}.address", f"{address} is already used by {addresses[address]}")
-                )
-            addresses.setdefault(address, what)
+            problems.extend(_reuse_problems(where, what, name, address, names, addresses))
+    return problems
+
+
+def _sections(spec: ClusterSpec) -> list[_Section]:
+    """The spec's machine blocks in member order; colocated etcd members have none."""
+    sections: list[_Section] = [
+        ("spec.postgres", spec.postgres.machines, spec.postgres.instances, "postgres")
+    ]
+    if spec.etcd.placement == "dedicated":
+        sections.append(("spec.etcd", spec.etcd.machines, spec.etcd.members, "etcd"))
+    sections.append(
+        (
+            "spec.loadBalancer",
+            spec.load_balancer.machines,
+            spec.load_balancer.instances,
+            "loadbalancer",
+        )
+    )
+    return sections
+
+
+def _underivable(
+    spec: ClusterSpec, path: str, given: list[MachineRef] | None, count: int, role: str
+) -> tuple[str, str] | None:
+    """Why a block that lists no machines cannot have its addresses derived, if it cannot."""
+    if given is not None:
+        return None
+    network = spec.provider.network
+    if network is None:
+        return (
+            f"{path}.machines",
+            f"the {spec.provider.type} provider has no network to derive addresses "
+            "from; list every machine (name and address)",
+        )
+    if OFFSETS[role] + count >= network.num_addresses - 1:
+        first = IPv4Address(int(network.network_address) + OFFSETS[role] + 1)
+        return (
+            "spec.provider.network",
+            f"{network} is too small to derive {count} {role} addresses "
+            f"from {first} on; use a /24 or bigger, or list the machines",
+        )
+    return None
+
+
+def _reuse_problems(
+    where: str,
+    what: str,
+    name: str,
+    address: str,
+    names: dict[str, str],
+    addresses: dict[str, str],
+) -> list[tuple[str, str]]:
+    """A name or address used before (by `names` / `addresses`), then record this use."""
+    problems = []
+    if name in names:
+        problems.append((f"{where}.name", f"{name!r} is already used by {names[name]}"))
+    names.setdefault(name, what)
+    if address in addresses:
+        problems.append((f"{where}.address", f"{address} is already used by {addresses[address]}"))
+    addresses.setdefault(address, what)
     return problems
 
 

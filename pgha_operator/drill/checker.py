@@ -265,6 +265,95 @@ def stale_acks(acked: Sequence[Attempt], old_address: str | None, after: float) 
 # --- the whole run -------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class _Measures:
+    """What the logs show about one run, in absolute times (analyse makes them relative)."""
+
+    acked: list[Attempt]
+    failed: list[Attempt]
+    unknown: list[Attempt]
+    lost: list[tuple[int, int]]
+    gap: float | None
+    resumed: float | None
+    overlap: float
+    dual_nodes: tuple[str, ...]
+    stopped: float | None
+    promoted: str | None
+    accepted: float | None
+    stale: int
+    rejoin: float | None
+    read_only: tuple[float, float] | None
+
+
+def _measure(
+    fault: FaultWindow,
+    attempts: Sequence[Attempt],
+    probes: Sequence[Probe],
+    samples: Sequence[WatchSample],
+    present: Collection[tuple[int, int]],
+    observed_until: float,
+) -> _Measures:
+    acked = [a for a in attempts if a.outcome == Outcome.OK]
+    gap, resumed = write_gap((a.finished for a in acked), fault.started, observed_until)
+    spans = accepting_spans(probes)
+    overlap, dual_nodes = dual_primary(spans)
+    stopped = None
+    if fault.old_primary is not None:
+        stopped = stopped_writes(spans.get(fault.old_primary, []), fault.started, observed_until)
+    promoted = new_primary(spans, fault.old_primary, fault.started)
+    return _Measures(
+        acked=acked,
+        failed=[a for a in attempts if a.outcome == Outcome.FAILED],
+        unknown=[a for a in attempts if a.outcome == Outcome.UNKNOWN],
+        lost=sorted((a.client, a.seq) for a in acked if (a.client, a.seq) not in present),
+        gap=gap,
+        resumed=resumed,
+        overlap=overlap,
+        dual_nodes=dual_nodes,
+        stopped=stopped,
+        promoted=promoted,
+        accepted=first_accepted(spans.get(promoted, []), fault.started) if promoted else None,
+        stale=stale_acks(acked, fault.old_primary_address, fault.started),
+        rejoin=rejoined_at(samples, fault.pg_targets, fault.etcd_targets, fault.healed),
+        read_only=read_only_window(probes, fault.started, fault.healed),
+    )
+
+
+def _resume_problem(fault: FaultWindow, m: _Measures, resume_limit: float) -> str | None:
+    """Writes must flow again within `resume_limit` of `fault.recovery_from` (or start)."""
+    recovery_from = fault.started if fault.recovery_from is None else fault.recovery_from
+    if m.resumed is None and m.gap is not None:
+        return "writes did not resume"
+    if m.resumed is not None and m.resumed - recovery_from > resume_limit:
+        return (
+            f"writes resumed {m.resumed - recovery_from:.1f} s after "
+            f"{'the fault ended' if recovery_from > fault.started else 'the fault'} "
+            f"(limit {resume_limit:.0f} s)"
+        )
+    return None
+
+
+def _problems(
+    fault: FaultWindow, m: _Measures, converged_at: float | None, resume_limit: float
+) -> list[str]:
+    problems = []
+    if m.lost:
+        problems.append(f"{len(m.lost)} acknowledged rows lost")
+    if m.overlap > 0:
+        problems.append(f"two primaries for {m.overlap:.3f} s ({', '.join(m.dual_nodes)})")
+    if m.stale:
+        problems.append(f"{m.stale} writes through the load balancer acked by the old primary")
+    if (resume := _resume_problem(fault, m, resume_limit)) is not None:
+        problems.append(resume)
+    if (fault.pg_targets or fault.etcd_targets) and m.rejoin is None:
+        problems.append(f"{', '.join(fault.pg_targets + fault.etcd_targets)} did not rejoin")
+    if converged_at is None:
+        problems.append("the cluster did not return to Converged")
+    if fault.expect_read_only and m.read_only is None:
+        problems.append("the cluster kept accepting writes without an etcd quorum")
+    return problems
+
+
 def analyse(
     fault: FaultWindow,
     attempts: Sequence[Attempt],
@@ -277,70 +366,36 @@ def analyse(
 ) -> RunFigures:
     """`present`: the (client, seq) rows found on the final primary; `resume_limit`:
     seconds after the fault was undone by which writes must flow again."""
-    acked = [a for a in attempts if a.outcome == Outcome.OK]
-    failed = [a for a in attempts if a.outcome == Outcome.FAILED]
-    unknown = [a for a in attempts if a.outcome == Outcome.UNKNOWN]
-    lost = sorted((a.client, a.seq) for a in acked if (a.client, a.seq) not in present)
-    gap, resumed = write_gap((a.finished for a in acked), fault.started, observed_until)
-    spans = accepting_spans(probes)
-    overlap, dual_nodes = dual_primary(spans)
-    stopped = None
-    if fault.old_primary is not None:
-        stopped = stopped_writes(spans.get(fault.old_primary, []), fault.started, observed_until)
-    promoted = new_primary(spans, fault.old_primary, fault.started)
-    accepted = first_accepted(spans.get(promoted, []), fault.started) if promoted else None
-    stale = stale_acks(acked, fault.old_primary_address, fault.started)
-    rejoin = rejoined_at(samples, fault.pg_targets, fault.etcd_targets, fault.healed)
-    read_only = read_only_window(probes, fault.started, fault.healed)
+    m = _measure(fault, attempts, probes, samples, present, observed_until)
 
     def rel(t: float | None) -> float | None:
         return None if t is None else t - fault.started
 
-    problems = []
-    if lost:
-        problems.append(f"{len(lost)} acknowledged rows lost")
-    if overlap > 0:
-        problems.append(f"two primaries for {overlap:.3f} s ({', '.join(dual_nodes)})")
-    if stale:
-        problems.append(f"{stale} writes through the load balancer acked by the old primary")
-    recovery_from = fault.started if fault.recovery_from is None else fault.recovery_from
-    if resumed is None and gap is not None:
-        problems.append("writes did not resume")
-    elif resumed is not None and resumed - recovery_from > resume_limit:
-        problems.append(
-            f"writes resumed {resumed - recovery_from:.1f} s after "
-            f"{'the fault ended' if recovery_from > fault.started else 'the fault'} "
-            f"(limit {resume_limit:.0f} s)"
-        )
-    if (fault.pg_targets or fault.etcd_targets) and rejoin is None:
-        problems.append(f"{', '.join(fault.pg_targets + fault.etcd_targets)} did not rejoin")
-    if converged_at is None:
-        problems.append("the cluster did not return to Converged")
-    if fault.expect_read_only and read_only is None:
-        problems.append("the cluster kept accepting writes without an etcd quorum")
+    # Read-only figures only for quorum-loss runs, where they are the point.
+    read_only = m.read_only if fault.expect_read_only else None
     return RunFigures(
         scenario=fault.scenario,
         targets=fault.targets,
         old_primary=fault.old_primary,
-        new_primary=promoted,
+        new_primary=m.promoted,
         fault_seconds=fault.healed - fault.started,
-        write_gap_seconds=gap,
-        writes_resumed_seconds=rel(resumed),
-        acked_rows=len(acked),
-        acked_lost=len(lost),
-        lost_rows=tuple(lost[:20]),
-        failed_attempts=len(failed),
-        unknown_attempts=len(unknown),
-        unknown_committed=sum(1 for a in unknown if (a.client, a.seq) in present),
-        failed_but_present=sum(1 for a in failed if (a.client, a.seq) in present),
-        dual_primary_seconds=overlap,
-        dual_primary_nodes=dual_nodes,
-        new_primary_accepted_seconds=rel(accepted),
-        acked_by_old_primary_after_failover=stale,
-        old_primary_stopped_writes_seconds=stopped,
-        rejoined_seconds=rel(rejoin),
-        read_only_after_seconds=read_only[0] if read_only and fault.expect_read_only else None,
-        read_only_held_seconds=read_only[1] if read_only and fault.expect_read_only else None,
+        write_gap_seconds=m.gap,
+        writes_resumed_seconds=rel(m.resumed),
+        acked_rows=len(m.acked),
+        acked_lost=len(m.lost),
+        lost_rows=tuple(m.lost[:20]),
+        failed_attempts=len(m.failed),
+        unknown_attempts=len(m.unknown),
+        unknown_committed=sum(1 for a in m.unknown if (a.client, a.seq) in present),
+        failed_but_present=sum(1 for a in m.failed if (a.client, a.seq) in present),
+        dual_primary_seconds=m.overlap,
+        dual_primary_nodes=m.dual_nodes,
+        new_primary_accepted_seconds=rel(m.accepted),
+        acked_by_old_primary_after_failover=m.stale,
+        old_primary_stopped_writes_seconds=m.stopped,
+        rejoined_seconds=rel(m.rejoin),
+        read_only_after_seconds=read_only[0] if read_only else None,
+        read_only_held_seconds=read_only[1] if read_only else None,
         converged_seconds=rel(converged_at),
-        problems=tuple(problems),
+        problems=tuple(_problems(fault, m, converged_at, resume_limit)),
     )

@@ -89,26 +89,14 @@ def patroni_config(ctx: RenderContext, machine: str) -> dict[str, Any]:
     topo = ctx.topology
     if machine not in topo.postgres:
         raise ValueError(f"{machine!r} is not a PostgreSQL node of cluster {topo.cluster!r}")
-    spec = ctx.cluster.spec
-    layout = ctx.layout(machine)
-    secrets = ctx.secrets
     address = topo.address(machine)
-    rest = f"{address}:{topo.rest_api_port}"
-    pg = f"{address}:{topo.pg_port}"
-    superuser = {"username": SUPERUSER, "password": secrets.superuser_password}
     return {
         "scope": topo.cluster,
-        "namespace": spec.patroni.namespace,
+        "namespace": ctx.cluster.spec.patroni.namespace,
         "name": machine,
         # No log.dir: Patroni logs to stderr and the supervisor / journald captures it.
         "log": {"level": "INFO"},
-        "restapi": {
-            "listen": rest,
-            "connect_address": rest,
-            # With authentication set, Patroni asks for it on unsafe endpoints only
-            # (POST/PUT/PATCH/DELETE); HAProxy's GET /primary and /replica stay open.
-            "authentication": {"username": REST_USER, "password": secrets.rest_password},
-        },
+        "restapi": _restapi_section(ctx, address),
         "etcd3": {
             "hosts": [f"{topo.address(name)}:{topo.etcd_client_port}" for name in topo.etcd],
         },
@@ -118,27 +106,7 @@ def patroni_config(ctx: RenderContext, machine: str) -> dict[str, Any]:
             # No pg_hba here: bootstrap.pg_hba is appended to initdb's file, which trusts
             # 127.0.0.1. postgresql.pg_hba below replaces the file instead.
         },
-        "postgresql": {
-            "listen": pg,
-            "connect_address": pg,
-            "data_dir": layout.pg_data,
-            "bin_dir": ctx.binaries.pg_bin_dir,
-            "pgpass": layout.pgpass,
-            "authentication": {
-                "superuser": dict(superuser),
-                "replication": {
-                    "username": REPLICATION_USER,
-                    "password": secrets.replication_password,
-                },
-                "rewind": dict(superuser),
-            },
-            "parameters": {
-                # Each node its own socket directory: nodes sharing a host and a port would
-                # otherwise collide on Debian's shared /var/run/postgresql.
-                "unix_socket_directories": layout.pg_socket_dir,
-            },
-            "pg_hba": pg_hba(ctx),
-        },
+        "postgresql": _postgresql_section(ctx, machine, address),
         "watchdog": {"mode": "off"},
         "tags": {
             "nofailover": False,
@@ -146,6 +114,45 @@ def patroni_config(ctx: RenderContext, machine: str) -> dict[str, Any]:
             "clonefrom": False,
             "nosync": False,
         },
+    }
+
+
+def _restapi_section(ctx: RenderContext, address: str) -> dict[str, Any]:
+    rest = f"{address}:{ctx.topology.rest_api_port}"
+    return {
+        "listen": rest,
+        "connect_address": rest,
+        # With authentication set, Patroni asks for it on unsafe endpoints only
+        # (POST/PUT/PATCH/DELETE); HAProxy's GET /primary and /replica stay open.
+        "authentication": {"username": REST_USER, "password": ctx.secrets.rest_password},
+    }
+
+
+def _postgresql_section(ctx: RenderContext, machine: str, address: str) -> dict[str, Any]:
+    layout = ctx.layout(machine)
+    secrets = ctx.secrets
+    pg = f"{address}:{ctx.topology.pg_port}"
+    superuser = {"username": SUPERUSER, "password": secrets.superuser_password}
+    return {
+        "listen": pg,
+        "connect_address": pg,
+        "data_dir": layout.pg_data,
+        "bin_dir": ctx.binaries.pg_bin_dir,
+        "pgpass": layout.pgpass,
+        "authentication": {
+            "superuser": dict(superuser),
+            "replication": {
+                "username": REPLICATION_USER,
+                "password": secrets.replication_password,
+            },
+            "rewind": dict(superuser),
+        },
+        "parameters": {
+            # Each node its own socket directory: nodes sharing a host and a port would
+            # otherwise collide on Debian's shared /var/run/postgresql.
+            "unix_socket_directories": layout.pg_socket_dir,
+        },
+        "pg_hba": pg_hba(ctx),
     }
 
 
