@@ -109,6 +109,6 @@ def watch_manifests(paths: list[str], wake: threading.Event, stop: threading.Eve
         str(Path(p).resolve() if Path(p).is_dir() else Path(p).resolve().parent) for p in paths
     }
     wanted = {str(Path(p).resolve()) for p in paths}
-    for changes in watch(*targets, stop_event=stop, debounce=200, step=50):
+    for changes in watch(*targets, stop_event=stop, debounce=200, step=200):
         if any(path in wanted or str(Path(path).parent) in wanted for _, path in changes):
             wake.set()

@@ -105,6 +105,8 @@ class ManifestInForce:
             self.loaded, self.manifest_error = running, str(exc)
 
     def _accept(self, cluster: Cluster) -> None:
+        if cluster is self.cluster and self._spec_hash:
+            return  # the same accepted object (the parse memo): its generation stands
         spec_hash = hashlib.sha256(cluster.model_dump_json().encode()).hexdigest()
         if spec_hash != self._spec_hash:
             self.generation += 1

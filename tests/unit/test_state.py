@@ -16,6 +16,7 @@ from pgha_operator.cli import main
 from pgha_operator.core.errors import PermanentError
 from pgha_operator.shell.controller import Controller
 from pgha_operator.shell.state import StateDir, StateError
+from pgha_operator.shell.state import last_applied as last_applied_module
 from pgha_operator.shell.state.last_applied import FILE_NAME as LAST_APPLIED
 from pgha_operator.shell.state.secrets_store import BACKUP_NAME, FIELDS
 from pgha_operator.shell.state.secrets_store import FILE_NAME as SECRETS
@@ -198,6 +199,24 @@ def test_last_applied_carries_a_checksum_and_reads_back(tmp_path: Path) -> None:
     assert (state / LAST_APPLIED).read_text().startswith("# pgha-operator last-applied sha256=")
     loaded = StateDir(state).last_applied("demo")
     assert loaded is not None and loaded.cluster == Controller([DEMO], state_dir=state).cluster
+
+
+def test_last_applied_is_rendered_again_only_when_the_cluster_or_file_changed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    state_dir = StateDir(tmp_path / "state")
+    cluster = Controller([DEMO], state_dir=state_dir.path).cluster
+    renders: list[object] = []
+    real = last_applied_module.render
+    monkeypatch.setattr(last_applied_module, "render", lambda c: renders.append(c) or real(c))
+    state_dir.save_last_applied(cluster)
+    state_dir.save_last_applied(cluster)  # the same object over an untouched file
+    assert len(renders) == 1
+    (state_dir.path / LAST_APPLIED).unlink()  # deleted by hand (the documented remedy)
+    state_dir.save_last_applied(cluster)
+    assert len(renders) == 2 and (state_dir.path / LAST_APPLIED).exists()
+    state_dir.save_last_applied(cluster.model_copy(deep=True))  # another accepted cluster
+    assert len(renders) == 3
 
 
 # --- locks -------------------------------------------------------------------------------------

@@ -54,6 +54,9 @@ class StateDir:
         self.switchover_lock = FileLock(path / SWITCHOVER_LOCK)
         self._read_cache: tuple[tuple[int, int, int], Secrets] | None = None
         self._write_cache: tuple[tuple[int, int, int], Secrets] | None = None
+        # (cluster object, file stat) of the last-applied we wrote: the same accepted cluster
+        # (the parse memo keeps its object) over an untouched file is not rendered again.
+        self._last_applied_saved: tuple[Cluster, tuple[int, int, int] | None] | None = None
 
     def __repr__(self) -> str:
         return f"StateDir({str(self.path)!r})"
@@ -104,8 +107,11 @@ class StateDir:
         return found
 
     def _secrets_key(self) -> tuple[int, int, int] | None:
+        return self._stat(secrets_store.FILE_NAME)
+
+    def _stat(self, name: str) -> tuple[int, int, int] | None:
         try:
-            st = os.stat(self.path / secrets_store.FILE_NAME)
+            st = os.stat(self.path / name)
         except FileNotFoundError:
             return None
         return (st.st_ino, st.st_size, st.st_mtime_ns)
@@ -116,7 +122,12 @@ class StateDir:
         return last_applied.read(self.path, cluster_name)
 
     def save_last_applied(self, cluster: Cluster) -> None:
+        stat = self._stat(last_applied.FILE_NAME)
+        saved = self._last_applied_saved
+        if saved and saved[0] is cluster and saved[1] == stat and stat is not None:
+            return
         last_applied.save(self.path, cluster)
+        self._last_applied_saved = (cluster, self._stat(last_applied.FILE_NAME))
 
     def write_status(self, status: Mapping[str, Any]) -> None:
         self.path.mkdir(parents=True, exist_ok=True)
