@@ -48,10 +48,14 @@ class StartService:
 
 @dataclass(frozen=True)
 class ReloadService:
+    """Make a running service read its changed files. They were written with a pending mark
+    (plan.PICKUP_PENDING); `then_write` are the same files as rendered, written right after
+    the reload: until then the file differs, so a lost reload is planned again."""
+
     machine: str
     service: str
     reason: str
-
+    then_write: tuple[WriteFile, ...] = ()
     barrier: bool = False
 
     @property
@@ -61,9 +65,13 @@ class ReloadService:
 
 @dataclass(frozen=True)
 class RestartService:
+    """As ReloadService, for a service that must restart to read them (etcd's config, a
+    service definition); one per cycle (rule 3)."""
+
     machine: str
     service: str
     reason: str
+    then_write: tuple[WriteFile, ...] = ()
     barrier: bool = True
 
     @property

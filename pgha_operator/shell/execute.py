@@ -102,8 +102,12 @@ def _perform(action: Action, env: Env) -> None:
             svc = env.provider.host(machine).service(service)
             if svc.state() == ServiceState.RUNNING:
                 svc.reload()
+            _write_files(action.then_write, env)
         case RestartService(machine=machine, service=service):
+            if service == "etcd":
+                _check_etcd_voters_healthy(env, machine)
             env.provider.host(machine).service(service).restart()
+            _write_files(action.then_write, env)
         case CreateRole():
             _create_role(env, action)
         case StopService(machine=machine, service=service):
@@ -157,6 +161,23 @@ def _write_file(action: WriteFile, env: Env) -> None:
         finally:
             host.remove(candidate)
     host.write(action.path, data, mode=action.mode, owner=action.owner)
+
+
+def _write_files(writes: Sequence[WriteFile], env: Env) -> None:
+    """The files as rendered, once their reader picked them up (plan: PICKUP_PENDING)."""
+    for write in writes:
+        _write_file(write, env)
+
+
+def _check_etcd_voters_healthy(env: Env, machine: str) -> None:
+    """Rule 2 at the moment it matters: the plan saw every voter healthy, but one may have
+    died since; restarting another member then would take the quorum down."""
+    down = _etcd(env).unhealthy_voters()
+    if down:
+        raise TemporaryError(
+            f"not restarting etcd on {machine}: voter {', '.join(down)} is not healthy "
+            "(the quorum could be lost)"
+        )
 
 
 def service_ports(env: Env, machine: str, service: str) -> list[tuple[str, int]]:

@@ -85,6 +85,13 @@ class FakeEtcdClient:
             self._call("member remove", lambda u: self.world.etcd.remove(u, member_id))
         )
 
+    def unhealthy_voters(self) -> tuple[str, ...]:
+        voters = [m for m in self.member_list() if not m.is_learner]
+        healthy = FakeClients(self.world)._healthy
+        return tuple(
+            m.name or m.id for m in voters if not (m.client_urls and healthy(m.client_urls[0]))
+        )
+
     def get(self, key: str) -> str | None:
         return self._call(f"get {key}", lambda u: self.world.etcd.get(u, key))
 

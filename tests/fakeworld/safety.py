@@ -41,6 +41,7 @@ class Truth:
     primary: str | None
     healthy_replicas: frozenset[str]  # streaming within maximum_lag_on_failover
     etcd_member_of: dict[str, str]  # machine -> the member id its running etcd serves as
+    etcd_procs: dict[str, int]  # machine -> identity of its etcd process (was it restarted?)
 
 
 def truth(world: FakeWorld) -> Truth:
@@ -67,7 +68,15 @@ def truth(world: FakeWorld) -> Truth:
             for m in world.machines.values()
             if (p := m.proc("etcd")) is not None and "member" in p.extra
         },
+        etcd_procs={m.name: id(p) for m in world.machines.values() if (p := m.proc("etcd"))},
     )
+
+
+def restarted_etcd(world: FakeWorld, t: Truth, machine: str) -> bool:
+    """Whether the etcd that ran on `machine` is gone or replaced (a refused restart is not)."""
+    m = world.machines.get(machine)
+    p = m.procs.get("etcd") if m else None
+    return machine in t.etcd_procs and (p is None or id(p) != t.etcd_procs[machine])
 
 
 def pg_node_touched(action: Action) -> str | None:
@@ -124,7 +133,11 @@ class Guard:
         stops_etcd = isinstance(action, StopService) and action.service == "etcd"
         if stops_etcd and t.etcd_member_of.get(action.machine) in t.voters:
             raise Unsafe(f"stopped a voting etcd member: {action.describe}")
-        etcd_restart = isinstance(action, RestartService) and action.service == "etcd"
+        etcd_restart = (
+            isinstance(action, RestartService)
+            and action.service == "etcd"
+            and restarted_etcd(world, t, action.machine)
+        )
         if etcd_restart and (not t.quorum or t.serving < t.voters):
             raise Unsafe(f"restarted etcd while a voter was down: {action.describe}")
         destroys = isinstance(action, DestroyMachine)

@@ -152,7 +152,7 @@ class FakeWorld:
             definition = f"{self.layout.services_dir}/{proc.service}.json"
             if not _same_config(m.files.get(proc.config_path), proc.loaded):
                 out.append(StaleConfig(m.name, proc.service, proc.config_path))
-            elif m.files.get(definition) != proc.definition:
+            elif not _same_config(m.files.get(definition), proc.definition):
                 out.append(StaleConfig(m.name, proc.service, definition))
         return out
 
@@ -164,6 +164,6 @@ class FakeWorld:
 
 
 def _same_config(a: bytes | None, b: bytes | None) -> bool:
-    """Equal to the service that reads them: trailing blank lines mean nothing to YAML or
-    haproxy.cfg (the plan appends one while a reload is pending)."""
+    """Equal to the service that reads them: trailing blank lines mean nothing to YAML,
+    JSON or haproxy.cfg (the plan appends one until a reload or restart picked it up)."""
     return (a or b"").rstrip() == (b or b"").rstrip() and (a is None) == (b is None)

@@ -32,12 +32,10 @@ VARIANTS = {
     "max_connections": {"max_connections": 300},
 }
 FAULT_RATES = (0.0, 0.05, 0.15)
-# Known gap: the operator dying between a file whose reader must restart (etcd's config, a
-# service definition) and that restart leaves the restart undone for good (the next cycle
-# sees the file current). This fault strikes only in the safety property, which does not
-# ask for convergence. (A lost *reload* is repaired: test_a_lost_reload_is_repaired.)
-KNOWN_UNREPAIRED = frozenset({"operator_dies"})
-REPAIRED_FAULTS = frozenset(KINDS) - KNOWN_UNREPAIRED
+# Every fault is repaired, the operator dying between a file and its reader's reload or
+# restart included (plan._picked_up; test_a_lost_reload_is_repaired and
+# test_plan_fakeworld_finds.test_a_restart_lost_after_its_write_is_planned_again).
+REPAIRED_FAULTS = frozenset(KINDS)
 PROPERTY = settings(
     max_examples=12,
     deadline=None,
@@ -237,7 +235,7 @@ def test_no_fault_makes_the_loop_unsafe(case: tuple[list[Drift], str], seed: int
 def test_a_lost_reload_is_repaired() -> None:
     """Found by the fake world: a reload that failed after its file was written was never
     retried (the next cycle saw the file current). The file now carries a pending mark
-    until the reload is done (plan._write_and_reload)."""
+    until the reload is done (plan._picked_up)."""
     world = converged_demo().copy()
     lost = "reload_lost: reload patroni on node1"
     world.faults = Faults(fail_once=[lost])

@@ -228,3 +228,13 @@ def test_ports_of_a_leaving_machine_are_its_own(world: FakeWorld) -> None:
     env = env_for(world, desired_for("etcd-2"))  # etcd2 and etcd3 are leaving
     address = world.machines["etcd2"].address
     assert service_ports(env, "etcd2", "etcd") == [(address, 2379), (address, 2380)]
+
+
+def test_an_etcd_restart_is_refused_while_a_voter_is_down(world: FakeWorld) -> None:
+    """The plan saw every voter healthy; one died since. Restarting another now would take
+    the quorum down: execute asks etcd again, right before."""
+    world.machines["etcd3"].procs["etcd"].state = ServiceState.FAILED
+    before = world.machines["etcd2"].procs["etcd"]
+    outcome = run(world, RestartService("etcd2", "etcd", "changed"))
+    assert "etcd3" in (outcome.error or "") and outcome.done == []
+    assert world.machines["etcd2"].procs["etcd"] is before  # not restarted

@@ -136,12 +136,13 @@ def test_hand_edited_haproxy_cfg_is_restored_and_reloaded() -> None:
     cfg = next(f for f in desired.files if f.service == "haproxy")
     observed = replace(observed, files={**observed.files, (cfg.machine, cfg.path): "edited"})
     actions = plan(desired, observed).actions
-    # Written with a trailing blank line until reloaded, so a lost reload is seen again.
+    # Written with a trailing blank line until reloaded, so a lost reload is seen again;
+    # the reload writes it as rendered.
     pending = cfg.content + "\n"
+    rendered = WriteFile(cfg.machine, cfg.path, cfg.content, cfg.mode, cfg.owner, "changed")
     assert actions == (
         WriteFile(cfg.machine, cfg.path, pending, cfg.mode, cfg.owner, "changed, reload pending"),
-        ReloadService(cfg.machine, "haproxy", f"{cfg.path} changed"),
-        WriteFile(cfg.machine, cfg.path, cfg.content, cfg.mode, cfg.owner, "changed"),
+        ReloadService(cfg.machine, "haproxy", f"{cfg.path} changed", then_write=(rendered,)),
     )
 
 
@@ -153,11 +154,14 @@ def test_etcd_config_change_restarts_one_member_per_cycle() -> None:
     for f in etcd_files:
         files[(f.machine, f.path)] = "old"
     actions = plan(desired, replace(observed, files=files)).actions
-    # The file is written only together with its reader's restart, one member per cycle.
+    # The file is written only together with its reader's restart, one member per cycle:
+    # with a pending mark first, as rendered by the restart once it is done.
     writes = [a for a in actions if isinstance(a, WriteFile)]
     restarts = [a for a in actions if isinstance(a, RestartService)]
     assert len(etcd_files) == 3 and len(writes) == 1 and len(restarts) == 1
     assert (writes[0].machine, restarts[0].machine) == ("etcd1", "etcd1")
+    assert writes[0].content == etcd_files[0].content + "\n"
+    assert [w.content for w in restarts[0].then_write] == [etcd_files[0].content]
     assert restarts[0].barrier
 
 
@@ -216,13 +220,18 @@ def test_plan_is_deterministic_and_repairs_exactly_the_drift(
     written = {(a.machine, a.path) for a in first.actions if isinstance(a, WriteFile)}
     assert written <= drifted_files
     by_key = {(f.machine, f.path): f for f in DESIRED.files}
+    # A reader restarts for a changed definition, or a changed etcd config.
+    restarting = {
+        (f.machine, f.defines or f.service)
+        for f in DESIRED.files
+        if (f.machine, f.path) in drifted_files and (f.defines or f.service == "etcd")
+    }
     for key in drifted_files - written:
         # Held back only when its running reader must restart, which happens one per cycle.
         f = by_key[key]
         reader = f.defines or f.service
-        assert (f.defines or f.service == "etcd") and observed.service(
-            f.machine, reader
-        ) == ServiceState.RUNNING
+        running = observed.service(f.machine, reader) == ServiceState.RUNNING
+        assert running and (f.machine, reader) in restarting
     assert sum(isinstance(a, RestartService) for a in first.actions) <= 1
     created = {a.machine for a in first.actions if isinstance(a, CreateMachine)}
     assert created == missing_machines

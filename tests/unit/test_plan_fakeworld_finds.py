@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+import pytest
+
 from pgha_operator.core.actions import (
     DestroyMachine,
     PromoteEtcdMember,
@@ -25,12 +27,16 @@ from pgha_operator.core.actions import (
     WaitFor,
     WriteFile,
 )
+from pgha_operator.core.facts.observed import Observed
 from pgha_operator.core.facts.types import EtcdFacts, PatroniFacts
-from pgha_operator.core.plan import plan
+from pgha_operator.core.plan import Plan, plan
+from pgha_operator.core.plan.patroni import switchover_candidate
 from pgha_operator.core.services import ServiceState
+from pgha_operator.shell.execute import execute
 from tests.fakeworld.drift import Drift, manifest
 from tests.fakeworld.faults import Faults
-from tests.fakeworld.loop import converge
+from tests.fakeworld.loop import converge, env_for, observe_world, run_cycle
+from tests.fakeworld.safety import Guard
 from tests.fakeworld.world import FakeWorld
 from tests.unit.test_convergence import converged_demo, desired_for
 from tests.unit.test_plan import converged
@@ -79,14 +85,15 @@ def test_each_reload_follows_its_own_file() -> None:
     configs = [f for f in desired.files if f.service == "patroni"][:2]
     files = {**observed.files, **{(f.machine, f.path): "edited" for f in configs}}
     actions = plan(desired, replace(observed, files=files)).actions
+    # Each file with the reload pending, then its reload, which writes it as rendered.
     assert [(type(a), a.machine) for a in actions] == [
-        (WriteFile, configs[0].machine),  # with the reload pending
+        (WriteFile, configs[0].machine),
         (ReloadService, configs[0].machine),
-        (WriteFile, configs[0].machine),  # as rendered
         (WriteFile, configs[1].machine),
         (ReloadService, configs[1].machine),
-        (WriteFile, configs[1].machine),
     ]
+    reloads = [a for a in actions if isinstance(a, ReloadService)]
+    assert [[w.path for w in r.then_write] for r in reloads] == [[f.path] for f in configs]
 
 
 def test_a_failed_write_strands_no_written_file_in_the_fake_world() -> None:
@@ -250,4 +257,95 @@ def test_a_single_node_restarts_its_patroni_without_a_replica() -> None:
     definition = next(f for f in desired.files if f.machine == "node1" and f.defines == "patroni")
     files = {**observed.files, (definition.machine, definition.path): "old"}
     actions = plan(desired, replace(observed, files=files)).actions
-    assert RestartService("node1", "patroni", "its definition changed") in actions
+    restart = next(a for a in actions if isinstance(a, RestartService))
+    assert (restart.machine, restart.service, restart.reason) == (
+        "node1",
+        "patroni",
+        "its definition changed",
+    )
+
+
+# 10. A lost restart: the operator died between a held write (a file whose reader must
+#     restart) and that restart. The next cycle saw the file current and never restarted:
+#     the service ran its old config for good. The file is now written with a pending mark
+#     until the restart is done (the restart writes it as rendered), as for reloads.
+def _running_an_older(world: FakeWorld, machine: str, service: str, path: str) -> None:
+    """As after a manifest change: the service runs what the file said before."""
+    m = world.machines[machine]
+    old = m.files[path] + b"# before the manifest changed\n"
+    m.files[path] = old
+    proc = m.procs[service]
+    if path.endswith(".json"):
+        proc.definition = old
+    else:
+        proc.loaded = old
+
+
+def _replica(world: FakeWorld) -> str:
+    return next(n.name for _, n in world.patroni.nodes() if n.name != world.patroni.leader)
+
+
+@pytest.mark.parametrize("what", ["etcd config", "patroni definition"])
+def test_a_restart_lost_after_its_write_is_planned_again(what: str) -> None:
+    world = converged_demo().copy()
+    desired = desired_for("demo")
+    if what == "etcd config":
+        machine, service = "etcd2", "etcd"
+        path = next(f.path for f in desired.files if f.machine == machine and f.service == service)
+    else:
+        machine, service = _replica(world), "patroni"
+        path = f"{world.layout.services_dir}/patroni.json"
+    _running_an_older(world, machine, service, path)
+    actions = plan(desired, observe_world(world, desired)).actions
+    restart = next(a for a in actions if isinstance(a, RestartService))
+    assert (restart.machine, restart.service) == (machine, service)
+    # The operator dies right before the restart: everything before it was done.
+    execute(actions[: actions.index(restart)], env_for(world, desired))
+    run = converge(world, desired, 20)
+    assert world.stale_configs() == []
+    assert any(isinstance(a, RestartService) for c in run.cycles for a in c.outcome.done)
+
+
+# 11. An etcd member was restarted although a voter died between the observation and the
+#     restart (the plan saw every voter healthy): quorum went down for the restart.
+#     execute re-checks every voter's health, through the etcd client, right before.
+def test_a_voter_dying_before_an_etcd_restart_stops_the_restart() -> None:
+    world = converged_demo().copy()
+    desired = desired_for("demo")
+    path = next(f.path for f in desired.files if f.machine == "etcd2" and f.service == "etcd")
+    _running_an_older(world, "etcd2", "etcd", path)
+    guard = Guard()
+
+    def a_voter_dies(w: FakeWorld, observed: Observed, the_plan: Plan) -> None:
+        assert any(isinstance(a, RestartService) for a in the_plan.actions)
+        Drift("kill", "etcd3", "etcd").apply(w)
+        guard.before(w, observed, the_plan)  # the truth as the restart would meet it
+
+    cycle = run_cycle(world, desired, a_voter_dies)
+    guard.after(world, cycle)  # Unsafe: "restarted etcd while a voter was down"
+    assert "etcd3" in (cycle.outcome.error or "")
+    assert world.etcd_quorum()
+
+
+# 12. A switchover went to a replica whose Patroni had died: its member key still said
+#     "streaming" in /cluster (it stays until its TTL), Patroni refused the switchover and
+#     the cycle failed. A candidate's Patroni must be seen running.
+@pytest.mark.parametrize(
+    ("dead", "lag", "candidate"),
+    [
+        ((), {"node2": 0, "node3": 10}, "node2"),  # least lag first
+        (("node2",), {"node2": 0, "node3": 10}, "node3"),  # alive before least lag
+        (("node2", "node3"), {"node2": 0, "node3": 0}, None),  # nobody alive to take over
+    ],
+)
+def test_the_switchover_candidate_is_seen_alive(
+    dead: tuple[str, ...], lag: dict[str, int], candidate: str | None
+) -> None:
+    desired = FakeWorld.for_cluster(manifest()).desired()
+    observed = converged(desired)
+    members = tuple(replace(m, lag_bytes=lag.get(m.name, 0)) for m in observed.patroni.members)
+    services = {**observed.services, **{(n, "patroni"): ServiceState.FAILED for n in dead}}
+    observed = replace(
+        observed, services=services, patroni=replace(observed.patroni, members=members)
+    )
+    assert switchover_candidate(desired, observed, "node1") == candidate

@@ -111,6 +111,9 @@ class FakeEtcd:
     def remove_member(self, member_id: str) -> tuple[EtcdMember, ...]:
         raise NotImplementedError
 
+    def unhealthy_voters(self) -> tuple[str, ...]:
+        return ()
+
     def get(self, key: str) -> str | None:
         self.world.calls.append(("etcd_get", key))
         return self.world.keys.get(key)

@@ -73,47 +73,7 @@ def plan(desired: Desired, observed: Observed) -> Plan:
     # Members still joining get their config from the join step, not the steady-state file.
     settling = membership.machines
 
-    writes: list[tuple[WriteFile, str | None]] = []  # with the reader that may reload
-    reloads: dict[tuple[str, str], str] = {}
-    # Writes whose reader must restart are held back until that restart is planned: a file
-    # written without its restart would leave the old config running unnoticed.
-    held: dict[tuple[str, str], list[WriteFile]] = {}
-    held_reason: dict[tuple[str, str], str] = {}
-    for f in desired.files:
-        if f.service == "etcd" and f.machine in settling:
-            continue
-        if f.service == "haproxy" and handing_over:
-            continue
-        have = observed.files.get((f.machine, f.path))
-        if have == content_hash(f.content):
-            continue
-        reason = "missing" if have is None else "changed"
-        write = WriteFile(f.machine, f.path, f.content, f.mode, f.owner, reason)
-        reader_running = bool(f.service) and _running(observed, f.machine, f.service)
-        if f.defines and _running(observed, f.machine, f.defines):
-            key = (f.machine, f.defines)
-            held.setdefault(key, []).append(write)
-            held_reason.setdefault(key, f"its definition {reason}")
-        elif reader_running and f.service in RESTART_ON_CHANGE:
-            key = (f.machine, f.service)
-            held.setdefault(key, []).append(write)
-            held_reason.setdefault(key, f"{f.path} {reason}")
-        else:
-            writes.append((write, f.service))
-            if reader_running:
-                reloads.setdefault((f.machine, f.service), f"{f.path} {reason}")
-    for key in held:
-        reloads.pop(key, None)  # its reader restarts anyway: no separate reload
-
-    # Each reload right after its file: a later write that fails must not strand a file
-    # already written without its reload (the next cycle sees the file current).
-    for write, reader in writes:
-        reason = reloads.pop((write.machine, reader), None) if reader else None
-        if reader and reason is not None:
-            actions += _write_and_reload(write, reader, reason)
-        else:
-            actions.append(write)
-    actions += _one_restart(held, held_reason, desired, observed, membership.busy)
+    actions += _files(desired, observed, settling, handing_over, membership.busy)
     actions += leaving
     actions += membership.actions
     actions += _service_starts(desired, observed, settling)
@@ -128,19 +88,71 @@ def plan(desired: Desired, observed: Observed) -> Plan:
     return Plan(tuple(ordered), _decision(ordered))
 
 
-# Appended to a file while its reader's reload is pending: a no-op to YAML and haproxy.cfg.
-RELOAD_PENDING = "\n"
+def _files(
+    desired: Desired,
+    observed: Observed,
+    settling: frozenset[str],
+    handing_over: bool,
+    etcd_busy: bool,
+) -> list[Action]:
+    """Changed files. One whose reader is stopped is just written (read when it starts); one
+    whose reader runs is picked up by a reload or, if the reader cannot reload (etcd) or
+    the file is its definition, by a restart, one per cycle: a file is never written
+    without its pickup, or the old config would keep running unnoticed."""
+    actions: list[Action] = []
+    pickups: dict[tuple[str, str], list[WriteFile]] = {}
+    reload_why: dict[tuple[str, str], str] = {}
+    restart_why: dict[tuple[str, str], str] = {}
+    for f in desired.files:
+        if (f.service == "etcd" and f.machine in settling) or (
+            f.service == "haproxy" and handing_over
+        ):
+            continue  # a joining member's config comes from the join step; HAProxy keeps
+            # routing to a primary that hands over until the switchover is done
+        have = observed.files.get((f.machine, f.path))
+        if have == content_hash(f.content):
+            continue
+        reason = "missing" if have is None else "changed"
+        write = WriteFile(f.machine, f.path, f.content, f.mode, f.owner, reason)
+        if f.defines and _running(observed, f.machine, f.defines):
+            key = (f.machine, f.defines)
+            restart_why.setdefault(key, f"its definition {reason}")
+        elif f.service and _running(observed, f.machine, f.service):
+            key = (f.machine, f.service)
+            why = restart_why if f.service in RESTART_ON_CHANGE else reload_why
+            why.setdefault(key, f"{f.path} {reason}")
+        else:
+            actions.append(write)
+            continue
+        pickups.setdefault(key, []).append(write)
+    for key, files in pickups.items():
+        if key not in restart_why:
+            actions += _picked_up(files, ReloadService(*key, reload_why[key]))
+    held = {key: files for key, files in pickups.items() if key in restart_why}
+    return actions + _one_restart(held, restart_why, desired, observed, etcd_busy)
 
 
-def _write_and_reload(write: WriteFile, reader: str, reason: str) -> list[Action]:
-    """Write, reload, write again: the first write carries RELOAD_PENDING, so until the
-    reload is done the file differs from the rendered one and the next cycle plans the
-    reload again. Otherwise a reload lost after its write (the call failed, the operator
-    died) would never be retried: the file looks current, the service runs the old one."""
-    pending = replace(
-        write, content=write.content + RELOAD_PENDING, reason=f"{write.reason}, reload pending"
-    )
-    return [pending, ReloadService(write.machine, reader, reason), write]
+# Appended to a file until its reader picked it up: a no-op to YAML, JSON and haproxy.cfg.
+PICKUP_PENDING = "\n"
+
+
+def _picked_up(writes: list[WriteFile], pickup: ReloadService | RestartService) -> list[Action]:
+    """Write each file with PICKUP_PENDING, reload or restart its reader, then (the pickup
+    action does it) write the files as rendered. Until the pickup is done the files differ
+    from the rendered ones, so the next cycle plans it again: a reload or restart lost after
+    its write (the call failed, the operator died) is never forgotten. Dying between the
+    pickup and the final write costs one more reload or restart, never a lost one."""
+    pending = [
+        replace(
+            w, content=w.content + PICKUP_PENDING, reason=f"{w.reason}, {_verb(pickup)} pending"
+        )
+        for w in writes
+    ]
+    return [*pending, replace(pickup, then_write=tuple(writes))]
+
+
+def _verb(pickup: ReloadService | RestartService) -> str:
+    return "reload" if isinstance(pickup, ReloadService) else "restart"
 
 
 def _running(observed: Observed, machine: str, service: str) -> bool:
@@ -174,10 +186,8 @@ def _one_restart(
             return [
                 WaitFor(f"a healthy replica to take over before restarting Patroni on {machine}")
             ]
-    return [
-        *held[(machine, service)],
-        RestartService(machine, service, reasons[(machine, service)]),
-    ]
+    restart = RestartService(machine, service, reasons[(machine, service)])
+    return _picked_up(held[(machine, service)], restart)
 
 
 def _all_voters_healthy(observed: Observed) -> bool:

@@ -27,7 +27,9 @@ SERVICES = ("haproxy", "patroni", "etcd")  # teardown order of a machine that le
 
 
 def switchover_candidate(desired: Desired, observed: Observed, leader: str) -> str | None:
-    """The healthiest streaming replica that stays in the cluster, least lag first."""
+    """The healthiest streaming replica that stays in the cluster, least lag first. Its
+    Patroni must be seen running: a dead node's member key keeps saying "streaming" in
+    /cluster until its TTL, and Patroni refuses a switchover to it."""
     limit = desired.cluster.spec.patroni.maximum_lag_on_failover
     candidates = [
         m
@@ -36,6 +38,7 @@ def switchover_candidate(desired: Desired, observed: Observed, leader: str) -> s
         and m.name in desired.topology.postgres
         and m.state == "streaming"
         and (m.lag_bytes or 0) <= limit
+        and observed.service(m.name, "patroni") == ServiceState.RUNNING
     ]
     if desired.cluster.spec.postgres.synchronous != "off":
         sync = [m for m in candidates if m.role == "sync_standby"]

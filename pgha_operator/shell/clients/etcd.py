@@ -130,6 +130,22 @@ class EtcdClient:
         data = self._member_call("remove", f"member remove {member_id}", {"ID": member_id})
         return parse_member_list(data)
 
+    def unhealthy_voters(self) -> tuple[str, ...]:
+        """The voting members (names; ids of unstarted ones) whose /health is not ok now:
+        the precondition of anything that takes one voter down (a restart)."""
+        voters = [m for m in self.member_list() if not m.is_learner]
+        probes = [
+            transport.READERS.submit(member_healthy, m.client_urls[0], OBSERVE_TIMEOUT)
+            if m.client_urls
+            else None
+            for m in voters
+        ]
+        return tuple(
+            m.name or m.id
+            for m, probe in zip(voters, probes, strict=True)
+            if probe is None or not probe.result()
+        )
+
     # ------------------------------------------------------------------ keys
 
     def get(self, key: str) -> str | None:
