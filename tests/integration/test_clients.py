@@ -224,6 +224,7 @@ def test_collect_etcd_healthy(etcd_lab: EtcdLab) -> None:
     assert facts.reachable and facts.error is None
     assert facts.healthy == {"e1", "e2", "e3"}
     assert facts.leader is not None and facts.leader.name in {"e1", "e2", "e3"}
+    assert EtcdClient(urls("e1", "e2", "e3")).unhealthy_voters() == ()
 
 
 PATRONI = "/opt/pgha-operator/patroni/bin/patroni"
@@ -388,6 +389,8 @@ def test_collect_etcd_with_one_member_stopped(etcd_lab: EtcdLab) -> None:
     assert sorted(m.name for m in facts.members) == ["e1", "e2", "e3"]  # still listed
     assert facts.healthy == {"e1", "e2"}
     assert facts.leader is not None and facts.leader.name in {"e1", "e2"}
+    # The precondition execute asks right before restarting an etcd member.
+    assert EtcdClient(urls("e3", "e1")).unhealthy_voters() == ("e3",)
 
     down = collect_etcd(urls("e3"))
     assert not down.reachable and down.members == ()
