@@ -273,6 +273,21 @@ def test_service_start_state_stop(host: LocalHost) -> None:
     assert "starting sleep 60" in Path(svc.log_path).read_text()
 
 
+def test_a_definition_with_the_pickup_pending_mark_restarts(host: LocalHost) -> None:
+    """The plan writes a changed definition with one trailing blank line until its restart
+    is done (plan.PICKUP_PENDING): the supervisor must read it as the same definition."""
+    d = ServiceDefinition(name="sleeper", argv=("sleep", "60"), env={"FOO": "pending"})
+    svc = define(host, "sleeper", ["sleep", "60"])
+    svc.start()
+    pid = svc.pid()
+    host.write(svc.definition_path, (definition_to_json(d) + "\n").encode())
+    svc.restart()
+    new = svc.pid()
+    assert svc.state() == ServiceState.RUNNING and new is not None and new != pid
+    env = Path(f"/proc/{new}/environ").read_text().split("\0")
+    assert "FOO=pending" in env
+
+
 def test_concurrent_starts_make_one_process(host: LocalHost) -> None:
     define(host, "once", ["sleep", "60"])
     errors: list[BaseException] = []
