@@ -172,7 +172,8 @@ def _write_files(writes: Sequence[WriteFile], env: Env) -> None:
 def _check_etcd_voters_healthy(env: Env, machine: str) -> None:
     """Rule 2 at the moment it matters: the plan saw every voter healthy, but one may have
     died since; restarting another member then would take the quorum down."""
-    down = _etcd(env).unhealthy_voters()
+    # The member being restarted may be the unhealthy one: restarting it costs no quorum.
+    down = [name for name in _etcd(env).unhealthy_voters() if name != machine]
     if down:
         raise TemporaryError(
             f"not restarting etcd on {machine}: voter {', '.join(down)} is not healthy "

@@ -238,3 +238,10 @@ def test_an_etcd_restart_is_refused_while_a_voter_is_down(world: FakeWorld) -> N
     outcome = run(world, RestartService("etcd2", "etcd", "changed"))
     assert "etcd3" in (outcome.error or "") and outcome.done == []
     assert world.machines["etcd2"].procs["etcd"] is before  # not restarted
+
+
+def test_an_unhealthy_etcd_member_may_still_be_restarted_itself(world: FakeWorld) -> None:
+    """Only the other voters count: restarting the one that is down takes nothing away."""
+    world.machines["etcd2"].procs["etcd"].state = ServiceState.FAILED
+    outcome = run(world, RestartService("etcd2", "etcd", "changed"))
+    assert outcome.error is None and len(outcome.done) == 1
