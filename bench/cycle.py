@@ -4,7 +4,7 @@ for the demo manifest scaled to 3, 30 and 89 PostgreSQL nodes (3 etcd, 1 HAProxy
 CPU = time.process_time() (all threads of this process); median, min and max of --runs.
 
     .venv/bin/python bench/cycle.py [--runs 15] [--nodes 3 30 89]
-    flock /work/tmp/integration.lock .venv/bin/python bench/cycle.py --idle [--seconds 60]
+    .venv/bin/python bench/cycle.py --idle [--seconds 60]
 
 --idle also brings the real demo up (local provider), measures its `run` over --seconds
 and tears it down (bench/idle.py): minutes, real processes, the integration lock.

@@ -2,7 +2,7 @@
 for a while and read the operator's CPU time from /proc/<pid>/stat. Real processes: run it
 under the integration lock, never from the unit tests.
 
-    flock /work/tmp/integration.lock .venv/bin/python bench/idle.py [--seconds 60]
+    .venv/bin/python bench/idle.py [--seconds 60]
 """
 
 from __future__ import annotations

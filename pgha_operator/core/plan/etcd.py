@@ -56,7 +56,36 @@ def etcd_membership(desired: Desired, observed: Observed) -> Membership:
     voters = [m for m in facts.members if not m.is_learner]
     down = sorted(m.name or m.id for m in voters if m.name not in facts.healthy)
 
+    learner = _learner_step(desired, observed, member_of)
+    if learner is not None:
+        return learner
+
     for name in topo.etcd:
+        m = member_of.get(name)
+        # Only a member that ever ran can have lost data; an unstarted one is still joining.
+        lost = m is not None and m.started and observed.etcd_data.get(name) is False
+        if lost and observed.service(name, "etcd") != ServiceState.RUNNING:
+            return _replace(name, m, voters, facts.healthy)
+
+    dead_extra = [m for m in extra if m.name not in facts.healthy]
+    if dead_extra:
+        # etcd's own advice: remove a failed member before adding its replacement.
+        return _remove_extra(dead_extra[0], voters, extra, observed)
+
+    missing = [n for n in topo.etcd if n not in member_of]
+    if missing:
+        return _add_member(desired, observed, missing, down)
+
+    if extra:
+        return _remove_extra(extra[0], voters, extra, observed)
+    return Membership()
+
+
+def _learner_step(
+    desired: Desired, observed: Observed, member_of: dict[str, EtcdMember]
+) -> Membership | None:
+    """A learner of the manifest: start it, or promote it once it runs and etcd has a quorum."""
+    for name in desired.topology.etcd:
         m = member_of.get(name)
         if m is None or not m.is_learner:
             continue
@@ -75,40 +104,27 @@ def etcd_membership(desired: Desired, observed: Observed) -> Membership:
             return _refuse(f"an etcd quorum before promoting {name}", frozenset({name}))
         return Membership((PromoteEtcdMember(name, m.id),), frozenset({name}), True)
 
-    for name in topo.etcd:
-        m = member_of.get(name)
-        # Only a member that ever ran can have lost data; an unstarted one is still joining.
-        lost = m is not None and m.started and observed.etcd_data.get(name) is False
-        if lost and observed.service(name, "etcd") != ServiceState.RUNNING:
-            return _replace(name, m, voters, facts.healthy)
+    return None
 
-    dead_extra = [m for m in extra if m.name not in facts.healthy]
-    if dead_extra:
-        # etcd's own advice: remove a failed member before adding its replacement.
-        return _remove_extra(dead_extra[0], voters, extra, observed)
 
-    missing = [n for n in topo.etcd if n not in member_of]
-    # Not yet members: never started from the steady-state ("new" cluster) config.
+def _add_member(
+    desired: Desired, observed: Observed, missing: list[str], down: list[str]
+) -> Membership:
+    """The next missing member joins as a learner, while every voter is healthy. Members not
+    yet in the cluster never start from the steady-state ("new" cluster) config."""
+    name = missing[0]
     joining = frozenset(missing)
-    if missing:
-        name = missing[0]
-        if down:
-            return _refuse(
-                f"every etcd voter healthy before adding {name} (down: {', '.join(down)})"
-            )
-        steps: list[Action] = []
-        if observed.service(name, "etcd") == ServiceState.RUNNING:
-            steps.append(StopService(name, "etcd", "it joins afresh as a learner"))
-        if observed.etcd_data.get(name):
-            steps.append(
-                RemovePath(name, desired.etcd_data_dirs[name], "stale data of a former member")
-            )
-        steps.append(AddEtcdMember(name, topo.etcd_peer_url(name)))
-        return Membership(tuple(steps), joining, True)
-
-    if extra:
-        return _remove_extra(extra[0], voters, extra, observed)
-    return Membership()
+    if down:
+        return _refuse(f"every etcd voter healthy before adding {name} (down: {', '.join(down)})")
+    steps: list[Action] = []
+    if observed.service(name, "etcd") == ServiceState.RUNNING:
+        steps.append(StopService(name, "etcd", "it joins afresh as a learner"))
+    if observed.etcd_data.get(name):
+        steps.append(
+            RemovePath(name, desired.etcd_data_dirs[name], "stale data of a former member")
+        )
+    steps.append(AddEtcdMember(name, desired.topology.etcd_peer_url(name)))
+    return Membership(tuple(steps), joining, True)
 
 
 def _remove_extra(
