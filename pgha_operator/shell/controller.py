@@ -66,7 +66,8 @@ class Controller:
         self.state: StateDir = self.manifest.state
         self.state_dir = self.state.path
         self.progress = progress
-        self.provider = provider or make_provider(self.cluster, self.state_dir)
+        topo = topology.build(self.cluster)  # the one owner: handed to the provider
+        self.provider = provider or make_provider(self.cluster, self.state_dir, topo)
         self.clients = clients
         self.user = self.provider.service_user
         self.binaries = self.provider.binaries
@@ -74,6 +75,7 @@ class Controller:
         self.fencer: Fencer | None = None  # the fast failover path; only `run` probes
         self.last_cycle: Snapshot | None = None  # what `run --listen` serves
         self._layouts: tuple[int, Topology, Mapping[str, Layout]] | None = None
+        self._remember_topology(topo)
         self._desired: tuple[tuple[int, Secrets], Desired] | None = None
 
     # --- the manifest in force ----------------------------------------------------------------
@@ -128,10 +130,15 @@ class Controller:
 
     def _topology_and_layouts(self) -> tuple[Topology, Mapping[str, Layout]]:
         if self._layouts is None or self._layouts[0] != self.generation:
-            topo = topology.build(self.cluster)
-            layouts = {m.name: self.provider.layout(m.name) for m in topo.machines}
-            self._layouts = (self.generation, topo, layouts)
+            self._remember_topology(topology.build(self.cluster))
+        assert self._layouts is not None
         return self._layouts[1], self._layouts[2]
+
+    def _remember_topology(self, topo: Topology) -> None:
+        """Built once per accepted manifest; the provider finds new machines in it."""
+        self.provider.follow(self.cluster, topo)
+        layouts = {m.name: self.provider.layout(m.name) for m in topo.machines}
+        self._layouts = (self.generation, topo, layouts)
 
     @property
     def layouts(self) -> Mapping[str, Layout]:

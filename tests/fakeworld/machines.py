@@ -21,9 +21,9 @@ from pgha_operator.core.topology import Layout, Machine, layout
 from pgha_operator.shell.hosts.base import CommandResult, HostError
 from pgha_operator.shell.providers.base import (
     Fencing,
-    FencingByCapability,
     Freezing,
     MachineStates,
+    ProviderBase,
 )
 
 if TYPE_CHECKING:
@@ -188,7 +188,7 @@ class FakeHost:
         return FakeService(self.world, self.name, name)
 
 
-class FakeProvider(FencingByCapability, Fencing, MachineStates, Freezing):
+class FakeProvider(ProviderBase, Fencing, MachineStates, Freezing):
     """Machines come and go in memory; every one has the FHS layout on its own file system.
     Capabilities as the local provider's: power, its own view of a machine, pausing."""
 

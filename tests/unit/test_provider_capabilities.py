@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from pgha_operator.shell.providers.base import (
     Fencing,
-    FencingByCapability,
     Freezing,
     Isolation,
     MachineStates,
+    ProviderBase,
     capabilities,
     capability,
 )
@@ -38,12 +38,12 @@ def test_the_declaration_is_explicit_not_a_method_probe() -> None:
     assert not hasattr(SshProvider, "power_off")  # no method that only raises
 
 
-class _Fenced(FencingByCapability, Fencing):
+class _Fenced(ProviderBase, Fencing):
     def power_off(self, name: str) -> None:
         self.off = name
 
 
-class _Plain(FencingByCapability):
+class _Plain(ProviderBase):
     pass
 
 

@@ -22,7 +22,8 @@ from pgha_operator.core.errors import PermanentError
 from pgha_operator.core.facts.observed import MachineFact
 from pgha_operator.core.facts.types import MachineState
 from pgha_operator.core.render import Binaries
-from pgha_operator.core.topology import Layout, Machine
+from pgha_operator.core.spec import Cluster
+from pgha_operator.core.topology import Layout, Machine, Topology
 from pgha_operator.shell.hosts.base import Host, HostError
 
 
@@ -47,6 +48,10 @@ class Provider(Protocol):
 
     def host(self, name: str) -> Host: ...
     def layout(self, name: str) -> Layout: ...
+    def follow(self, cluster: Cluster, topo: Topology) -> None:
+        """The manifest in force changed: machines are found in this topology from now on
+        (the controller owns it and builds it once per accepted manifest)."""
+        ...
 
 
 @runtime_checkable
@@ -95,12 +100,16 @@ def capabilities(provider: object) -> list[str]:
     return [c.__name__ for c in CAPABILITIES if isinstance(provider, c)]
 
 
-class FencingByCapability:
-    """Base of the providers: `can_fence` derived from the Fencing capability."""
+class ProviderBase:
+    """Base of the providers: `can_fence` derived from the Fencing capability; `follow`
+    ignores the topology (a provider that looks machines up in it keeps it)."""
 
     @property
     def can_fence(self) -> bool:
         return isinstance(self, Fencing)
+
+    def follow(self, cluster: Cluster, topo: Topology) -> None:
+        return None
 
 
 # --- machine.json (local, nspawn) ------------------------------------------------------------

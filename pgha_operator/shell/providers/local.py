@@ -28,9 +28,9 @@ from pgha_operator.shell.hosts.local import LocalHost
 from pgha_operator.shell.providers.base import (
     BrokenMachineFile,
     Fencing,
-    FencingByCapability,
     Freezing,
     MachineStates,
+    ProviderBase,
     broken_machine,
     read_machine_file,
 )
@@ -70,7 +70,7 @@ def find_binaries(source: PatroniSource = "pypi") -> Binaries:
     return Binaries(patroni=patroni)
 
 
-class LocalProvider(FencingByCapability, Fencing, MachineStates, Freezing):
+class LocalProvider(ProviderBase, Fencing, MachineStates, Freezing):
     kind = "local"
     service_manager: Literal["local", "systemd"] = "local"
 

@@ -31,7 +31,7 @@ from pgha_operator.core.facts.observed import MachineFact
 from pgha_operator.core.facts.types import MachineState
 from pgha_operator.core.render import Binaries
 from pgha_operator.core.spec import Cluster, NspawnProviderSpec
-from pgha_operator.core.topology import Layout, Machine
+from pgha_operator.core.topology import Layout, Machine, Topology
 from pgha_operator.shell.hosts import procfs
 from pgha_operator.shell.hosts.base import HostError
 from pgha_operator.shell.hosts.ssh import SshHost, SshTarget
@@ -41,10 +41,10 @@ from pgha_operator.shell.providers import nspawn_process as proc
 from pgha_operator.shell.providers.base import (
     BrokenMachineFile,
     Fencing,
-    FencingByCapability,
     Freezing,
     Isolation,
     MachineStates,
+    ProviderBase,
     booted_machine_state,
     broken_machine,
     read_machine_file,
@@ -64,12 +64,12 @@ REQUIRED_TOOLS = ("systemd-nspawn", "ip", "nsenter", "mount", "umount", "ssh-key
 META_KEYS = ("address", "rootfs")
 
 
-class NspawnProvider(FencingByCapability, Fencing, MachineStates, Freezing, Isolation):
+class NspawnProvider(ProviderBase, Fencing, MachineStates, Freezing, Isolation):
     kind = "nspawn"
     service_manager: Literal["local", "systemd"] = "systemd"
     service_user: str | None = SERVICE_USER
 
-    def __init__(self, cluster: Cluster, state_dir: Path) -> None:
+    def __init__(self, cluster: Cluster, state_dir: Path, topo: Topology | None = None) -> None:
         spec = cluster.spec.provider
         if not isinstance(spec, NspawnProviderSpec):
             raise TypeError("NspawnProvider needs a manifest with provider type nspawn")
@@ -77,7 +77,7 @@ class NspawnProvider(FencingByCapability, Fencing, MachineStates, Freezing, Isol
         self.spec = spec
         self.binaries = Binaries().for_patroni_source(cluster.spec.patroni.source)
         self.state_dir = state_dir
-        self.topology = topology.build(cluster)
+        self.topology = topo or topology.build(cluster)  # the controller passes its own
         self.machines_dir = state_dir / "machines"
         self.key_file = state_dir / "ssh" / "id_ed25519"
         self.known_hosts = state_dir / "known_hosts"
@@ -88,6 +88,10 @@ class NspawnProvider(FencingByCapability, Fencing, MachineStates, Freezing, Isol
         self._hosts: dict[str, SshHost] = {}
 
     # --- checks -------------------------------------------------------------------------------
+
+    def follow(self, cluster: Cluster, topo: Topology) -> None:
+        """A scaled manifest: new machines are found in its topology."""
+        self.cluster, self.topology = cluster, topo
 
     def preflight(self) -> None:
         if os.geteuid() != 0:

@@ -20,10 +20,10 @@ from pgha_operator.core.facts.observed import MachineFact
 from pgha_operator.core.render import Binaries
 from pgha_operator.core.render.services import SYSTEMD_UNIT_DIR, unit_name
 from pgha_operator.core.spec import Cluster, SshProviderSpec
-from pgha_operator.core.topology import Layout, Machine
+from pgha_operator.core.topology import Layout, Machine, Topology
 from pgha_operator.shell.hosts.base import HostError
 from pgha_operator.shell.hosts.ssh import SshHost, SshTarget
-from pgha_operator.shell.providers.base import FencingByCapability
+from pgha_operator.shell.providers.base import ProviderBase
 from pgha_operator.shell.providers.packages import (
     PATRONI_VENV,
     patroni_version,
@@ -34,7 +34,7 @@ MARKER_DIR = "/etc/pgha-operator"
 SERVICES = ("haproxy", "patroni", "etcd")  # stop order: the router first, the DCS last
 
 
-class SshProvider(FencingByCapability):
+class SshProvider(ProviderBase):
     """No capability: the operator cannot pull a real server's power (no fencing, no
     crash drills), nor see the machine from outside it."""
 
@@ -42,7 +42,9 @@ class SshProvider(FencingByCapability):
     service_manager: Literal["local", "systemd"] = "systemd"
     service_user: str | None = "postgres"
 
-    def __init__(self, cluster: Cluster, state_dir: Path, port: int = 22) -> None:
+    def __init__(
+        self, cluster: Cluster, state_dir: Path, port: int = 22, topo: Topology | None = None
+    ) -> None:
         spec = cluster.spec.provider
         if not isinstance(spec, SshProviderSpec):
             raise TypeError("SshProvider needs a manifest with provider type ssh")
@@ -51,12 +53,16 @@ class SshProvider(FencingByCapability):
         self.binaries = Binaries().for_patroni_source(cluster.spec.patroni.source)
         self.state_dir = state_dir
         self.port = port
-        self.topology = topology.build(cluster)
+        self.topology = topo or topology.build(cluster)  # the controller passes its own
         self.key_file = os.path.expanduser(spec.key_file)
         self.known_hosts = os.path.expanduser(spec.known_hosts)
         self._hosts: dict[str, SshHost] = {}
 
     @property
+    def follow(self, cluster: Cluster, topo: Topology) -> None:
+        """A scaled manifest: new machines are found in its topology."""
+        self.cluster, self.topology = cluster, topo
+
     def marker(self) -> str:
         return f"{MARKER_DIR}/{self.cluster.name}.json"
 

@@ -33,12 +33,12 @@ from pgha_operator.core.facts.observed import MachineFact
 from pgha_operator.core.facts.types import MachineState
 from pgha_operator.core.render import TEMPLATES_DIR, Binaries
 from pgha_operator.core.spec import Cluster, VagrantProviderSpec
-from pgha_operator.core.topology import Layout, Machine
+from pgha_operator.core.topology import Layout, Machine, Topology
 from pgha_operator.shell.hosts.ssh import SshHost, SshTarget, SshUnreachable
 from pgha_operator.shell.providers.base import (
     Fencing,
-    FencingByCapability,
     MachineStates,
+    ProviderBase,
     booted_machine_state,
 )
 from pgha_operator.shell.providers.packages import prepare_machine
@@ -107,7 +107,7 @@ def parse_status(text: str) -> dict[str, str]:
     return states
 
 
-class VagrantProvider(FencingByCapability, Fencing, MachineStates):
+class VagrantProvider(ProviderBase, Fencing, MachineStates):
     """Fencing: `vagrant halt --force` pulls the VM's power."""
 
     kind = "vagrant"
@@ -120,6 +120,7 @@ class VagrantProvider(FencingByCapability, Fencing, MachineStates):
         state_dir: Path,
         project_dir: Path = PROJECT_DIR,
         work_dir: Path | None = None,
+        topo: Topology | None = None,
     ) -> None:
         spec = cluster.spec.provider
         if not isinstance(spec, VagrantProviderSpec):
@@ -129,7 +130,7 @@ class VagrantProvider(FencingByCapability, Fencing, MachineStates):
         self.binaries = Binaries().for_patroni_source(cluster.spec.patroni.source)
         self.state_dir = state_dir
         self.project_dir = project_dir
-        self.topology = topology.build(cluster)
+        self.topology = topo or topology.build(cluster)  # the controller passes its own
         self.work_dir = work_dir or state_dir / WORK_DIR
         self.machines_file = self.work_dir / "machines.json"
         self.known_hosts = state_dir / "known_hosts"
@@ -137,6 +138,10 @@ class VagrantProvider(FencingByCapability, Fencing, MachineStates):
         self._hosts: dict[str, SshHost] = {}
 
     # --- vagrant ------------------------------------------------------------------------------
+
+    def follow(self, cluster: Cluster, topo: Topology) -> None:
+        """A scaled manifest: new machines are found in its topology."""
+        self.cluster, self.topology = cluster, topo
 
     def env(self) -> dict[str, str]:
         return {
