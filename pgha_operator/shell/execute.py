@@ -106,8 +106,11 @@ def _perform(action: Action, env: Env) -> None:
         case RestartService(machine=machine, service=service):
             if service == "etcd":
                 _check_etcd_voters_healthy(env, machine)
-            env.provider.host(machine).service(service).restart()
+            svc = env.provider.host(machine).service(service)
+            svc.restart()
             _write_files(action.then_write, env)
+            # The definition may be among them: its manager must not keep flagging it changed.
+            svc.reread_definition()
         case CreateRole():
             _create_role(env, action)
         case StopService(machine=machine, service=service):

@@ -135,6 +135,9 @@ class FakeService:
         self.stop()
         self.start()
 
+    def reread_definition(self) -> None:
+        return None  # like the local supervisor: the definition is read at each start
+
 
 class FakeHost:
     def __init__(self, world: FakeWorld, name: str) -> None:

@@ -245,7 +245,8 @@ def test_hand_edited_haproxy_cfg_is_restored_and_reloaded(lab: Lab) -> None:
     lab.ssh("haproxy1", "sh", "-c", f"echo '# edited by hand' >> {cfg}")
     assert lab.ssh("haproxy1", "cat", cfg).stdout != rendered
     res = lab.apply()
-    assert "write haproxy1:/etc/haproxy/haproxy.cfg (changed)" in res.stdout
+    # written with the reload-pending mark, reloaded, then written as rendered
+    assert "write haproxy1:/etc/haproxy/haproxy.cfg (changed, reload pending)" in res.stdout
     assert "reload haproxy on haproxy1" in res.stdout
     assert lab.ssh("haproxy1", "cat", cfg).stdout == rendered
     assert _main_pid(lab, "haproxy1", "pgha-haproxy") == pid  # reloaded, not restarted

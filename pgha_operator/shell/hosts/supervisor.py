@@ -294,6 +294,9 @@ class LocalService:
             self._stop()
             self._start()
 
+    def reread_definition(self) -> None:
+        return None  # the supervisor reads the definition at each start
+
 
 def write_definition(host: LocalHost, d: ServiceDefinition) -> bool:
     """Write a service's definition file where LocalService reads it; False if unchanged."""

@@ -122,6 +122,9 @@ class SystemdService:
         self._systemctl("daemon-reload", timeout=120)
         return True
 
+    def reread_definition(self) -> None:
+        self.sync_unit()
+
     # ---- control
 
     def start(self) -> None:

@@ -58,11 +58,11 @@ class SshProvider(ProviderBase):
         self.known_hosts = os.path.expanduser(spec.known_hosts)
         self._hosts: dict[str, SshHost] = {}
 
-    @property
     def follow(self, cluster: Cluster, topo: Topology) -> None:
         """A scaled manifest: new machines are found in its topology."""
         self.cluster, self.topology = cluster, topo
 
+    @property
     def marker(self) -> str:
         return f"{MARKER_DIR}/{self.cluster.name}.json"
 
