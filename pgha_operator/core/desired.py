@@ -28,6 +28,7 @@ from pgha_operator.core.render import (
     service_definitions,
 )
 from pgha_operator.core.spec import Cluster
+from pgha_operator.core.tls import TlsMaterial, placeholder_material
 from pgha_operator.core.topology import Layout, Topology
 
 
@@ -69,18 +70,23 @@ def build_desired(
     binaries: Binaries,
     service_user: str | None,
     service_manager: Literal["local", "systemd"],
+    tls: TlsMaterial | None = None,
 ) -> tuple[Desired, RenderContext]:
-    """`layouts=None` means real machines (the FHS layout on every machine).
+    """`layouts=None` means real machines (the FHS layout on every machine); `tls=None`
+    places placeholders where the certificates go (render and plan before the first apply).
 
     The result is shared between callers with the same inputs: treat it as read-only."""
+    if tls is None:
+        tls = placeholder_material(tuple(m.name for m in topology.build(cluster).machines))
     inputs = _Inputs(
-        desired_key(cluster, layouts, secrets, binaries, service_user, service_manager),
+        desired_key(cluster, layouts, secrets, binaries, service_user, service_manager, tls),
         cluster,
         layouts,
         secrets,
         binaries,
         service_user,
         service_manager,
+        tls,
     )
     return _build_cached(inputs)
 
@@ -92,6 +98,7 @@ def desired_key(
     binaries: Binaries,
     service_user: str | None,
     service_manager: str,
+    tls: TlsMaterial,
 ) -> str:
     """A digest of everything rendering reads: equal keys render equal files."""
     canonical = {
@@ -101,6 +108,7 @@ def desired_key(
         "binaries": asdict(binaries),
         "service_user": service_user,
         "service_manager": service_manager,
+        "tls": asdict(tls),
     }
     return content_hash(json.dumps(canonical, sort_keys=True, separators=(",", ":")))
 
@@ -120,6 +128,7 @@ class _Inputs:
     binaries: Binaries = field(compare=False)
     service_user: str | None = field(compare=False)
     service_manager: Literal["local", "systemd"] = field(compare=False)
+    tls: TlsMaterial = field(compare=False, repr=False)
 
 
 @lru_cache(maxsize=CACHE_SIZE)
@@ -131,6 +140,7 @@ def _build_cached(inputs: _Inputs) -> tuple[Desired, RenderContext]:
         inputs.binaries,
         inputs.service_user,
         inputs.service_manager,
+        inputs.tls,
     )
 
 
@@ -141,6 +151,7 @@ def _build(
     binaries: Binaries,
     service_user: str | None,
     service_manager: Literal["local", "systemd"],
+    tls: TlsMaterial,
 ) -> tuple[Desired, RenderContext]:
     topo = topology.build(cluster)
     if layouts is None:
@@ -152,6 +163,7 @@ def _build(
         topology=topo,
         layouts=layouts,
         secrets=secrets,
+        tls=tls,
         binaries=binaries,
         service_user=service_user,
         service_manager=service_manager,

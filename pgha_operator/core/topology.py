@@ -234,6 +234,7 @@ class Layout:
     haproxy_socket: str
     services_dir: str  # local supervisor's service definitions
     log_dir: str
+    tls_dir: str  # the cluster's certificates, one folder per daemon (render/tls.py)
 
     def relative(self, path: str) -> str:
         """The path inside the machine (for `render --out`)."""
@@ -257,6 +258,7 @@ def layout(root: str = "/", cluster: str = "pgha") -> Layout:
             haproxy_socket="/run/haproxy/admin.sock",
             services_dir="/etc/pgha/services",
             log_dir="/var/log/pgha",
+            tls_dir="/etc/pgha/tls",
         )
     r = root.rstrip("/")
     return Layout(
@@ -271,4 +273,5 @@ def layout(root: str = "/", cluster: str = "pgha") -> Layout:
         haproxy_socket=f"{r}/run/haproxy.sock",
         services_dir=f"{r}/etc/pgha/services",
         log_dir=f"{r}/var/log/pgha",
+        tls_dir=f"{r}/etc/pgha/tls",
     )

@@ -14,6 +14,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -28,9 +29,10 @@ from pgha_operator.core.plan import Desired, Plan, plan
 from pgha_operator.core.render import Secrets
 from pgha_operator.core.spec import Cluster, LoadedCluster
 from pgha_operator.core.status import build_status
+from pgha_operator.core.tls import TlsMaterial
 from pgha_operator.core.topology import Layout, Topology
 from pgha_operator.shell import teardown
-from pgha_operator.shell.clients import REAL_CLIENTS, Clients
+from pgha_operator.shell.clients import Clients, RealClients
 from pgha_operator.shell.cycle import CycleReport, Verdict, fencing_status, now, verdict
 from pgha_operator.shell.execute import Env, Outcome, execute
 from pgha_operator.shell.fencer import Fencer
@@ -60,7 +62,7 @@ class Controller:
         fall_back_to_last_applied: bool = False,
         *,
         provider: Provider | None = None,
-        clients: Clients = REAL_CLIENTS,
+        clients: Clients | None = None,
     ) -> None:
         self.manifest = ManifestInForce(paths, state_dir, cluster_name, fall_back_to_last_applied)
         self.state: StateDir = self.manifest.state
@@ -68,15 +70,17 @@ class Controller:
         self.progress = progress
         topo = topology.build(self.cluster)  # the one owner: handed to the provider
         self.provider = provider or make_provider(self.cluster, self.state_dir, topo)
-        self.clients = clients
+        # The real clients log in with this cluster's operator certificate.
+        self.clients = clients or RealClients(self.state.client_tls())
         self.user = self.provider.service_user
         self.binaries = self.provider.binaries
         self.events: deque[dict[str, str]] = deque(maxlen=20)
         self.fencer: Fencer | None = None  # the fast failover path; only `run` probes
         self.last_cycle: Snapshot | None = None  # what `run --listen` serves
+        self.certificates_end: datetime | None = None  # the earliest certificate's end
         self._layouts: tuple[int, Topology, Mapping[str, Layout]] | None = None
         self._remember_topology(topo)
-        self._desired: tuple[tuple[int, Secrets], Desired] | None = None
+        self._desired: tuple[tuple[int, Secrets, TlsMaterial | None], Desired] | None = None
 
     # --- the manifest in force ----------------------------------------------------------------
 
@@ -148,9 +152,21 @@ class Controller:
         """For reading: the generated passwords, placeholders before the first apply."""
         return self.state.secrets_or_placeholder()
 
-    def desired(self, secrets: Secrets | None = None) -> Desired:
+    def tls(self, act: bool = False) -> TlsMaterial | None:
+        """The cluster's certificates: issued or renewed when due if `act`, else as they
+        are (None before the first apply: render shows placeholders)."""
+        if act:
+            issued = self.state.issue_tls(self.cluster, self.topology, datetime.now(UTC))
+            for name, why in issued.renewed:
+                self.event(f"certificate {name} issued ({why})")
+            self.certificates_end = issued.not_after
+            return issued.material
+        return self.state.tls(self.topology)
+
+    def desired(self, secrets: Secrets | None = None, tls: TlsMaterial | None = None) -> Desired:
         secrets = secrets or self.secrets()
-        key = (self.generation, secrets)
+        tls = tls or self.tls()
+        key = (self.generation, secrets, tls)
         if self._desired is None or self._desired[0] != key:
             desired, _ = build_desired(
                 self.cluster,
@@ -159,6 +175,7 @@ class Controller:
                 self.binaries,
                 self.user,
                 self.provider.service_manager,
+                tls,
             )
             self._desired = (key, desired)
         return self._desired[1]
@@ -177,10 +194,13 @@ class Controller:
     # --- one cycle ----------------------------------------------------------------------------
 
     def observe(
-        self, desired: Desired | None = None, secrets: Secrets | None = None
+        self,
+        desired: Desired | None = None,
+        secrets: Secrets | None = None,
+        tls: TlsMaterial | None = None,
     ) -> tuple[Desired, Observed]:
         secrets = secrets or self.secrets()
-        desired = desired or self.desired(secrets)
+        desired = desired or self.desired(secrets, tls)
         reinits = self.state.reinits()
         down = self._down()
         observed = observe(
@@ -205,7 +225,8 @@ class Controller:
     def cycle(self, act: bool = True) -> CycleReport:
         """One pass. `act=False` (status) reads only: no secrets made, nothing written."""
         secrets = self.state.load_or_create_secrets() if act else self.secrets()
-        desired, observed = self.observe(secrets=secrets)
+        tls = self.tls(act)
+        desired, observed = self.observe(secrets=secrets, tls=tls)
         the_plan = plan(desired, observed)
         acted = None
         if act:

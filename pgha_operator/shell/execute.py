@@ -41,7 +41,7 @@ from pgha_operator.core.render import ADMIN_USER, REST_USER, SUPERUSER, Binaries
 from pgha_operator.core.services import ServiceState
 from pgha_operator.core.spec import Cluster
 from pgha_operator.core.topology import Topology
-from pgha_operator.shell.clients import REAL_CLIENTS, Clients, EtcdApi, PatroniApi
+from pgha_operator.shell.clients import Clients, EtcdApi, PatroniApi
 from pgha_operator.shell.hosts.base import HostError
 from pgha_operator.shell.providers.base import Provider
 
@@ -52,9 +52,9 @@ class Env:
     topology: Topology
     provider: Provider
     binaries: Binaries
+    clients: Clients
     secrets: Secrets | None = None
     check_ports: bool = True  # machines sharing this host (local) can collide with others
-    clients: Clients = REAL_CLIENTS
 
 
 @dataclass

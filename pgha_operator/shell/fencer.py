@@ -18,7 +18,7 @@ from pgha_operator.core.facts.types import MachineState
 from pgha_operator.core.fence_decision import FenceDecision, FenceView, decide
 from pgha_operator.core.plan import Desired
 from pgha_operator.core.plan.patroni import switchover_candidate
-from pgha_operator.shell.clients import REAL_CLIENTS, Clients, PatroniApi
+from pgha_operator.shell.clients import Clients, PatroniApi
 from pgha_operator.shell.hosts.base import HostError
 from pgha_operator.shell.providers.base import Fencing, MachineStates, Provider, capability
 
@@ -29,9 +29,7 @@ REDECIDE_EVERY = 5  # failed probes between two evaluations of a refused fence
 
 
 class Fencer:
-    def __init__(
-        self, desired: Desired, provider: Provider, clients: Clients = REAL_CLIENTS
-    ) -> None:
+    def __init__(self, desired: Desired, provider: Provider, clients: Clients) -> None:
         self.provider = provider
         self.clients = clients
         self._apis: dict[str, PatroniApi] = {}  # one per node: keeps its connection open

@@ -17,7 +17,7 @@ from pgha_operator.core.facts.types import EtcdFacts, PatroniFacts
 from pgha_operator.core.plan import Desired, content_hash
 from pgha_operator.core.render import ADMIN_USER, REST_USER, SUPERUSER, Secrets
 from pgha_operator.core.services import ServiceState
-from pgha_operator.shell.clients import REAL_CLIENTS, Clients, ComponentError
+from pgha_operator.shell.clients import Clients, ComponentError
 from pgha_operator.shell.providers.base import Provider
 from pgha_operator.shell.start_failures import read_start_failures
 
@@ -33,8 +33,8 @@ def observe(
     provider: Provider,
     secrets: Secrets,
     *,
+    clients: Clients,
     down: frozenset[str] = frozenset(),
-    clients: Clients = REAL_CLIENTS,
     reinits: Mapping[str, ReinitRecord] | None = None,
 ) -> Observed:
     """`down`: machines the loop must not repair yet (a drill's marks, the fencer's hold).
@@ -133,9 +133,7 @@ def _etcd_data(
     }
 
 
-def observe_roles(
-    facts: PatroniFacts, secrets: Secrets, clients: Clients = REAL_CLIENTS
-) -> frozenset[str] | None:
+def observe_roles(facts: PatroniFacts, secrets: Secrets, clients: Clients) -> frozenset[str] | None:
     """The operator's roles that exist on the primary; None when no primary answers."""
     leader = facts.leader
     if leader is None or leader.state != "running":

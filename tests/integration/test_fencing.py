@@ -216,7 +216,7 @@ def test_an_operator_cut_off_fences_nothing(fenced: Fenced) -> None:
     """Every probe fails (a REST port nobody listens on), but the cluster is healthy."""
     ctl = Controller([str(fenced.manifest)], state_dir=fenced.state)
     desired, observed = ctl.observe()
-    fencer = Fencer(desired, ctl.provider)
+    fencer = Fencer(desired, ctl.provider, ctl.clients)
     fencer.update(desired, observed)
     leader = fencer.leader
     blind = replace(desired, topology=replace(desired.topology, rest_api_port=1))

@@ -36,6 +36,7 @@ from pgha_operator.core.render import (
     render_all,
     service_definitions,
 )
+from pgha_operator.core.tls import placeholder_material
 
 pytestmark = pytest.mark.integration
 
@@ -68,6 +69,7 @@ def render_local(cluster: spec.Cluster, root: Path) -> tuple[RenderContext, list
         topology=topo,
         layouts=layouts,
         secrets=SECRETS,
+        tls=placeholder_material(tuple(m.name for m in topo.machines)),
         binaries=BINARIES,
         service_user="postgres",
         service_manager="local",
@@ -88,7 +90,7 @@ def load(name: str) -> spec.Cluster:
 
 
 def configs(files: list[DesiredFile], service: str) -> list[DesiredFile]:
-    return [f for f in files if f.service == service]
+    return [f for f in files if f.service == service and not f.certificate]
 
 
 # --- a private network namespace ------------------------------------------------------------
@@ -293,11 +295,16 @@ def test_patroni_validate_config_reports_a_wrong_bin_dir(netns: Netns, tmp_path:
         topology=topo,
         layouts={m.name: topology.layout(str(tmp_path / m.name)) for m in topo.machines},
         secrets=SECRETS,
+        tls=placeholder_material(tuple(m.name for m in topo.machines)),
         binaries=Binaries(pg_bin_dir=missing),
         service_user="postgres",
         service_manager="local",
     )
-    (f,) = [f for f in render_all(ctx) if f.service == "patroni" and f.machine == "node1"]
+    (f,) = [
+        f
+        for f in render_all(ctx)
+        if f.service == "patroni" and f.machine == "node1" and not f.certificate
+    ]
     path = tmp_path / "patroni.yml"
     path.write_text(f.content)
     result = netns.run([str(PATRONI), "--validate-config", str(path)])

@@ -47,7 +47,11 @@ def run(world: FakeWorld, *actions: Action) -> Outcome:
 
 
 def config(world: FakeWorld, machine: str, service: str) -> str:
-    return next(f.path for f in DESIRED.files if f.machine == machine and f.service == service)
+    return next(
+        f.path
+        for f in DESIRED.files
+        if f.machine == machine and f.service == service and not f.certificate
+    )
 
 
 def test_create_machine_and_destroy_it() -> None:

@@ -29,6 +29,7 @@ from pgha_operator.core.render import (
 )
 from pgha_operator.core.render.services import runtime_directory, systemd_quote
 from pgha_operator.core.services import definition_from_json
+from pgha_operator.core.tls import placeholder_material
 from pgha_operator.core.topology import Role
 
 REPO = Path(__file__).resolve().parents[2]
@@ -110,6 +111,7 @@ def make_ctx(
         topology=topo,
         layouts=layouts,
         secrets=SECRETS,
+        tls=placeholder_material(tuple(m.name for m in topo.machines)),
         binaries=Binaries(),
         service_user=service_user,
         service_manager=manager or ("local" if local else "systemd"),  # type: ignore[arg-type]
@@ -118,7 +120,7 @@ def make_ctx(
 
 
 def file_for(files: tuple[DesiredFile, ...], service: str) -> DesiredFile:
-    (found,) = [f for f in files if f.service == service]
+    (found,) = [f for f in files if f.service == service and not f.certificate]
     return found
 
 
@@ -223,7 +225,14 @@ def test_each_machine_gets_the_files_of_its_roles(ctx: RenderContext) -> None:
 
 def test_file_modes_and_owners(ctx: RenderContext) -> None:
     for f in render_all(ctx):
-        if f.service == "patroni":
+        if f.certificate:
+            key = f.path.endswith(".key")
+            assert f.mode == (0o600 if key else 0o644), f.path
+            assert (
+                f.owner
+                == {"etcd": "etcd", "patroni": "postgres", "haproxy": "haproxy"}[str(f.service)]
+            ), f.path
+        elif f.service == "patroni":
             assert (f.mode, f.owner) == (0o600, "postgres"), "patroni.yml holds passwords"
         else:
             assert (f.mode, f.owner) == (0o644, None), f.path
@@ -231,7 +240,7 @@ def test_file_modes_and_owners(ctx: RenderContext) -> None:
 
 def test_passwords_come_only_from_secrets(ctx: RenderContext) -> None:
     for f in render_all(ctx):
-        if f.service == "patroni":
+        if f.service == "patroni" and not f.certificate:
             doc = yaml.safe_load(f.content)
             passwords = all_passwords(doc)
             assert passwords and set(passwords) <= SECRET_VALUES
@@ -256,6 +265,7 @@ def test_unknown_machine_and_missing_layout_are_refused() -> None:
         topology=ctx.topology,
         layouts={},
         secrets=SECRETS,
+        tls=ctx.tls,
         binaries=Binaries(),
         service_user="postgres",
         service_manager="local",
@@ -307,7 +317,7 @@ def test_colocated_etcd_runs_on_postgres_nodes() -> None:
     ctx = make_ctx(load_manifest(REPO / "manifests/nspawn.yaml"))
     assert ctx.topology.etcd == ctx.topology.postgres
     files = render_machine(ctx, "node1")
-    assert [f.service for f in files if f.service] == ["etcd", "patroni"]
+    assert [f.service for f in files if f.service and not f.certificate] == ["etcd", "patroni"]
     unit = next(f for f in files if f.path.endswith("pgha-patroni.service"))
     assert "pgha-etcd.service" in parse_unit(unit.content)["Unit"]["After"]
 

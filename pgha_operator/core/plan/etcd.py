@@ -173,7 +173,11 @@ def _start_learner(desired: Desired, observed: Observed, name: str) -> StartEtcd
         f"{names.get(m.peer_urls[0], m.name)}={m.peer_urls[0]}"
         for m in sorted(observed.etcd.members, key=lambda m: m.peer_urls[0])
     )
-    f = next(f for f in desired.files if f.machine == name and f.service == "etcd")
+    f = next(
+        f
+        for f in desired.files
+        if f.machine == name and f.service == "etcd" and not f.certificate and not f.defines
+    )
     config = yaml.safe_load(f.content)
     config["initial-cluster"] = cluster
     config["initial-cluster-state"] = "existing"

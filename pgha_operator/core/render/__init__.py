@@ -15,6 +15,8 @@ from __future__ import annotations
 
 from pgha_operator.core.render.context import (
     ADMIN_USER,
+    APP_DATABASE,
+    APP_USER,
     REPLICATION_USER,
     REST_USER,
     SUPERUSER,
@@ -35,10 +37,15 @@ from pgha_operator.core.render.services import (
     unit_name,
     validation_argv,
 )
+from pgha_operator.core.render.tls import ETCD_USER, HAPROXY_USER, daemon_tls, tls_files
 from pgha_operator.core.topology import Role
 
 __all__ = [
     "ADMIN_USER",
+    "APP_DATABASE",
+    "APP_USER",
+    "ETCD_USER",
+    "HAPROXY_USER",
     "REPLICATION_USER",
     "REST_USER",
     "SUPERUSER",
@@ -49,6 +56,7 @@ __all__ = [
     "RenderContext",
     "Secrets",
     "ServiceName",
+    "daemon_tls",
     "dynamic_config",
     "etcd_config",
     "haproxy_cfg",
@@ -66,11 +74,11 @@ CONFIG_MODE = 0o644
 
 
 def render_machine(ctx: RenderContext, machine: str) -> tuple[DesiredFile, ...]:
-    """Every file one machine needs: configs first (etcd, Patroni, HAProxy), then the
-    service definitions in start order."""
+    """Every file one machine needs: certificates first, then configs (etcd, Patroni,
+    HAProxy), then the service definitions in start order."""
     m = ctx.topology.machine(machine)
     layout = ctx.layout(machine)
-    files: list[DesiredFile] = []
+    files: list[DesiredFile] = tls_files(ctx, machine)
     if m.has(Role.ETCD):
         files.append(
             DesiredFile(

@@ -16,6 +16,7 @@ import jinja2
 import yaml
 
 from pgha_operator.core.spec import Cluster
+from pgha_operator.core.tls import TlsMaterial
 from pgha_operator.core.topology import Layout, Topology
 
 # The templates/ folder at the top of the repository (render/ -> pgha_operator/ -> repo).
@@ -26,6 +27,10 @@ TEMPLATES_DIR = Path(__file__).resolve().parents[3] / "templates"
 SUPERUSER = "postgres"
 REPLICATION_USER = "replicator"
 ADMIN_USER = "admin"
+# The application's role and database (CloudNativePG's convention): what `dsn` gives and
+# what clients use through the load balancer; the superuser stays on the nodes.
+APP_USER = "app"
+APP_DATABASE = "app"
 REST_USER = "patroni"  # basic auth of Patroni's REST API (unsafe endpoints only)
 
 ServiceName = Literal["etcd", "patroni", "haproxy"]
@@ -69,6 +74,7 @@ class RenderContext:
     topology: Topology
     layouts: Mapping[str, Layout]  # per machine name
     secrets: Secrets
+    tls: TlsMaterial
     binaries: Binaries
     # The user that runs Patroni/PostgreSQL ("postgres"); None = the operator's own user.
     service_user: str | None
@@ -92,6 +98,7 @@ class DesiredFile:
     owner: str | None  # None = the operator's own user
     service: ServiceName | None  # the service that reads this file; None if none
     defines: ServiceName | None = None  # the service this file defines (unit / definition)
+    certificate: bool = False  # a certificate or key (render/tls.py), not a config file
 
 
 def format_duration(ms: int) -> str:

@@ -19,6 +19,7 @@ from pgha_operator.core.spec.models import (
     LOOPBACK,
     MANAGED_PARAMETERS,
     PROVIDER_TYPES,
+    BroughtCa,
     Cluster,
     ClusterSpec,
     Duration,
@@ -38,6 +39,7 @@ from pgha_operator.core.spec.models import (
     PostgresSpec,
     ProviderSpec,
     SshProviderSpec,
+    TlsSpec,
     VagrantProviderSpec,
 )
 from pgha_operator.core.spec.patterns import (
@@ -60,6 +62,8 @@ from pgha_operator.core.spec.wording import BOUND_HINTS
 __all__ = [
     "API_VERSION",
     "BOUND_HINTS",
+    "BroughtCa",
+    "TlsSpec",
     "DURATION_PATTERN",
     "FIXED_FIELDS",
     "HBA_TOKEN_PATTERN",

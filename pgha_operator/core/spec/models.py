@@ -258,6 +258,32 @@ class FailoverSpec(Model):
     probe_failures: Annotated[int, Field(ge=2, le=50)] = 3
 
 
+class BroughtCa(Model):
+    """A CA the user brings instead of the one the operator generates: PEM files on the
+    operator's host. The key signs the cluster's certificates and stays on that host."""
+
+    cert: Annotated[str, Field(min_length=1)]
+    key: Annotated[str, Field(min_length=1)]
+
+
+class TlsSpec(Model):
+    """TLS is always on; these only tune it. Certificates last `certificateDays` and are
+    renewed `renewBeforeDays` before they expire."""
+
+    ca: BroughtCa | None = None
+    certificate_days: Annotated[int, Strict(), Field(ge=2, le=825)] = 90
+    renew_before_days: Annotated[int, Strict(), Field(ge=1)] = 7
+
+    @model_validator(mode="after")
+    def _renew_inside_validity(self) -> TlsSpec:
+        if self.renew_before_days >= self.certificate_days:
+            raise ValueError(
+                f"renewBeforeDays ({self.renew_before_days}) must be less than "
+                f"certificateDays ({self.certificate_days}), or every cycle would renew"
+            )
+        return self
+
+
 class ClusterSpec(Model):
     provider: ProviderSpec
     profile: Literal["fast", "seed"] = "fast"
@@ -267,6 +293,7 @@ class ClusterSpec(Model):
     load_balancer: LoadBalancerSpec = LoadBalancerSpec()
     drills: Literal["allowed", "forbidden"] = "forbidden"
     failover: FailoverSpec = FailoverSpec()
+    tls: TlsSpec = TlsSpec()
 
 
 class Metadata(Model):

@@ -166,7 +166,11 @@ def cluster_warnings(cluster: Cluster) -> list[tuple[str, str]]:
 
 
 # Fields a live cluster cannot change: machines were created and installed for them.
-FIXED_FIELDS: tuple[tuple[str, ...], ...] = (("provider", "type"), ("patroni", "source"))
+FIXED_FIELDS: tuple[tuple[str, ...], ...] = (
+    ("provider", "type"),
+    ("patroni", "source"),
+    ("tls", "ca"),  # a new CA would need every peer to trust both for a while
+)
 
 
 def fixed_field_changes(accepted: Cluster, new: Cluster) -> list[tuple[str, str]]:

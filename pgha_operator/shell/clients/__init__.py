@@ -27,18 +27,19 @@ from pgha_operator.shell.clients import haproxy as _haproxy
 from pgha_operator.shell.clients import patroni as _patroni
 from pgha_operator.shell.clients import postgres as _postgres
 from pgha_operator.shell.clients.errors import ComponentError
+from pgha_operator.shell.clients.tls import ClientTls
 
 Auth = tuple[str, str]  # HTTP basic auth (user, password)
 
 __all__ = [
     "Auth",
     "Clients",
+    "ClientTls",
     "ComponentError",
     "EtcdApi",
     "HaproxyApi",
     "PatroniApi",
     "PostgresApi",
-    "REAL_CLIENTS",
     "RealClients",
 ]
 
@@ -125,7 +126,10 @@ class RealClients:
     page) and libpq. Keeps the last PostgreSQL client (and its connection) for the next
     call with the same server and login: the observation asks the primary every cycle."""
 
-    def __init__(self) -> None:
+    def __init__(self, tls: ClientTls | None = None) -> None:
+        # The operator's certificate and the cluster's CA; None: plain connections (a
+        # component started without TLS, in tests of the clients themselves).
+        self.tls = tls
         self._postgres: dict[tuple[str, int, str, str, float], _postgres.PostgresClient] = {}
         self._lock = threading.Lock()
 
@@ -161,6 +165,3 @@ class RealClients:
 
     def observe_haproxy(self, stats_url: str) -> HaproxyFacts:
         return _haproxy.collect_haproxy(stats_url)
-
-
-REAL_CLIENTS: Clients = RealClients()

@@ -1,6 +1,7 @@
 """The operator's state dir, and the only code that opens its files by name.
 
     secrets.yaml (+ .bak)   generated passwords (secrets_store)
+    tls/                    the cluster's CA and certificates (pki)
     last-applied.yaml       the manifest in force (last_applied)
     status.json             what the acting operator saw last
     down/<machine>.json     drill marks: do not repair this machine (marks)
@@ -18,6 +19,7 @@ from __future__ import annotations
 import os
 import shutil
 from collections.abc import Iterable, Mapping
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +29,10 @@ from pgha_operator.core.facts.observed import Observed
 from pgha_operator.core.facts.reinit import ReinitRecord
 from pgha_operator.core.render import Secrets
 from pgha_operator.core.spec import Cluster, LoadedCluster
-from pgha_operator.shell.state import last_applied, reinit_history, secrets_store
+from pgha_operator.core.tls import TlsMaterial
+from pgha_operator.core.topology import Topology
+from pgha_operator.shell.clients.tls import ClientTls
+from pgha_operator.shell.state import last_applied, pki, reinit_history, secrets_store
 from pgha_operator.shell.state.errors import StateError
 from pgha_operator.shell.state.lock import OPERATOR_LOCK, SWITCHOVER_LOCK, FileLock, LockHeld
 from pgha_operator.shell.state.marks import clear_down, down_machines, mark_down
@@ -57,6 +62,7 @@ class StateDir:
         # (cluster object, file stat) of the last-applied we wrote: the same accepted cluster
         # (the parse memo keeps its object) over an untouched file is not rendered again.
         self._last_applied_saved: tuple[Cluster, tuple[int, int, int] | None] | None = None
+        self._tls_cache: tuple[Any, pki.Issued] | None = None
 
     def __repr__(self) -> str:
         return f"StateDir({str(self.path)!r})"
@@ -115,6 +121,37 @@ class StateDir:
         except FileNotFoundError:
             return None
         return (st.st_ino, st.st_size, st.st_mtime_ns)
+
+    # --- certificates -------------------------------------------------------------------------
+
+    def issue_tls(self, cluster: Cluster, topo: Topology, now: datetime) -> pki.Issued:
+        """For the operator that acts: the certificates, issued or renewed when due. Looked
+        at again when the manifest, a file under tls/ or the hour changes: expiry is
+        counted in days, so an hour's staleness costs nothing."""
+        key = (cluster, topo, self._tls_stats(), int(now.timestamp() // 3600))
+        if self._tls_cache is not None and self._tls_cache[0] == key:
+            return self._tls_cache[1]
+        issued = pki.load_or_issue(self.path, cluster, topo, now)
+        key = (cluster, topo, self._tls_stats(), int(now.timestamp() // 3600))
+        self._tls_cache = (key, issued)
+        return issued
+
+    def tls(self, topo: Topology) -> TlsMaterial | None:
+        """For reading: the issued certificates, None before the first apply."""
+        return pki.read_material(self.path, topo)
+
+    def client_tls(self) -> ClientTls:
+        return pki.client_files(self.path)
+
+    def _tls_stats(self) -> tuple[tuple[str, int, int], ...]:
+        folder = self.path / pki.DIR_NAME
+        if not folder.is_dir():
+            return ()
+        return tuple(
+            (str(p), st.st_ino, st.st_mtime_ns)
+            for p in sorted(folder.rglob("*"))
+            if (st := p.stat()) and p.is_file()
+        )
 
     # --- last applied, status -------------------------------------------------------------------
 
