@@ -187,4 +187,6 @@ PLACEHOLDER_SECRETS = Secrets(
     replication_password="generated-on-first-apply",
     admin_password="generated-on-first-apply",
     rest_password="generated-on-first-apply",
+    app_password="generated-on-first-apply",
+    stats_password="generated-on-first-apply",
 )

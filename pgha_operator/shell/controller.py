@@ -224,8 +224,8 @@ class Controller:
 
     def cycle(self, act: bool = True) -> CycleReport:
         """One pass. `act=False` (status) reads only: no secrets made, nothing written."""
+        tls = self.tls(act)  # first: it tells a cluster made before TLS from a new one
         secrets = self.state.load_or_create_secrets() if act else self.secrets()
-        tls = self.tls(act)
         desired, observed = self.observe(secrets=secrets, tls=tls)
         the_plan = plan(desired, observed)
         acted = None

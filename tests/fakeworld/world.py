@@ -35,6 +35,8 @@ SECRETS = Secrets(
     replication_password="fake-replication",
     admin_password="fake-admin",
     rest_password="fake-rest",
+    app_password="fake-app",
+    stats_password="fake-stats",
 )
 
 

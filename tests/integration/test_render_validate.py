@@ -44,7 +44,9 @@ REPO = Path(__file__).resolve().parents[2]
 MANIFESTS = sorted((REPO / "manifests").glob("*.yaml"))
 PATRONI = Path(sys.executable).parent / "patroni"  # the operator's venv: same Patroni 4.1
 BINARIES = Binaries()
-SECRETS = Secrets("su-pw-int", "repl-pw-int", "admin-pw-int", "rest-pw-int")
+SECRETS = Secrets(
+    "su-pw-int", "repl-pw-int", "admin-pw-int", "rest-pw-int", "app-pw-int", "stats-pw-int"
+)
 CLEAN_ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin", "LC_ALL": "C.UTF-8"}
 
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="network namespaces need root")

@@ -41,12 +41,16 @@ SECRETS = Secrets(
     replication_password="Repl-pw-4c5b6a",
     admin_password="Adm-pw-7a8b9c",
     rest_password="Rest-pw-0d1e2f",
+    app_password="App-pw-3a4b5c",
+    stats_password="Stats-pw-6d7e8f",
 )
 SECRET_VALUES = {
     SECRETS.superuser_password,
     SECRETS.replication_password,
     SECRETS.admin_password,
     SECRETS.rest_password,
+    SECRETS.app_password,
+    SECRETS.stats_password,
 }
 # The seed's literal passwords (postgres/replicator/admin) must never come back.
 SEED_PASSWORDS = {"postgres", "replicator", "admin"}

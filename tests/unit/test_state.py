@@ -7,12 +7,14 @@ import os
 import shutil
 import tempfile
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 import yaml
 
 from pgha_operator.cli import main
+from pgha_operator.core import topology
 from pgha_operator.core.errors import PermanentError
 from pgha_operator.shell.controller import Controller
 from pgha_operator.shell.state import StateDir, StateError
@@ -45,10 +47,13 @@ def no_execute(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def applied(tmp_path: Path) -> Path:
-    """A state dir as after a first apply: secrets (and their copy) and last-applied."""
+    """A state dir as after a first apply: certificates, secrets (and their copy) and
+    last-applied."""
     state = tmp_path / "state"
+    cluster = Controller([DEMO], state_dir=state).cluster
+    StateDir(state).issue_tls(cluster, topology.build(cluster), datetime.now(UTC))
     StateDir(state).load_or_create_secrets()
-    StateDir(state).save_last_applied(Controller([DEMO], state_dir=state).cluster)
+    StateDir(state).save_last_applied(cluster)
     return state
 
 

@@ -44,6 +44,8 @@ class Secrets:
     replication_password: str = field(repr=False)
     admin_password: str = field(repr=False)
     rest_password: str = field(repr=False)
+    app_password: str = field(repr=False)  # APP_USER, the clients' role
+    stats_password: str = field(repr=False)  # HAProxy's statistics page
 
 
 PatroniSource = Literal["pypi", "debian"]

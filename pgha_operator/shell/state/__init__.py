@@ -131,6 +131,8 @@ class StateDir:
         key = (cluster, topo, self._tls_stats(), int(now.timestamp() // 3600))
         if self._tls_cache is not None and self._tls_cache[0] == key:
             return self._tls_cache[1]
+        if not (self.path / pki.DIR_NAME).is_dir() and self.holds_cluster():
+            raise pki.created_before_tls(self.path, cluster.name)
         issued = pki.load_or_issue(self.path, cluster, topo, now)
         key = (cluster, topo, self._tls_stats(), int(now.timestamp() // 3600))
         self._tls_cache = (key, issued)

@@ -108,6 +108,22 @@ def load_or_issue(state: Path, cluster: Cluster, topo: Topology, now: datetime) 
     )
 
 
+def created_before_tls(state: Path, cluster: str) -> StateError:
+    """A cluster this state dir made before certificates existed: its daemons speak plain
+    text, and switching them all at once would cut every connection. Refused, untouched."""
+    return StateError(
+        state / DIR_NAME,
+        f"is missing: cluster {cluster} was created by a pgha-operator without TLS and "
+        "still runs in plain text; this version does not convert it in place",
+        (
+            "leave it running as it is (this operator changes nothing); to move it to TLS, "
+            f"create a new cluster with another name and state dir, copy the data with "
+            f"`pg_dumpall` from {cluster}'s :5000 into the new cluster's, point the clients "
+            f"at it, then destroy {cluster} with the pgha-operator version that created it"
+        ),
+    )
+
+
 def read_material(state: Path, topo: Topology) -> TlsMaterial | None:
     """For read-only commands: the issued certificates as they are, None when any is
     missing (before the first apply). Issues nothing."""

@@ -20,7 +20,17 @@ from pgha_operator.shell.state.errors import StateError
 
 FILE_NAME = "secrets.yaml"
 BACKUP_NAME = "secrets.yaml.bak"
-FIELDS = ("superuser_password", "replication_password", "admin_password", "rest_password")
+FIELDS = (
+    "superuser_password",
+    "replication_password",
+    "admin_password",
+    "rest_password",
+    "app_password",
+    "stats_password",
+)
+# Passwords a cluster's daemons and roles already use once it exists: never generated anew.
+# The others (added later) are set by the operator itself, so a missing one is made.
+IN_USE_FIELDS = FIELDS[:4]
 MODE = 0o600
 
 
@@ -63,8 +73,9 @@ def load_or_create(folder: Path, cluster_exists: bool) -> Secrets:
     path = folder / FILE_NAME
     data = read_fields(path)
     missing = [f for f in FIELDS if f not in (data or {})]
-    if missing and cluster_exists:
-        problem = "is missing" if data is None else f"has no {', '.join(missing)}"
+    lost = [f for f in missing if f in IN_USE_FIELDS]
+    if lost and cluster_exists:
+        problem = "is missing" if data is None else f"has no {', '.join(lost)}"
         raise StateError(
             path,
             f"{problem}, but {folder} holds a cluster whose roles use the old passwords; "
