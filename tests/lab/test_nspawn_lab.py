@@ -380,7 +380,7 @@ spec:
   postgres:
     instances: 2
     hba:
-      - {type: host, database: all, user: all, address: 10.232.0.1/32, method: scram-sha-256}
+      - {type: hostssl, database: all, user: all, address: 10.232.0.1/32, method: scram-sha-256}
   patroni: {source: debian}
   loadBalancer: {instances: 1}
 """

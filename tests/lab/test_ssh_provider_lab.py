@@ -59,7 +59,7 @@ spec:
     instances: 1
     machines: [{{name: pg1, address: 10.232.0.11}}]
     hba:
-      - {{type: host, database: all, user: all, address: 10.232.0.1/32, method: scram-sha-256}}
+      - {{type: hostssl, database: all, user: all, address: 10.232.0.1/32, method: scram-sha-256}}
   loadBalancer:
     instances: 1
     machines: [{{name: lb1, address: 10.232.0.201}}]

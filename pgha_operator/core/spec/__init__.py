@@ -9,7 +9,8 @@ Every refusal is a `Problem`: the file, the field path as written in the YAML
 Modules: `models` (the manifest's shape), `rules` (cross-field rules, warnings, fixed
 fields), `timing` (profiles, resolved timing), `loading` (files and YAML documents to
 clusters), `wording` (pydantic errors as reasons), `yaml_nodes` (lines and duplicate keys),
-`problems` (`Problem`, `ManifestError`), `patterns` (field patterns and their wording).
+`problems` (`Problem`, `ManifestError`), `patterns` (field patterns and their wording),
+`parameters` (postgresql.conf names and values), `pg15_settings` (PostgreSQL 15's settings).
 """
 
 from pgha_operator.core.spec.loading import LoadedCluster, load, manifest_files, parse_text
@@ -17,7 +18,6 @@ from pgha_operator.core.spec.models import (
     API_VERSION,
     KIND,
     LOOPBACK,
-    MANAGED_PARAMETERS,
     PROVIDER_TYPES,
     BroughtCa,
     Cluster,
@@ -33,7 +33,6 @@ from pgha_operator.core.spec.models import (
     Metadata,
     Model,
     NspawnProviderSpec,
-    ParameterValue,
     PatroniSpec,
     Ports,
     PostgresSpec,
@@ -41,6 +40,12 @@ from pgha_operator.core.spec.models import (
     SshProviderSpec,
     TlsSpec,
     VagrantProviderSpec,
+)
+from pgha_operator.core.spec.parameters import (
+    MANAGED_PARAMETERS,
+    PARAMETER_NAME,
+    ParameterValue,
+    managed_reason,
 )
 from pgha_operator.core.spec.patterns import (
     DURATION_PATTERN,
@@ -72,6 +77,7 @@ __all__ = [
     "MANAGED_PARAMETERS",
     "NAMESPACE_PATTERN",
     "NAME_PATTERN",
+    "PARAMETER_NAME",
     "PATTERN_REASONS",
     "PROFILES",
     "PROVIDER_TYPES",
@@ -104,6 +110,7 @@ __all__ = [
     "duration_ms",
     "fixed_field_changes",
     "load",
+    "managed_reason",
     "manifest_files",
     "parse_text",
     "resolve_timing",

@@ -21,6 +21,7 @@ from pgha_operator.core.spec.yaml_nodes import (
     compose_documents,
     duplicate_keys,
     line_of,
+    split_path,
     syntax_reason,
 )
 
@@ -162,7 +163,7 @@ class _Document:
     number: int | None  # 1-based, only when the file holds several documents
 
     def problem(self, path: str, reason: str) -> Problem:
-        line = line_of(self.node, path.split(".") if path else [])
+        line = line_of(self.node, split_path(path) if path else [])
         return Problem(self.source, path, reason, line, self.number)
 
 

@@ -4,7 +4,7 @@ the file. Each model checks its own fields; rules that span fields live in rules
 from __future__ import annotations
 
 from ipaddress import IPv4Address, IPv4Network
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from pydantic import (
     BaseModel,
@@ -16,15 +16,14 @@ from pydantic import (
     model_validator,
 )
 from pydantic.alias_generators import to_camel
-from pydantic_core import PydanticCustomError
 
+from pgha_operator.core.spec.parameters import CheckedValue, ParameterName
 from pgha_operator.core.spec.patterns import (
     DURATION_PATTERN,
     HBA_TOKEN_PATTERN,
     NAME_PATTERN,
     NAMESPACE_PATTERN,
 )
-from pgha_operator.core.spec.problems import show_value
 from pgha_operator.core.spec.rules import cluster_problems
 from pgha_operator.core.spec.timing import Timing, duration_ms, resolve_timing
 
@@ -131,29 +130,27 @@ class EtcdSpec(Model):
     peer_port: Annotated[int, Strict(), Field(ge=1, le=65535)] = 2380
 
 
-ParameterValue = str | int | float | bool
-
-# postgresql.conf settings the operator or Patroni own; a manifest must not set them.
-MANAGED_PARAMETERS: dict[str, str] = {
-    "port": "set spec.postgres.port instead",
-    "listen_addresses": "the operator sets it to the machine's address",
-    "synchronous_standby_names": "Patroni manages it; set spec.postgres.synchronous instead",
-    "hot_standby": "Patroni needs it on",
-    "data_directory": "the operator chooses the data directory",
-    "config_file": "Patroni writes the configuration files",
-    "hba_file": "set spec.postgres.hba instead",
-    "ident_file": "Patroni writes the configuration files",
-}
-
-
 class HbaRule(Model):
-    """One pg_hba line. `trust` is not offered: every connection authenticates."""
+    """One pg_hba line. `trust` is not offered: every connection authenticates. Network rules
+    are `hostssl`: `host` and `hostnossl` would let a password cross the network in plaintext,
+    so they are accepted only to `reject`."""
 
-    type: Literal["host", "hostssl", "hostnossl", "local"] = "host"
+    type: Literal["host", "hostssl", "hostnossl", "local"] = "hostssl"
     database: Annotated[str, Field(pattern=HBA_TOKEN_PATTERN)] = "all"
     user: Annotated[str, Field(pattern=HBA_TOKEN_PATTERN)] = "all"
     address: IPv4Network | None = None
     method: Literal["scram-sha-256", "peer", "reject", "cert"] = "scram-sha-256"
+
+    @field_validator("database", "user")
+    @classmethod
+    def _no_file(cls, token: str) -> str:
+        # pg_hba reads `@name` as "the names listed in the file `name`": a file the
+        # manifest does not show, on every node.
+        if any(word.startswith("@") for word in token.split(",")):
+            raise ValueError(
+                f"{token!r} includes a file ('@...'): list the names here, separated by commas"
+            )
+        return token
 
     @model_validator(mode="after")
     def _address_matches_type(self) -> HbaRule:
@@ -167,6 +164,14 @@ class HbaRule(Model):
             raise ValueError("method 'peer' works only on 'local' rules")
         if self.method == "cert" and self.type != "hostssl":
             raise ValueError("method 'cert' works only on 'hostssl' rules")
+        if self.type in ("host", "hostnossl") and self.method != "reject":
+            raise ValueError(
+                f"a '{self.type}' rule with method '{self.method}' lets clients from "
+                f"{self.address} log in without TLS, their traffic in plaintext on the "
+                "network; use type 'hostssl' (the default: the operator turns TLS on with "
+                f"the cluster's certificates). '{self.type}' is accepted only with method "
+                "'reject'"
+            )
         return self
 
 
@@ -175,29 +180,11 @@ class PostgresSpec(Model):
     instances: Annotated[int, Strict(), Field(ge=1, le=89)] = 3
     machines: list[MachineRef] | None = None
     port: Annotated[int, Strict(), Field(ge=1, le=65535)] = 5432
-    parameters: dict[str, ParameterValue] = Field(default_factory=dict)
+    parameters: dict[ParameterName, CheckedValue] = Field(default_factory=dict)
     hba: list[HbaRule] = Field(default_factory=list)
     synchronous: Literal["off", "on", "strict"] = "off"
-
-    @field_validator("parameters", mode="before")
-    @classmethod
-    def _parameters(cls, value: Any) -> Any:
-        if not isinstance(value, dict):
-            return value  # pydantic reports the wrong type
-        for key, item in value.items():
-            if str(key) in MANAGED_PARAMETERS:
-                raise PydanticCustomError(
-                    "managed_parameter",
-                    "{key} cannot be set here: {why}",
-                    {"key": str(key), "why": MANAGED_PARAMETERS[str(key)]},
-                )
-            if not isinstance(item, str | int | float | bool):
-                raise PydanticCustomError(
-                    "parameter_value",
-                    "{key}: expected a number, text or true/false, got {got}",
-                    {"key": str(key), "got": show_value(item)},
-                )
-        return value
+    # Off by default: the superuser logs in on each node, never through HAProxy (#12).
+    superuser_through_load_balancer: Annotated[bool, Strict()] = False
 
 
 class PatroniSpec(Model):

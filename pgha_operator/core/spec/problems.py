@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -46,3 +47,13 @@ def show_value(value: Any) -> str:
     if isinstance(value, list | tuple):
         return "a list"
     return str(value)
+
+
+_PLAIN_KEY = re.compile(r"[A-Za-z0-9_-]+")
+
+
+def path_part(key: str) -> str:
+    """A key as one part of a dotted field path, quoted when it holds a '.', a space or a
+    control character: the path stays on one line and splits back into its keys
+    (yaml_nodes.split_path)."""
+    return key if _PLAIN_KEY.fullmatch(key) else repr(key)

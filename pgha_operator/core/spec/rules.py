@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic.alias_generators import to_camel
 
+from pgha_operator.core.spec.parameters import case_duplicates
+from pgha_operator.core.spec.problems import path_part
 from pgha_operator.core.spec.timing import Timing, duration_ms, resolve_timing
 
 if TYPE_CHECKING:
@@ -27,6 +29,7 @@ def cluster_problems(cluster: Cluster) -> Iterable[tuple[str, str]]:
     yield from _port_clashes(spec)
     yield from _check_intervals(timing)
     yield from _strict_needs_a_standby(spec)
+    yield from _parameter_set_twice(spec)
 
 
 def _odd_etcd_members(spec: ClusterSpec) -> Found:
@@ -136,6 +139,15 @@ def _strict_needs_a_standby(spec: ClusterSpec) -> Found:
         )
 
 
+def _parameter_set_twice(spec: ClusterSpec) -> Found:
+    for first, second in case_duplicates(spec.postgres.parameters):
+        yield (
+            f"spec.postgres.parameters.{path_part(second)}",
+            f"is also set as {first!r}: PostgreSQL reads setting names in any case, so "
+            "both set one setting; keep one of them",
+        )
+
+
 def cluster_warnings(cluster: Cluster) -> list[tuple[str, str]]:
     """Accepted but worth a word: (field path, reason)."""
     spec = cluster.spec
@@ -152,6 +164,15 @@ def cluster_warnings(cluster: Cluster) -> list[tuple[str, str]]:
             (
                 "spec.postgres.synchronous",
                 "'on' with a single instance has no standby to wait for",
+            )
+        )
+    if spec.postgres.superuser_through_load_balancer:
+        warnings.append(
+            (
+                "spec.postgres.superuserThroughLoadBalancer",
+                "the superuser (postgres) can log in through the load balancer's ports, "
+                "so one leaked password controls the cluster from anywhere that reaches "
+                "them; leave it false and connect as the application role",
             )
         )
     if spec.patroni.source == "debian":

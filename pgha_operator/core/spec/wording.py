@@ -15,7 +15,7 @@ from pydantic.alias_generators import to_camel
 
 from pgha_operator.core.spec.models import API_VERSION, KIND, PROVIDER_TYPES, Cluster
 from pgha_operator.core.spec.patterns import PATTERN_REASONS
-from pgha_operator.core.spec.problems import show_value
+from pgha_operator.core.spec.problems import path_part, show_value
 
 # Extra words for bounds, by field path (list indexes removed) and error type.
 BOUND_HINTS = {
@@ -50,9 +50,9 @@ def yaml_path(loc: Sequence[Any]) -> list[str]:
         text = str(part)
         if out and out[-1] == "provider" and text in PROVIDER_TYPES:
             continue  # the discriminator tag pydantic inserts
-        if text.startswith("function-"):
-            continue
-        out.append(text)
+        if text.startswith("function-") or text == "[key]":
+            continue  # validator names; the mark pydantic puts after a refused mapping key
+        out.append(path_part(text))
     return out
 
 
@@ -128,11 +128,6 @@ def _provider_without_type(e: FieldError) -> tuple[str, str]:
     return f"{e.path}.type", f"is required: one of {', '.join(PROVIDER_TYPES)}"
 
 
-def _parameter(e: FieldError) -> tuple[str, str]:
-    key = e.ctx["key"]
-    return f"{e.path}.{key}", e.msg.removeprefix(f"{key}: ")
-
-
 def _not_one_of(e: FieldError) -> tuple[str, str]:
     if e.parts[-1] == "method" and e.value == "trust":
         return (
@@ -185,8 +180,6 @@ _REASONS: dict[str, Callable[[FieldError], tuple[str, str]]] = {
     "extra_forbidden": _unknown_field,
     "union_tag_invalid": _unknown_provider,
     "union_tag_not_found": _provider_without_type,
-    "managed_parameter": _parameter,
-    "parameter_value": _parameter,
     "literal_error": _not_one_of,
     "greater_than_equal": _out_of_bounds,
     "less_than_equal": _out_of_bounds,

@@ -3,10 +3,14 @@
 
 from __future__ import annotations
 
+import ast
+import re
 from collections.abc import Iterator, Sequence
 from typing import Any
 
 import yaml
+
+from pgha_operator.core.spec.problems import path_part
 
 
 def compose_documents(text: str) -> list[tuple[yaml.Node, Any]]:
@@ -38,17 +42,35 @@ def duplicate_keys(node: yaml.Node, path: tuple[str, ...] = ()) -> Iterator[tupl
                     continue
                 if k in first:
                     yield (
-                        ".".join((*where, k)),
+                        ".".join((*where, path_part(k))),
                         f"duplicate key {k!r} (first on line {first[k]}); "
                         "YAML would silently keep only the last one",
                     )
                 first.setdefault(k, key.start_mark.line + 1)
-                yield from walk(value, (*where, k))
+                yield from walk(value, (*where, path_part(k)))
         elif isinstance(n, yaml.SequenceNode):
             for i, item in enumerate(n.value):
                 yield from walk(item, (*where, str(i)))
 
     return walk(node, path)
+
+
+# A quoted part (problems.path_part writes Python's repr) or a run of characters up to a '.'.
+_PATH_PART = re.compile(r"""'(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*"|[^.]+""")
+
+
+def split_path(path: str) -> list[str]:
+    """The keys of a field path such as `spec.postgres.parameters.'pg_stat_statements.max'`."""
+    return [_unquote(part) for part in _PATH_PART.findall(path)]
+
+
+def _unquote(part: str) -> str:
+    if part[0] not in "'\"":
+        return part
+    try:
+        return str(ast.literal_eval(part))
+    except (SyntaxError, ValueError):
+        return part
 
 
 def line_of(node: yaml.Node | None, path: Sequence[str]) -> int | None:
