@@ -40,8 +40,13 @@ TLS_REASON = (
     "the operator manages TLS (ssl and every ssl_* setting) with the cluster's certificates"
 )
 
+# Settings a server's postgresql.conf may hold that describe-config leaves out: PostgreSQL
+# marks them "not in the sample file" (the others it leaves out are developer options such as
+# zero_damaged_pages, read-only values and per-transaction states, all refused here).
+NOT_IN_SAMPLE_SETTINGS = frozenset({"application_name"})
+
 # PostgreSQL matches setting names case-insensitively: compare in lowercase, show its spelling.
-_SETTINGS_BY_LOWERCASE = {name.lower(): name for name in PG15_SETTINGS}
+_SETTINGS_BY_LOWERCASE = {name.lower(): name for name in PG15_SETTINGS | NOT_IN_SAMPLE_SETTINGS}
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
@@ -100,9 +105,10 @@ def check_value(value: ParameterValue) -> ParameterValue:
         if found:
             raise PydanticCustomError(
                 "parameter_value",
-                "contains the control character {char} at position {at}: postgresql.conf "
-                "holds one setting per line, so a line break leaves an unterminated string "
-                "and PostgreSQL refuses to start on every node at its next restart",
+                "contains the control character {char} at position {at}: Patroni writes "
+                "each setting as one quoted line of postgresql.conf; a line break there "
+                "leaves an unterminated string, and PostgreSQL refuses to start on every "
+                "node at its next restart",
                 {"char": repr(found.group()), "at": found.start()},
             )
     return value
