@@ -27,6 +27,7 @@ from pgha_operator.core.errors import PermanentError
 from pgha_operator.core.facts.observed import Observed
 from pgha_operator.core.plan import Desired, Plan, plan
 from pgha_operator.core.render import Secrets
+from pgha_operator.core.rotation import effective_secrets
 from pgha_operator.core.spec import Cluster, LoadedCluster
 from pgha_operator.core.status import build_status
 from pgha_operator.core.tls import TlsMaterial
@@ -41,6 +42,7 @@ from pgha_operator.shell.manifest import ManifestInForce, load_one
 from pgha_operator.shell.observe import observe
 from pgha_operator.shell.providers import make_provider
 from pgha_operator.shell.providers.base import Provider
+from pgha_operator.shell.role_passwords import settle_rotation
 from pgha_operator.shell.state import LockHeld, StateDir
 from pgha_operator.shell.status_http import Snapshot
 
@@ -149,8 +151,9 @@ class Controller:
         return self._topology_and_layouts()[1]
 
     def secrets(self) -> Secrets:
-        """For reading: the generated passwords, placeholders before the first apply."""
-        return self.state.secrets_or_placeholder()
+        """The passwords in force (placeholders before the first apply): during a rotation,
+        the old ones of roles whose ALTER ROLE is still pending."""
+        return self._secrets_in_force(self.state.secrets_or_placeholder())[0]
 
     def tls(self, act: bool = False) -> TlsMaterial | None:
         """The cluster's certificates: issued or renewed when due if `act`, else as they
@@ -162,6 +165,12 @@ class Controller:
             self.certificates_end = issued.not_after
             return issued.material
         return self.state.tls(self.topology)
+
+    def _secrets_in_force(self, saved: Secrets) -> tuple[Secrets, dict[str, str] | None]:
+        """While a rotation's ALTER ROLE is pending, the roles keep their old passwords, and
+        so do the configs and the operator's logins (core/rotation.py)."""
+        pending = self.state.pending_rotation()
+        return effective_secrets(saved, pending), pending
 
     def desired(self, secrets: Secrets | None = None, tls: TlsMaterial | None = None) -> Desired:
         secrets = secrets or self.secrets()
@@ -225,8 +234,17 @@ class Controller:
     def cycle(self, act: bool = True) -> CycleReport:
         """One pass. `act=False` (status) reads only: no secrets made, nothing written."""
         tls = self.tls(act)  # first: it tells a cluster made before TLS from a new one
-        secrets = self.state.load_or_create_secrets() if act else self.secrets()
+        saved = self.state.load_or_create_secrets() if act else self.state.secrets_or_placeholder()
+        secrets, pending = self._secrets_in_force(saved)
         desired, observed = self.observe(secrets=secrets, tls=tls)
+        if (
+            act
+            and pending is not None
+            and settle_rotation(self.state, observed, saved, pending, self.clients)
+        ):
+            self.event("rotated passwords set on the primary; configs follow")
+            secrets = saved  # every role has its new password: the configs may carry it
+            desired = self.desired(secrets, tls)
         the_plan = plan(desired, observed)
         acted = None
         if act:

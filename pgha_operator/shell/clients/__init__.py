@@ -91,6 +91,8 @@ class PostgresApi(Protocol):
         self, role: str, password: str, attributes: Sequence[str] = ("LOGIN",)
     ) -> bool: ...
 
+    def set_password(self, role: str, password: str) -> None: ...
+
 
 class HaproxyApi(Protocol):
     """One HAProxy's stats page."""

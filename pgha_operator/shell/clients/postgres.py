@@ -112,6 +112,25 @@ class PostgresClient:
                 ) from exc
         return True
 
+    def set_password(self, role: str, password: str) -> None:
+        """ALTER ROLE ... PASSWORD with the SCRAM verifier libpq computes on this side, so the
+        password itself never reaches the server's statement log or pg_stat_activity."""
+        with self._connect() as conn:
+            try:
+                verifier = conn.pgconn.encrypt_password(
+                    password.encode(), role.encode(), b"scram-sha-256"
+                )
+                conn.execute(
+                    sql.SQL("ALTER ROLE {} PASSWORD {}").format(
+                        sql.Identifier(role), sql.Literal(verifier.decode())
+                    )
+                )
+            except psycopg.Error as exc:
+                raise ComponentError(
+                    f"PostgreSQL {self.where}: setting the password of {role}: {_reason(exc)}",
+                    url=self.where,
+                ) from exc
+
 
 def _reason(exc: psycopg.Error) -> str:
     # libpq's messages repeat the address and span lines; the first line says why.

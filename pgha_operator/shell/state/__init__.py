@@ -1,6 +1,7 @@
 """The operator's state dir, and the only code that opens its files by name.
 
     secrets.yaml (+ .bak)   generated passwords (secrets_store)
+    rotation.yaml           old passwords while a rotation's ALTER ROLE is pending
     tls/                    the cluster's CA and certificates (pki)
     last-applied.yaml       the manifest in force (last_applied)
     status.json             what the acting operator saw last
@@ -8,6 +9,7 @@
     reinit.json             the operator's reinitialisations of replicas (reinit_history)
     operator.lock           held by whoever acts on the cluster (lock)
     switchover.lock         held for the length of a switchover (lock)
+    rotation.lock           held for the length of `rotate passwords` (lock)
 
 Providers keep their machines under it too (machines/, vagrant/...), through their own
 modules. Read-only commands (`plan`, `status`, `render`, `dsn`) use only the methods that
@@ -32,9 +34,21 @@ from pgha_operator.core.spec import Cluster, LoadedCluster
 from pgha_operator.core.tls import TlsMaterial
 from pgha_operator.core.topology import Topology
 from pgha_operator.shell.clients.tls import ClientTls
-from pgha_operator.shell.state import last_applied, pki, reinit_history, secrets_store
+from pgha_operator.shell.state import (
+    last_applied,
+    pki,
+    reinit_history,
+    rotation_store,
+    secrets_store,
+)
 from pgha_operator.shell.state.errors import StateError
-from pgha_operator.shell.state.lock import OPERATOR_LOCK, SWITCHOVER_LOCK, FileLock, LockHeld
+from pgha_operator.shell.state.lock import (
+    OPERATOR_LOCK,
+    ROTATION_LOCK,
+    SWITCHOVER_LOCK,
+    FileLock,
+    LockHeld,
+)
 from pgha_operator.shell.state.marks import clear_down, down_machines, mark_down
 from pgha_operator.shell.state.status_file import STATUS_FILE, read_status, write_status
 
@@ -57,6 +71,7 @@ class StateDir:
         self.path = path
         self.operator_lock = FileLock(path / OPERATOR_LOCK)
         self.switchover_lock = FileLock(path / SWITCHOVER_LOCK)
+        self.rotation_lock = FileLock(path / ROTATION_LOCK)
         self._read_cache: tuple[tuple[int, int, int], Secrets] | None = None
         self._write_cache: tuple[tuple[int, int, int], Secrets] | None = None
         # (cluster object, file stat) of the last-applied we wrote: the same accepted cluster
@@ -111,6 +126,22 @@ class StateDir:
         assert key is not None  # load_or_create wrote it or raised
         self._write_cache = (key, found)
         return found
+
+    # --- password rotation ----------------------------------------------------------------------
+
+    def pending_rotation(self) -> dict[str, str] | None:
+        """The old passwords of roles whose ALTER ROLE is pending (None: no rotation runs)."""
+        return rotation_store.read_previous(self.path)
+
+    def begin_rotation(self, new: Secrets, previous: dict[str, str]) -> None:
+        """Save rotated passwords: the old ones first (rotation.yaml), then secrets.yaml and
+        its copy, so a crash at any point leaves the old passwords findable."""
+        rotation_store.write_previous(self.path, previous)
+        secrets_store.save(self.path, new)
+
+    def end_rotation(self) -> None:
+        """Every pending ALTER ROLE is done: the new passwords are the ones in force."""
+        rotation_store.clear(self.path)
 
     def _secrets_key(self) -> tuple[int, int, int] | None:
         return self._stat(secrets_store.FILE_NAME)
@@ -206,5 +237,6 @@ class StateDir:
         """Delete the state dir (destroy), releasing our locks first."""
         self.operator_lock.release()
         self.switchover_lock.release()
+        self.rotation_lock.release()
         if self.path.exists():
             shutil.rmtree(self.path)

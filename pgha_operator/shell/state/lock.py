@@ -4,6 +4,7 @@
 `destroy`, a drill's background operator, a `switchover` when no operator runs).
 `switchover.lock` is held for the length of a manual `switchover`, and by an operator
 while it executes a switchover of its own, so two switchovers never overlap.
+`rotation.lock` is held for the length of `rotate passwords`, so two rotations never overlap.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from pgha_operator.core.errors import PermanentError
 
 OPERATOR_LOCK = "operator.lock"
 SWITCHOVER_LOCK = "switchover.lock"
+ROTATION_LOCK = "rotation.lock"
 
 
 class LockHeld(PermanentError):

@@ -4,7 +4,7 @@ Passwords are generated once, when a cluster is created, and never again by them
 new password reaches patroni.yml but not PostgreSQL's roles (no ALTER ROLE), so replication
 and Patroni's logins would break. Once a cluster exists, a missing, damaged or incomplete
 file is refused (fail closed) and the error says how to restore the copy. Deliberate
-re-keying is a manual procedure (README, "Secrets").
+re-keying is `pgha-operator rotate passwords` (shell/rotation.py), which saves new ones here.
 """
 
 from __future__ import annotations
@@ -95,6 +95,15 @@ def load_or_create(folder: Path, cluster_exists: bool) -> Secrets:
     if path.stat().st_mode & 0o777 != MODE:
         path.chmod(MODE)
     return Secrets(**{f: data[f] for f in FIELDS})
+
+
+def save(folder: Path, secrets: Secrets) -> None:
+    """Replace the passwords (a rotation): the file first, then its copy, both 0600. A crash
+    between the two leaves the copy behind; the next load_or_create brings it in step."""
+    path = folder / FILE_NAME
+    text = yaml.safe_dump({f: getattr(secrets, f) for f in FIELDS}, sort_keys=True).encode()
+    write_atomic(path, text, MODE)
+    write_atomic(folder / BACKUP_NAME, text, MODE)
 
 
 def _read_quietly(path: Path) -> bytes | None:
