@@ -1,8 +1,8 @@
 """The command line: `pgha-operator COMMAND --help` says what each command does.
 
 Commands live by what they do: preview (validate, schema, plan, render: change nothing),
-operate (apply, run, destroy: act as the operator), day2 (status, dsn, switchover), and
-the drill and ssh doors.
+operate (apply, run, destroy: act as the operator), day2 (status, dsn, switchover),
+rotate (passwords), and the drill and ssh doors.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import structlog
 from pgha_operator import __version__
 from pgha_operator.cli import day2, operate, preview
 from pgha_operator.cli.args import add_manifest_arguments
+from pgha_operator.cli.rotate import add_rotate_command
 from pgha_operator.cli.ssh import add_ssh_command
 from pgha_operator.core.errors import OperatorError
 from pgha_operator.core.spec import ManifestError
@@ -82,6 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
     preview.add_commands(command, sub)
     operate.add_commands(command)
     day2.add_commands(command)
+    add_rotate_command(sub)
     add_drill_command(sub)
     add_ssh_command(sub)
     return parser
