@@ -160,11 +160,21 @@ class FakePatroniClient:
 class FakePostgres:
     """shell.clients.postgres.PostgresClient's calls against the PostgreSQL at host:port."""
 
-    def __init__(self, world: FakeWorld, host: str, port: int) -> None:
+    def __init__(
+        self, world: FakeWorld, host: str, port: int, user: str = "", password: str = ""
+    ) -> None:
         self.world, self.where = world, f"{host}:{port}"
+        self.user, self.password = user, password
 
     def _primary(self) -> bool:
-        """Whether the server at host:port accepts writes; ComponentError if it is down."""
+        """Whether the server at host:port accepts writes; ComponentError if it is down or
+        the login's password is not the one its role has."""
+        wanted = self.world.patroni.passwords.get(self.user)
+        if wanted is not None and wanted != self.password:
+            raise ComponentError(
+                f"postgresql://{self.user}@{self.where}: password authentication failed",
+                url=self.where,
+            )
         api = self.world.patroni_api
         for _, n in self.world.patroni.nodes():
             if n.config["postgresql"]["connect_address"] == self.where:
@@ -187,6 +197,11 @@ class FakePostgres:
             return False
         self.world.patroni.roles.add(role)
         return True
+
+    def set_password(self, role: str, password: str) -> None:
+        if not self._primary():
+            raise ComponentError(f"postgresql://{self.where}: read-only", url=self.where)
+        self.world.patroni.passwords[role] = password
 
 
 class FakeHaproxy:
@@ -217,7 +232,7 @@ class FakeClients:
     def postgres(
         self, host: str, port: int, user: str, password: str, timeout: float | None = None
     ) -> FakePostgres:
-        return FakePostgres(self.world, host, port)
+        return FakePostgres(self.world, host, port, user, password)
 
     def haproxy(self, stats_url: str) -> FakeHaproxy:
         return FakeHaproxy(self.world, stats_url)

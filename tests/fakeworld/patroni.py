@@ -91,6 +91,8 @@ class PatroniModel:
         self.leader_ttl = 0
         self.initializing: str | None = None
         self.roles: set[str] = set()
+        # Passwords set by ALTER ROLE (role -> password); a role not here takes any login.
+        self.passwords: dict[str, str] = {}
 
     # ------------------------------------------------------------------ keys in the fake etcd
 

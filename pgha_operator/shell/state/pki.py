@@ -116,10 +116,16 @@ def created_before_tls(state: Path, cluster: str) -> StateError:
         f"is missing: cluster {cluster} was created by a pgha-operator without TLS and "
         "still runs in plain text; this version does not convert it in place",
         (
-            "leave it running as it is (this operator changes nothing); to move it to TLS, "
-            f"create a new cluster with another name and state dir, copy the data with "
-            f"`pg_dumpall` from {cluster}'s :5000 into the new cluster's, point the clients "
-            f"at it, then destroy {cluster} with the pgha-operator version that created it"
+            f"Cluster {cluster} keeps running as it is; keep managing it with the "
+            "pgha-operator version that created it, or move it to TLS: "
+            "(1) create a new cluster with this version under another metadata.name and "
+            "--state-dir; "
+            f"(2) stop the writers, then copy the data: `pg_dumpall -h <{cluster}'s load "
+            "balancer> -p 5000 -U postgres | psql -h <the new primary> -p 5432 -U postgres` "
+            "(the passwords: superuser_password in each state dir's secrets.yaml; the new "
+            "primary's address: `pgha-operator status`); "
+            "(3) point the clients at `pgha-operator dsn` of the new cluster; "
+            f"(4) destroy {cluster} with the version that created it (docs/security.md)"
         ),
     )
 
