@@ -77,15 +77,17 @@ class Live:
         return query(self.conninfo(node, "postgres", self.secrets()["superuser_password"]), sql)
 
     def replication(self) -> dict[str, tuple]:
-        """The primary's walsenders: client address -> (pid, backend_start, state, ssl)."""
+        """The primary's walsenders: member name -> (pid, backend_start, state)."""
         rows = self.as_superuser(
             self.primary(),
-            "SELECT host(client_addr), pid, backend_start, state FROM pg_stat_replication",
+            "SELECT application_name, pid, backend_start, state FROM pg_stat_replication",
         )
         return {r[0]: tuple(r[1:]) for r in rows}
 
     def patroni_yml(self, node: str) -> dict:
-        return yaml.safe_load((self.state / "machines" / node / "etc/patroni/patroni.yml").read_text())
+        return yaml.safe_load(
+            (self.state / "machines" / node / "etc/patroni/patroni.yml").read_text()
+        )
 
 
 class RotatingWriter(Writer):
@@ -219,15 +221,14 @@ def test_a_replica_restarted_after_the_rotation_streams_with_the_new_password(
     live: Live,
 ) -> None:
     replica = live.replica()
-    address = live.members()[replica]["address"]
-    before = live.replication()[address]
+    before = live.replication()[replica]
     assert live.rotated_from is not None, "runs after the first rotation"
     with pytest.raises(ComponentError):  # the REST password before the rotation is refused
         rest_restart(live, replica, live.rotated_from["rest_password"])
     rest_restart(live, replica, live.secrets()["rest_password"])
 
     def streaming_anew() -> bool:
-        now = live.replication().get(address)
+        now = live.replication().get(replica)
         return now is not None and now[0] != before[0] and now[2] == "streaming"
 
     wait_for("the restarted replica streaming on a new connection", streaming_anew, timeout=90)
