@@ -99,7 +99,11 @@ class Converger:
     def _wait(self, what: str, done: Callable[[], bool]) -> None:
         while not done():
             if time.monotonic() >= self.deadline:
-                raise OperatorError(f"timed out waiting for {what}: {self._why()}")
+                raise OperatorError(
+                    f"timed out waiting for {what} ({self._why()}); the new passwords are "
+                    "saved, and the next `apply`, the running `run` or a re-run of "
+                    "`rotate passwords` finishes the rotation"
+                )
             time.sleep(POLL_SECONDS)
 
     def _why(self) -> str:

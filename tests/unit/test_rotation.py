@@ -23,9 +23,11 @@ from pgha_operator.core.rotation import (
     rotation_steps,
     select_logins,
 )
+from pgha_operator.shell import loops, rotate
 from pgha_operator.shell.controller import Controller
 from pgha_operator.shell.providers import local as local_provider
 from pgha_operator.shell.state import StateDir, StateError, secrets_store
+from pgha_operator.shell.state.lock import FileLock
 from tests.fakeworld.drift import manifest
 from tests.fakeworld.world import FakeWorld
 from tests.unit.test_controller_fakeworld import controller_for
@@ -302,3 +304,48 @@ def test_apply_refuses_a_cluster_made_before_tls_and_says_what_to_do(
     assert "created by a pgha-operator without TLS" in err
     assert "Nothing was changed" in err and "pg_dumpall" in err and "new cluster" in err
     assert files_in(state) == before and not (state / "tls").exists()
+
+
+# --- the command's executor, against the fake world ---------------------------------------------
+
+
+def test_rotate_passwords_acts_itself_when_no_operator_runs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    world, ctl = converged_controller(tmp_path)
+    old = ctl.state.secrets()
+    assert old is not None
+    world.patroni.passwords = {"postgres": old.superuser_password}
+    # The loops' waits move the fake world's clock instead of the real one.
+    monkeypatch.setattr(rotate.time, "sleep", lambda s: world.tick())
+    monkeypatch.setattr(loops.time, "sleep", lambda s: world.tick())
+    lines: list[str] = []
+    done = rotate.rotate_passwords(ctl, ["postgres", "replicator"], 60, lines.append)
+    new = ctl.state.secrets()
+    assert new is not None and done.operator is None and done.roles == ("postgres", "replicator")
+    assert world.patroni.passwords == {
+        "postgres": new.superuser_password,
+        "replicator": new.replication_password,
+    }
+    assert new.superuser_password != old.superuser_password
+    assert new.admin_password == old.admin_password  # not asked for
+    assert patroni_passwords(world) == {new.superuser_password, new.replication_password}
+    assert [line.split(":")[0] for line in lines] == [
+        "save new passwords in secrets.yaml, the old ones kept",
+        "ALTER ROLE on the primary",
+        "write patroni.yml everywhere, reload patroni",
+        "cluster converged, new passwords accepted",
+    ]
+    assert not ctl.state.operator_lock.held and not ctl.state.rotation_lock.held
+
+
+def test_a_second_rotation_is_refused_while_one_runs(tmp_path: Path) -> None:
+    _, ctl = converged_controller(tmp_path)
+    other = FileLock(ctl.state.rotation_lock.path)
+    other.acquire("rotate passwords")
+    try:
+        with pytest.raises(PermanentError, match="another rotation .* is in progress"):
+            rotate.rotate_passwords(ctl, None, 5, print)
+    finally:
+        other.release()
+    assert ctl.state.pending_rotation() is None  # nothing saved
