@@ -13,7 +13,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from pgha_operator.core.spec.models import DEFER_RULES, Cluster
+from pgha_operator.core.spec.models import DEFER_RULES, MANIFEST_DIR, Cluster
 from pgha_operator.core.spec.problems import ManifestError, Problem, show_value
 from pgha_operator.core.spec.rules import cluster_problems, cluster_warnings
 from pgha_operator.core.spec.wording import validation_problems
@@ -178,7 +178,7 @@ def _check_document(
     found = [document.problem(p, r) for p, r in duplicate_keys(document.node)]
     try:
         cluster = Cluster.model_validate(
-            doc, by_alias=True, by_name=False, context={DEFER_RULES: True}
+            doc, by_alias=True, by_name=False, context={DEFER_RULES: True, **_where(document)}
         )
     except ValidationError as exc:
         return None, found + [document.problem(p, r) for p, r in validation_problems(exc)]
@@ -208,3 +208,8 @@ def _topology_problems(cluster: Cluster) -> list[tuple[str, str]]:
     from pgha_operator.core.topology import topology_problems
 
     return topology_problems(cluster)
+
+
+def _where(document: _Document) -> dict[str, str]:
+    """Relative paths in a manifest (spec.tls.ca) are relative to its file's folder."""
+    return {MANIFEST_DIR: str(Path(document.source).absolute().parent)}

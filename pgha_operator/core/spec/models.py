@@ -3,7 +3,9 @@ the file. Each model checks its own fields; rules that span fields live in rules
 
 from __future__ import annotations
 
+import posixpath
 from ipaddress import IPv4Address, IPv4Network
+from pathlib import PurePosixPath
 from typing import Annotated, Literal
 
 from pydantic import (
@@ -245,12 +247,27 @@ class FailoverSpec(Model):
     probe_failures: Annotated[int, Field(ge=2, le=50)] = 3
 
 
+# Context entry for Cluster validation: the folder of the manifest file, against which
+# relative paths in it (spec.tls.ca) are resolved.
+MANIFEST_DIR = "pgha_manifest_dir"
+
+
 class BroughtCa(Model):
     """A CA the user brings instead of the one the operator generates: PEM files on the
-    operator's host. The key signs the cluster's certificates and stays on that host."""
+    operator's host. The key signs the cluster's certificates and stays on that host.
+    A relative path is relative to the manifest file's folder (made absolute on loading,
+    so last-applied.yaml holds the absolute path)."""
 
     cert: Annotated[str, Field(min_length=1)]
     key: Annotated[str, Field(min_length=1)]
+
+    @field_validator("cert", "key")
+    @classmethod
+    def _from_manifest_dir(cls, value: str, info: ValidationInfo) -> str:
+        folder = info.context.get(MANIFEST_DIR) if isinstance(info.context, dict) else None
+        if folder is None or PurePosixPath(value).is_absolute():
+            return value
+        return posixpath.normpath(posixpath.join(folder, value))
 
 
 class TlsSpec(Model):

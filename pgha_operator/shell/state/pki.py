@@ -1,6 +1,7 @@
 """The cluster's CA and certificates, issued with `cryptography` into `<state>/tls/`.
 
-    tls/ca.crt, ca.key (0600)         the cluster's CA (or copies of the one spec.tls.ca names)
+    tls/ca.crt, ca.key (0600)         the cluster's CA (shell/state/ca.py); a brought CA's
+                                      certificate is copied here, its key is not
     tls/machines/<m>.crt, .key        each machine's pair (serverAuth + clientAuth)
     tls/patroni-etcd.crt, .key        Patroni's etcd client certificate
     tls/operator.crt, .key            the operator's client certificate (never leaves here)
@@ -15,20 +16,19 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPrivateKeyTypes
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from pgha_operator.core.spec import Cluster
 from pgha_operator.core.tls import (
-    CA_VALIDITY_DAYS,
     OPERATOR_CLIENT,
     PATRONI_ETCD_CLIENT,
     CertInfo,
@@ -40,12 +40,18 @@ from pgha_operator.core.tls import (
 from pgha_operator.core.topology import Topology
 from pgha_operator.shell.clients.tls import ClientTls
 from pgha_operator.shell.state.atomic import write_atomic
+from pgha_operator.shell.state.ca import (
+    CERT_MODE,
+    CLOCK_SKEW,
+    KEY_MODE,
+    key_pem,
+    key_usage,
+    load_or_make_ca,
+)
 from pgha_operator.shell.state.errors import StateError
 
 DIR_NAME = "tls"
-KEY_MODE = 0o600
-CERT_MODE = 0o644
-CLOCK_SKEW = timedelta(minutes=5)  # valid a little before "now": machines' clocks differ
+MACHINES = "machines"
 
 
 @dataclass(frozen=True)
@@ -68,44 +74,68 @@ def load_or_issue(state: Path, cluster: Cluster, topo: Topology, now: datetime) 
     """The cluster's certificates, issuing what is missing or due. Raises StateError when
     the CA cannot be read (a brought CA's files, a damaged key)."""
     folder = state / DIR_NAME
-    ca_cert, ca_key = _ca(folder, cluster, now)
-    ca_pem = ca_cert.public_bytes(serialization.Encoding.PEM).decode()
-    fingerprint = ca_cert.fingerprint(hashes.SHA256()).hex()
+    ca_cert, ca_key = load_or_make_ca(folder, cluster, now)
     tls = cluster.spec.tls
-    issuer = _Issuer(ca_cert, ca_key, now, timedelta(days=tls.certificate_days))
-    renew_before = timedelta(days=tls.renew_before_days)
+    leaves = _Leaves(
+        _Issuer(ca_cert, ca_key, now, timedelta(days=tls.certificate_days)),
+        timedelta(days=tls.renew_before_days),
+        [ca_cert.not_valid_after_utc],
+    )
     balancers = [topo.address(name) for name in topo.loadbalancers]
-    renewed: list[tuple[str, str]] = []
-    ends: list[datetime] = [ca_cert.not_valid_after_utc]
-
-    def pair(stem: Path, common_name: str, names: Iterable[str], server: bool) -> KeyPair:
-        want = _wanted(common_name, names, fingerprint)
-        have = _read_pair(stem, ca_cert)
-        reason = reissue_reason(have[2] if have else None, want, now, renew_before)
-        if reason is not None:
-            have = issuer.issue(stem, common_name, want, server)
-            renewed.append((stem.name, reason))
-        assert have is not None
-        ends.append(have[2].not_after)
-        return KeyPair(have[0], have[1])
-
     servers = {
-        m.name: pair(
-            folder / "machines" / m.name,
+        m.name: leaves.pair(
+            folder / MACHINES / m.name,
             m.name,
             [m.name, topo.address(m.name), *balancers],
             server=True,
         )
         for m in topo.machines
     }
-    patroni = pair(folder / PATRONI_ETCD_CLIENT, PATRONI_ETCD_CLIENT, [], server=False)
-    pair(folder / OPERATOR_CLIENT, OPERATOR_CLIENT, [], server=False)
+    _forget_machines(folder / MACHINES, set(servers))
+    patroni = leaves.pair(folder / PATRONI_ETCD_CLIENT, PATRONI_ETCD_CLIENT, [], server=False)
+    leaves.pair(folder / OPERATOR_CLIENT, OPERATOR_CLIENT, [], server=False)
+    ca_pem = ca_cert.public_bytes(serialization.Encoding.PEM).decode()
     return Issued(
         TlsMaterial.build(ca_pem, servers, patroni),
         client_files(state),
-        min(ends),
-        tuple(renewed),
+        min(leaves.ends),
+        tuple(leaves.renewed),
     )
+
+
+@dataclass
+class _Leaves:
+    """Each certificate as it is, or issued again when core/tls.py says it must be."""
+
+    issuer: _Issuer
+    renew_before: timedelta
+    ends: list[datetime]
+    renewed: list[tuple[str, str]] = field(default_factory=list)
+
+    def pair(self, stem: Path, common_name: str, names: Iterable[str], server: bool) -> KeyPair:
+        ca = self.issuer.ca_cert
+        want = _wanted(common_name, names, ca.fingerprint(hashes.SHA256()).hex())
+        have = _read_pair(stem, ca)
+        info = have[2] if have else None
+        why = reissue_reason(info, want, self.issuer.now, self.renew_before)
+        if why and info and info.not_after >= ca.not_valid_after_utc:
+            # As late as the CA allows: a new one would end no later (status says Expiring).
+            why = reissue_reason(info, want, self.issuer.now, timedelta(0))
+        if why is not None or have is None:
+            have = self.issuer.issue(stem, common_name, want, server)
+            self.renewed.append((stem.name, why or "missing"))
+        self.ends.append(have[2].not_after)
+        return KeyPair(have[0], have[1])
+
+
+def _forget_machines(folder: Path, machines: set[str]) -> None:
+    """A machine gone from the topology keeps no key here (a later one of the same name
+    gets a fresh pair)."""
+    if not folder.is_dir():
+        return
+    for path in folder.iterdir():
+        if path.suffix in (".crt", ".key") and path.stem not in machines:
+            path.unlink()
 
 
 def created_before_tls(state: Path, cluster: str) -> StateError:
@@ -136,7 +166,7 @@ def read_material(state: Path, topo: Topology) -> TlsMaterial | None:
     folder = state / DIR_NAME
     try:
         ca_pem = (folder / "ca.crt").read_text()
-        servers = {m.name: _pem_pair(folder / "machines" / m.name) for m in topo.machines}
+        servers = {m.name: _pem_pair(folder / MACHINES / m.name) for m in topo.machines}
         patroni = _pem_pair(folder / PATRONI_ETCD_CLIENT)
     except FileNotFoundError:
         return None
@@ -145,80 +175,6 @@ def read_material(state: Path, topo: Topology) -> TlsMaterial | None:
 
 def _pem_pair(stem: Path) -> KeyPair:
     return KeyPair(stem.with_suffix(".crt").read_text(), stem.with_suffix(".key").read_text())
-
-
-# --- the CA -------------------------------------------------------------------------------------
-
-
-def _ca(
-    folder: Path, cluster: Cluster, now: datetime
-) -> tuple[x509.Certificate, CertificateIssuerPrivateKeyTypes]:
-    brought = cluster.spec.tls.ca
-    cert_path, key_path = folder / "ca.crt", folder / "ca.key"
-    if brought is not None:
-        cert_pem = _read(Path(brought.cert), "spec.tls.ca.cert")
-        key_pem = _read(Path(brought.key), "spec.tls.ca.key")
-        cert, key = _parse_ca(cert_pem, key_pem, Path(brought.cert))
-        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
-        if not cert_path.exists() or cert_path.read_bytes() != cert_pem:
-            write_atomic(cert_path, cert_pem, CERT_MODE)
-        return cert, key
-    if cert_path.exists() and key_path.exists():
-        return _parse_ca(cert_path.read_bytes(), key_path.read_bytes(), cert_path)
-    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"pgha {cluster.name} CA")])
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - CLOCK_SKEW)
-        .not_valid_after(now + timedelta(days=CA_VALIDITY_DAYS))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                key_cert_sign=True,
-                crl_sign=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), False)
-        .sign(key, hashes.SHA256())
-    )
-    write_atomic(key_path, _key_pem(key), KEY_MODE)  # the key first: a cert alone is useless
-    write_atomic(cert_path, cert.public_bytes(serialization.Encoding.PEM), CERT_MODE)
-    return cert, key
-
-
-def _parse_ca(
-    cert_pem: bytes, key_pem: bytes, where: Path
-) -> tuple[x509.Certificate, CertificateIssuerPrivateKeyTypes]:
-    try:
-        cert = x509.load_pem_x509_certificate(cert_pem)
-        key = serialization.load_pem_private_key(key_pem, password=None)
-    except (ValueError, TypeError) as exc:
-        raise StateError(where, f"is not a usable CA ({exc})", "check the CA's files") from None
-    if not isinstance(key, ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey):
-        raise StateError(where, "holds a CA key of an unsupported type", "use EC or RSA")
-    if cert.public_key() != key.public_key():
-        raise StateError(where, "certificate and key do not belong together", "check both files")
-    return cert, key
-
-
-def _read(path: Path, field: str) -> bytes:
-    try:
-        return path.read_bytes()
-    except OSError as exc:
-        raise StateError(path, f"cannot be read ({exc.strerror})", f"fix {field}") from None
 
 
 # --- leaf certificates ----------------------------------------------------------------------------
@@ -235,15 +191,17 @@ def _wanted(common_name: str, names: Iterable[str], ca_fingerprint: str) -> Cert
 
 
 def _read_pair(stem: Path, ca: x509.Certificate) -> tuple[str, str, CertInfo] | None:
+    """An issued pair as it is on disk; None when missing or damaged (issued again)."""
     try:
         cert_pem = stem.with_suffix(".crt").read_text()
         key_pem = stem.with_suffix(".key").read_text()
-    except FileNotFoundError:
+        cert = x509.load_pem_x509_certificate(cert_pem.encode())
+        key = serialization.load_pem_private_key(key_pem.encode(), password=None)
+    except (OSError, ValueError, TypeError, UnicodeDecodeError):
         return None
-    try:
-        return cert_pem, key_pem, cert_info(x509.load_pem_x509_certificate(cert_pem.encode()), ca)
-    except ValueError:
-        return None  # damaged: issue it again
+    if cert.public_key() != key.public_key():
+        return None  # a half-written renewal: the key of another certificate
+    return cert_pem, key_pem, cert_info(cert, ca)
 
 
 def cert_info(cert: x509.Certificate, ca: x509.Certificate) -> CertInfo:
@@ -279,7 +237,7 @@ class _Issuer:
             usages.insert(0, ExtendedKeyUsageOID.SERVER_AUTH)
         sans: list[x509.GeneralName] = [x509.DNSName(n) for n in sorted(want.dns_names)]
         sans += [x509.IPAddress(ipaddress.ip_address(ip)) for ip in sorted(want.ip_addresses)]
-        builder = (
+        cert = (
             x509.CertificateBuilder()
             .subject_name(subject)
             .issuer_name(self.ca_cert.subject)
@@ -288,23 +246,27 @@ class _Issuer:
             .not_valid_before(self.now - CLOCK_SKEW)
             .not_valid_after(min(self.now + self.validity, self.ca_cert.not_valid_after_utc))
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(key_usage(digital_signature=True), critical=True)
             .add_extension(x509.ExtendedKeyUsage(usages), critical=False)
             .add_extension(x509.SubjectAlternativeName(sans), critical=False)
+            .add_extension(self._authority_key_id(), critical=False)
+            .sign(self.ca_key, hashes.SHA256())
         )
-        cert = builder.sign(self.ca_key, hashes.SHA256())
-        cert_pem = cert.public_bytes(serialization.Encoding.PEM)
+        cert_pem, key_text = cert.public_bytes(serialization.Encoding.PEM), key_pem(key)
         stem.parent.mkdir(parents=True, exist_ok=True)
-        write_atomic(stem.with_suffix(".key"), _key_pem(key), KEY_MODE)
+        # The key first (a certificate without its key is useless); a pair caught between
+        # the two writes reads as mismatched and is issued again.
+        write_atomic(stem.with_suffix(".key"), key_text, KEY_MODE)
         write_atomic(stem.with_suffix(".crt"), cert_pem, CERT_MODE)
-        return cert_pem.decode(), _key_pem(key).decode(), cert_info(cert, self.ca_cert)
+        return cert_pem.decode(), key_text.decode(), cert_info(cert, self.ca_cert)
 
-
-def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
-    return key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    )
+    def _authority_key_id(self) -> x509.AuthorityKeyIdentifier:
+        """Names the signing CA's key (a brought CA may lack a SubjectKeyIdentifier)."""
+        try:
+            ski = self.ca_cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier)
+            return x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski.value)
+        except x509.ExtensionNotFound:
+            return x509.AuthorityKeyIdentifier.from_issuer_public_key(self.ca_key.public_key())
 
 
 def now_utc() -> datetime:
