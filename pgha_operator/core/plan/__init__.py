@@ -8,6 +8,7 @@ membership, service starts, Patroni's DCS config, rolling restarts, roles. Safet
 
 from __future__ import annotations
 
+import posixpath
 from collections.abc import Mapping
 from dataclasses import replace
 
@@ -33,12 +34,18 @@ from pgha_operator.core.plan.patroni import (
 )
 from pgha_operator.core.plan.reinit import reinitialize_stuck
 from pgha_operator.core.render import ADMIN_USER
+from pgha_operator.core.render.context import DesiredFile
+from pgha_operator.core.render.tls import CA_FILE
 from pgha_operator.core.services import ServiceState
 
 __all__ = ["Desired", "Plan", "content_hash", "etcd_has_quorum", "plan"]
 
 # Services that cannot re-read their configuration: a changed file means a restart.
 RESTART_ON_CHANGE = frozenset({"etcd"})
+# Services that load their certificate and key from disk on every TLS handshake (etcd 3.4:
+# pkg/transport's GetCertificate/GetClientCertificate): a renewed pair is just written.
+# Their CA pool is read once at start, so a changed CA still takes a restart.
+RELOADS_CERTIFICATE_PER_HANDSHAKE = frozenset({"etcd"})
 # Start order: the DCS first, then the databases, then the router in front of them.
 START_ORDER = {"etcd": 0, "patroni": 1, "haproxy": 2}
 
@@ -117,6 +124,9 @@ def _files(
         if f.defines and _running(observed, f.machine, f.defines):
             key = (f.machine, f.defines)
             restart_why.setdefault(key, f"its definition {reason}")
+        elif _read_per_handshake(f):
+            actions.append(write)  # the next handshake reads it; no restart, no downtime
+            continue
         elif f.service and _running(observed, f.machine, f.service):
             key = (f.machine, f.service)
             why = restart_why if f.service in RESTART_ON_CHANGE else reload_why
@@ -153,6 +163,14 @@ def _picked_up(writes: list[WriteFile], pickup: ReloadService | RestartService) 
 
 def _verb(pickup: ReloadService | RestartService) -> str:
     return "reload" if isinstance(pickup, ReloadService) else "restart"
+
+
+def _read_per_handshake(f: DesiredFile) -> bool:
+    return (
+        f.certificate
+        and f.service in RELOADS_CERTIFICATE_PER_HANDSHAKE
+        and posixpath.basename(f.path) != CA_FILE
+    )
 
 
 def _running(observed: Observed, machine: str, service: str) -> bool:

@@ -24,6 +24,7 @@ HAPROXY_USER = "haproxy"
 
 CERT_MODE = 0o644
 KEY_MODE = 0o600
+CA_FILE = "ca.crt"  # the name of the CA's certificate in every daemon's folder
 
 
 @dataclass(frozen=True)
@@ -40,7 +41,7 @@ class DaemonTls:
 def daemon_tls(layout: Layout, daemon: ServiceName | str) -> DaemonTls:
     folder = posixpath.join(layout.tls_dir, "postgres" if daemon == "patroni" else daemon)
     return DaemonTls(
-        ca=f"{folder}/ca.crt",
+        ca=f"{folder}/{CA_FILE}",
         cert=f"{folder}/server.crt",
         key=f"{folder}/server.key",
         client_cert=f"{folder}/etcd-client.crt",
