@@ -35,13 +35,38 @@ class Condition:
     transient: bool = False  # false only because of work under way that ends by itself
 
 
-def assess(desired: Desired, observed: Observed) -> tuple[Condition, ...]:
-    return (
+def assess(
+    desired: Desired, observed: Observed, certificate_days: float | None = None
+) -> tuple[Condition, ...]:
+    """`certificate_days`: days until the first of the cluster's certificates ends (the
+    shell reads it from the state dir; None before any was issued)."""
+    found = (
         _machines(desired, observed),
         _etcd(desired, observed),
         _patroni(desired, observed),
         _routing(desired, observed),
     )
+    if certificate_days is None:
+        return found
+    renew_before = desired.cluster.spec.tls.renew_before_days
+    return (*found, certificates_valid(certificate_days, renew_before))
+
+
+def certificates_valid(days_left: float, renew_before_days: int) -> Condition:
+    """False once the first certificate is inside its renewal window: the operator renews
+    before that, so one still there means renewal keeps failing (or the CA itself ends)."""
+    if days_left <= 0:
+        return Condition(
+            "CertificatesValid", False, f"Expired: a certificate ended {-days_left:.1f} days ago"
+        )
+    if days_left <= renew_before_days:
+        return Condition(
+            "CertificatesValid",
+            False,
+            f"Expiring: a certificate ends in {days_left:.1f} days and was not renewed "
+            f"(renewBeforeDays {renew_before_days}); see the operator's log",
+        )
+    return Condition("CertificatesValid", True, "ok")
 
 
 def phase(conditions: tuple[Condition, ...], plan: Plan, error: str | None = None) -> str:

@@ -136,6 +136,11 @@ def format_status(status: Mapping[str, Any]) -> str:
     lines.append("conditions:")
     for c in status.get("conditions", []):
         lines.append(f"  {c['type']:<17} {c['status']:<5} {c['reason']}")
+    certs = status.get("certificates")
+    if certs:
+        lines.append(
+            f"certificates: the first ends in {certs['daysLeft']} days ({certs['firstEnds']})"
+        )
     lines.append("etcd members:")
     for m in status["etcd"]["members"]:
         health = "healthy" if m["healthy"] else "UNHEALTHY"

@@ -30,7 +30,7 @@ from pgha_operator.core.render import Secrets
 from pgha_operator.core.rotation import effective_secrets
 from pgha_operator.core.spec import Cluster, LoadedCluster
 from pgha_operator.core.status import build_status
-from pgha_operator.core.tls import TlsMaterial
+from pgha_operator.core.tls import TlsMaterial, days_left
 from pgha_operator.core.topology import Layout, Topology
 from pgha_operator.shell import teardown
 from pgha_operator.shell.clients import Clients, RealClients
@@ -80,6 +80,7 @@ class Controller:
         self.fencer: Fencer | None = None  # the fast failover path; only `run` probes
         self.last_cycle: Snapshot | None = None  # what `run --listen` serves
         self.certificates_end: datetime | None = None  # the earliest certificate's end
+        self.clock: Callable[[], datetime] = lambda: datetime.now(UTC)
         self._layouts: tuple[int, Topology, Mapping[str, Layout]] | None = None
         self._remember_topology(topo)
         self._desired: tuple[tuple[int, Secrets, TlsMaterial | None], Desired] | None = None
@@ -159,11 +160,15 @@ class Controller:
         """The cluster's certificates: issued or renewed when due if `act`, else as they
         are (None before the first apply: render shows placeholders)."""
         if act:
-            issued = self.state.issue_tls(self.cluster, self.topology, datetime.now(UTC))
+            issued = self.state.issue_tls(self.cluster, self.topology, self.clock())
+            by_reason: dict[str, list[str]] = {}
             for name, why in issued.renewed:
-                self.event(f"certificate {name} issued ({why})")
+                by_reason.setdefault(why, []).append(name)
+            for why, names in by_reason.items():  # one event per reason: a renewal is ~10
+                self.event(f"certificates issued ({why}): {', '.join(names)}")
             self.certificates_end = issued.not_after
             return issued.material
+        self.certificates_end = self.state.certificates_end()
         return self.state.tls(self.topology)
 
     def _secrets_in_force(self, saved: Secrets) -> tuple[Secrets, dict[str, str] | None]:
@@ -171,6 +176,12 @@ class Controller:
         so do the configs and the operator's logins (core/rotation.py)."""
         pending = self.state.pending_rotation()
         return effective_secrets(saved, pending), pending
+
+    def certificate_days(self) -> float | None:
+        """Days until the first certificate ends (None before any was issued)."""
+        if self.certificates_end is None:
+            return None
+        return days_left(self.certificates_end, self.clock())
 
     def desired(self, secrets: Secrets | None = None, tls: TlsMaterial | None = None) -> Desired:
         secrets = secrets or self.secrets()
@@ -253,7 +264,7 @@ class Controller:
             # count reinitialisations just done; forget members healthy again
             done = acted.done if acted else ()
             self.state.record_reinits(observed, done, time.time())
-        result = acted or verdict(desired, observed, the_plan)
+        result = acted or verdict(desired, observed, the_plan, None, self.certificate_days())
         if self.fencer:
             self.fencer.update(desired, observed)
         status = build_status(
@@ -285,7 +296,8 @@ class Controller:
                 self.state.switchover_lock.acquire("operator")
             except LockHeld as exc:
                 waiting = f"waiting: a switchover by {exc.holder} is in progress"
-                return replace(verdict(desired, observed, the_plan), decision=waiting)
+                checked = verdict(desired, observed, the_plan, None, self.certificate_days())
+                return replace(checked, decision=waiting)
         try:
             outcome: Outcome = execute(the_plan.actions, self.env(desired, secrets), self.progress)
         finally:
@@ -293,7 +305,7 @@ class Controller:
                 self.state.switchover_lock.release()
         for action in outcome.done:
             self.event(action.describe)
-        return verdict(desired, observed, the_plan, outcome)
+        return verdict(desired, observed, the_plan, outcome, self.certificate_days())
 
     def _extra(self) -> dict[str, Any]:
         extra: dict[str, Any] = {
@@ -306,6 +318,12 @@ class Controller:
         }
         if self.manifest.state_error:
             extra["stateError"] = self.manifest.state_error
+        if self.certificates_end is not None:
+            days = self.certificate_days()
+            extra["certificates"] = {
+                "firstEnds": self.certificates_end.isoformat(timespec="seconds"),
+                "daysLeft": None if days is None else round(days, 1),
+            }
         return extra
 
     def start_fencer(self) -> Fencer:

@@ -41,13 +41,17 @@ class Verdict:
 
 
 def verdict(
-    desired: Desired, observed: Observed, the_plan: Plan, outcome: Outcome | None = None
+    desired: Desired,
+    observed: Observed,
+    the_plan: Plan,
+    outcome: Outcome | None = None,
+    certificate_days: float | None = None,
 ) -> Verdict:
     """Phase and the one-line decision of a cycle, as `status` shows them."""
     error = outcome.error if outcome else None
     exc = outcome.exception if outcome else None
     permanent = isinstance(exc, PermanentError)
-    conditions = cond.assess(desired, observed)
+    conditions = cond.assess(desired, observed, certificate_days)
     # A temporary error (retried next cycle) is progress, not failure.
     phase = cond.phase(conditions, the_plan, error if permanent else None)
     decision = the_plan.decision

@@ -173,6 +173,10 @@ class StateDir:
         """For reading: the issued certificates, None before the first apply."""
         return pki.read_material(self.path, topo)
 
+    def certificates_end(self) -> datetime | None:
+        """For reading: when the first issued certificate ends, None before any was."""
+        return pki.earliest_end(self.path)
+
     def client_tls(self) -> ClientTls:
         return pki.client_files(self.path)
 

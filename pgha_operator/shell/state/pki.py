@@ -173,6 +173,19 @@ def read_material(state: Path, topo: Topology) -> TlsMaterial | None:
     return TlsMaterial.build(ca_pem, servers, patroni)
 
 
+def earliest_end(state: Path) -> datetime | None:
+    """For read-only commands: when the first certificate under tls/ ends (the CA's
+    included), None when none is there. A damaged file counts as ended now: it will be
+    issued again, and until then nothing can use it."""
+    ends = []
+    for path in sorted((state / DIR_NAME).rglob("*.crt")):
+        try:
+            ends.append(x509.load_pem_x509_certificate(path.read_bytes()).not_valid_after_utc)
+        except (OSError, ValueError):
+            ends.append(now_utc())
+    return min(ends, default=None)
+
+
 def _pem_pair(stem: Path) -> KeyPair:
     return KeyPair(stem.with_suffix(".crt").read_text(), stem.with_suffix(".key").read_text())
 
