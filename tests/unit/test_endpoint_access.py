@@ -138,7 +138,9 @@ def test_a_real_https_server_in_protected_mode(tmp_path: Path) -> None:
         assert server.url.startswith("https://127.0.0.1:")
         assert requests.get(f"{server.url}/status", verify=cert, timeout=5).status_code == 401
         bad = {"Authorization": "Bearer nope"}
-        assert requests.get(f"{server.url}/", headers=bad, verify=cert, timeout=5).status_code == 401
+        assert (
+            requests.get(f"{server.url}/", headers=bad, verify=cert, timeout=5).status_code == 401
+        )
         good = {"Authorization": f"Bearer {token}"}
         resp = requests.get(f"{server.url}/status", headers=good, verify=cert, timeout=5)
         assert resp.status_code == 200 and resp.json() == STATUS
@@ -163,4 +165,6 @@ def test_token_command_prints_the_same_token_every_time(
     assert main(["token", "--operator-dir", str(tmp_path / "op")]) == 0
     first = capsys.readouterr().out.strip()
     assert main(["token", "--operator-dir", str(tmp_path / "op")]) == 0
-    assert capsys.readouterr().out.strip() == first == (tmp_path / "op" / "token").read_text().strip()
+    assert (
+        capsys.readouterr().out.strip() == first == (tmp_path / "op" / "token").read_text().strip()
+    )
