@@ -15,6 +15,7 @@ from pgha_operator.cli.args import (
     print_warnings,
 )
 from pgha_operator.cli.endpoint import add_operator_dir_argument
+from pgha_operator.cli.progress import ApplyProgress
 from pgha_operator.shell.controller import Controller
 from pgha_operator.shell.status_http import open_endpoint
 
@@ -56,12 +57,15 @@ def add_commands(command: Any) -> None:
 
 
 def cmd_apply(args: argparse.Namespace) -> int:
-    ctl = controller(args, progress=print_progress)
+    progress = ApplyProgress(sys.stdout)
+    ctl = controller(args, progress=progress.action)
     print_warnings(ctl.loaded.warnings)
     ctl.prepare()
+    progress.start()
     try:
-        report = ctl.apply(args.timeout)
+        report = ctl.apply(args.timeout, on_cycle=progress.cycle)
     finally:
+        progress.close()
         ctl.unlock()
     if report.converged:
         print(f"cluster {ctl.cluster.name} converged")
