@@ -88,6 +88,9 @@ class ApplyProgress:
                 self.out.flush()
 
     def _show(self, text: str, keep: str | None = None) -> None:
+        # One line whatever the text holds (an error may carry a whole HTML page).
+        text = " ".join(text.split())
+        keep = " ".join(keep.split()) if keep else None
         self.now = text
         if self.tty:
             if keep:

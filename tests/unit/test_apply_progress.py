@@ -131,3 +131,14 @@ def test_apply_reports_every_cycle_to_the_progress(
     lines = out.getvalue().splitlines()
     assert any(" -> " in line for line in lines)
     assert lines[-1].endswith("converged; checking it still holds after one Patroni loop")
+
+
+@pytest.mark.parametrize("tty", [True, False])
+def test_a_decision_on_many_lines_stays_one_line(tty: bool) -> None:
+    out = FakeTty() if tty else io.StringIO()
+    progress = ApplyProgress(out, clock=Clock(), width=lambda: 200)
+    progress.cycle(Report("waiting: GET /config failed: HTTP 502 <!DOCTYPE HTML>\r\n<html>\n"))  # type: ignore[arg-type]
+    shown = out.getvalue().replace(CLEAR_LINE, "")
+    assert shown.rstrip("\n") == (
+        "[0:00] waiting: GET /config failed: HTTP 502 <!DOCTYPE HTML> <html> (Progressing)"
+    )
