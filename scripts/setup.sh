@@ -6,7 +6,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # patroni + python3-etcd: Debian's Patroni, for clusters with spec.patroni.source: debian.
-DEB_PACKAGES=(postgresql-15 etcd-server etcd-client haproxy iptables iproute2 python3-venv debootstrap systemd-container openssh-client openssh-server sudo vagrant patroni python3-etcd)
+# chromium + chromium-driver: the status page's browser test (Selenium uses /usr/bin/chromedriver).
+DEB_PACKAGES=(postgresql-15 etcd-server etcd-client haproxy iptables iproute2 python3-venv debootstrap systemd-container openssh-client openssh-server sudo vagrant patroni python3-etcd chromium chromium-driver)
 PATRONI_VENV=${PGHA_PATRONI_VENV:-/opt/pgha-operator/patroni}
 PATRONI_REQ=("patroni[etcd3]>=4.1,<4.2" "psycopg[binary]>=3.1")
 

@@ -16,6 +16,7 @@ import structlog
 from pgha_operator import __version__
 from pgha_operator.cli import day2, operate, preview
 from pgha_operator.cli.args import add_manifest_arguments
+from pgha_operator.cli.endpoint import add_token_command
 from pgha_operator.cli.rotate import add_rotate_command
 from pgha_operator.cli.ssh import add_ssh_command
 from pgha_operator.core.errors import OperatorError
@@ -86,4 +87,5 @@ def build_parser() -> argparse.ArgumentParser:
     add_rotate_command(sub)
     add_drill_command(sub)
     add_ssh_command(sub)
+    add_token_command(sub)
     return parser

@@ -14,8 +14,10 @@ from pgha_operator.cli.args import (
     print_progress,
     print_warnings,
 )
+from pgha_operator.cli.endpoint import add_operator_dir_argument
+from pgha_operator.cli.progress import ApplyProgress
 from pgha_operator.shell.controller import Controller
-from pgha_operator.shell.status_http import StatusServer, parse_listen
+from pgha_operator.shell.status_http import open_endpoint
 
 EXIT_INVALID = 2
 
@@ -38,9 +40,12 @@ def add_commands(command: Any) -> None:
     p.add_argument(
         "--listen",
         metavar="ADDR:PORT",
-        help="also serve the status over HTTP (read-only, no auth): GET /status, /healthz, "
-        "/readyz; e.g. 127.0.0.1:8800. Off by default",
+        help="also serve the status (read-only): GET / (a page), /status, /healthz, /readyz; "
+        "e.g. 127.0.0.1:8800. Plain HTTP and open on a loopback address; on any other one "
+        "HTTPS with the operator's certificate and, but for /healthz and /readyz, its token "
+        "(pgha-operator token). Off by default",
     )
+    add_operator_dir_argument(p)
     add_state_dir_argument(p)
     p = command(
         "destroy",
@@ -52,12 +57,15 @@ def add_commands(command: Any) -> None:
 
 
 def cmd_apply(args: argparse.Namespace) -> int:
-    ctl = controller(args, progress=print_progress)
+    progress = ApplyProgress(sys.stdout)
+    ctl = controller(args, progress=progress.action)
     print_warnings(ctl.loaded.warnings)
     ctl.prepare()
+    progress.start()
     try:
-        report = ctl.apply(args.timeout)
+        report = ctl.apply(args.timeout, on_cycle=progress.cycle)
     finally:
+        progress.close()
         ctl.unlock()
     if report.converged:
         print(f"cluster {ctl.cluster.name} converged")
@@ -84,7 +92,9 @@ def connect_hint(ctl: Controller) -> str:
 def cmd_run(args: argparse.Namespace) -> int:
     # A taken port fails here, before the operator takes its lock or touches anything.
     server = (
-        StatusServer(parse_listen(args.listen), lambda: ctl.last_cycle) if args.listen else None
+        open_endpoint(args.listen, args.operator_dir, lambda: ctl.last_cycle)
+        if args.listen
+        else None
     )
     try:
         ctl = controller(args, progress=print_progress)
@@ -101,7 +111,13 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(connect_hint(ctl), flush=True)
         if server:
             server.start()
-            print(f"status: {server.url}/status (also /healthz, /readyz)", flush=True)
+            print(f"status: {server.url}/ (also /status, /healthz, /readyz)", flush=True)
+            if server.access:
+                print(
+                    f"  HTTPS with {args.operator_dir}/endpoint.crt; the token: "
+                    "pgha-operator token",
+                    flush=True,
+                )
         try:
             ctl.run(stop)
         finally:

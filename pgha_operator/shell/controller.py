@@ -344,9 +344,11 @@ class Controller:
 
     # --- loops --------------------------------------------------------------------------------
 
-    def apply(self, timeout: float) -> CycleReport:
+    def apply(
+        self, timeout: float, on_cycle: Callable[[CycleReport], None] | None = None
+    ) -> CycleReport:
         """Reconcile until converged or the timeout; stops early on a permanent error."""
-        return apply_until_converged(self, timeout)
+        return apply_until_converged(self, timeout, on_cycle)
 
     def run(self, stop: threading.Event) -> None:
         """Forever: resync every few seconds, wake at once when a manifest file changes."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -30,8 +31,11 @@ def next_delay(report: CycleReport, idle: float) -> float:
     return BUSY_SECONDS if report.plan.actions else idle
 
 
-def apply_until_converged(ctl: Controller, timeout: float) -> CycleReport:
-    """Reconcile until converged or the timeout; stops early on a permanent error."""
+def apply_until_converged(
+    ctl: Controller, timeout: float, on_cycle: Callable[[CycleReport], None] | None = None
+) -> CycleReport:
+    """Reconcile until converged or the timeout; stops early on a permanent error.
+    `on_cycle` (apply's progress line) hears every cycle and replaces the decision log."""
     deadline = time.monotonic() + timeout
     last_decision = ""
     acted = False
@@ -39,7 +43,9 @@ def apply_until_converged(ctl: Controller, timeout: float) -> CycleReport:
     while True:
         report = ctl.cycle()
         acted = acted or bool(report.plan.actions)
-        if report.decision != last_decision:
+        if on_cycle:
+            on_cycle(report)
+        elif report.decision != last_decision:
             log.info("cycle", decision=report.decision, phase=report.phase)
             last_decision = report.decision
         if report.permanent or time.monotonic() >= deadline:

@@ -194,6 +194,45 @@ def test_switchover_beside_a_running_operator(cluster: Cluster, operator: Operat
     wait_for("converged after the switchover", lambda: converged(cluster), timeout=120)
 
 
+def test_status_page_follows_a_switchover(cluster: Cluster) -> None:
+    """`run --listen`'s page in headless Chromium shows the primary, then the new one."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    from tests.integration.browser import headless_chromium
+
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    op = Operator(cluster.manifest, cluster.state, "--listen", f"127.0.0.1:{port}")
+    try:
+        wait_for(
+            "GET /readyz 200 from the running operator",
+            lambda: requests.get(f"{base}/readyz", timeout=2).status_code == 200,
+            timeout=120,
+        )
+        old = cluster.primary()
+
+        def shown(driver: object) -> str:
+            found = driver.find_elements(By.CSS_SELECTOR, '[data-cluster="itest"] .primary')  # type: ignore[attr-defined]
+            return found[0].text if found else ""
+
+        with headless_chromium() as driver:
+            driver.get(f"{base}/")
+            WebDriverWait(driver, 60).until(lambda d: shown(d) == old)
+            row = driver.find_element(By.CSS_SELECTOR, f'[data-member="{old}"]')
+            assert row.get_attribute("data-role") == "primary"
+            res = cli("switchover", "-f", str(cluster.manifest), "--state-dir", str(cluster.state))
+            assert res.returncode == 0, res.stderr
+            new = cluster.primary()
+            assert new != old
+            WebDriverWait(driver, 120).until(lambda d: shown(d) == new)
+            row = driver.find_element(By.CSS_SELECTOR, f'[data-member="{new}"]')
+            assert row.get_attribute("data-role") == "primary"
+    finally:
+        op.stop()
+    wait_for("converged after the switchover", lambda: converged(cluster), timeout=120)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -85,3 +85,17 @@ def test_server_answers_on_loopback_and_a_taken_port_is_a_clear_error() -> None:
 
 def test_stop_without_start_does_not_hang() -> None:
     StatusServer(("127.0.0.1", 0), lambda: None).stop()
+
+
+def test_the_page_is_static_html_whose_script_the_policy_allows() -> None:
+    from pgha_operator.shell.status_page import SCRIPT, STYLE, _csp_hash
+
+    page = respond("/", None, now=0.0)  # served before the first cycle too: it has no data
+    assert page.code == 200 and page.content_type.startswith("text/html")
+    assert page.body.startswith("<!DOCTYPE html>") and f"<script>{SCRIPT}</script>" in page.body
+    policy = dict(page.headers)["Content-Security-Policy"]
+    assert f"script-src {_csp_hash(SCRIPT)};" in policy and _csp_hash(STYLE) in policy
+    assert "default-src 'none'" in policy and "connect-src 'self'" in policy
+    # Data goes in as text: the script never parses strings as markup.
+    for sink in ("innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "eval("):
+        assert sink not in SCRIPT
