@@ -87,7 +87,7 @@ def cmd_dsn(args: argparse.Namespace) -> int:
             )
         host, port = topo.address(args.node), topo.pg_port
     else:
-        through = getattr(ctl.cluster.spec.postgres, "superuser_through_load_balancer", False)
+        through = ctl.cluster.spec.postgres.superuser_through_load_balancer
         if args.user == SUPERUSER and not through:
             raise OperatorError(
                 f"the load balancer refuses {SUPERUSER} (pg_hba); use --node NODE to connect "

@@ -147,8 +147,7 @@ LOOPBACK_SOURCE = "127.0.0.1"
 def _balancer_source_problems(spec: ClusterSpec) -> list[tuple[str, str]]:
     """pg_hba refuses the superuser by the load balancer's address; at 127.0.0.1 that is
     also where Patroni (pg_rewind) and the operator come from, so it could not be refused."""
-    # getattr: the opt-in field may not be in the spec yet (absent means off).
-    if getattr(spec.postgres, "superuser_through_load_balancer", False):
+    if spec.postgres.superuser_through_load_balancer:
         return []
     return [
         (

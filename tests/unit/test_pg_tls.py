@@ -75,9 +75,6 @@ def test_network_rules_are_hostssl_and_the_socket_stays_local() -> None:
 
 
 def test_opting_in_drops_the_reject() -> None:
-    ctx = make_ctx(variant(DEMO))
-    if "superuser_through_load_balancer" not in type(ctx.cluster.spec.postgres).model_fields:
-        pytest.skip("spec.postgres.superuserThroughLoadBalancer is not in the spec yet")
     cluster = variant(DEMO, postgres__superuserThroughLoadBalancer=True)
     hba = patroni_doc(make_ctx(cluster), "node1")["postgresql"]["pg_hba"]
     assert not any(line.endswith("reject") for line in hba)
@@ -137,3 +134,12 @@ def test_dsn_refuses_the_superuser_through_the_load_balancer_and_offers_a_node(
     assert "dbname=postgres sslmode=verify-full" in out
     code, _, err = dsn(state, capsys, "--node", "nodeX")
     assert code != 0 and "nodeX" in err
+
+
+def test_with_the_opt_in_a_load_balancer_may_be_at_127_0_0_1() -> None:
+    text = DEMO.read_text().replace("address: 127.0.10.201}", "address: 127.0.0.1}")
+    text = text.replace(
+        "    synchronous:", "    superuserThroughLoadBalancer: true\n    synchronous:"
+    )
+    clusters, problems = parse_text(text, "demo.yaml")
+    assert problems == [] and len(clusters) == 1

@@ -79,11 +79,6 @@ def client_tls(ctx: RenderContext, machine: str) -> dict[str, str]:
     return {"sslmode": "verify-full", "sslrootcert": daemon_tls(ctx.layout(machine), "patroni").ca}
 
 
-def superuser_through_load_balancer(ctx: RenderContext) -> bool:
-    # getattr: the spec field (h-inputs) may not be there yet; absent means the default, off.
-    return bool(getattr(ctx.cluster.spec.postgres, "superuser_through_load_balancer", False))
-
-
 def hba_line(rule: HbaRule) -> str:
     parts = [rule.type, rule.database, rule.user]
     if rule.address is not None:
@@ -101,7 +96,7 @@ def pg_hba(ctx: RenderContext) -> list[str]:
     topo = ctx.topology
     balancers = [topo.address(name) for name in topo.loadbalancers]
     lines: list[str] = []
-    if not superuser_through_load_balancer(ctx):
+    if not ctx.cluster.spec.postgres.superuser_through_load_balancer:
         # `host` matches with and without TLS. HAProxy connects from its own address
         # (`source` in haproxy.cfg), so on one host it is not the nodes' 127.0.0.1.
         lines += [f"host all {SUPERUSER},{REPLICATION_USER} {lb}/32 reject" for lb in balancers]
