@@ -95,6 +95,22 @@ class CreateRole:
 
 
 @dataclass(frozen=True)
+class CreateDatabase:
+    """A database the operator owns the existence of (the app's), created on the primary at
+    host:port, owned by `owner` (a role made before it)."""
+
+    name: str
+    owner: str
+    host: str
+    port: int
+    barrier: bool = False
+
+    @property
+    def describe(self) -> str:
+        return f"create database {self.name} (owner {self.owner}) on the primary"
+
+
+@dataclass(frozen=True)
 class StopService:
     machine: str
     service: str
@@ -250,5 +266,12 @@ class WaitFor:
 
 
 Action = (
-    CreateMachine | WriteFile | StartService | ReloadService | RestartService | CreateRole | WaitFor
+    CreateMachine
+    | WriteFile
+    | StartService
+    | ReloadService
+    | RestartService
+    | CreateRole
+    | CreateDatabase
+    | WaitFor
 )

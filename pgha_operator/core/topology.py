@@ -137,7 +137,28 @@ def topology_problems(cluster: Cluster) -> list[tuple[str, str]]:
                 where = path
                 what = f"{path} (derived {name})"
             problems.extend(_reuse_problems(where, what, name, address, names, addresses))
-    return problems
+    return problems + _balancer_source_problems(spec)
+
+
+# Where a host's own outgoing loopback connections come from, whatever address they dial.
+LOOPBACK_SOURCE = "127.0.0.1"
+
+
+def _balancer_source_problems(spec: ClusterSpec) -> list[tuple[str, str]]:
+    """pg_hba refuses the superuser by the load balancer's address; at 127.0.0.1 that is
+    also where Patroni (pg_rewind) and the operator come from, so it could not be refused."""
+    if spec.postgres.superuser_through_load_balancer:
+        return []
+    return [
+        (
+            f"spec.loadBalancer.machines.{index}.address",
+            f"{LOOPBACK_SOURCE} is where every node's own connections come from on one host, "
+            "so the superuser could not be refused through the load balancer there; "
+            "use another loopback address (e.g. 127.0.10.201)",
+        )
+        for index, m in enumerate(spec.load_balancer.machines or [])
+        if str(m.address) == LOOPBACK_SOURCE
+    ]
 
 
 def _sections(spec: ClusterSpec) -> list[_Section]:

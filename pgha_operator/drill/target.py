@@ -7,9 +7,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from psycopg.conninfo import make_conninfo
+
 from pgha_operator.core.errors import OperatorError, PermanentError
 from pgha_operator.core.plan import plan
-from pgha_operator.core.render import SUPERUSER, Secrets
+from pgha_operator.core.render import APP_DATABASE, APP_USER, Secrets
 from pgha_operator.core.spec import Cluster
 from pgha_operator.core.topology import Topology
 from pgha_operator.drill.prober import Prober
@@ -70,10 +72,17 @@ class Target:
         return {n: self._conninfo(topo.address(n), topo.pg_port) for n in topo.postgres}
 
     def _conninfo(self, host: str, port: int) -> str:
-        return (
-            f"host={host} port={port} user={SUPERUSER} "
-            f"password={self.secrets.superuser_password} dbname=postgres "
-            "application_name=pgha-drill"
+        """As the application role (the load balancer refuses the superuser), over TLS
+        verified against the cluster's CA, through HAProxy and on the nodes alike."""
+        return make_conninfo(
+            host=host,
+            port=port,
+            user=APP_USER,
+            password=self.secrets.app_password,
+            dbname=APP_DATABASE,
+            sslmode="verify-full",
+            sslrootcert=self.ctl.state.client_tls().ca,
+            application_name="pgha-drill",
         )
 
     def rest_urls(self) -> dict[str, str]:

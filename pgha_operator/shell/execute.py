@@ -18,6 +18,7 @@ import yaml
 from pgha_operator.core.actions import (
     Action,
     AddEtcdMember,
+    CreateDatabase,
     CreateMachine,
     CreateRole,
     DestroyMachine,
@@ -37,11 +38,18 @@ from pgha_operator.core.actions import (
     WriteFile,
 )
 from pgha_operator.core.errors import OperatorError, PermanentError, TemporaryError
-from pgha_operator.core.render import ADMIN_USER, REST_USER, SUPERUSER, Binaries, Secrets
+from pgha_operator.core.render import (
+    ADMIN_USER,
+    APP_USER,
+    REST_USER,
+    SUPERUSER,
+    Binaries,
+    Secrets,
+)
 from pgha_operator.core.services import ServiceState
 from pgha_operator.core.spec import Cluster
 from pgha_operator.core.topology import Topology
-from pgha_operator.shell.clients import Clients, EtcdApi, PatroniApi
+from pgha_operator.shell.clients import Clients, EtcdApi, PatroniApi, PostgresApi
 from pgha_operator.shell.hosts.base import HostError
 from pgha_operator.shell.providers.base import Provider
 
@@ -113,6 +121,8 @@ def _perform(action: Action, env: Env) -> None:
             svc.reread_definition()
         case CreateRole():
             _create_role(env, action)
+        case CreateDatabase(name=name, owner=owner, host=host, port=port):
+            _superuser(env, host, port).create_database(name, owner)
         case StopService(machine=machine, service=service):
             env.provider.host(machine).service(service).stop()
         case DestroyMachine(machine=machine):
@@ -216,13 +226,27 @@ def _check_ports_free(env: Env, machine: str, service: str) -> None:
 
 
 ADMIN_ROLE_ATTRIBUTES = ("LOGIN", "CREATEDB", "CREATEROLE")
+APP_ROLE_ATTRIBUTES = ("LOGIN",)  # owns its database; nothing cluster-wide
 
 
 def _create_role(env: Env, action: CreateRole) -> None:
-    if action.role != ADMIN_USER or env.secrets is None:
+    if env.secrets is None:
         raise OperatorError(f"no generated password for role {action.role}")
-    db = env.clients.postgres(action.host, action.port, SUPERUSER, env.secrets.superuser_password)
-    db.create_role(action.role, env.secrets.admin_password, ADMIN_ROLE_ATTRIBUTES)
+    generated = {
+        ADMIN_USER: (env.secrets.admin_password, ADMIN_ROLE_ATTRIBUTES),
+        APP_USER: (env.secrets.app_password, APP_ROLE_ATTRIBUTES),
+    }
+    if action.role not in generated:
+        raise OperatorError(f"no generated password for role {action.role}")
+    password, attributes = generated[action.role]
+    _superuser(env, action.host, action.port).create_role(action.role, password, attributes)
+
+
+def _superuser(env: Env, host: str, port: int) -> PostgresApi:
+    """The superuser on one node directly (never through the load balancer, which refuses it)."""
+    if env.secrets is None:
+        raise OperatorError("no generated superuser password")
+    return env.clients.postgres(host, port, SUPERUSER, env.secrets.superuser_password)
 
 
 def _etcd(env: Env) -> EtcdApi:

@@ -15,7 +15,14 @@ from pgha_operator.core.facts.observed import MachineFact, Observed
 from pgha_operator.core.facts.reinit import ReinitRecord
 from pgha_operator.core.facts.types import EtcdFacts, PatroniFacts
 from pgha_operator.core.plan import Desired, content_hash
-from pgha_operator.core.render import ADMIN_USER, REST_USER, SUPERUSER, Secrets
+from pgha_operator.core.render import (
+    ADMIN_USER,
+    APP_DATABASE,
+    APP_USER,
+    REST_USER,
+    SUPERUSER,
+    Secrets,
+)
 from pgha_operator.core.services import ServiceState
 from pgha_operator.shell.clients import Clients, ComponentError
 from pgha_operator.shell.providers.base import Provider
@@ -67,6 +74,7 @@ def observe(
         etcd_facts = etcd.result()
         etcd_data = _etcd_data(desired, provider, up, services, etcd_facts)
         patroni_facts = patroni.result()
+        roles, databases = observe_roles(patroni_facts, secrets, clients)
         return Observed(
             machines=machines,
             files=files,
@@ -74,7 +82,8 @@ def observe(
             etcd=etcd_facts,
             patroni=patroni_facts,
             haproxy={lb: fut.result() for lb, fut in haproxy.items()},
-            roles=observe_roles(patroni_facts, secrets, clients),
+            roles=roles,
+            databases=databases,
             etcd_data=etcd_data,
             down=down,
             start_failures=read_start_failures(provider, patroni_facts, up),
@@ -133,15 +142,18 @@ def _etcd_data(
     }
 
 
-def observe_roles(facts: PatroniFacts, secrets: Secrets, clients: Clients) -> frozenset[str] | None:
-    """The operator's roles that exist on the primary; None when no primary answers."""
+def observe_roles(
+    facts: PatroniFacts, secrets: Secrets, clients: Clients
+) -> tuple[frozenset[str] | None, frozenset[str] | None]:
+    """The operator's roles and databases that exist on the primary (asked as the superuser,
+    on the node directly); None for both when no primary answers."""
     leader = facts.leader
     if leader is None or leader.state != "running":
-        return None
+        return None, None
     db = clients.postgres(
         leader.host, leader.port, SUPERUSER, secrets.superuser_password, timeout=ROLES_TIMEOUT
     )
     try:
-        return db.existing_roles([ADMIN_USER])
+        return db.existing_roles([ADMIN_USER, APP_USER]), db.existing_databases([APP_DATABASE])
     except ComponentError:
-        return None
+        return None, None

@@ -187,6 +187,26 @@ class FakePostgres:
         self._primary()
         return frozenset(names) & frozenset(self.world.patroni.roles)
 
+    def existing_databases(self, names: Sequence[str]) -> frozenset[str]:
+        self._primary()
+        return frozenset(names) & frozenset(self.world.patroni.databases)
+
+    def create_database(self, name: str, owner: str) -> bool:
+        if not self._primary():
+            raise ComponentError(
+                f"postgresql://{self.where}: cannot execute CREATE DATABASE in a read-only "
+                "transaction",
+                url=self.where,
+            )
+        if owner not in self.world.patroni.roles:
+            raise ComponentError(
+                f'postgresql://{self.where}: role "{owner}" does not exist', url=self.where
+            )
+        if name in self.world.patroni.databases:
+            return False
+        self.world.patroni.databases.add(name)
+        return True
+
     def create_role(self, role: str, password: str, attributes: Sequence[str] = ("LOGIN",)) -> bool:
         if not self._primary():
             raise ComponentError(

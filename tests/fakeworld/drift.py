@@ -90,7 +90,7 @@ spec:
   loadBalancer:
     instances: 1
     machines:
-      - {{name: haproxy, address: 127.0.0.1}}
+      - {{name: haproxy, address: 127.0.10.201}}
     ports: {{primary: 5000, replicas: 5001, stats: 7000}}
 """
     loaded, problems = parse_text(text, "fakeworld manifest")

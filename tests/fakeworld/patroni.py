@@ -93,6 +93,7 @@ class PatroniModel:
         self.roles: set[str] = set()
         # Passwords set by ALTER ROLE (role -> password); a role not here takes any login.
         self.passwords: dict[str, str] = {}
+        self.databases: set[str] = set()
 
     # ------------------------------------------------------------------ keys in the fake etcd
 
@@ -278,6 +279,7 @@ class PatroniModel:
             self._set_leader(n.name)
             self.config = copy.deepcopy(n.config.get("bootstrap", {}).get("dcs", {}))
             self.roles = {"postgres", "replicator"}
+            self.databases = {"postgres", "template0", "template1"}
             self.initializing = None
             n.state = "running"
         elif n.state == "creating replica":

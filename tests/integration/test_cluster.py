@@ -126,6 +126,62 @@ def test_wrong_password_is_refused(cluster: Cluster) -> None:
         query(direct, "SELECT 1")
 
 
+def superuser_on(cluster: Cluster, node: str) -> str:
+    res = cli(
+        "dsn", "-f", str(cluster.manifest), "--state-dir", str(cluster.state),
+        "--user", "postgres", "--node", node, check=True,
+    )  # fmt: skip
+    return res.stdout.strip() + " connect_timeout=2"
+
+
+def test_clients_use_tls_verified_against_the_clusters_ca(cluster: Cluster) -> None:
+    for role in ("primary", "replicas"):  # :5000 and :5001
+        conninfo = cluster.dsn(role)
+        assert "user=app" in conninfo and "sslmode=verify-full" in conninfo
+        assert f"sslrootcert={cluster.state}/tls/ca.crt" in conninfo
+        rows = query(conninfo, "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()")
+        assert rows == [(True,)]
+        plain = conninfo.replace("sslmode=verify-full", "sslmode=disable")
+        with pytest.raises(psycopg.OperationalError, match="no pg_hba.conf entry"):
+            query(plain, "SELECT 1")
+
+
+def test_replication_runs_over_tls(cluster: Cluster) -> None:
+    primary = cluster.primary()
+    su = superuser_on(cluster, primary)
+    rows = query(
+        su,
+        "SELECT r.application_name, s.ssl FROM pg_stat_replication r "
+        "LEFT JOIN pg_stat_ssl s ON s.pid = r.pid",
+    )
+    assert len(rows) == 2 and all(ssl is True for _, ssl in rows), rows
+    replica = next(n for n in ("node1", "node2", "node3") if n != primary)
+    (conninfo,) = query(superuser_on(cluster, replica), "SHOW primary_conninfo")[0]
+    assert "sslmode=verify-full" in conninfo and "sslrootcert=" in conninfo, conninfo
+
+
+def test_superuser_is_refused_through_5000_and_works_on_a_node(cluster: Cluster) -> None:
+    primary = cluster.primary()
+    su = superuser_on(cluster, primary)
+    assert query(su, "SELECT current_user") == [("postgres",)]  # the operator's way in
+    address = query(su, "SELECT host(inet_server_addr())")[0][0]
+    through_lb = su.replace(f"host={address} port=5432", "host=127.0.20.201 port=5000")
+    assert "port=5000" in through_lb
+    with pytest.raises(psycopg.OperationalError, match='rejects connection.*user "postgres"'):
+        query(through_lb, "SELECT 1")  # the right password, from HAProxy's address
+
+
+def test_the_app_role_owns_the_app_database(cluster: Cluster) -> None:
+    su = superuser_on(cluster, cluster.primary())
+    rows = query(
+        su,
+        "SELECT r.rolname, r.rolcanlogin, r.rolsuper, pg_get_userbyid(d.datdba) "
+        "FROM pg_roles r, pg_database d WHERE r.rolname = 'app' AND d.datname = 'app'",
+    )
+    assert rows == [("app", True, False, "app")]
+    assert query(cluster.dsn(), "SELECT current_user, current_database()") == [("app", "app")]
+
+
 def test_second_apply_changes_nothing(cluster: Cluster) -> None:
     before = cluster.pids()
     res = cli("apply", "-f", str(cluster.manifest), "--state-dir", str(cluster.state))

@@ -28,7 +28,7 @@ spec:
   postgres: {version: 15, instances: 3, synchronous: "off"}
   loadBalancer:
     instances: 1
-    machines: [{name: haproxy, address: 127.0.0.1}]
+    machines: [{name: haproxy, address: 127.0.10.201}]
     ports: {primary: 5000, replicas: 5001, stats: 7000}
 """
 

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from pgha_operator.core.facts.observed import Observed
 from pgha_operator.core.plan import Desired, Plan
-from pgha_operator.core.render import ADMIN_USER
+from pgha_operator.core.render import ADMIN_USER, APP_DATABASE, APP_USER
 from tests.fakeworld import converged_world
 from tests.fakeworld.drift import Drift, manifest
 from tests.fakeworld.faults import KINDS, Faults
@@ -103,7 +103,8 @@ def assert_truly_converged(world: FakeWorld, desired: Desired) -> None:
     assert world.etcd.quorum()
     assert sorted(world.patroni.member_keys) == sorted(topo.postgres)
     assert world.true_primaries() == [world.patroni.leader]
-    assert ADMIN_USER in world.patroni.roles
+    assert {ADMIN_USER, APP_USER} <= world.patroni.roles
+    assert APP_DATABASE in world.patroni.databases
     assert sorted(world.machines) == sorted(m.name for m in topo.machines)
     assert world.stale_configs() == [], "a running service runs another config than its file"
 

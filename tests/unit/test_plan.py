@@ -244,13 +244,18 @@ def test_plan_is_deterministic_and_repairs_exactly_the_drift(
     assert plan(DESIRED, CONVERGED).actions == ()
 
 
-def test_missing_admin_role_is_created_once_a_primary_answers() -> None:
+def test_missing_roles_and_app_database_are_created_once_a_primary_answers() -> None:
     desired = demo_desired()
-    observed = replace(converged(desired), roles=frozenset())
+    observed = replace(converged(desired), roles=frozenset(), databases=frozenset())
     assert [a.describe for a in plan(desired, observed).actions] == [
-        "create role admin on the primary"
+        "create role admin on the primary",
+        "create role app on the primary",
+        "create database app (owner app) on the primary",
     ]
-    assert plan(desired, replace(observed, roles=frozenset({"admin"}))).actions == ()
+    made = replace(observed, roles=frozenset({"admin", "app"}), databases=frozenset({"app"}))
+    assert plan(desired, made).actions == ()
+    # No answer about databases (None): nothing is assumed missing.
+    assert plan(desired, replace(made, databases=None)).actions == ()
 
 
 def test_changed_patroni_definitions_restart_replicas_before_the_primary() -> None:

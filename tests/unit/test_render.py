@@ -368,15 +368,24 @@ def test_patroni_postgresql_section(ctx: RenderContext) -> None:
         assert pg["data_dir"] == layout.pg_data
         assert pg["bin_dir"] == "/usr/lib/postgresql/15/bin"
         assert pg["pgpass"] == layout.pgpass
+        ca = f"{layout.tls_dir}/postgres/ca.crt"
+        tls = {"sslmode": "verify-full", "sslrootcert": ca}
         assert pg["authentication"] == {
-            "superuser": {"username": SUPERUSER, "password": SECRETS.superuser_password},
+            "superuser": {"username": SUPERUSER, "password": SECRETS.superuser_password, **tls},
             "replication": {
                 "username": REPLICATION_USER,
                 "password": SECRETS.replication_password,
+                **tls,
             },
-            "rewind": {"username": SUPERUSER, "password": SECRETS.superuser_password},
+            "rewind": {"username": SUPERUSER, "password": SECRETS.superuser_password, **tls},
         }
-        assert pg["parameters"] == {"unix_socket_directories": layout.pg_socket_dir}
+        assert pg["parameters"] == {
+            "unix_socket_directories": layout.pg_socket_dir,
+            "ssl": "on",
+            "ssl_cert_file": f"{layout.tls_dir}/postgres/server.crt",
+            "ssl_key_file": f"{layout.tls_dir}/postgres/server.key",
+            "ssl_ca_file": ca,
+        }
         sockets.add(pg["parameters"]["unix_socket_directories"])
     if ctx.cluster.spec.provider.type == "local":  # one host: each node its own directory
         assert len(sockets) == len(topo.postgres)
@@ -450,22 +459,27 @@ def test_pg_hba_rules(ctx: RenderContext) -> None:
         words = line.split()
         assert "trust" not in words and "md5" not in words and "password" not in words, line
         assert words[-1] in ("scram-sha-256", "peer", "reject", "cert"), line
+    balancers = [topo.address(n) for n in topo.loadbalancers]
+    rejects = [f"host all {SUPERUSER},{REPLICATION_USER} {lb}/32 reject" for lb in balancers]
+    assert hba[: len(rejects)] == rejects  # before anything that could let them in
     user_rules = [render.patroni.hba_line(r) for r in ctx.cluster.spec.postgres.hba]
-    assert hba[: len(user_rules)] == user_rules
-    defaults = hba[len(user_rules) :]
+    after_rejects = hba[len(rejects) :]
+    assert after_rejects[: len(user_rules)] == user_rules
+    defaults = after_rejects[len(user_rules) :]
     assert defaults[0] == "local all all scram-sha-256"
     nodes = ["127.0.0.1", *(topo.address(n) for n in topo.postgres)]
     for address in nodes:
-        assert f"host all all {address}/32 scram-sha-256" in defaults
-        assert f"host replication {REPLICATION_USER} {address}/32 scram-sha-256" in defaults
-    for name in topo.loadbalancers:
-        assert f"host all all {topo.address(name)}/32 scram-sha-256" in defaults
+        assert f"hostssl all all {address}/32 scram-sha-256" in defaults
+        assert f"hostssl replication {REPLICATION_USER} {address}/32 scram-sha-256" in defaults
+    for address in balancers:
+        assert f"hostssl all all {address}/32 scram-sha-256" in defaults
+        assert not any(line.startswith("hostssl replication") and address in line for line in hba)
     assert len(defaults) == len(set(defaults))
-    for line in defaults:
-        assert line.startswith("local ") or line.split()[3].endswith("/32"), line
+    for line in defaults[1:]:  # the cluster's network rules: TLS only, one address each
+        assert line.startswith("hostssl ") and line.split()[3].endswith("/32"), line
 
 
-def test_user_hba_rules_come_first_so_reject_works() -> None:
+def test_user_hba_rules_come_after_the_balancer_rejects_and_before_the_rest() -> None:
     cluster = variant(
         REPO / "manifests/demo.yaml",
         postgres__hba=[
@@ -475,12 +489,13 @@ def test_user_hba_rules_come_first_so_reject_works() -> None:
         ],
     )  # fmt: skip
     hba = patroni_doc(make_ctx(cluster), "node1")["postgresql"]["pg_hba"]
-    assert hba[:3] == [
+    assert hba[:4] == [
+        "host all postgres,replicator 127.0.10.201/32 reject",
         "host all all 127.0.10.13/32 reject",
         "local all postgres peer",
         "local all all scram-sha-256",
     ]
-    assert hba.index("host all all 127.0.10.13/32 scram-sha-256") > 0
+    assert hba.index("hostssl all all 127.0.10.13/32 scram-sha-256") > 0
 
 
 # --- HAProxy --------------------------------------------------------------------------------

@@ -14,7 +14,12 @@ from typing import Any
 
 import pytest
 
-from pgha_operator.core.actions import CreateRole, PatchPatroniConfig, StartService
+from pgha_operator.core.actions import (
+    CreateDatabase,
+    CreateRole,
+    PatchPatroniConfig,
+    StartService,
+)
 from pgha_operator.core.desired import PLACEHOLDER_SECRETS
 from pgha_operator.core.facts.observed import MachineFact
 from pgha_operator.core.facts.types import (
@@ -25,7 +30,14 @@ from pgha_operator.core.facts.types import (
     PatroniFacts,
 )
 from pgha_operator.core.plan import plan
-from pgha_operator.core.render import ADMIN_USER, REST_USER, SUPERUSER, Binaries
+from pgha_operator.core.render import (
+    ADMIN_USER,
+    APP_DATABASE,
+    APP_USER,
+    REST_USER,
+    SUPERUSER,
+    Binaries,
+)
 from pgha_operator.shell.clients import (
     Auth,
     Clients,
@@ -94,6 +106,18 @@ class FakePostgres:
         self.world.roles |= {role}
         return True
 
+    def existing_databases(self, names: Sequence[str]) -> frozenset[str]:
+        if self.world.postgres_down:
+            raise ComponentError("connection refused", url=str(self.where))
+        return frozenset(names) & self.world.databases
+
+    def create_database(self, name: str, owner: str) -> bool:
+        self.world.calls.append(("create_database", self.where, name, owner))
+        if self.world.postgres_down:
+            raise ComponentError("connection refused", url=str(self.where))
+        self.world.databases |= {name}
+        return True
+
 
 @dataclass
 class FakeEtcd:
@@ -134,6 +158,7 @@ class FakeClients:
     primary_url: str | None = None
     dead: set[str] = field(default_factory=set)
     roles: frozenset[str] = frozenset()
+    databases: frozenset[str] = frozenset()
     postgres_down: bool = False
     keys: dict[str, str] = field(default_factory=dict)
     observing: bool = True  # False: any observation read fails the test
@@ -218,7 +243,24 @@ def test_plan_gives_create_role_the_primarys_address() -> None:
     leader = observed.patroni.leader
     assert leader is not None
     roles = [a for a in plan(desired, observed).actions if isinstance(a, CreateRole)]
-    assert roles == [CreateRole(ADMIN_USER, leader.host, leader.port)]
+    assert roles == [
+        CreateRole(ADMIN_USER, leader.host, leader.port),
+        CreateRole(APP_USER, leader.host, leader.port),
+    ]
+
+
+def test_plan_creates_the_app_database_after_its_role_on_the_primary() -> None:
+    desired = demo_desired()
+    observed = replace(converged(desired), roles=frozenset(), databases=frozenset())
+    leader = observed.patroni.leader
+    assert leader is not None
+    actions = plan(desired, observed).actions
+    assert actions[-2:] == (
+        CreateRole(APP_USER, leader.host, leader.port),
+        CreateDatabase(APP_DATABASE, APP_USER, leader.host, leader.port),
+    )
+    made = replace(observed, roles=frozenset({ADMIN_USER, APP_USER}), databases=frozenset({"app"}))
+    assert plan(desired, made).actions == ()
 
 
 def test_plan_sends_the_config_patch_to_the_leader() -> None:
@@ -260,6 +302,21 @@ def test_execute_creates_the_role_where_the_action_says() -> None:
     ]
 
 
+def test_execute_creates_the_app_role_and_database_as_the_superuser_on_the_node() -> None:
+    clients = FakeClients(observing=False)
+    actions = [
+        CreateRole(APP_USER, "10.0.0.9", 5433),
+        CreateDatabase(APP_DATABASE, APP_USER, "10.0.0.9", 5433),
+    ]
+    outcome = execute(actions, _env(clients))
+    assert outcome.error is None
+    where = ("10.0.0.9", 5433, SUPERUSER, SECRETS.superuser_password)
+    assert clients.calls == [
+        ("create_role", where, APP_USER, SECRETS.app_password, ("LOGIN",)),
+        ("create_database", where, APP_DATABASE, APP_USER),
+    ]
+
+
 def test_a_component_error_stops_the_run_and_is_reported() -> None:
     clients = FakeClients(observing=False, postgres_down=True)
     later = StartService("node1", "etcd")
@@ -281,11 +338,14 @@ def test_postgres_client_refuses_unknown_attributes_before_connecting() -> None:
 def test_observe_sets_down_and_reads_roles_through_the_clients() -> None:
     desired = demo_desired()
     facts = converged(desired).patroni
-    clients = FakeClients(patroni_facts=facts, roles=frozenset({ADMIN_USER}))
+    clients = FakeClients(
+        patroni_facts=facts, roles=frozenset({ADMIN_USER}), databases=frozenset({APP_DATABASE})
+    )
     provider = NoMachines([m.name for m in desired.topology.machines])
     observed = observe(desired, provider, SECRETS, down=frozenset({"node2"}), clients=clients)
     assert observed.down == frozenset({"node2"})
     assert observed.roles == frozenset({ADMIN_USER})
+    assert observed.databases == frozenset({APP_DATABASE})
     assert observed.patroni == facts
     assert (
         "observe_patroni",
@@ -306,7 +366,8 @@ def test_observe_roles_unknown_without_an_answering_primary(
     facts = facts or converged(desired).patroni
     clients = FakeClients(patroni_facts=facts, postgres_down=postgres_down)
     provider = NoMachines([m.name for m in desired.topology.machines])
-    assert observe(desired, provider, SECRETS, clients=clients).roles is None
+    observed = observe(desired, provider, SECRETS, clients=clients)
+    assert observed.roles is None and observed.databases is None
 
 
 # ---------------------------------------------------------------- the fencer's probes

@@ -70,7 +70,7 @@ def pg_machines(*machines: str, instances: int = 3) -> str:
 
 def lb_machine(name: str, address: str) -> str:
     return edit(
-        "{name: haproxy, address: 127.0.0.1}", "{name: " + name + ", address: " + address + "}"
+        "{name: haproxy, address: 127.0.10.201}", "{name: " + name + ", address: " + address + "}"
     )
 
 
@@ -160,7 +160,9 @@ BAD: list[tuple[str, str, str, list[str], str | None]] = [
     ),
     (
         "type-list",
-        edit("    machines:\n      - {name: haproxy, address: 127.0.0.1}", "    machines: haproxy"),
+        edit(
+            "    machines:\n      - {name: haproxy, address: 127.0.10.201}", "    machines: haproxy"
+        ),
         "spec.loadBalancer.machines",
         ["expected a list", "'haproxy'"],
         "machines: haproxy",
@@ -294,7 +296,7 @@ BAD: list[tuple[str, str, str, list[str], str | None]] = [
     ),
     (
         "duplicate-name-across-roles",
-        lb_machine("etcd2", "127.0.0.1"),
+        lb_machine("etcd2", "127.0.10.201"),
         "spec.loadBalancer.machines.0.name",
         ["'etcd2' is already used by spec.etcd (derived etcd2)"],
         "name: etcd2",
@@ -543,7 +545,7 @@ BAD: list[tuple[str, str, str, list[str], str | None]] = [
         "nspawn-address-outside-network",
         edit("    type: local\n    network: 127.0.10.0/24", "    type: nspawn"),
         "spec.loadBalancer.machines.0.address",
-        ["127.0.0.1 is outside spec.provider.network (10.231.0.0/24)"],
+        ["127.0.10.201 is outside spec.provider.network (10.231.0.0/24)"],
         "name: haproxy",
     ),
     (

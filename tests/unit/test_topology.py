@@ -45,7 +45,7 @@ def test_demo_names_and_addresses() -> None:
     assert topo.etcd == ("etcd1", "etcd2", "etcd3")
     assert addresses(topo, topo.etcd) == ["127.0.10.101", "127.0.10.102", "127.0.10.103"]
     assert topo.loadbalancers == ("haproxy",)
-    assert topo.address("haproxy") == "127.0.0.1"
+    assert topo.address("haproxy") == "127.0.10.201"
     assert len(topo.machines) == 7
     assert topo.machine("node2") == Machine("node2", "127.0.10.12", frozenset({Role.POSTGRES}))
     assert topo.machine("etcd1").has(Role.ETCD)
@@ -73,7 +73,7 @@ def test_unknown_machine_raises_key_error() -> None:
 
 def test_derived_lb_address() -> None:
     text = edit(
-        "    machines:\n      - {name: haproxy, address: 127.0.0.1}   # connect to 127.0.0.1:5000 / :5001 / :7000\n",
+        "    machines:\n      - {name: haproxy, address: 127.0.10.201}\n",
         "",
         "    instances: 1",
         "    instances: 2",
@@ -132,7 +132,7 @@ def test_small_network_reports_the_role_that_does_not_fit() -> None:
     text = edit(
         "network: 127.0.10.0/24",
         "network: 127.0.10.0/25",
-        "    machines:\n      - {name: haproxy, address: 127.0.0.1}   # connect to 127.0.0.1:5000 / :5001 / :7000\n",
+        "    machines:\n      - {name: haproxy, address: 127.0.10.201}\n",
         "",
     )
     (problem,) = parse_text(text, "t.yaml")[1]

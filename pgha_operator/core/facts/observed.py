@@ -32,6 +32,8 @@ class Observed:
     haproxy: Mapping[str, HaproxyFacts] = field(default_factory=dict)  # per LB machine
     # login roles present on the primary; None when no primary answered
     roles: frozenset[str] | None = None
+    # the operator's databases present on the primary; None when no primary answered
+    databases: frozenset[str] | None = None
     # etcd machine -> whether its data dir holds a member (None/absent: not looked at)
     etcd_data: Mapping[str, bool] = field(default_factory=dict)
     # machines a drill marked down (a crash the operator must not repair yet): shell/state/marks.py

@@ -14,6 +14,7 @@ from dataclasses import replace
 
 from pgha_operator.core.actions import (
     Action,
+    CreateDatabase,
     CreateMachine,
     CreateRole,
     ReloadService,
@@ -33,7 +34,7 @@ from pgha_operator.core.plan.patroni import (
     switchover_candidate,
 )
 from pgha_operator.core.plan.reinit import reinitialize_stuck
-from pgha_operator.core.render import ADMIN_USER
+from pgha_operator.core.render import ADMIN_USER, APP_DATABASE, APP_USER
 from pgha_operator.core.render.context import DesiredFile
 from pgha_operator.core.render.tls import CA_FILE
 from pgha_operator.core.services import ServiceState
@@ -264,11 +265,19 @@ def _leaving_voters_down(desired: Desired, observed: Observed) -> list[tuple[str
 
 
 def _roles(observed: Observed) -> list[Action]:
-    """Roles Patroni does not create (Patroni 4 ignores bootstrap.users)."""
+    """Roles Patroni does not create (Patroni 4 ignores bootstrap.users), and the app's
+    database, owned by its role (so the role is made first, in the same cycle)."""
     leader = observed.patroni.leader
-    if observed.roles is None or ADMIN_USER in observed.roles or leader is None:
+    if observed.roles is None or leader is None:
         return []
-    return [CreateRole(ADMIN_USER, leader.host, leader.port)]
+    actions: list[Action] = [
+        CreateRole(role, leader.host, leader.port)
+        for role in (ADMIN_USER, APP_USER)
+        if role not in observed.roles
+    ]
+    if observed.databases is not None and APP_DATABASE not in observed.databases:
+        actions.append(CreateDatabase(APP_DATABASE, APP_USER, leader.host, leader.port))
+    return actions
 
 
 def _decision(actions: list[Action]) -> str:

@@ -11,6 +11,7 @@ from pgha_operator.core.render.context import (
     RenderContext,
     dump_yaml,
 )
+from pgha_operator.core.render.tls import daemon_tls
 from pgha_operator.core.spec import HbaRule, ParameterValue
 
 # PostgreSQL settings every node gets unless the manifest overrides them.
@@ -60,6 +61,24 @@ def dynamic_config(ctx: RenderContext) -> dict[str, Any]:
     }
 
 
+def ssl_parameters(ctx: RenderContext, machine: str) -> dict[str, str]:
+    """TLS with the node's own certificate. Local (patroni.yml), not in the DCS: the paths
+    are the machine's (several local machines share a host, each under its own root)."""
+    paths = daemon_tls(ctx.layout(machine), "patroni")
+    return {
+        "ssl": "on",
+        "ssl_cert_file": paths.cert,
+        "ssl_key_file": paths.key,
+        "ssl_ca_file": paths.ca,
+    }
+
+
+def client_tls(ctx: RenderContext, machine: str) -> dict[str, str]:
+    """What Patroni's own connections (local superuser, replication, pg_rewind) add: TLS,
+    and a server whose certificate the cluster's CA signed for the address dialled."""
+    return {"sslmode": "verify-full", "sslrootcert": daemon_tls(ctx.layout(machine), "patroni").ca}
+
+
 def hba_line(rule: HbaRule) -> str:
     parts = [rule.type, rule.database, rule.user]
     if rule.address is not None:
@@ -69,19 +88,27 @@ def hba_line(rule: HbaRule) -> str:
 
 
 def pg_hba(ctx: RenderContext) -> list[str]:
-    """The whole pg_hba.conf: the manifest's rules first (first match wins, so a `reject`
-    works), then the cluster's own connections. scram-sha-256 everywhere, never trust."""
+    """The whole pg_hba.conf (first match wins). First the load balancers' superuser and
+    replication logins are refused (unless the manifest opts in): clients use the app role,
+    the operator does its superuser work on each node directly. Then the manifest's rules
+    (so a `reject` works), then the cluster's own connections: over TLS only (`hostssl`),
+    scram-sha-256 everywhere, never trust."""
     topo = ctx.topology
-    lines = [hba_line(rule) for rule in ctx.cluster.spec.postgres.hba]
+    balancers = [topo.address(name) for name in topo.loadbalancers]
+    lines: list[str] = []
+    if not ctx.cluster.spec.postgres.superuser_through_load_balancer:
+        # `host` matches with and without TLS. HAProxy connects from its own address
+        # (`source` in haproxy.cfg), so on one host it is not the nodes' 127.0.0.1.
+        lines += [f"host all {SUPERUSER},{REPLICATION_USER} {lb}/32 reject" for lb in balancers]
+    lines += [hba_line(rule) for rule in ctx.cluster.spec.postgres.hba]
     lines.append(f"local all all {AUTH_METHOD}")
     # Outgoing loopback connections come from 127.0.0.1 whatever address a node listens on.
     # Nodes replicate from each other; load balancers only forward clients (no replication).
     nodes = ["127.0.0.1", *(topo.address(name) for name in topo.postgres)]
-    balancers = [topo.address(name) for name in topo.loadbalancers]
     for source in dict.fromkeys(nodes + balancers):
-        lines.append(f"host all all {source}/32 {AUTH_METHOD}")
+        lines.append(f"hostssl all all {source}/32 {AUTH_METHOD}")
         if source in nodes:
-            lines.append(f"host replication {REPLICATION_USER} {source}/32 {AUTH_METHOD}")
+            lines.append(f"hostssl replication {REPLICATION_USER} {source}/32 {AUTH_METHOD}")
     return lines
 
 
@@ -132,18 +159,22 @@ def _postgresql_section(ctx: RenderContext, machine: str, address: str) -> dict[
     layout = ctx.layout(machine)
     secrets = ctx.secrets
     pg = f"{address}:{ctx.topology.pg_port}"
-    superuser = {"username": SUPERUSER, "password": secrets.superuser_password}
+    tls = client_tls(ctx, machine)
+    superuser = {"username": SUPERUSER, "password": secrets.superuser_password, **tls}
     return {
         "listen": pg,
         "connect_address": pg,
         "data_dir": layout.pg_data,
         "bin_dir": ctx.binaries.pg_bin_dir,
         "pgpass": layout.pgpass,
+        # Patroni's local superuser connection goes over TCP to `listen` (an address the
+        # node's certificate names), so verify-full holds there too.
         "authentication": {
             "superuser": dict(superuser),
             "replication": {
                 "username": REPLICATION_USER,
                 "password": secrets.replication_password,
+                **tls,
             },
             "rewind": dict(superuser),
         },
@@ -151,6 +182,7 @@ def _postgresql_section(ctx: RenderContext, machine: str, address: str) -> dict[
             # Each node its own socket directory: nodes sharing a host and a port would
             # otherwise collide on Debian's shared /var/run/postgresql.
             "unix_socket_directories": layout.pg_socket_dir,
+            **ssl_parameters(ctx, machine),
         },
         "pg_hba": pg_hba(ctx),
     }

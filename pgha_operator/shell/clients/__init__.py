@@ -93,6 +93,10 @@ class PostgresApi(Protocol):
 
     def set_password(self, role: str, password: str) -> None: ...
 
+    def existing_databases(self, names: Sequence[str]) -> frozenset[str]: ...
+
+    def create_database(self, name: str, owner: str) -> bool: ...
+
 
 class HaproxyApi(Protocol):
     """One HAProxy's stats page."""
@@ -152,7 +156,14 @@ class RealClients:
             if client is None:
                 for old in self._postgres.values():
                     old.close()  # another server (a new primary) or login: let it go
-                client = _postgres.PostgresClient(host, port, user, password, timeout=key[4])
+                client = _postgres.PostgresClient(
+                    host,
+                    port,
+                    user,
+                    password,
+                    timeout=key[4],
+                    sslrootcert=self.tls.ca if self.tls else None,
+                )
                 self._postgres = {key: client}
         return client
 

@@ -1,4 +1,6 @@
-"""PostgreSQL client: the operator's few SQL reads and writes (its roles). Reads go over one
+"""PostgreSQL client: the operator's few SQL reads and writes (its roles and the app's
+database), as the superuser on a node directly (never through the load balancer), over TLS
+verified against the cluster's CA when given one. Reads go over one
 kept connection (the observation asks every cycle, and a SCRAM login costs ~2.5 ms of CPU);
 writes use one connection per call. The drill's own SQL writer and prober live in
 drill/pgclient.py: they measure."""
@@ -31,10 +33,14 @@ class PostgresClient:
         *,
         dbname: str = "postgres",
         timeout: float = CONNECT_TIMEOUT,
+        sslrootcert: str | None = None,
     ) -> None:
         self.host, self.port, self.user = host, port, user
         self._password = password
         self.dbname = dbname
+        # The CA file: TLS required and the server's certificate must name `host`.
+        # None: libpq's default (a server started without TLS, in the clients' own tests).
+        self.sslrootcert = sslrootcert
         self.timeout = timeout
         self._kept: psycopg.Connection | None = None  # for reads; made on first use
 
@@ -43,8 +49,12 @@ class PostgresClient:
         return f"postgresql://{self.user}@{self.host}:{self.port}/{self.dbname}"
 
     def _connect(self) -> psycopg.Connection:
+        tls: dict[str, str] = {}
+        if self.sslrootcert is not None:
+            tls = {"sslmode": "verify-full", "sslrootcert": self.sslrootcert}
         try:
             return psycopg.connect(
+                **tls,
                 host=self.host,
                 port=self.port,
                 user=self.user,
@@ -89,6 +99,33 @@ class PostgresClient:
             "SELECT rolname FROM pg_roles WHERE rolname = ANY(%s)", (list(names),), "reading roles"
         )
         return frozenset(r[0] for r in rows)
+
+    def existing_databases(self, names: Sequence[str]) -> frozenset[str]:
+        """Which of `names` exist as databases. Raises ComponentError if the server does not
+        answer."""
+        rows = self._read(
+            "SELECT datname FROM pg_database WHERE datname = ANY(%s)",
+            (list(names),),
+            "reading databases",
+        )
+        return frozenset(r[0] for r in rows)
+
+    def create_database(self, name: str, owner: str) -> bool:
+        """CREATE DATABASE owned by `owner` unless it exists; True when it was created."""
+        statement = sql.SQL("CREATE DATABASE {} OWNER {}").format(
+            sql.Identifier(name), sql.Identifier(owner)
+        )
+        with self._connect() as conn:  # autocommit: CREATE DATABASE refuses a transaction
+            try:
+                if conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone():
+                    return False
+                conn.execute(statement)
+            except psycopg.Error as exc:
+                raise ComponentError(
+                    f"PostgreSQL {self.where}: creating database {name}: {_reason(exc)}",
+                    url=self.where,
+                ) from exc
+        return True
 
     def create_role(self, role: str, password: str, attributes: Sequence[str] = ("LOGIN",)) -> bool:
         """CREATE ROLE with a password unless it exists; True when it was created."""
