@@ -34,7 +34,9 @@ def add_commands(command: Any) -> None:
     p = command(
         "run",
         "Keep the cluster converged forever: resync every few seconds and react to manifest "
-        "edits within about a second. Ctrl-C stops the operator, not the cluster.",
+        "edits within about a second. Any number may run for one cluster (on one host or "
+        "several): one leads through a lease in the cluster's etcd, the others stand by and "
+        "take over within seconds. Ctrl-C stops the operator, not the cluster.",
         cmd_run,
     )
     p.add_argument(
@@ -99,7 +101,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     try:
         ctl = controller(args, progress=print_progress)
         print_warnings(ctl.loaded.warnings)
-        ctl.prepare()
+        ctl.prepare(standby=True)  # another operator may lead: this one then stands by
         stop = threading.Event()
 
         def on_signal(signum: int, frame: object) -> None:

@@ -25,6 +25,7 @@ from pgha_operator.core.actions import Action, Switchover
 from pgha_operator.core.desired import build_desired
 from pgha_operator.core.errors import PermanentError
 from pgha_operator.core.facts.observed import Observed
+from pgha_operator.core.leadership import Role
 from pgha_operator.core.plan import Desired, Plan, plan
 from pgha_operator.core.render import Secrets
 from pgha_operator.core.rotation import effective_secrets
@@ -37,6 +38,7 @@ from pgha_operator.shell.clients import Clients, RealClients
 from pgha_operator.shell.cycle import CycleReport, Verdict, fencing_status, now, verdict
 from pgha_operator.shell.execute import Env, Outcome, execute
 from pgha_operator.shell.fencer import Fencer
+from pgha_operator.shell.leadership import Leadership, LeaseHeld
 from pgha_operator.shell.loops import apply_until_converged, run_forever
 from pgha_operator.shell.manifest import ManifestInForce, load_one
 from pgha_operator.shell.observe import observe
@@ -78,6 +80,7 @@ class Controller:
         self.binaries = self.provider.binaries
         self.events: deque[dict[str, str]] = deque(maxlen=20)
         self.fencer: Fencer | None = None  # the fast failover path; only `run` probes
+        self.leadership: Leadership | None = None  # who acts: the flock and the etcd lease
         self.last_cycle: Snapshot | None = None  # what `run --listen` serves
         self.certificates_end: datetime | None = None  # the earliest certificate's end
         self.clock: Callable[[], datetime] = lambda: datetime.now(UTC)
@@ -112,22 +115,58 @@ class Controller:
 
     # --- the operator lock --------------------------------------------------------------------
 
-    def prepare(self) -> None:
-        """Checks before anything starts; takes the operator lock of this cluster."""
+    def prepare(self, standby: bool = False) -> None:
+        """Checks before anything starts; takes the operator lock of this cluster (the flock,
+        and the leader lease once etcd answers). `standby` (run): waits for both instead."""
         self.provider.preflight()
-        self.lock()
+        if standby:
+            self.stand_by()
+        else:
+            self.lock()
+
+    def stand_by(self, who: str = "run") -> Leadership:
+        """`run`: claim nothing yet; the loop takes the flock and the lease when it can."""
+        self.leadership = self._leadership(who)
+        return self.leadership
 
     def lock(self, who: str = "operator") -> None:
+        """For one-shot commands: act only as the cluster's one operator, or refuse. Taken
+        again by the same controller, it keeps its claim (like the flock)."""
+        leadership = self.leadership or self._leadership(who)
         try:
-            self.state.operator_lock.acquire(who)
+            leadership.claim()
         except LockHeld as exc:
             raise PermanentError(
                 f"another operator ({exc.holder}) already manages cluster {self.cluster.name} "
                 f"from {self.state_dir}; stop it first"
             ) from None
+        except LeaseHeld as exc:
+            raise PermanentError(
+                f"another operator ({exc.holder}) leads cluster {self.cluster.name} "
+                f"(its lease in etcd, {exc.key}); stop it first"
+            ) from None
+        self.leadership = leadership
 
     def unlock(self) -> None:
+        if self.leadership is not None:
+            self.leadership.release()
+            self.leadership = None
         self.state.operator_lock.release()
+
+    def _leadership(self, who: str) -> Leadership:
+        return Leadership(
+            self.state, self.cluster.name, lambda: self.topology.etcd_client_urls, self.clients, who
+        )
+
+    @property
+    def role(self) -> Role:
+        """leader or standby, for status and metrics; a controller without a claim (tests,
+        read-only commands) counts as leader: nothing else gates it."""
+        return self.leadership.role if self.leadership is not None else Role.LEADER
+
+    def may_act(self) -> bool:
+        """Right now: this operator holds the lease (or the flock decides, before etcd)."""
+        return self.leadership is None or self.leadership.may_act()
 
     # --- derived values, built once -----------------------------------------------------------
 
@@ -248,6 +287,8 @@ class Controller:
         saved = self.state.load_or_create_secrets() if act else self.state.secrets_or_placeholder()
         secrets, pending = self._secrets_in_force(saved)
         desired, observed = self.observe(secrets=secrets, tls=tls)
+        standby = act and not self._may_act_after(observed)
+        act = act and not standby
         if (
             act
             and pending is not None
@@ -265,6 +306,8 @@ class Controller:
             done = acted.done if acted else ()
             self.state.record_reinits(observed, done, time.time())
         result = acted or verdict(desired, observed, the_plan, None, self.certificate_days())
+        if standby and self.leadership is not None:
+            result = replace(result, decision=f"standby: {self.leadership.decision.reason}")
         if self.fencer:
             self.fencer.update(desired, observed)
         status = build_status(
@@ -284,6 +327,14 @@ class Controller:
             result.retry_after,
         )
 
+    def _may_act_after(self, observed: Observed) -> bool:
+        """Leadership, level-based, every acting cycle: the observation tells whether an
+        etcd quorum can run; the key is read (and campaigned for when free)."""
+        if self.leadership is None:
+            return True
+        self.leadership.saw(observed, self.topology.etcd)
+        return self.leadership.refresh().act
+
     def _act(
         self, the_plan: Plan, desired: Desired, observed: Observed, secrets: Secrets
     ) -> Verdict | None:
@@ -299,7 +350,9 @@ class Controller:
                 checked = verdict(desired, observed, the_plan, None, self.certificate_days())
                 return replace(checked, decision=waiting)
         try:
-            outcome: Outcome = execute(the_plan.actions, self.env(desired, secrets), self.progress)
+            outcome: Outcome = execute(
+                the_plan.actions, self.env(desired, secrets), self.progress, self.may_act
+            )
         finally:
             if switching:
                 self.state.switchover_lock.release()
@@ -316,6 +369,8 @@ class Controller:
             "stateDir": str(self.state_dir),
             "fencing": fencing_status(self.cluster, self.provider.can_fence, self.fencer),
         }
+        if self.leadership is not None:
+            extra["operator"] = self.leadership.status()
         if self.manifest.state_error:
             extra["stateError"] = self.manifest.state_error
         if self.certificates_end is not None:
@@ -328,7 +383,9 @@ class Controller:
 
     def start_fencer(self) -> Fencer:
         """The fast failover path, for `run`: probes the primary between cycles."""
-        self.fencer = Fencer(self.desired(), self.provider, clients=self.clients)
+        self.fencer = Fencer(
+            self.desired(), self.provider, clients=self.clients, lease=self.leadership
+        )
         return self.fencer
 
     def event(self, message: str) -> None:

@@ -75,10 +75,17 @@ class Outcome:
 
 
 def execute(
-    actions: Sequence[Action], env: Env, progress: Callable[[Action], None] | None = None
+    actions: Sequence[Action],
+    env: Env,
+    progress: Callable[[Action], None] | None = None,
+    may_act: Callable[[], bool] | None = None,
 ) -> Outcome:
+    """`may_act`: asked before each action (the operator still holds its leader lease)."""
     outcome = Outcome()
     for action in actions:
+        if may_act is not None and not may_act():
+            outcome.error = f"stopped before {action.describe}: this operator lost the lease"
+            break
         if progress:
             progress(action)
         try:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from concurrent.futures import ThreadPoolExecutor
+from typing import Protocol
 
 import structlog
 
@@ -16,6 +17,7 @@ from pgha_operator.core.errors import OperatorError
 from pgha_operator.core.facts.observed import Observed
 from pgha_operator.core.facts.types import MachineState
 from pgha_operator.core.fence_decision import FenceDecision, FenceView, decide
+from pgha_operator.core.leadership import LeaseGuard
 from pgha_operator.core.plan import Desired
 from pgha_operator.core.plan.patroni import switchover_candidate
 from pgha_operator.shell.clients import Clients, PatroniApi
@@ -28,10 +30,27 @@ PROBE_TIMEOUT = 0.15  # seconds: a healthy Patroni answers GET /primary in a few
 REDECIDE_EVERY = 5  # failed probes between two evaluations of a refused fence
 
 
+class LeaseCheck(Protocol):
+    """The operator's leadership as the fencer needs it (shell/leadership.py)."""
+
+    def may_act(self) -> bool: ...
+
+    def guard(self) -> LeaseGuard | None: ...
+
+
 class Fencer:
-    def __init__(self, desired: Desired, provider: Provider, clients: Clients) -> None:
+    def __init__(
+        self,
+        desired: Desired,
+        provider: Provider,
+        clients: Clients,
+        lease: LeaseCheck | None = None,
+    ) -> None:
+        """`lease`: fence only while it holds, and release the key under its guard (None:
+        an operator without a lease, e.g. a test's)."""
         self.provider = provider
         self.clients = clients
+        self.lease = lease
         self._apis: dict[str, PatroniApi] = {}  # one per node: keeps its connection open
         self.last_fence: float | None = None
         self.last_decision: str | None = None
@@ -68,8 +87,8 @@ class Fencer:
         return frozenset()
 
     def probe(self) -> FenceDecision | None:
-        if self.leader is None:
-            return None
+        if self.leader is None or (self.lease is not None and not self.lease.may_act()):
+            return None  # a standby watches nothing: the leading operator fences
         if self._is_primary(self.leader):
             self.failures, self.last_decision = 0, None
             return None
@@ -119,21 +138,32 @@ class Fencer:
         fencing = capability(self.provider, Fencing)
         if fencing is None:
             return FenceDecision(False, f"provider {self.provider.kind!r} cannot power off")
+        if self.lease is not None and not self.lease.may_act():
+            return FenceDecision(False, "this operator lost its lease: the leading one fences")
         try:
             fencing.power_off(self.leader)  # confirms that no process is left
         except (HostError, OperatorError, OSError) as exc:
             return FenceDecision(False, f"fencing {self.leader} failed, key kept: {exc}")
         self.last_fence = time.monotonic()
         self.fenced = self.leader
+        return FenceDecision(True, f"{decision.reason}; machine powered off, {self.release()}")
+
+    def release(self) -> str:
+        """Delete Patroni's leader key in ONE etcd transaction that also checks that it still
+        names the fenced node and that this operator's own leader key is still the one it
+        created (its lease holds): no other operator can lead meanwhile."""
+        assert self.leader is not None
+        guard = self.lease.guard() if self.lease is not None else None
+        if self.lease is not None and guard is None:
+            return "leader key kept: this operator holds no lease"
         try:
             etcd = self.clients.etcd(self.desired.topology.etcd_client_urls)
-            released = etcd.delete_key_if_value(self.leader_key(), self.leader)
+            released = etcd.delete_key_if_value(self.leader_key(), self.leader, guard)
         except OperatorError as exc:
-            return FenceDecision(
-                True, f"{decision.reason}; fenced, but releasing the key failed: {exc}"
-            )
-        outcome = "leader key released" if released else "leader key already taken over"
-        return FenceDecision(True, f"{decision.reason}; machine powered off, {outcome}")
+            return f"but releasing the key failed: {exc}"
+        if released:
+            return "leader key released"
+        return "leader key not released (taken over, or this operator's lease ended)"
 
     def leader_key(self) -> str:
         spec = self.desired.cluster.spec

@@ -12,16 +12,19 @@ from typing import TYPE_CHECKING
 import structlog
 
 from pgha_operator.core.errors import OperatorError
+from pgha_operator.core.leadership import CAMPAIGN_SECONDS
 from pgha_operator.shell.cycle import CycleReport
 from pgha_operator.shell.status_http import Snapshot
 
 if TYPE_CHECKING:
     from pgha_operator.shell.controller import Controller
+    from pgha_operator.shell.leadership import Leadership
 
 log = structlog.get_logger("pgha-operator")
 
 RESYNC_SECONDS = 2.0  # a converged cluster is re-observed this often
 BUSY_SECONDS = 0.5  # after actions: re-observe soon to take the next step
+STANDBY_LOOK_SECONDS = 2.0  # a standby observes the cluster this often (status only)
 
 
 def next_delay(report: CycleReport, idle: float) -> float:
@@ -63,30 +66,58 @@ def apply_until_converged(
 
 
 def run_forever(ctl: Controller, stop: threading.Event) -> None:
-    """Resync every few seconds, wake at once when a manifest file changes."""
+    """Resync every few seconds, wake at once when a manifest file changes; while another
+    operator leads, stand by (core/leadership.py says who acts)."""
     wake = threading.Event()
+    leadership = ctl.leadership or ctl.stand_by()
     ctl.start_fencer()
     watcher = threading.Thread(target=watch_manifests, args=(ctl.paths, wake, stop), daemon=True)
     watcher.start()
-    last_decision = ""
+    last = [""]
     while not stop.is_set():
         ctl.reload_manifest()
-        try:
-            report = ctl.cycle()
-        except OperatorError as exc:  # e.g. a damaged state file: said plainly, retried
-            log.error("cycle refused", error=str(exc))
+        if not leadership.refresh().act:
+            stand_by(ctl, leadership, stop, last)
+            continue
+        report = one_cycle(ctl, act=True, last=last)
+        if report is None:
             stop.wait(RESYNC_SECONDS)
             continue
-        except Exception as exc:  # the loop must survive anything one cycle throws
-            log.exception("cycle failed", error=str(exc))
-            stop.wait(RESYNC_SECONDS)
-            continue
-        ctl.last_cycle = Snapshot(report.status, time.monotonic())
-        if report.decision != last_decision:
-            log.info("cycle", decision=report.decision, phase=report.phase)
-            last_decision = report.decision
         pause(ctl, next_delay(report, RESYNC_SECONDS), wake, stop)
         wake.clear()
+
+
+def one_cycle(ctl: Controller, act: bool, last: list[str]) -> CycleReport | None:
+    """One cycle, surviving anything it throws (None then); logs a changed decision."""
+    try:
+        report = ctl.cycle(act=act)
+    except OperatorError as exc:  # e.g. a damaged state file: said plainly, retried
+        log.error("cycle refused", error=str(exc))
+        return None
+    except Exception as exc:  # the loop must survive anything one cycle throws
+        log.exception("cycle failed", error=str(exc))
+        return None
+    ctl.last_cycle = Snapshot(report.status, time.monotonic())
+    if report.decision != last[0]:
+        log.info("cycle", decision=report.decision, phase=report.phase)
+        last[0] = report.decision
+    return report
+
+
+def stand_by(
+    ctl: Controller, leadership: Leadership, stop: threading.Event, last: list[str]
+) -> None:
+    """Until this operator may act: look at the lease every CAMPAIGN_SECONDS, and at the
+    cluster (read-only, for status and for whether etcd runs at all) every few seconds."""
+    next_look = 0.0
+    while not stop.is_set():
+        if time.monotonic() >= next_look:
+            ctl.reload_manifest()
+            one_cycle(ctl, act=False, last=last)
+            next_look = time.monotonic() + STANDBY_LOOK_SECONDS
+        if leadership.refresh().act:
+            return
+        stop.wait(CAMPAIGN_SECONDS)
 
 
 def pause(ctl: Controller, delay: float, wake: threading.Event, stop: threading.Event) -> None:

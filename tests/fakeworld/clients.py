@@ -28,7 +28,8 @@ from pgha_operator.core.facts.types import (
     HaproxyServer,
     PatroniFacts,
 )
-from pgha_operator.shell.clients import ComponentError
+from pgha_operator.core.leadership import LeaseGuard
+from pgha_operator.shell.clients import ComponentError, KeyHolder
 from tests.fakeworld.haproxy import stats_csv
 from tests.fakeworld.wire import CallError
 
@@ -95,8 +96,36 @@ class FakeEtcdClient:
     def get(self, key: str) -> str | None:
         return self._call(f"get {key}", lambda u: self.world.etcd.get(u, key))
 
-    def delete_key_if_value(self, key: str, value: str) -> bool:
-        return self._call(f"delete {key}", lambda u: self.world.etcd.delete_if(u, key, value))
+    def delete_key_if_value(self, key: str, value: str, guard: LeaseGuard | None = None) -> bool:
+        return self._call(
+            f"delete {key}", lambda u: self.world.etcd.delete_if(u, key, value, guard)
+        )
+
+
+class FakeEtcdLeaseClient(FakeEtcdClient):
+    """shell.clients.etcd_lease.EtcdLeaseClient's calls (keys need a quorum, as for real)."""
+
+    def _leases(self, what: str, fn: Any) -> Any:
+        def call(url: str) -> Any:
+            self.world.etcd._need_quorum(url)
+            return fn(self.world.etcd.leases)
+
+        return self._call(what, call)
+
+    def holder(self, key: str) -> KeyHolder | None:
+        return self._leases(f"get {key}", lambda m: m.holder(key))
+
+    def grant(self, ttl: int) -> int:
+        return self._leases("lease grant", lambda m: m.grant(ttl))
+
+    def create(self, key: str, value: str, lease: int) -> int | None:
+        return self._leases(f"create {key}", lambda m: m.create(key, value, lease))
+
+    def keepalive(self, lease: int) -> int:
+        return self._leases("lease keepalive", lambda m: m.keepalive(lease))
+
+    def revoke(self, lease: int) -> None:
+        self._leases("lease revoke", lambda m: m.revoke(lease))
 
 
 class FakePatroniClient:
@@ -243,6 +272,9 @@ class FakeClients:
 
     def etcd(self, client_urls: Sequence[str], timeout: float | None = None) -> FakeEtcdClient:
         return FakeEtcdClient(self.world, client_urls)
+
+    def etcd_lease(self, client_urls: Sequence[str], timeout: float) -> FakeEtcdLeaseClient:
+        return FakeEtcdLeaseClient(self.world, client_urls)
 
     def patroni(
         self, api_url: str, auth: tuple[str, str] | None = None, timeout: float | None = None

@@ -19,7 +19,9 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
+from pgha_operator.core.leadership import LeaseGuard
 from pgha_operator.core.services import ServiceState
+from tests.fakeworld.lease import LeaseModel
 from tests.fakeworld.machines import FakeMachine, Proc
 from tests.fakeworld.wire import CallError
 
@@ -53,6 +55,7 @@ class EtcdModel:
         self.world = world
         self.members: list[Member] = []
         self.keys: dict[str, str] = {}
+        self.leases = LeaseModel(self)
         self._next_id = 10_000_000_001
 
     # ------------------------------------------------------------------ truth
@@ -230,9 +233,9 @@ class EtcdModel:
         self._need_quorum(url)
         return self.keys.get(key)
 
-    def delete_if(self, url: str, key: str, value: str) -> bool:
+    def delete_if(self, url: str, key: str, value: str, guard: LeaseGuard | None = None) -> bool:
         self._need_quorum(url)
-        if self.keys.get(key) != value:
+        if self.keys.get(key) != value or not self.leases.guard_holds(guard):
             return False
         del self.keys[key]
         return True

@@ -45,7 +45,9 @@ class World:
             self.on_observe()
         return Observed(down=down)
 
-    def execute(self, actions: tuple[Action, ...], env: Any, progress: Any = None) -> Outcome:
+    def execute(
+        self, actions: tuple[Action, ...], env: Any, progress: Any = None, may_act: Any = None
+    ) -> Outcome:
         self.executed.append(tuple(actions))
         return self.outcome
 

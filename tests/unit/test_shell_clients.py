@@ -142,7 +142,7 @@ class FakeEtcd:
         self.world.calls.append(("etcd_get", key))
         return self.world.keys.get(key)
 
-    def delete_key_if_value(self, key: str, value: str) -> bool:
+    def delete_key_if_value(self, key: str, value: str, guard: object = None) -> bool:
         return self.world.keys.pop(key, None) == value
 
 

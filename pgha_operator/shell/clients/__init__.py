@@ -22,7 +22,9 @@ from pgha_operator.core.facts.types import (
     HaproxyServer,
     PatroniFacts,
 )
+from pgha_operator.core.leadership import LeaseGuard
 from pgha_operator.shell.clients import etcd as _etcd
+from pgha_operator.shell.clients import etcd_lease as _etcd_lease
 from pgha_operator.shell.clients import haproxy as _haproxy
 from pgha_operator.shell.clients import patroni as _patroni
 from pgha_operator.shell.clients import postgres as _postgres
@@ -37,6 +39,8 @@ __all__ = [
     "ClientTls",
     "ComponentError",
     "EtcdApi",
+    "EtcdLeaseApi",
+    "KeyHolder",
     "HaproxyApi",
     "PatroniApi",
     "PostgresApi",
@@ -59,7 +63,26 @@ class EtcdApi(Protocol):
 
     def get(self, key: str) -> str | None: ...
 
-    def delete_key_if_value(self, key: str, value: str) -> bool: ...
+    def delete_key_if_value(
+        self, key: str, value: str, guard: LeaseGuard | None = None
+    ) -> bool: ...
+
+
+KeyHolder = _etcd_lease.KeyHolder
+
+
+class EtcdLeaseApi(Protocol):
+    """The operator's leader lease and key (shell/leadership.py)."""
+
+    def holder(self, key: str) -> KeyHolder | None: ...
+
+    def grant(self, ttl: int) -> int: ...
+
+    def create(self, key: str, value: str, lease: int) -> int | None: ...
+
+    def keepalive(self, lease: int) -> int: ...
+
+    def revoke(self, lease: int) -> None: ...
 
 
 class PatroniApi(Protocol):
@@ -110,6 +133,8 @@ class Clients(Protocol):
 
     def etcd(self, client_urls: Sequence[str], timeout: float | None = None) -> EtcdApi: ...
 
+    def etcd_lease(self, client_urls: Sequence[str], timeout: float) -> EtcdLeaseApi: ...
+
     def patroni(
         self, api_url: str, auth: Auth | None = None, timeout: float | None = None
     ) -> PatroniApi: ...
@@ -141,6 +166,9 @@ class RealClients:
 
     def etcd(self, client_urls: Sequence[str], timeout: float | None = None) -> EtcdApi:
         return _etcd.EtcdClient(client_urls, timeout or _etcd.TIMEOUT)
+
+    def etcd_lease(self, client_urls: Sequence[str], timeout: float) -> EtcdLeaseApi:
+        return _etcd_lease.EtcdLeaseClient(client_urls, timeout)
 
     def patroni(
         self, api_url: str, auth: Auth | None = None, timeout: float | None = None

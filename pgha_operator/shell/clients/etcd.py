@@ -24,6 +24,7 @@ from pgha_operator.core.facts.etcd import (
     parse_status,
 )
 from pgha_operator.core.facts.types import EtcdFacts, EtcdMember
+from pgha_operator.core.leadership import LeaseGuard
 from pgha_operator.shell.clients import transport
 from pgha_operator.shell.clients.errors import ComponentError
 
@@ -155,16 +156,34 @@ class EtcdClient:
     def put(self, key: str, value: str) -> None:
         self._call(f"put {key}", lambda c: c.put(key.encode(), value.encode()))
 
-    def delete_key_if_value(self, key: str, value: str) -> bool:
+    def delete_key_if_value(self, key: str, value: str, guard: LeaseGuard | None = None) -> bool:
         """Delete `key` only if it currently holds `value`, in one transaction.
 
         Used for fencing: delete Patroni's leader key only while it still names the node
-        we fenced, never a leader elected since. True if deleted.
+        we fenced, never a leader elected since, and (with `guard`) only while the
+        operator's own leader key is still the one it created. True if deleted.
         """
         # etcd3gw encodes str as latin-1; pass UTF-8 bytes to keep any name intact.
         k, v = _b64(key.encode()), _b64(value.encode())
+        compare = [{"key": k, "result": "EQUAL", "target": "VALUE", "value": v}]
+        if guard is not None:
+            g = _b64(guard.key.encode())
+            compare += [
+                {
+                    "key": g,
+                    "result": "EQUAL",
+                    "target": "VALUE",
+                    "value": _b64(guard.value.encode()),
+                },
+                {
+                    "key": g,
+                    "result": "EQUAL",
+                    "target": "CREATE",
+                    "create_revision": guard.revision,
+                },
+            ]
         txn = {
-            "compare": [{"key": k, "result": "EQUAL", "target": "VALUE", "value": v}],
+            "compare": compare,
             "success": [{"request_delete_range": {"key": k}}],
             "failure": [],
         }

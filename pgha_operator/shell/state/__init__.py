@@ -7,6 +7,7 @@
     status.json             what the acting operator saw last
     down/<machine>.json     drill marks: do not repair this machine (marks)
     reinit.json             the operator's reinitialisations of replicas (reinit_history)
+    imported.json           made by `state import`: a standby's state dir (transfer)
     operator.lock           held by whoever acts on the cluster (lock)
     switchover.lock         held for the length of a switchover (lock)
     rotation.lock           held for the length of `rotate passwords` (lock)
@@ -40,6 +41,7 @@ from pgha_operator.shell.state import (
     reinit_history,
     rotation_store,
     secrets_store,
+    transfer,
 )
 from pgha_operator.shell.state.errors import StateError
 from pgha_operator.shell.state.lock import (
@@ -84,6 +86,11 @@ class StateDir:
 
     def exists(self) -> bool:
         return self.path.is_dir()
+
+    def may_bootstrap(self) -> bool:
+        """False for a state dir made by `state import` (a standby's): its operator acts
+        only under the leader lease (shell/state/transfer.py)."""
+        return not (self.path / transfer.IMPORTED_MARK).exists()
 
     def holds_cluster(self) -> bool:
         """Whether a cluster was created from here (its passwords must not change)."""
