@@ -19,6 +19,7 @@ from pgha_operator.cli.args import add_manifest_arguments
 from pgha_operator.cli.endpoint import add_token_command
 from pgha_operator.cli.rotate import add_rotate_command
 from pgha_operator.cli.ssh import add_ssh_command
+from pgha_operator.cli.state_cmd import add_state_command
 from pgha_operator.core.errors import OperatorError
 from pgha_operator.core.spec import ManifestError
 from pgha_operator.drill.cli import add_drill_command
@@ -88,4 +89,5 @@ def build_parser() -> argparse.ArgumentParser:
     add_drill_command(sub)
     add_ssh_command(sub)
     add_token_command(sub)
+    add_state_command(sub)
     return parser

@@ -19,8 +19,10 @@ import pytest
 import requests
 
 from pgha_operator.core.facts.types import EtcdMember
+from pgha_operator.core.leadership import LeaseGuard
 from pgha_operator.shell.clients.errors import ComponentError
 from pgha_operator.shell.clients.etcd import EtcdClient, collect_etcd, member_healthy
+from pgha_operator.shell.clients.etcd_lease import EtcdLeaseClient
 from pgha_operator.shell.clients.haproxy import HaproxyClient, collect_haproxy
 from pgha_operator.shell.clients.patroni import PatroniClient, collect_patroni
 from pgha_operator.shell.clients.postgres import PostgresClient
@@ -217,6 +219,53 @@ def test_delete_key_if_value(etcd_lab: EtcdLab) -> None:
     client.put(key, "nodé-ü")  # non-ASCII survives the round trip
     assert client.get(key) == "nodé-ü"
     assert client.delete_key_if_value(key, "nodé-ü") is True
+
+
+def test_leader_lease_create_once_keepalive_revoke(etcd_lab: EtcdLab) -> None:
+    client = EtcdLeaseClient(urls("e1", "e2", "e3"))
+    key = "/pgha-operator/demo/leader"
+    lease = client.grant(5)
+    revision = client.create(key, "op-a", lease)
+    assert revision is not None and revision > 0
+    held = client.holder(key)
+    assert held is not None and (held.value, held.create_revision, held.lease) == (
+        "op-a",
+        revision,
+        lease,
+    )
+    other = client.grant(5)
+    assert client.create(key, "op-b", other) is None  # taken: one leader
+    client.revoke(other)
+    assert 0 < client.keepalive(lease) <= 5
+    client.revoke(lease)
+    assert client.holder(key) is None  # the key went with its lease
+    assert client.keepalive(lease) <= 0  # a revoked lease cannot be kept alive
+
+
+def test_fencer_release_needs_the_operators_own_leader_key(etcd_lab: EtcdLab) -> None:
+    """The release is one transaction: Patroni's key names the fenced node AND the
+    operator's leader key is still the one it created; otherwise nothing is deleted."""
+    client = EtcdLeaseClient(urls("e1", "e2", "e3"))
+    op_key, pg_key = "/pgha-operator/demo/leader", "/service/demo/leader"
+    lease = client.grant(5)
+    revision = client.create(op_key, "op-a", lease)
+    assert revision is not None
+    client.put(pg_key, "pg1")
+    for guard in (
+        LeaseGuard(op_key, "op-b", revision),  # another operator's identity
+        LeaseGuard(op_key, "op-a", revision + 1),  # a key created again since
+        LeaseGuard("/pgha-operator/other/leader", "op-a", revision),  # absent key
+    ):
+        assert client.delete_key_if_value(pg_key, "pg1", guard) is False
+        assert client.get(pg_key) == "pg1"
+    client.revoke(lease)  # the lease ended: the same guard now fails too
+    assert client.delete_key_if_value(pg_key, "pg1", LeaseGuard(op_key, "op-a", revision)) is False
+    lease = client.grant(5)
+    revision = client.create(op_key, "op-a", lease)
+    assert revision is not None
+    assert client.delete_key_if_value(pg_key, "pg1", LeaseGuard(op_key, "op-a", revision)) is True
+    assert client.get(pg_key) is None
+    client.revoke(lease)
 
 
 def test_collect_etcd_healthy(etcd_lab: EtcdLab) -> None:

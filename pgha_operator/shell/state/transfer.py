@@ -88,6 +88,12 @@ def import_state(archive: Path, state: Path) -> str:
     return cluster
 
 
+def archive_cluster(archive: Path) -> str:
+    """The cluster an export archive belongs to (read before choosing the state dir)."""
+    with tarfile.open(archive, mode="r:gz") as tar:
+        return str(_header(tar, archive)["cluster"])
+
+
 def _header(tar: tarfile.TarFile, archive: Path) -> dict[str, Any]:
     try:
         raw = tar.extractfile(HEADER)
