@@ -51,10 +51,10 @@ def cmd_export(args: argparse.Namespace) -> int:
 def cmd_import(args: argparse.Namespace) -> int:
     try:
         cluster = transfer.archive_cluster(args.archive)
+        state = args.state_dir or default_state_dir(cluster)
+        transfer.import_state(args.archive, state)
     except (OSError, tarfile.TarError) as exc:
         raise PermanentError(f"{args.archive}: cannot read the archive: {exc}") from None
-    state = args.state_dir or default_state_dir(cluster)
-    transfer.import_state(args.archive, state)
     print(f"imported cluster {cluster} into {state}")
     print(
         "start `pgha-operator run` here with the same manifest: it stands by and leads only "
