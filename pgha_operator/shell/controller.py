@@ -287,8 +287,9 @@ class Controller:
         saved = self.state.load_or_create_secrets() if act else self.state.secrets_or_placeholder()
         secrets, pending = self._secrets_in_force(saved)
         desired, observed = self.observe(secrets=secrets, tls=tls)
-        standby = act and not self._may_act_after(observed)
-        act = act and not standby
+        if self.leadership is not None:  # whether an etcd quorum can run at all
+            self.leadership.saw(observed, desired.topology.etcd)
+        act = self._may_act_now() if act else False
         if (
             act
             and pending is not None
@@ -306,7 +307,7 @@ class Controller:
             done = acted.done if acted else ()
             self.state.record_reinits(observed, done, time.time())
         result = acted or verdict(desired, observed, the_plan, None, self.certificate_days())
-        if standby and self.leadership is not None:
+        if self.leadership is not None and self.leadership.role is Role.STANDBY:
             result = replace(result, decision=f"standby: {self.leadership.decision.reason}")
         if self.fencer:
             self.fencer.update(desired, observed)
@@ -327,12 +328,11 @@ class Controller:
             result.retry_after,
         )
 
-    def _may_act_after(self, observed: Observed) -> bool:
-        """Leadership, level-based, every acting cycle: the observation tells whether an
-        etcd quorum can run; the key is read (and campaigned for when free)."""
+    def _may_act_now(self) -> bool:
+        """Leadership, level-based, every acting cycle after the observation: the key is
+        read (and campaigned for when free)."""
         if self.leadership is None:
             return True
-        self.leadership.saw(observed, self.topology.etcd)
         return self.leadership.refresh().act
 
     def _act(
