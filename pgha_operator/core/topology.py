@@ -265,21 +265,27 @@ class Layout:
 
 
 def layout(root: str = "/", cluster: str = "pgha") -> Layout:
-    """`root="/"` is a real machine; anything else is a local machine's directory."""
+    """`root="/"` is a real machine; anything else is a local machine's directory.
+
+    On a real machine everything lives in `pgha` directories named after the cluster, never
+    in a package's own paths (Debian's /var/lib/postgresql/15/main, /etc/haproxy,
+    /run/postgresql...): two clusters, and the host's own daemons, never share a file."""
     if root == "/":
+        etc, lib = f"/etc/pgha/{cluster}", f"/var/lib/pgha/{cluster}"
+        run = f"/run/pgha/{cluster}"
         return Layout(
             root="/",
-            patroni_config="/etc/patroni/patroni.yml",
-            pg_data=f"/var/lib/postgresql/15/{cluster}",
-            pg_socket_dir="/var/run/postgresql",
-            pgpass="/var/lib/postgresql/.pgpass-patroni",
-            etcd_config="/etc/etcd/etcd.conf.yml",
-            etcd_data=f"/var/lib/etcd/{cluster}",
-            haproxy_config="/etc/haproxy/haproxy.cfg",
-            haproxy_socket="/run/haproxy/admin.sock",
-            services_dir="/etc/pgha/services",
-            log_dir="/var/log/pgha",
-            tls_dir="/etc/pgha/tls",
+            patroni_config=f"{etc}/patroni.yml",
+            pg_data=f"{lib}/postgresql/data",
+            pg_socket_dir=f"{run}/postgresql",
+            pgpass=f"{lib}/postgresql/pgpass",
+            etcd_config=f"{etc}/etcd.conf.yml",
+            etcd_data=f"{lib}/etcd",
+            haproxy_config=f"{etc}/haproxy.cfg",
+            haproxy_socket=f"{run}/haproxy/admin.sock",
+            services_dir=f"{etc}/services",
+            log_dir=f"/var/log/pgha/{cluster}",
+            tls_dir=f"{etc}/tls",
         )
     r = root.rstrip("/")
     return Layout(

@@ -86,7 +86,7 @@ def observe(
             databases=databases,
             etcd_data=etcd_data,
             down=down,
-            start_failures=read_start_failures(provider, patroni_facts, up),
+            start_failures=read_start_failures(provider, patroni_facts, up, topo.cluster),
             reinits=dict(reinits or {}),
             now=time.time(),
         )

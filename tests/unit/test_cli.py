@@ -49,10 +49,10 @@ def test_plan_of_a_vagrant_cluster_is_the_full_bootstrap(
 
 def test_render_writes_machine_files(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["render", "-f", "manifests/vagrant.yaml", "--out", str(tmp_path)]) == 0
-    patroni = yaml.safe_load((tmp_path / "node1/etc/patroni/patroni.yml").read_text())
+    patroni = yaml.safe_load((tmp_path / "node1/etc/pgha/postgres/patroni.yml").read_text())
     assert patroni["name"] == "node1" and patroni["etcd3"]["hosts"] == ["192.168.50.20:2379"]
-    assert (tmp_path / "haproxynode/etc/haproxy/haproxy.cfg").exists()
-    assert (tmp_path / "etcdnode/etc/systemd/system/pgha-etcd.service").exists()
+    assert (tmp_path / "haproxynode/etc/pgha/postgres/haproxy.cfg").exists()
+    assert (tmp_path / "etcdnode/etc/systemd/system/pgha-postgres-etcd.service").exists()
 
 
 def test_destroy_refuses_without_yes(capsys: pytest.CaptureFixture[str]) -> None:

@@ -100,7 +100,7 @@ def test_a_failed_write_strands_no_written_file_in_the_fake_world() -> None:
     """A fourth node changes every patroni.yml (pg_hba); node1's is written, node2's write
     fails: node1 must still be reloaded."""
     world = converged_demo().copy()
-    failing = "write: write node2:/etc/patroni/patroni.yml"
+    failing = "write: write node2:/etc/pgha/demo/patroni.yml"
     world.faults = Faults(fail_once=[failing])
     converge(world, desired_for("postgres+1"), 30)
     assert world.faults.injected == [failing]

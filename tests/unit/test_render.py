@@ -322,8 +322,8 @@ def test_colocated_etcd_runs_on_postgres_nodes() -> None:
     assert ctx.topology.etcd == ctx.topology.postgres
     files = render_machine(ctx, "node1")
     assert [f.service for f in files if f.service and not f.certificate] == ["etcd", "patroni"]
-    unit = next(f for f in files if f.path.endswith("pgha-patroni.service"))
-    assert "pgha-etcd.service" in parse_unit(unit.content)["Unit"]["After"]
+    unit = next(f for f in files if f.path.endswith("pgha-lab-patroni.service"))
+    assert "pgha-lab-etcd.service" in parse_unit(unit.content)["Unit"]["After"]
 
 
 # --- Patroni --------------------------------------------------------------------------------
@@ -646,9 +646,10 @@ def test_systemd_units(manifest_name: str) -> None:
     for m in ctx.topology.machines:
         defs = {d.name: d for d in service_definitions(ctx, m.name)}
         units = {f.path: f for f in render_machine(ctx, m.name) if f.service is None}
-        assert sorted(units) == sorted(f"/etc/systemd/system/pgha-{n}.service" for n in defs)
+        prefix = f"/etc/systemd/system/pgha-{ctx.cluster.name}-"
+        assert sorted(units) == sorted(f"{prefix}{n}.service" for n in defs)
         for path, f in units.items():
-            name = path.rsplit("pgha-", 1)[1].removesuffix(".service")
+            name = path.removeprefix(prefix).removesuffix(".service")
             d = defs[name]
             unit = parse_unit(f.content)
             svc = unit["Service"]
@@ -698,12 +699,14 @@ def test_systemd_units(manifest_name: str) -> None:
 def test_systemd_runtime_directories_on_real_machines() -> None:
     ctx = make_ctx(load_manifest(REPO / "manifests/vagrant.yaml"))
     units = {f.path: parse_unit(f.content) for f in render_all(ctx) if f.service is None}
-    assert units["/etc/systemd/system/pgha-patroni.service"]["Service"]["RuntimeDirectory"] == (
-        "postgresql"
+    # Under /run/pgha/<cluster>: systemd never removes Debian's /run/postgresql or
+    # /run/haproxy, which the host's own daemons use.
+    patroni, haproxy = (
+        units[f"/etc/systemd/system/pgha-postgres-{name}.service"]["Service"]
+        for name in ("patroni", "haproxy")
     )
-    assert units["/etc/systemd/system/pgha-haproxy.service"]["Service"]["RuntimeDirectory"] == (
-        "haproxy"
-    )
+    assert patroni["RuntimeDirectory"] == "pgha/postgres/postgresql"
+    assert haproxy["RuntimeDirectory"] == "pgha/postgres/haproxy"
     assert runtime_directory("/var/run/postgresql") == "postgresql"
     assert runtime_directory("/tmp/x/run") is None
 
@@ -764,6 +767,6 @@ def test_debian_patroni_source_runs_debian_patroni() -> None:
     (node,) = [m.name for m in ctx.topology.machines if m.name == "node1"]
     (patroni,) = [d for d in service_definitions(ctx, node) if d.name == "patroni"]
     assert patroni.argv[0] == "/usr/bin/patroni"
-    (unit,) = [f for f in render_machine(ctx, node) if f.path.endswith("pgha-patroni.service")]
+    (unit,) = [f for f in render_machine(ctx, node) if f.path.endswith("-patroni.service")]
     assert shlex.split(parse_unit(unit.content)["Service"]["ExecStart"])[0] == "/usr/bin/patroni"
     assert Binaries().for_patroni_source("pypi") == Binaries()

@@ -179,7 +179,7 @@ LogLevel VERBOSE
 
 @pytest.fixture
 def host(server: Server) -> Iterator[SshHost]:
-    h = SshHost(server.target())
+    h = SshHost(server.target(), cluster="demo")
     yield h
     h.close()
 
@@ -270,7 +270,7 @@ def test_remove(host: SshHost, scratch: Path) -> None:
 
 
 def test_sudo_path_runs_as_root_and_writes_root_files(server: Server, scratch: Path) -> None:
-    h = SshHost(server.target(user=TEST_USER))
+    h = SshHost(server.target(user=TEST_USER), cluster="demo")
     try:
         assert h.run(["id", "-u"]).stdout.strip() == "0"  # commands run as root via sudo
         assert h.run(["id", "-un"], user=TEST_USER).stdout.strip() == TEST_USER
@@ -293,14 +293,14 @@ def test_sudo_path_runs_as_root_and_writes_root_files(server: Server, scratch: P
 def test_unknown_host_key_is_refused_and_not_recorded(server: Server, tmp_path: Path) -> None:
     empty = tmp_path / "known_hosts"
     empty.write_text("")
-    h = SshHost(server.target(known_hosts=str(empty)))
+    h = SshHost(server.target(known_hosts=str(empty)), cluster="demo")
     with pytest.raises(HostKeyUnknown, match="never accepted automatically"):
         h.run(["true"])
     assert empty.read_text() == ""
 
 
 def test_missing_known_hosts_file_is_refused(server: Server, tmp_path: Path) -> None:
-    h = SshHost(server.target(known_hosts=str(tmp_path / "nope")))
+    h = SshHost(server.target(known_hosts=str(tmp_path / "nope")), cluster="demo")
     with pytest.raises(HostKeyUnknown, match="does not exist"):
         h.run(["true"])
 
@@ -309,7 +309,7 @@ def test_changed_host_key_is_refused(server: Server, tmp_path: Path) -> None:
     other = _keygen(tmp_path / "other_host_key")
     pinned = tmp_path / "known_hosts"
     pin_host_key(pinned, ADDRESS, other, server.port)
-    h = SshHost(server.target(known_hosts=str(pinned)))
+    h = SshHost(server.target(known_hosts=str(pinned)), cluster="demo")
     started = time.monotonic()
     with pytest.raises(HostKeyChanged, match="HOST KEY CHANGED"):
         h.run(["true"])
@@ -321,7 +321,7 @@ def test_hashed_known_hosts_entries_work(server: Server, tmp_path: Path) -> None
     shutil.copy(server.known_hosts, hashed)
     subprocess.run(["ssh-keygen", "-H", "-f", str(hashed)], check=True, capture_output=True)
     assert ADDRESS not in hashed.read_text()
-    h = SshHost(server.target(known_hosts=str(hashed)))
+    h = SshHost(server.target(known_hosts=str(hashed)), cluster="demo")
     try:
         assert h.run(["echo", "ok"]).stdout == "ok\n"
     finally:
@@ -330,13 +330,13 @@ def test_hashed_known_hosts_entries_work(server: Server, tmp_path: Path) -> None
 
 def test_wrong_client_key_fails_authentication(server: Server, tmp_path: Path) -> None:
     _keygen(tmp_path / "stranger")
-    h = SshHost(server.target(key_file=str(tmp_path / "stranger")))
+    h = SshHost(server.target(key_file=str(tmp_path / "stranger")), cluster="demo")
     with pytest.raises(SshAuthFailed, match="authentication failed"):
         h.run(["true"])
 
 
 def test_unreachable_after_retries(server: Server) -> None:
-    h = SshHost(server.target(port=_free_port(), retries=3, retry_delay=0.05))
+    h = SshHost(server.target(port=_free_port(), retries=3, retry_delay=0.05), cluster="demo")
     with pytest.raises(SshUnreachable, match="after 3 attempts") as err:
         h.run(["true"])
     assert "Connection refused" in str(err.value)

@@ -80,9 +80,9 @@ def test_changed_unit_is_reloaded_into_systemd_before_restart() -> None:
             "systemctl is-active": (0, "active\n"),
         }
     )
-    SystemdService(host, "patroni").restart()
+    SystemdService(host, "patroni", "demo").restart()
     assert host.calls.index("systemctl daemon-reload") < host.calls.index(
-        "systemctl restart pgha-patroni.service"
+        "systemctl restart pgha-demo-patroni.service"
     )
 
 
@@ -96,8 +96,8 @@ def test_start_enables_and_reports_the_journal_when_the_unit_dies() -> None:
         }
     )
     with pytest.raises(HostError, match="bad config"):
-        SystemdService(host, "etcd").start()
-    assert "systemctl enable pgha-etcd.service" in host.calls
+        SystemdService(host, "etcd", "demo").start()
+    assert "systemctl enable pgha-demo-etcd.service" in host.calls
     assert "systemctl daemon-reload" not in host.calls
 
 
@@ -109,17 +109,24 @@ def test_reload_of_a_unit_that_cannot_reload_restarts_it() -> None:
             "systemctl is-active": (0, "active\n"),
         }
     )
-    SystemdService(host, "etcd").reload()
-    assert "systemctl restart pgha-etcd.service" in host.calls
+    SystemdService(host, "etcd", "demo").reload()
+    assert "systemctl restart pgha-demo-etcd.service" in host.calls
     assert not any(c.startswith("systemctl reload") for c in host.calls)
 
 
-def test_installed_services_are_the_pgha_units_on_the_machine() -> None:
-    text = "pgha-etcd.service enabled enabled\npgha-patroni.service disabled enabled\n"
-    assert parse_unit_files(text) == ["etcd", "patroni"]
-    assert parse_unit_files("ssh.service enabled enabled\n\n") == []
-    host = Script({"systemctl list-unit-files": (0, "pgha-haproxy.service enabled enabled\n")})
-    assert installed_services(host) == ["haproxy"]
-    assert host.calls == ["systemctl list-unit-files --no-legend --plain pgha-*.service"]
+def test_installed_services_are_the_clusters_pgha_units_on_the_machine() -> None:
+    text = (
+        "pgha-demo-etcd.service enabled enabled\n"
+        "pgha-demo-patroni.service disabled enabled\n"
+        # another cluster whose name starts like ours, and one of another name
+        "pgha-demo-b-etcd.service enabled enabled\n"
+        "pgha-other-haproxy.service enabled enabled\n"
+    )
+    assert parse_unit_files(text, "demo") == ["etcd", "patroni"]
+    assert parse_unit_files(text, "demo-b") == ["etcd"]
+    assert parse_unit_files("ssh.service enabled enabled\n\n", "demo") == []
+    host = Script({"systemctl list-unit-files": (0, "pgha-demo-haproxy.service enabled enabled\n")})
+    assert installed_services(host, "demo") == ["haproxy"]
+    assert host.calls == ["systemctl list-unit-files --no-legend --plain pgha-demo-*"]
     # No unit matches: systemctl exits 1 without a word.
-    assert installed_services(Script({"systemctl list-unit-files": (1, "")})) == []
+    assert installed_services(Script({"systemctl list-unit-files": (1, "")}), "demo") == []

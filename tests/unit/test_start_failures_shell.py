@@ -55,19 +55,19 @@ FACTS = PatroniFacts(
 
 
 def test_local_machines_tail_the_supervisor_log_and_systemd_the_journal() -> None:
-    assert log_tail_command(FakeProvider("local"), "node2") == [  # type: ignore[arg-type]
+    assert log_tail_command(FakeProvider("local"), "node2", "demo") == [  # type: ignore[arg-type]
         "tail", "-n", "500", "/srv/pgha/demo/machines/node2/var/log/pgha/patroni.log",
     ]  # fmt: skip
-    assert log_tail_command(FakeProvider("systemd"), "node2")[:3] == [  # type: ignore[arg-type]
-        "journalctl", "-u", "pgha-patroni.service",
+    assert log_tail_command(FakeProvider("systemd"), "node2", "demo")[:3] == [  # type: ignore[arg-type]
+        "journalctl", "-u", "pgha-demo-patroni.service",
     ]  # fmt: skip
 
 
 def test_only_stuck_members_on_machines_that_are_up_are_read() -> None:
     provider = FakeProvider("local", unreachable=frozenset({"node4"}))
-    found = read_start_failures(provider, FACTS, {"node1", "node2", "node3", "node4"})  # type: ignore[arg-type]
+    found = read_start_failures(provider, FACTS, {"node1", "node2", "node3", "node4"}, "demo")  # type: ignore[arg-type]
     assert {n: f.cause for n, f in found.items()} == {"node2": Cause.DIVERGED_TIMELINE}
     assert [name for name, _ in provider.calls] == ["node2", "node4"]
     quiet = FakeProvider("local")
-    assert read_start_failures(quiet, FACTS, {"node1", "node3"}) == {}  # type: ignore[arg-type]
+    assert read_start_failures(quiet, FACTS, {"node1", "node3"}, "demo") == {}  # type: ignore[arg-type]
     assert quiet.calls == []

@@ -143,10 +143,23 @@ def test_small_network_reports_the_role_that_does_not_fit() -> None:
 def test_layout_real_machine() -> None:
     real = layout("/", "demo")
     assert isinstance(real, Layout)
-    assert real.patroni_config == "/etc/patroni/patroni.yml"
-    assert real.pg_data == "/var/lib/postgresql/15/demo"
-    assert real.etcd_data == "/var/lib/etcd/demo"
-    assert real.relative(real.haproxy_config) == "etc/haproxy/haproxy.cfg"
+    assert real.patroni_config == "/etc/pgha/demo/patroni.yml"
+    assert real.pg_data == "/var/lib/pgha/demo/postgresql/data"
+    assert real.etcd_data == "/var/lib/pgha/demo/etcd"
+    assert real.relative(real.haproxy_config) == "etc/pgha/demo/haproxy.cfg"
+
+
+def test_real_machine_layouts_never_meet_debian_or_another_cluster() -> None:
+    """Nothing in a package's own paths (Debian's cluster `main` lives in
+    /var/lib/postgresql/15/main, its sockets in /run/postgresql and /run/haproxy), and
+    nothing shared by two clusters, even one named `main`."""
+    main, other = layout("/", "main"), layout("/", "other")
+    debian = ("/var/lib/postgresql", "/etc/postgresql", "/run/postgresql", "/var/run/postgresql",
+              "/etc/haproxy", "/run/haproxy", "/etc/etcd", "/var/lib/etcd", "/etc/patroni")  # fmt: skip
+    paths = [p for p in vars(main).values() if p != "/"]
+    assert all(not p.startswith(debian) for p in paths), paths
+    assert all("/pgha/main" in p for p in paths), paths
+    assert not set(paths) & set(vars(other).values())
 
 
 def test_layout_local_machine_directory() -> None:

@@ -27,8 +27,13 @@ ETCD_STOP_TIMEOUT = 30.0
 HAPROXY_STOP_TIMEOUT = 30.0
 
 
-def unit_name(service: str) -> str:
-    return f"pgha-{service}.service"
+def unit_prefix(cluster: str) -> str:
+    """The start of every unit of one cluster: two clusters on a host never share a unit."""
+    return f"pgha-{cluster}-"
+
+
+def unit_name(cluster: str, service: str) -> str:
+    return f"{unit_prefix(cluster)}{service}.service"
 
 
 def etcd_definition(ctx: RenderContext, machine: str) -> ServiceDefinition:
@@ -137,7 +142,7 @@ def systemd_unit(ctx: RenderContext, machine: str, d: ServiceDefinition) -> str:
     m = ctx.topology.machine(machine)
     after = ["network-online.target"]
     if d.name == "patroni" and m.has(Role.ETCD):
-        after.append(unit_name("etcd"))
+        after.append(unit_name(ctx.topology.cluster, "etcd"))
     return render_template(
         f"{d.name}.service.j2",
         cluster=ctx.topology.cluster,
@@ -176,7 +181,7 @@ def service_files(ctx: RenderContext, machine: str) -> tuple[DesiredFile, ...]:
         return tuple(
             DesiredFile(
                 machine=machine,
-                path=f"{SYSTEMD_UNIT_DIR}/{unit_name(d.name)}",
+                path=f"{SYSTEMD_UNIT_DIR}/{unit_name(ctx.topology.cluster, d.name)}",
                 content=systemd_unit(ctx, machine, d),
                 mode=SERVICE_FILE_MODE,
                 owner=None,

@@ -46,8 +46,9 @@ def _tail(text: str, lines: int = _TAIL_LINES) -> str:
 class SshHost:
     """One machine reached over SSH. Paths are absolute paths on that machine."""
 
-    def __init__(self, target: SshTarget) -> None:
+    def __init__(self, target: SshTarget, cluster: str) -> None:
         self.target = target
+        self.cluster = cluster  # whose services this host manages (its units are named so)
         self.name = target.name
         self._client: paramiko.SSHClient | None = None
         self._sftp: paramiko.SFTPClient | None = None
@@ -335,10 +336,10 @@ class SshHost:
     # ---- services
 
     def service(self, name: str) -> SystemdService:
-        return SystemdService(self, name)
+        return SystemdService(self, name, self.cluster)
 
     def installed_services(self) -> list[str]:
-        return installed_services(self)
+        return installed_services(self, self.cluster)
 
 
 class _ChannelOpenFailed(Exception):

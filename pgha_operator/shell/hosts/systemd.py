@@ -1,7 +1,7 @@
 """A Service run by systemd on a machine, driven through `systemctl` over the machine's Host.
 
 The unit file itself is one of the operator's rendered files (render/services.py writes
-/etc/systemd/system/pgha-<service>.service); its hash is observed like any config, so a
+/etc/systemd/system/pgha-<cluster>-<service>.service); its hash is observed like any config, so a
 hand-edited or outdated unit is drift that the plan rewrites. systemd only sees a changed
 unit after `daemon-reload`: every start, reload and restart checks NeedDaemonReload first.
 """
@@ -12,7 +12,7 @@ import time
 from collections.abc import Sequence
 from typing import Protocol
 
-from pgha_operator.core.render.services import unit_name
+from pgha_operator.core.render.services import unit_name, unit_prefix
 from pgha_operator.core.services import ServiceState
 from pgha_operator.shell.hosts.base import CommandResult, HostError
 
@@ -23,7 +23,7 @@ _FAILED = {"failed"}
 START_TIMEOUT = 180.0  # Patroni's TimeoutStopSec is 120 s: a restart may wait that long
 START_GRACE = 0.3  # a Type=simple daemon that dies at once is seen failing within this
 JOURNAL_LINES = 20
-UNIT_PREFIX = unit_name("")[: -len(".service")]  # "pgha-"
+SERVICES = ("etcd", "patroni", "haproxy")  # the daemons the operator runs
 
 
 class Runner(Protocol):
@@ -59,36 +59,40 @@ def parse_show(text: str) -> dict[str, str]:
     return props
 
 
-def parse_unit_files(text: str) -> list[str]:
-    """`systemctl list-unit-files --no-legend --plain pgha-*.service` -> the operator's service
-    names ("pgha-etcd.service enabled enabled" -> "etcd")."""
+def parse_unit_files(text: str, cluster: str) -> list[str]:
+    """`systemctl list-unit-files --no-legend --plain pgha-<cluster>-*.service` -> the
+    cluster's service names ("pgha-demo-etcd.service enabled enabled" -> "etcd"). Only our
+    daemons count: cluster `a` must not take `pgha-a-b-etcd.service` (cluster `a-b`) as its
+    own."""
+    prefix = unit_prefix(cluster)
     names = []
     for line in text.splitlines():
         unit = line.split(maxsplit=1)[0] if line.strip() else ""
-        if unit.startswith(UNIT_PREFIX) and unit.endswith(".service"):
-            names.append(unit[len(UNIT_PREFIX) : -len(".service")])
+        service = unit.removeprefix(prefix).removesuffix(".service")
+        if unit == unit_name(cluster, service) and service in SERVICES:
+            names.append(service)
     return sorted(names)
 
 
-def installed_services(host: Runner) -> list[str]:
-    """Services the operator installed on a systemd machine: its pgha-* units."""
+def installed_services(host: Runner, cluster: str) -> list[str]:
+    """Services the operator installed for `cluster` on a systemd machine: its units."""
     res = host.run(
-        ["systemctl", "list-unit-files", "--no-legend", "--plain", f"{UNIT_PREFIX}*.service"],
+        ["systemctl", "list-unit-files", "--no-legend", "--plain", f"{unit_prefix(cluster)}*"],
         check=False,
     )
     # Exit code 1 and no output at all: no unit matches.
     if not res.ok and res.stderr.strip():
         raise HostError(f"{host.name}: systemctl list-unit-files failed: {res.stderr.strip()}")
-    return parse_unit_files(res.stdout)
+    return parse_unit_files(res.stdout, cluster)
 
 
 class SystemdService:
-    def __init__(self, host: Runner, name: str) -> None:
+    def __init__(self, host: Runner, name: str, cluster: str) -> None:
         if not name or "/" in name or name.startswith(".") or " " in name:
             raise ValueError(f"bad service name: {name!r}")
         self.host = host
         self.name = name
-        self.unit = unit_name(name)
+        self.unit = unit_name(cluster, name)
 
     def __repr__(self) -> str:
         return f"SystemdService({self.host.name!r}, {self.unit!r})"

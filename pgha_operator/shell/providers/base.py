@@ -22,6 +22,7 @@ from pgha_operator.core.errors import PermanentError
 from pgha_operator.core.facts.observed import MachineFact
 from pgha_operator.core.facts.types import MachineState
 from pgha_operator.core.render import Binaries
+from pgha_operator.core.render.services import unit_name
 from pgha_operator.core.spec import Cluster
 from pgha_operator.core.topology import Layout, Machine, Topology
 from pgha_operator.shell.hosts.base import Host, HostError
@@ -156,11 +157,13 @@ def broken_machine(name: str, error: BrokenMachineFile) -> MachineFact:
     return MachineFact(name, False, None, error=str(error))
 
 
-def booted_machine_state(host: Host) -> MachineState:
+def booted_machine_state(host: Host, cluster: str) -> MachineState:
     """A booted systemd machine: PATRONI_DOWN when its Patroni unit is down, else RUNNING
     (one that does not answer may be cut off from the network, which is not dead)."""
     try:
-        res = host.run(["systemctl", "is-active", "pgha-patroni"], check=False, timeout=5)
+        res = host.run(
+            ["systemctl", "is-active", unit_name(cluster, "patroni")], check=False, timeout=5
+        )
     except HostError:
         return MachineState.RUNNING
     if res.stdout.strip() in ("inactive", "failed"):

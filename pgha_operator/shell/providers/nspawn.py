@@ -253,7 +253,8 @@ class NspawnProvider(ProviderBase, Fencing, MachineStates, Freezing, Isolation):
                 connect_timeout=5.0,
                 retries=3,
                 retry_delay=0.5,
-            )
+            ),
+            cluster=self.cluster.name,
         )
         self._hosts[name] = h
         return h
@@ -301,7 +302,7 @@ class NspawnProvider(ProviderBase, Fencing, MachineStates, Freezing, Isolation):
             return MachineState.DEAD
         if proc.frozen(init):
             return MachineState.FROZEN
-        return booted_machine_state(self.host(name))
+        return booted_machine_state(self.host(name), self.cluster.name)
 
     def freeze(self, name: str) -> None:
         """SIGSTOP every process of the machine (a hung VM) until thaw(): for drills."""

@@ -315,7 +315,8 @@ class VagrantProvider(ProviderBase, Fencing, MachineStates):
                     user=config.user,  # "vagrant", with passwordless sudo on the boxes
                     key_file=config.identity_file,
                     known_hosts=str(self.known_hosts),
-                )
+                ),
+                cluster=self.cluster.name,
             )
         return self._hosts[name]
 
@@ -331,7 +332,7 @@ class VagrantProvider(ProviderBase, Fencing, MachineStates):
             return MachineState.FROZEN
         if vm != "running":
             return MachineState.UNKNOWN
-        return booted_machine_state(self.host(name))
+        return booted_machine_state(self.host(name), self.cluster.name)
 
     def power_off(self, name: str) -> None:
         self._drop(name)
