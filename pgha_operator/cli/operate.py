@@ -131,6 +131,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def print_left(machine: str, notes: list[str]) -> None:
+    for note in notes:
+        print(f"left on {machine}: {note}")
+
+
 def cmd_destroy(args: argparse.Namespace) -> int:
     if not args.yes:
         print(
@@ -143,7 +148,7 @@ def cmd_destroy(args: argparse.Namespace) -> int:
     ctl = controller(args, fall_back_to_last_applied=True)
     ctl.lock("destroy")
     try:
-        removed = ctl.destroy()
+        removed = ctl.destroy(on_left=print_left)
     finally:
         ctl.unlock()
     for name in removed:

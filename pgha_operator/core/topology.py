@@ -264,6 +264,12 @@ class Layout:
         return path.removeprefix(self.root).lstrip("/")
 
 
+def host_dirs(cluster: str) -> tuple[str, ...]:
+    """The directories of one cluster on a real machine: all of its files are under them."""
+    return (f"/etc/pgha/{cluster}", f"/var/lib/pgha/{cluster}", f"/run/pgha/{cluster}",
+            f"/var/log/pgha/{cluster}")  # fmt: skip
+
+
 def layout(root: str = "/", cluster: str = "pgha") -> Layout:
     """`root="/"` is a real machine; anything else is a local machine's directory.
 
@@ -271,8 +277,7 @@ def layout(root: str = "/", cluster: str = "pgha") -> Layout:
     in a package's own paths (Debian's /var/lib/postgresql/15/main, /etc/haproxy,
     /run/postgresql...): two clusters, and the host's own daemons, never share a file."""
     if root == "/":
-        etc, lib = f"/etc/pgha/{cluster}", f"/var/lib/pgha/{cluster}"
-        run = f"/run/pgha/{cluster}"
+        etc, lib, run, log = host_dirs(cluster)
         return Layout(
             root="/",
             patroni_config=f"{etc}/patroni.yml",
@@ -284,7 +289,7 @@ def layout(root: str = "/", cluster: str = "pgha") -> Layout:
             haproxy_config=f"{etc}/haproxy.cfg",
             haproxy_socket=f"{run}/haproxy/admin.sock",
             services_dir=f"{etc}/services",
-            log_dir=f"/var/log/pgha/{cluster}",
+            log_dir=log,
             tls_dir=f"{etc}/tls",
         )
     r = root.rstrip("/")

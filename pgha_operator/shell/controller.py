@@ -391,10 +391,10 @@ class Controller:
     def event(self, message: str) -> None:
         self.events.append({"time": now(), "message": message})
 
-    def destroy(self) -> list[str]:
+    def destroy(self, on_left: Callable[[str, list[str]], None] | None = None) -> list[str]:
         """Stop every service on its machine (load balancers first, etcd last), remove the
         machines (waiting until they are gone), then the state dir: shell/teardown.py."""
-        removed = teardown.teardown(self.provider)
+        removed = teardown.teardown(self.provider, on_left)
         self.unlock()
         teardown.remove_state_dir(self.state_dir)
         return removed

@@ -7,6 +7,7 @@ the provider reports none left.
 from __future__ import annotations
 
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import structlog
@@ -61,15 +62,21 @@ def stop_services(provider: Provider, machines: list[str]) -> list[tuple[str, st
     return stopped
 
 
-def teardown(provider: Provider) -> list[str]:
+def teardown(
+    provider: Provider, on_left: Callable[[str, list[str]], None] | None = None
+) -> list[str]:
     """Stop the services of the running machines, remove every machine; returns their names.
-    Raises OperatorError when the provider still lists a machine afterwards."""
+    `on_left(machine, notes)` hears what a provider left on a machine it does not own (ssh:
+    packages, the host's own services). Raises OperatorError when the provider still lists a
+    machine afterwards."""
     facts = provider.machines()
     stop_services(provider, [f.name for f in facts if f.exists])
     removed = []
     for fact in facts:
-        provider.destroy(fact.name)  # returns once the machine's processes are gone
+        left = provider.destroy(fact.name)  # returns once the machine's processes are gone
         removed.append(fact.name)
+        if left and on_left is not None:
+            on_left(fact.name, left)
     left = sorted(f.name for f in provider.machines())
     if left:
         raise OperatorError(f"machines still there after destroy: {', '.join(left)}")

@@ -32,19 +32,27 @@ PATRONI_PACKAGES: dict[PatroniSource, tuple[str, ...]] = {
     "pypi": ("python3-venv",),
     "debian": DEBIAN_PATRONI_PACKAGES,
 }
-# Debian's own units for the daemons the operator runs under pgha-*.service units.
-DEBIAN_UNITS: dict[Role, tuple[str, ...]] = {
-    Role.ETCD: ("etcd.service",),
-    Role.POSTGRES: ("postgresql.service",),
-    Role.LOADBALANCER: ("haproxy.service",),
-}
 # Debian's patroni package enables its own patroni.service (it starts once
-# /etc/patroni/config.yml exists); the operator runs Patroni as pgha-patroni.service.
+# /etc/patroni/config.yml exists); the operator runs Patroni under its own unit.
 DEBIAN_PATRONI_UNITS = ("patroni.service",)
+# The units a package brings that would start a daemon of its own when installed: held
+# (masked for the length of the install, --runtime) and then disabled, but only for packages
+# the operator itself installs. A unit of a package that was already there is the host's:
+# never stopped, masked or disabled.
+PACKAGE_UNITS: dict[str, tuple[str, ...]] = {
+    "etcd-server": ("etcd.service",),
+    "haproxy": ("haproxy.service",),
+    "postgresql-15": ("postgresql@15-main.service",),
+    "patroni": DEBIAN_PATRONI_UNITS,
+}
 APT_TIMEOUT = 900.0
 PIP_TIMEOUT = 900.0
-# Makes invoke-rc.d refuse to start services while apt installs them (Debian's policy-rc.d).
+# invoke-rc.d and deb-systemd-invoke ask it whether a package may start or restart a daemon
+# (exit 101: no). One the host already has is left exactly as it is; otherwise the operator
+# puts its own there for the length of the install (so a dependency upgraded on the way does
+# not restart a daemon of the host either) and removes it after, if it is still its own.
 POLICY_RC_D = "/usr/sbin/policy-rc.d"
+POLICY_MARK = "# pgha-operator: no daemon starts or restarts while it installs packages"
 MAIN_CLUSTER = "/etc/postgresql/15/main"
 
 
@@ -65,12 +73,30 @@ def packages_for(roles: Iterable[Role], patroni_source: PatroniSource = "pypi") 
     return tuple(wanted)
 
 
-def units_to_mask(roles: Iterable[Role], patroni_source: PatroniSource = "pypi") -> list[str]:
-    roles = sorted(roles)
-    units = [u for role in roles for u in DEBIAN_UNITS[role]]
-    if Role.POSTGRES in roles and patroni_source == "debian":
-        units += DEBIAN_PATRONI_UNITS
-    return units
+def package_units(packages: Iterable[str]) -> list[str]:
+    """The Debian units of `packages` that would start a daemon of their own."""
+    return [u for p in packages for u in PACKAGE_UNITS.get(p, ())]
+
+
+def install_script(packages: Iterable[str], hold: Iterable[str], policy: str = POLICY_RC_D) -> str:
+    """The shell script that installs `packages` with no daemon started: the units in `hold`
+    masked --runtime until it ends (whatever happens), and a policy-rc.d of its own only
+    where the host has none (removed after, if it is still its own)."""
+    return f"""set -e
+P={shlex.quote(policy)}; M={shlex.quote(POLICY_MARK)}; H={shlex.quote(" ".join(hold))}; ours=
+cleanup() {{
+  if [ -n "$H" ]; then systemctl unmask --runtime --quiet $H || true; fi
+  if [ -n "$ours" ] && grep -qxF "$M" "$P"; then rm -f "$P"; fi
+}}
+trap cleanup EXIT
+if [ ! -e "$P" ] && [ ! -L "$P" ]; then
+  printf '#!/bin/sh\\n%s\\nexit 101\\n' "$M" > "$P"; chmod 755 "$P"; ours=1
+fi
+if [ -n "$H" ]; then systemctl mask --runtime --quiet $H; fi
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -q
+apt-get install -y -q --no-install-recommends -o Dpkg::Options::=--force-confold {shlex.join(packages)}
+"""
 
 
 def missing_packages(host: Host, packages: Iterable[str]) -> list[str]:
@@ -95,13 +121,7 @@ def ensure_packages(host: Host, packages: Iterable[str]) -> list[str]:
     # Debian makes (and would start) a cluster 15/main on install; Patroni owns PostgreSQL
     # here, so a main cluster that this very install created is dropped again.
     had_main = host.run(["test", "-e", MAIN_CLUSTER], check=False).ok
-    script = (
-        f"set -e; printf '#!/bin/sh\\nexit 101\\n' > {POLICY_RC_D}; chmod 755 {POLICY_RC_D}; "
-        f"trap 'rm -f {POLICY_RC_D}' EXIT; "
-        "export DEBIAN_FRONTEND=noninteractive; apt-get update -q; "
-        "apt-get install -y -q --no-install-recommends -o Dpkg::Options::=--force-confold "
-        + shlex.join(missing)
-    )
+    script = install_script(missing, package_units(missing))
     host.run(["sh", "-c", script], timeout=APT_TIMEOUT)
     drop_main = "postgresql-15" in missing and not had_main
     if drop_main and host.run(["test", "-e", MAIN_CLUSTER], check=False).ok:
@@ -140,21 +160,20 @@ def ensure_patroni(host: Host) -> bool:
     return True
 
 
-def mask_debian_units(host: Host, units: list[str]) -> list[str]:
-    """Debian's etcd/haproxy/postgresql(/patroni) units would bind our ports or read our
-    files: stop and mask them. Returns the units this call masked (not those already masked)."""
+def disable_units(host: Host, units: list[str]) -> list[str]:
+    """Disable the units of packages the operator installed, so that a reboot does not start
+    Debian's own etcd/haproxy/PostgreSQL beside the operator's; returns those disabled."""
     if not units:
         return []
     res = host.run(["systemctl", "is-enabled", *units], check=False)
     answers = res.stdout.split()
-    if len(answers) != len(units):  # an error for one unit: ask one by one
+    if len(answers) != len(units):  # one unit unknown: ask one by one
         answers = [
             host.run(["systemctl", "is-enabled", u], check=False).stdout.strip() for u in units
         ]
-    todo = [u for u, state in zip(units, answers, strict=True) if state != "masked"]
+    todo = [u for u, state in zip(units, answers, strict=True) if state == "enabled"]
     if todo:
-        host.run(["systemctl", "stop", *todo], check=False, timeout=120)
-        host.run(["systemctl", "mask", *todo])
+        host.run(["systemctl", "disable", "--quiet", *todo])
     return todo
 
 
@@ -163,7 +182,7 @@ class Prepared:
     """What prepare_machine changed on a machine (the ssh provider undoes exactly that)."""
 
     installed: tuple[str, ...]  # Debian packages apt installed
-    masked: tuple[str, ...]  # Debian units masked
+    disabled: tuple[str, ...]  # the units of those packages, disabled
     patroni_installed: bool  # the Patroni venv was created or upgraded
 
 
@@ -175,9 +194,9 @@ def prepare_machine(
     patroni_source: PatroniSource = "pypi",
 ) -> Prepared:
     """Packages, Patroni (our venv, or Debian's package) and the directories the services
-    need."""
+    need. Nothing of what the host had is stopped, masked or disabled."""
     installed = ensure_packages(host, packages_for(machine.roles, patroni_source))
-    masked = mask_debian_units(host, units_to_mask(machine.roles, patroni_source))
+    disabled = disable_units(host, package_units(installed))
     patroni = False
     if machine.has(Role.POSTGRES):
         if patroni_source == "pypi":
@@ -188,4 +207,4 @@ def prepare_machine(
     if machine.has(Role.ETCD):
         etcd_parent = layout.etcd_data.rstrip("/").rsplit("/", 1)[0]
         host.run(["install", "-d", "-m", "0755", etcd_parent])
-    return Prepared(tuple(installed), tuple(masked), patroni)
+    return Prepared(tuple(installed), tuple(disabled), patroni)

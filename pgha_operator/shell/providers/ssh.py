@@ -1,18 +1,24 @@
 """The `ssh` provider: existing Debian 12 hosts named in the manifest. The operator never
-creates or destroys them; it installs what they miss (packages, Patroni's venv), runs its
-services there, and on `destroy` removes only what it put there.
+creates or destroys them, and never takes them over: everything of a cluster lives in its
+own `pgha` directories (/etc/pgha/<cluster>, /var/lib/pgha/<cluster>, /run/pgha/<cluster>)
+and units (pgha-<cluster>-*.service); the host's own PostgreSQL clusters, HAProxy, etcd and
+their files are never stopped, masked or written. It installs only the packages a host
+misses (with no daemon started), and on `destroy` removes only what it created, saying what
+it left.
 
-Host keys come from the known_hosts file the manifest names; an unknown or changed key
-is refused. A host counts as a machine of the cluster once the operator prepared it (a
-marker, /etc/pgha-operator/<cluster>.json, lists what it installed).
+Host keys come from the known_hosts file the manifest names; an unknown or changed key is
+refused. A host belongs to the cluster once /etc/pgha/<cluster>/owner.json records the
+cluster's identity (host_owner.py); a host of another identity, or one where a port or path
+the cluster needs is taken, is refused with the reason.
 """
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Literal
+
+import structlog
 
 from pgha_operator.core import topology
 from pgha_operator.core.errors import PermanentError
@@ -20,18 +26,30 @@ from pgha_operator.core.facts.observed import MachineFact
 from pgha_operator.core.render import Binaries
 from pgha_operator.core.render.services import SYSTEMD_UNIT_DIR, unit_name
 from pgha_operator.core.spec import Cluster, SshProviderSpec
-from pgha_operator.core.topology import Layout, Machine, Topology
+from pgha_operator.core.topology import Layout, Machine, Topology, host_dirs
 from pgha_operator.shell.hosts.base import HostError
 from pgha_operator.shell.hosts.ssh import SshHost, SshTarget
 from pgha_operator.shell.providers.base import ProviderBase
+from pgha_operator.shell.providers.host_owner import (
+    HostRefused,
+    Owner,
+    check_claims,
+    identity_problem,
+    owner_path,
+    read_owner,
+)
 from pgha_operator.shell.providers.packages import (
     PATRONI_VENV,
     patroni_version,
     prepare_machine,
 )
+from pgha_operator.shell.state.identity import ensure_cluster_id, read_cluster_id
 
-MARKER_DIR = "/etc/pgha-operator"
+log = structlog.get_logger("pgha-operator")
 SERVICES = ("haproxy", "patroni", "etcd")  # stop order: the router first, the DCS last
+# The host's own daemons of the kinds the operator runs: named in what destroy says it left.
+FOREIGN_UNITS = ("postgresql*", "haproxy*", "etcd*", "patroni*")
+PARENT_DIRS = tuple(d.rsplit("/", 1)[0] for d in host_dirs("x"))  # /etc/pgha, ...
 
 
 class SshProvider(ProviderBase):
@@ -62,10 +80,6 @@ class SshProvider(ProviderBase):
         """A scaled manifest: new machines are found in its topology."""
         self.cluster, self.topology = cluster, topo
 
-    @property
-    def marker(self) -> str:
-        return f"{MARKER_DIR}/{self.cluster.name}.json"
-
     def preflight(self) -> None:
         if not os.path.isfile(self.key_file):
             raise PermanentError(f"spec.provider.keyFile: {self.key_file} does not exist")
@@ -89,13 +103,13 @@ class SshProvider(ProviderBase):
                     user=self.spec.user,
                     key_file=self.key_file,
                     known_hosts=self.known_hosts,
-                )
+                ),
+                cluster=self.cluster.name,
             )
         return self._hosts[name]
 
-    def _record(self, name: str) -> dict[str, object] | None:
-        raw = self.host(name).read(self.marker)
-        return None if raw is None else json.loads(raw)
+    def _owner(self, name: str) -> Owner | None:
+        return read_owner(self.host(name), self.cluster.name)
 
     def _local_record(self, name: str) -> Path:
         """Which hosts this operator prepared: known without dialling anything."""
@@ -103,72 +117,104 @@ class SshProvider(ProviderBase):
 
     def machines(self) -> list[MachineFact]:
         facts = []
+        cluster_id = read_cluster_id(self.state_dir)
         for m in self.topology.machines:
             if not self._local_record(m.name).exists():
                 continue  # never prepared by us: not a machine of this cluster yet
             try:
-                prepared = self._record(m.name) is not None
+                owner = self._owner(m.name)
             except HostError:
-                prepared = False  # unreachable: create() will say why
-            facts.append(MachineFact(m.name, prepared, m.address))
+                owner = None  # unreachable: create() will say why
+            except HostRefused as e:
+                facts.append(MachineFact(m.name, False, m.address, error=str(e)))
+                continue
+            problem = owner and identity_problem(m.name, owner, cluster_id)
+            facts.append(MachineFact(m.name, owner is not None, m.address, error=problem or None))
         return facts
 
     def create(self, machine: Machine) -> None:
-        """Prepare an existing host: packages, Patroni, directories; then mark it ours,
-        recording what was changed so destroy can undo exactly that."""
+        """Prepare an existing host: claim it (refused when it is another identity's, or
+        when a port or path the cluster needs is taken), then packages, Patroni and the
+        directories; the owner record says what was changed so destroy can undo exactly that."""
         self.preflight()
+        cluster_id = ensure_cluster_id(self.state_dir)
         host = self.host(machine.name)
-        record = self._record(machine.name) or {"cluster": self.cluster.name}
+        owner = self._owner(machine.name)
+        if owner is None:
+            check_claims(host, self.cluster, machine)
+            owner = Owner(self.cluster.name, cluster_id)
+            self._save(machine.name, owner)  # ours from now on, even if preparing fails
+        elif problem := identity_problem(machine.name, owner, cluster_id):
+            raise HostRefused(problem)
         had_venv = patroni_version(host) is not None
         done = prepare_machine(
             host, machine, self.layout(machine.name), "postgres", self.binaries.patroni_source
         )
-        record["installed"] = sorted({*_strings(record, "installed"), *done.installed})
-        record["masked"] = sorted({*_strings(record, "masked"), *done.masked})
-        if done.patroni_installed and not had_venv:
-            record["patroni_venv"] = PATRONI_VENV
-        host.write(self.marker, (json.dumps(record, indent=2) + "\n").encode())
+        venv = PATRONI_VENV if done.patroni_installed and not had_venv else None
+        self._save(machine.name, owner.merged(done.installed, done.disabled, venv))
         self._local_record(machine.name).parent.mkdir(parents=True, exist_ok=True)
         self._local_record(machine.name).write_text(f"{machine.address}\n")
 
-    def destroy(self, name: str) -> None:
-        """Remove what the operator installed; the host itself stays."""
+    def _save(self, name: str, owner: Owner) -> None:
         host = self.host(name)
-        record = self._record(name)
-        if record is None:
+        host.run(["install", "-d", "-m", "0755", host_dirs(self.cluster.name)[0]])
+        host.write(owner_path(self.cluster.name), owner.to_json())
+
+    def destroy(self, name: str) -> list[str]:
+        """Remove what the operator created (its units, its directories, the Patroni venv it
+        made when no other cluster uses it); the host, its packages and its own services
+        stay. Returns what was left, in words."""
+        host = self.host(name)
+        owner = self._owner(name)
+        if owner is None:
             self._local_record(name).unlink(missing_ok=True)
-            return
+            return []
+        if problem := identity_problem(name, owner, read_cluster_id(self.state_dir)):
+            raise HostRefused(problem)
         for service in SERVICES:
             host.service(service).disable()
-            host.remove(f"{SYSTEMD_UNIT_DIR}/{unit_name(service)}")
+            host.remove(f"{SYSTEMD_UNIT_DIR}/{unit_name(self.cluster.name, service)}")
         host.run(["systemctl", "daemon-reload"])
-        lay = self.layout(name)
-        for path in (lay.patroni_config, lay.etcd_config, lay.pg_data, lay.etcd_data, lay.pgpass):
+        for path in host_dirs(self.cluster.name):
             host.remove(path)
-        masked = _strings(record, "masked")
-        if masked:
-            host.run(["systemctl", "unmask", *masked], check=False)
-        if record.get("patroni_venv"):
-            host.remove(str(record["patroni_venv"]))
-        installed = _strings(record, "installed")
-        if installed:
-            host.run(
-                [
-                    "sh",
-                    "-c",
-                    'DEBIAN_FRONTEND=noninteractive apt-get remove -y -q "$@"',
-                    "sh",
-                    *installed,
-                ],
-                timeout=900,
-            )
-        host.remove(self.marker)
+        # Parents shared by every cluster: removed only once empty.
+        host.run(["rmdir", "--ignore-fail-on-non-empty", *PARENT_DIRS], check=False)
+        left = self._left(host, owner)
         self._local_record(name).unlink(missing_ok=True)
         host.close()
         self._hosts.pop(name, None)
+        log.info("host left", machine=name, left=left)
+        return left
 
-
-def _strings(record: dict[str, object], key: str) -> list[str]:
-    """A list of names in the host's record ([] when absent or not a list)."""
-    value = record.get(key)
-    return [str(v) for v in value] if isinstance(value, list) else []
+    def _left(self, host: SshHost, owner: Owner) -> list[str]:
+        """Remove the venv when no cluster is left on the host; say what stays."""
+        left = []
+        others = host.run(["test", "-d", "/etc/pgha"], check=False).ok
+        if owner.patroni_venv and not others:
+            host.remove(owner.patroni_venv)
+            host.run(["rmdir", "--ignore-fail-on-non-empty", "/opt/pgha-operator"], check=False)
+        elif owner.patroni_venv:
+            left.append(f"the Patroni venv {owner.patroni_venv} (other clusters use it)")
+        if owner.installed:
+            left.append(
+                f"packages installed for the cluster: {' '.join(owner.installed)} "
+                "(apt-get remove them if nothing else needs them)"
+            )
+        if owner.disabled:
+            left.append(f"their units, disabled: {' '.join(owner.disabled)}")
+        res = host.run(
+            [
+                "systemctl",
+                "list-units",
+                "--type=service",
+                "--state=active",
+                "--no-legend",
+                "--plain",
+                *FOREIGN_UNITS,
+            ],  # fmt: skip
+            check=False,
+        )
+        running = [line.split()[0] for line in res.stdout.splitlines() if line.strip()]
+        if running:
+            left.append(f"the host's own services, untouched and running: {' '.join(running)}")
+        return left

@@ -1,6 +1,7 @@
 """The operator's state dir, and the only code that opens its files by name.
 
     secrets.yaml (+ .bak)   generated passwords (secrets_store)
+    cluster-id              the cluster's identity, recorded on the hosts it owns (identity)
     rotation.yaml           old passwords while a rotation's ALTER ROLE is pending
     tls/                    the cluster's CA and certificates (pki)
     last-applied.yaml       the manifest in force (last_applied)
