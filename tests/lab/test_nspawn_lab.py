@@ -208,21 +208,29 @@ def test_apply_then_write_through_5000_and_read_through_5001(lab: Lab) -> None:
 def test_services_are_active_on_the_right_machines(lab: Lab) -> None:
     for node in ("node1", "node2", "node3"):
         out = lab.ssh(
-            node, "systemctl", "is-active", "pgha-patroni", "pgha-etcd", "pgha-haproxy", check=False
+            node,
+            "systemctl",
+            "is-active",
+            "pgha-lab-patroni",
+            "pgha-lab-etcd",
+            "pgha-lab-haproxy",
+            check=False,
         )
         assert out.stdout.split() == ["active", "active", "inactive"], (node, out.stdout)
     out = lab.ssh(
         "haproxy1",
         "systemctl",
         "is-active",
-        "pgha-haproxy",
-        "pgha-patroni",
-        "pgha-etcd",
+        "pgha-lab-haproxy",
+        "pgha-lab-patroni",
+        "pgha-lab-etcd",
         check=False,
     )
     assert out.stdout.split() == ["active", "inactive", "inactive"]
     # Enabled, so a machine that reboots brings its services back on its own.
-    assert lab.ssh("node1", "systemctl", "is-enabled", "pgha-patroni").stdout.strip() == "enabled"
+    assert (
+        lab.ssh("node1", "systemctl", "is-enabled", "pgha-lab-patroni").stdout.strip() == "enabled"
+    )
     # The provider's own view of the machines (what fencing asks).
     assert lab.provider.machine_state("node1") == MachineState.RUNNING
     assert lab.provider.machine_state("haproxy1") == MachineState.PATRONI_DOWN  # none there
@@ -236,22 +244,22 @@ def _main_pid(lab: Lab, machine: str, unit: str) -> str:
 
 
 def test_hand_edited_haproxy_cfg_is_restored_and_reloaded(lab: Lab) -> None:
-    cfg = "/etc/haproxy/haproxy.cfg"
+    cfg = "/etc/pgha/lab/haproxy.cfg"
     rendered = lab.ssh("haproxy1", "cat", cfg).stdout
-    pid = _main_pid(lab, "haproxy1", "pgha-haproxy")
+    pid = _main_pid(lab, "haproxy1", "pgha-lab-haproxy")
     reloads = lab.ssh(
-        "haproxy1", "sh", "-c", "journalctl -u pgha-haproxy -o cat | grep -c Reloaded || true"
+        "haproxy1", "sh", "-c", "journalctl -u pgha-lab-haproxy -o cat | grep -c Reloaded || true"
     ).stdout
     lab.ssh("haproxy1", "sh", "-c", f"echo '# edited by hand' >> {cfg}")
     assert lab.ssh("haproxy1", "cat", cfg).stdout != rendered
     res = lab.apply()
     # written with the reload-pending mark, reloaded, then written as rendered
-    assert "write haproxy1:/etc/haproxy/haproxy.cfg (changed, reload pending)" in res.stdout
+    assert "write haproxy1:/etc/pgha/lab/haproxy.cfg (changed, reload pending)" in res.stdout
     assert "reload haproxy on haproxy1" in res.stdout
     assert lab.ssh("haproxy1", "cat", cfg).stdout == rendered
-    assert _main_pid(lab, "haproxy1", "pgha-haproxy") == pid  # reloaded, not restarted
+    assert _main_pid(lab, "haproxy1", "pgha-lab-haproxy") == pid  # reloaded, not restarted
     after = lab.ssh(
-        "haproxy1", "sh", "-c", "journalctl -u pgha-haproxy -o cat | grep -c Reloaded || true"
+        "haproxy1", "sh", "-c", "journalctl -u pgha-lab-haproxy -o cat | grep -c Reloaded || true"
     ).stdout
     assert int(after) == int(reloads or 0) + 1
     with psycopg.connect(lab.dsn("primary") + " connect_timeout=5") as conn:
@@ -259,31 +267,31 @@ def test_hand_edited_haproxy_cfg_is_restored_and_reloaded(lab: Lab) -> None:
 
 
 def test_changed_unit_is_reloaded_into_systemd_and_restarted(lab: Lab) -> None:
-    unit = "/etc/systemd/system/pgha-haproxy.service"
+    unit = "/etc/systemd/system/pgha-lab-haproxy.service"
     rendered = lab.ssh("haproxy1", "cat", unit).stdout
-    pid = _main_pid(lab, "haproxy1", "pgha-haproxy")
+    pid = _main_pid(lab, "haproxy1", "pgha-lab-haproxy")
     lab.ssh("haproxy1", "sed", "-i", "s/^TimeoutStopSec=.*/TimeoutStopSec=7/", unit)
-    show = ["systemctl", "show", "-p", "NeedDaemonReload", "--value", "pgha-haproxy"]
+    show = ["systemctl", "show", "-p", "NeedDaemonReload", "--value", "pgha-lab-haproxy"]
     assert lab.ssh("haproxy1", *show).stdout.strip() == "yes"
     res = lab.apply()
     assert "restart haproxy on haproxy1" in res.stdout
     assert lab.ssh("haproxy1", "cat", unit).stdout == rendered
     assert lab.ssh("haproxy1", *show).stdout.strip() == "no"
-    assert _main_pid(lab, "haproxy1", "pgha-haproxy") != pid
+    assert _main_pid(lab, "haproxy1", "pgha-lab-haproxy") != pid
 
 
 def test_stopped_patroni_on_a_replica_is_started_again(lab: Lab) -> None:
     primary = wait_for("one primary", lab.primary, 60)
     replica = next(n for n in ("node1", "node2", "node3") if n != primary)
-    lab.ssh(replica, "systemctl", "stop", "pgha-patroni")
+    lab.ssh(replica, "systemctl", "stop", "pgha-lab-patroni")
     assert (
-        lab.ssh(replica, "systemctl", "is-active", "pgha-patroni", check=False).stdout.strip()
+        lab.ssh(replica, "systemctl", "is-active", "pgha-lab-patroni", check=False).stdout.strip()
         == "inactive"
     )
     assert lab.provider.machine_state(replica) == MachineState.PATRONI_DOWN
     res = lab.apply()
     assert f"start patroni on {replica}" in res.stdout
-    assert lab.ssh(replica, "systemctl", "is-active", "pgha-patroni").stdout.strip() == "active"
+    assert lab.ssh(replica, "systemctl", "is-active", "pgha-lab-patroni").stdout.strip() == "active"
     wait_for(
         f"{replica} streaming again",
         lambda: (
@@ -388,13 +396,13 @@ spec:
 
 def test_debian_patroni_source_on_nspawn_machines(tmp_path: Path) -> None:
     """spec.patroni.source: debian over SSH + systemd: Debian's /usr/bin/patroni (from the
-    rootfs, since the machines have no network) runs under pgha-patroni.service."""
+    rootfs, since the machines have no network) runs under pgha-deblab-patroni.service."""
     manifest = tmp_path / "deblab.yaml"
     manifest.write_text(DEBIAN_MANIFEST)
     with lab_for(manifest) as deb:
         res = deb.apply(APPLY_TIMEOUT)
         assert "cluster deblab converged" in res.stdout
-        show = ("systemctl", "show", "-p", "ExecStart", "--value", "pgha-patroni")
+        show = ("systemctl", "show", "-p", "ExecStart", "--value", "pgha-deblab-patroni")
         for node in ("node1", "node2"):
             assert "path=/usr/bin/patroni " in deb.ssh(node, *show).stdout
             version = deb.ssh(node, "dpkg-query", "-W", "-f=${Version}", "patroni").stdout
