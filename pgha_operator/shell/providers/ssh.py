@@ -128,8 +128,8 @@ class SshProvider(ProviderBase):
             except HostRefused as e:
                 facts.append(MachineFact(m.name, False, m.address, error=str(e)))
                 continue
-            problem = owner and identity_problem(m.name, owner, cluster_id)
-            facts.append(MachineFact(m.name, owner is not None, m.address, error=problem or None))
+            problem = None if owner is None else identity_problem(m.name, owner, cluster_id)
+            facts.append(MachineFact(m.name, owner is not None, m.address, error=problem))
         return facts
 
     def create(self, machine: Machine) -> None:
