@@ -129,7 +129,8 @@ class SshProvider(ProviderBase):
                 facts.append(MachineFact(m.name, False, m.address, error=str(e)))
                 continue
             problem = None if owner is None else identity_problem(m.name, owner, cluster_id)
-            facts.append(MachineFact(m.name, owner is not None, m.address, error=problem))
+            usable = owner is not None and problem is None
+            facts.append(MachineFact(m.name, usable, m.address, error=problem))
         return facts
 
     def create(self, machine: Machine) -> None:
