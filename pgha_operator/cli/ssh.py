@@ -35,7 +35,7 @@ def add_ssh_command(sub: Any) -> argparse.ArgumentParser:
     help_text = (
         "Run a command on one of the cluster's machines, or open a shell there, over the "
         "operator's SSH transport (pinned host keys). Example: "
-        "pgha-operator ssh -f manifests/nspawn.yaml node1 -- systemctl is-active pgha-patroni"
+        "pgha-operator ssh -f manifests/nspawn.yaml node1 -- systemctl is-active pgha-lab-patroni"
     )
     p = sub.add_parser("ssh", help=help_text, description=help_text)
     p.set_defaults(func=cmd_ssh)

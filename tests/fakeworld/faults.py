@@ -35,7 +35,7 @@ class Faults:
     active: bool = True  # tests switch faults off to see the loop converge afterwards
     injected: list[str] = field(default_factory=list)  # what went wrong, for failure reports
     # Targeted faults, each striking once: "<kind>: <where>", e.g.
-    # "write: write node2:/etc/patroni/patroni.yml" or "call_lost: POST /switchover".
+    # "write: write node2:/etc/pgha/demo/patroni.yml" or "call_lost: POST /switchover".
     fail_once: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
