@@ -11,12 +11,13 @@ import pytest
 
 from pgha_operator.cli import main
 from pgha_operator.core.errors import PermanentError
-from pgha_operator.shell.state import StateDir, transfer
+from pgha_operator.shell.state import StateDir, identity, transfer
 from tests.unit.test_rotation import converged_controller
 
 
 def exported(tmp_path: Path) -> tuple[Path, Path]:
     _, ctl = converged_controller(tmp_path)
+    identity.ensure_cluster_id(ctl.state_dir)  # what the ssh provider makes
     out = tmp_path / "state.tgz"
     cluster, members = transfer.export_state(ctl.state_dir, out)
     assert cluster == "demo" and {"secrets.yaml", "last-applied.yaml", "tls"} <= set(members)
@@ -28,7 +29,7 @@ def test_export_then_import_gives_a_standby_the_same_secrets_and_ca(tmp_path: Pa
     assert stat.S_IMODE(out.stat().st_mode) == 0o600
     target = tmp_path / "standby"
     assert main(["state", "import", str(out), "--state-dir", str(target)]) == 0
-    for name in ("secrets.yaml", "last-applied.yaml", "tls/ca.crt", "tls/ca.key"):
+    for name in ("secrets.yaml", "last-applied.yaml", "tls/ca.crt", "tls/ca.key", "cluster-id"):
         assert (target / name).read_bytes() == (origin / name).read_bytes(), name
         assert stat.S_IMODE((target / name).stat().st_mode) == 0o600
     assert not (target / "machines").exists()  # the origin host's machines stay there

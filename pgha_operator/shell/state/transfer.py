@@ -2,8 +2,8 @@
 state dir of the operator that made the cluster.
 
 The archive (a gzip'd tar, mode 0600: it holds every password and the CA's private key)
-carries the secrets, the certificates and the CA (`tls/`), the last-applied manifest and
-the ssh provider's host records and keys, plus `pgha-export.json` naming the cluster.
+carries the secrets, the certificates and the CA (`tls/`), the last-applied manifest, the
+cluster id and the ssh provider's host records and keys, plus `pgha-export.json` naming the cluster.
 Never the local machines (`machines/`, `vagrant/`): those live on the exporting host.
 
 An imported state dir is marked (`imported.json`): its operator acts only while it holds
@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from pgha_operator.core.errors import PermanentError
-from pgha_operator.shell.state import last_applied, pki, rotation_store, secrets_store
+from pgha_operator.shell.state import identity, last_applied, pki, rotation_store, secrets_store
 
 HEADER = "pgha-export.json"
 IMPORTED_MARK = "imported.json"
@@ -31,6 +31,7 @@ FILES = (
     secrets_store.BACKUP_NAME,
     rotation_store.FILE_NAME,
     last_applied.FILE_NAME,
+    identity.FILE_NAME,  # ssh hosts accept only operators of the cluster's own identity
     "known_hosts",
 )
 DIRS = (pki.DIR_NAME, "hosts", "ssh")
