@@ -11,10 +11,8 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 
-import structlog
-
 from pgha_operator import __version__
-from pgha_operator.cli import day2, operate, preview
+from pgha_operator.cli import day2, logs, operate, preview
 from pgha_operator.cli.args import add_manifest_arguments
 from pgha_operator.cli.endpoint import add_token_command
 from pgha_operator.cli.rotate import add_rotate_command
@@ -35,14 +33,7 @@ default manifests/demo.yaml)."""
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    structlog.configure(
-        processors=[
-            structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="%H:%M:%S"),
-            structlog.dev.ConsoleRenderer(colors=False),
-        ],
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
-    )
+    logs.configure("console")  # `run` and `apply` choose with --log-format
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):

@@ -6,6 +6,7 @@ import argparse
 import signal
 import sys
 import threading
+from collections.abc import Callable
 from typing import Any
 
 from pgha_operator.cli.args import (
@@ -15,9 +16,14 @@ from pgha_operator.cli.args import (
     print_warnings,
 )
 from pgha_operator.cli.endpoint import add_operator_dir_argument
+from pgha_operator.cli.logs import add_log_format_argument
+from pgha_operator.cli.logs import configure as configure_logs
 from pgha_operator.cli.progress import ApplyProgress
 from pgha_operator.shell.controller import Controller
-from pgha_operator.shell.status_http import open_endpoint
+from pgha_operator.shell.cycle import CycleReport
+from pgha_operator.shell.loops import DecisionLog
+from pgha_operator.shell.metrics import CONTENT_TYPE, OperatorMetrics
+from pgha_operator.shell.status_http import Response, open_endpoint
 
 EXIT_INVALID = 2
 
@@ -31,6 +37,7 @@ def add_commands(command: Any) -> None:
     )
     p.add_argument("--timeout", type=float, default=300, metavar="S", help="default 300")
     add_state_dir_argument(p)
+    add_log_format_argument(p)
     p = command(
         "run",
         "Keep the cluster converged forever: resync every few seconds and react to manifest "
@@ -42,13 +49,14 @@ def add_commands(command: Any) -> None:
     p.add_argument(
         "--listen",
         metavar="ADDR:PORT",
-        help="also serve the status (read-only): GET / (a page), /status, /healthz, /readyz; "
-        "e.g. 127.0.0.1:8800. Plain HTTP and open on a loopback address; on any other one "
-        "HTTPS with the operator's certificate and, but for /healthz and /readyz, its token "
-        "(pgha-operator token). Off by default",
+        help="also serve the status (read-only): GET / (a page), /status, /healthz, /readyz, "
+        "/metrics (Prometheus); e.g. 127.0.0.1:8800. Plain HTTP and open on a loopback "
+        "address; on any other one HTTPS with the operator's certificate and, but for "
+        "/healthz and /readyz, its token (pgha-operator token). Off by default",
     )
     add_operator_dir_argument(p)
     add_state_dir_argument(p)
+    add_log_format_argument(p)
     p = command(
         "destroy",
         "Stop every service of the cluster and delete its machines, data and secrets.",
@@ -59,13 +67,14 @@ def add_commands(command: Any) -> None:
 
 
 def cmd_apply(args: argparse.Namespace) -> int:
+    log_format = configure_logs(args.log_format)
     progress = ApplyProgress(sys.stdout)
     ctl = controller(args, progress=progress.action)
     print_warnings(ctl.loaded.warnings)
     ctl.prepare()
     progress.start()
     try:
-        report = ctl.apply(args.timeout, on_cycle=progress.cycle)
+        report = ctl.apply(args.timeout, on_cycle=on_cycle(ctl, progress, log_format))
     finally:
         progress.close()
         ctl.unlock()
@@ -92,14 +101,21 @@ def connect_hint(ctl: Controller) -> str:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    configure_logs(args.log_format)
+    metrics = OperatorMetrics()
     # A taken port fails here, before the operator takes its lock or touches anything.
     server = (
-        open_endpoint(args.listen, args.operator_dir, lambda: ctl.last_cycle)
+        open_endpoint(
+            args.listen,
+            args.operator_dir,
+            lambda: ctl.last_cycle,
+            routes={"/metrics": lambda: metrics_response(metrics)},
+        )
         if args.listen
         else None
     )
     try:
-        ctl = controller(args, progress=print_progress)
+        ctl = controller(args, progress=print_progress, metrics=metrics)
         print_warnings(ctl.loaded.warnings)
         ctl.prepare(standby=True)  # another operator may lead: this one then stands by
         stop = threading.Event()
@@ -113,7 +129,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(connect_hint(ctl), flush=True)
         if server:
             server.start()
-            print(f"status: {server.url}/ (also /status, /healthz, /readyz)", flush=True)
+            print(f"status: {server.url}/ (also /status, /healthz, /readyz, /metrics)", flush=True)
             if server.access:
                 print(
                     f"  HTTPS with {args.operator_dir}/endpoint.crt; the token: "
@@ -134,6 +150,25 @@ def cmd_run(args: argparse.Namespace) -> int:
 def print_left(machine: str, notes: list[str]) -> None:
     for note in notes:
         print(f"left on {machine}: {note}")
+
+
+def on_cycle(
+    ctl: Controller, progress: ApplyProgress, log_format: str
+) -> Callable[[CycleReport], None]:
+    """apply's progress line; in JSON, the decision lines too (for whatever reads them)."""
+    if log_format != "json":
+        return progress.cycle
+    decisions = DecisionLog(ctl)
+
+    def both(report: CycleReport) -> None:
+        progress.cycle(report)
+        decisions(report)
+
+    return both
+
+
+def metrics_response(metrics: OperatorMetrics) -> Response:
+    return Response(200, metrics.exposition().decode(), CONTENT_TYPE)
 
 
 def cmd_destroy(args: argparse.Namespace) -> int:

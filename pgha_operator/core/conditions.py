@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
+from pgha_operator.core.brief import REASON_CHARS, brief
 from pgha_operator.core.facts.observed import Observed
+from pgha_operator.core.facts.types import PatroniMember
 from pgha_operator.core.plan import Desired, Plan
 from pgha_operator.core.plan.reinit import REINIT_MAX_ATTEMPTS, STUCK_STATES, gave_up
 
@@ -45,6 +47,10 @@ def assess(
         _etcd(desired, observed),
         _patroni(desired, observed),
         _routing(desired, observed),
+    )
+    # Reasons quote components' errors: no HTML page, no screenful (core/brief.py).
+    found = tuple(
+        c if c.status else replace(c, reason=brief(c.reason, REASON_CHARS)) for c in found
     )
     if certificate_days is None:
         return found
@@ -119,6 +125,8 @@ def _etcd(desired: Desired, observed: Observed) -> Condition:
 
 def _patroni(desired: Desired, observed: Observed) -> Condition:
     facts = observed.patroni
+    if not facts.reachable and facts.no_dcs_config:
+        return _bootstrapping(facts.members)
     if not facts.reachable:
         return Condition("PatroniConverged", False, f"unreachable: {facts.error or 'no answer'}")
     members = {m.name: m for m in facts.members}
@@ -148,6 +156,19 @@ def _patroni(desired: Desired, observed: Observed) -> Condition:
         reason = "; ".join(problems)
         return Condition("PatroniConverged", False, reason, transient=problems == transient)
     return Condition("PatroniConverged", True, "ok")
+
+
+def _bootstrapping(members: tuple[PatroniMember, ...]) -> Condition:
+    """Patroni answers but has no cluster configuration in etcd yet: the first member is
+    bootstrapping the cluster (the others wait for it). On its way, unless a member is stuck."""
+    stuck = sorted(f"{m.name} is {m.state}" for m in members if m.state in STUCK_STATES)
+    if stuck:
+        return Condition("PatroniConverged", False, f"bootstrap stuck: {'; '.join(stuck)}")
+    starting = sorted(f"{m.name} is {m.state}" for m in members)
+    detail = f" ({', '.join(starting)})" if starting else ""
+    return Condition(
+        "PatroniConverged", False, f"bootstrapping: no cluster configuration yet{detail}", True
+    )
 
 
 def _stuck_reason(observed: Observed, name: str) -> str:

@@ -41,6 +41,7 @@ from pgha_operator.shell.fencer import Fencer
 from pgha_operator.shell.leadership import Leadership, LeaseHeld
 from pgha_operator.shell.loops import apply_until_converged, run_forever
 from pgha_operator.shell.manifest import ManifestInForce, load_one
+from pgha_operator.shell.metrics import OperatorMetrics
 from pgha_operator.shell.observe import observe
 from pgha_operator.shell.providers import make_provider
 from pgha_operator.shell.providers.base import Provider
@@ -67,6 +68,7 @@ class Controller:
         *,
         provider: Provider | None = None,
         clients: Clients | None = None,
+        metrics: OperatorMetrics | None = None,
     ) -> None:
         self.manifest = ManifestInForce(paths, state_dir, cluster_name, fall_back_to_last_applied)
         self.state: StateDir = self.manifest.state
@@ -84,6 +86,9 @@ class Controller:
         self.last_cycle: Snapshot | None = None  # what `run --listen` serves
         self.certificates_end: datetime | None = None  # the earliest certificate's end
         self.clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+        # What /metrics serves (a private registry unless `run` shares its own); the loop
+        # records each cycle and this operator's role (self.role) into it.
+        self.metrics = (metrics or OperatorMetrics()).cluster(self.cluster.name)
         self._layouts: tuple[int, Topology, Mapping[str, Layout]] | None = None
         self._remember_topology(topo)
         self._desired: tuple[tuple[int, Secrets, TlsMaterial | None], Desired] | None = None
@@ -326,6 +331,8 @@ class Controller:
             result.permanent,
             status,
             result.retry_after,
+            result.done,
+            result.failed,
         )
 
     def _may_act_now(self) -> bool:
@@ -384,7 +391,11 @@ class Controller:
     def start_fencer(self) -> Fencer:
         """The fast failover path, for `run`: probes the primary between cycles."""
         self.fencer = Fencer(
-            self.desired(), self.provider, clients=self.clients, lease=self.leadership
+            self.desired(),
+            self.provider,
+            clients=self.clients,
+            lease=self.leadership,
+            metrics=self.metrics,
         )
         return self.fencer
 

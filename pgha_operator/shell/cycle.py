@@ -8,6 +8,7 @@ from typing import Any
 
 from pgha_operator.core import conditions as cond
 from pgha_operator.core.actions import Action
+from pgha_operator.core.brief import brief
 from pgha_operator.core.errors import PermanentError, TemporaryError
 from pgha_operator.core.facts.observed import Observed
 from pgha_operator.core.plan import Desired, Plan
@@ -27,6 +28,8 @@ class CycleReport:
     permanent: bool
     status: dict[str, Any]
     retry_after: float | None = None  # a TemporaryError's own delay before the next cycle
+    done: tuple[Action, ...] = ()  # the actions executed this cycle
+    failed: Action | None = None  # the action whose error stopped the execution
 
 
 @dataclass(frozen=True)
@@ -38,6 +41,7 @@ class Verdict:
     permanent: bool = False
     retry_after: float | None = None
     done: tuple[Action, ...] = ()  # the actions executed this cycle
+    failed: Action | None = None  # the action whose error stopped the execution
 
 
 def verdict(
@@ -63,7 +67,10 @@ def verdict(
         decision = f"waiting: {waiting.type} {waiting.reason}"
     retry_after = exc.delay if isinstance(exc, TemporaryError) else None
     done = tuple(outcome.done) if outcome else ()
-    return Verdict(conditions, phase, decision, error, permanent, retry_after, done)
+    failed = the_plan.actions[len(done)] if error and len(done) < len(the_plan.actions) else None
+    # One short line: a component's error page or a long list never fills a decision.
+    decision = brief(decision)
+    return Verdict(conditions, phase, decision, error, permanent, retry_after, done, failed)
 
 
 def fencing_status(cluster: Cluster, can_fence: bool, fencer: Fencer | None) -> dict[str, Any]:

@@ -22,6 +22,7 @@ from pgha_operator.core.plan import Desired
 from pgha_operator.core.plan.patroni import switchover_candidate
 from pgha_operator.shell.clients import Clients, PatroniApi
 from pgha_operator.shell.hosts.base import HostError
+from pgha_operator.shell.metrics import ClusterMetrics
 from pgha_operator.shell.providers.base import Fencing, MachineStates, Provider, capability
 
 log = structlog.get_logger("pgha-operator")
@@ -45,12 +46,15 @@ class Fencer:
         provider: Provider,
         clients: Clients,
         lease: LeaseCheck | None = None,
+        metrics: ClusterMetrics | None = None,
     ) -> None:
         """`lease`: fence only while it holds, and release the key under its guard (None:
-        an operator without a lease, e.g. a test's)."""
+        an operator without a lease, e.g. a test's). `metrics`: probe latency and fencing
+        decisions, for /metrics."""
         self.provider = provider
         self.clients = clients
         self.lease = lease
+        self.metrics = metrics
         self._apis: dict[str, PatroniApi] = {}  # one per node: keeps its connection open
         self.last_fence: float | None = None
         self.last_decision: str | None = None
@@ -98,9 +102,14 @@ class Fencer:
         )
         if not due:
             return None
-        decision = decide(self.view())
+        view = self.view()
+        decision = decide(view)
+        kind = "refused" if view.enabled and view.provider_can_fence else "off"
         if decision.fence:
             decision = self.fence(decision)
+            kind = "taken" if decision.fence else "failed"
+        if self.metrics:
+            self.metrics.record_fencing(kind)
         if decision.reason != self.last_decision:
             log.warning("fencing", decision=decision.reason)
         self.last_decision = decision.reason
@@ -185,7 +194,11 @@ class Fencer:
 
     def _is_primary(self, node: str) -> bool:
         """GET /primary answered 200; a 503 (it is a replica now) or no answer count as failures."""
+        start = time.perf_counter()
         try:
             return self._patroni(node).is_primary()
         except OperatorError:
             return False
+        finally:
+            if self.metrics:
+                self.metrics.record_probe(time.perf_counter() - start)

@@ -34,23 +34,51 @@ def next_delay(report: CycleReport, idle: float) -> float:
     return BUSY_SECONDS if report.plan.actions else idle
 
 
+def timed_cycle(ctl: Controller, act: bool = True) -> CycleReport:
+    """One cycle (a standby's reads only), recorded in the metrics with the operator's role."""
+    start = time.perf_counter()
+    report = ctl.cycle(act=act)
+    ctl.metrics.record_cycle(report, time.perf_counter() - start, time.time())
+    ctl.metrics.set_role(ctl.role.value)
+    return report
+
+
+class DecisionLog:
+    """The cycle's one decision line, when it acted, failed or decided something new (a
+    converged cluster is not announced every two seconds)."""
+
+    def __init__(self, ctl: Controller) -> None:
+        self.ctl = ctl
+        self.last = ""
+
+    def __call__(self, report: CycleReport) -> None:
+        if report.done or report.error or report.decision != self.last:
+            outcome = "failed" if report.error else "acted" if report.done else "no action"
+            log.info(
+                "decision",
+                cluster=self.ctl.cluster.name,
+                cycle=self.ctl.metrics.cycles,
+                decision=report.decision,
+                phase=report.phase,
+                actions=[a.describe for a in report.done],
+                outcome=outcome,
+            )
+        self.last = report.decision
+
+
 def apply_until_converged(
     ctl: Controller, timeout: float, on_cycle: Callable[[CycleReport], None] | None = None
 ) -> CycleReport:
     """Reconcile until converged or the timeout; stops early on a permanent error.
     `on_cycle` (apply's progress line) hears every cycle and replaces the decision log."""
     deadline = time.monotonic() + timeout
-    last_decision = ""
+    decisions = DecisionLog(ctl)
     acted = False
     confirmed = False
     while True:
-        report = ctl.cycle()
+        report = timed_cycle(ctl)
         acted = acted or bool(report.plan.actions)
-        if on_cycle:
-            on_cycle(report)
-        elif report.decision != last_decision:
-            log.info("cycle", decision=report.decision, phase=report.phase)
-            last_decision = report.decision
+        (on_cycle or decisions)(report)
         if report.permanent or time.monotonic() >= deadline:
             return report
         if report.converged:
@@ -73,13 +101,13 @@ def run_forever(ctl: Controller, stop: threading.Event) -> None:
     ctl.start_fencer()
     watcher = threading.Thread(target=watch_manifests, args=(ctl.paths, wake, stop), daemon=True)
     watcher.start()
-    last = [""]
+    decisions = DecisionLog(ctl)
     while not stop.is_set():
         ctl.reload_manifest()
         if not leadership.refresh().act:
-            stand_by(ctl, leadership, stop, last)
+            stand_by(ctl, leadership, stop, decisions)
             continue
-        report = one_cycle(ctl, act=True, last=last)
+        report = one_cycle(ctl, act=True, decisions=decisions)
         if report is None:
             stop.wait(RESYNC_SECONDS)
             continue
@@ -87,10 +115,10 @@ def run_forever(ctl: Controller, stop: threading.Event) -> None:
         wake.clear()
 
 
-def one_cycle(ctl: Controller, act: bool, last: list[str]) -> CycleReport | None:
-    """One cycle, surviving anything it throws (None then); logs a changed decision."""
+def one_cycle(ctl: Controller, act: bool, decisions: DecisionLog) -> CycleReport | None:
+    """One cycle, surviving anything it throws (None then); logs its decision line."""
     try:
-        report = ctl.cycle(act=act)
+        report = timed_cycle(ctl, act)
     except OperatorError as exc:  # e.g. a damaged state file: said plainly, retried
         log.error("cycle refused", error=str(exc))
         return None
@@ -98,14 +126,12 @@ def one_cycle(ctl: Controller, act: bool, last: list[str]) -> CycleReport | None
         log.exception("cycle failed", error=str(exc))
         return None
     ctl.last_cycle = Snapshot(report.status, time.monotonic())
-    if report.decision != last[0]:
-        log.info("cycle", decision=report.decision, phase=report.phase)
-        last[0] = report.decision
+    decisions(report)
     return report
 
 
 def stand_by(
-    ctl: Controller, leadership: Leadership, stop: threading.Event, last: list[str]
+    ctl: Controller, leadership: Leadership, stop: threading.Event, decisions: DecisionLog
 ) -> None:
     """Until this operator may act: look at the lease every CAMPAIGN_SECONDS, and at the
     cluster (read-only, for status and for whether etcd runs at all) every few seconds."""
@@ -113,7 +139,7 @@ def stand_by(
     while not stop.is_set():
         if time.monotonic() >= next_look:
             ctl.reload_manifest()
-            one_cycle(ctl, act=False, last=last)
+            one_cycle(ctl, act=False, decisions=decisions)
             next_look = time.monotonic() + STANDBY_LOOK_SECONDS
         if leadership.refresh().act:
             return

@@ -9,6 +9,7 @@ on any other address it serves HTTPS with the operator's own certificate and eve
 - GET /status   the status of the last cycle (the same JSON as `status --json`)
 - GET /healthz  200 while the loop completes cycles; 503 when the last one is too old
 - GET /readyz   200 when the cluster is Converged; 503 with the phase otherwise
+- GET /metrics  Prometheus metrics (shell/metrics.py), given to the server as a route
 """
 
 from __future__ import annotations
@@ -61,12 +62,17 @@ def parse_listen(text: str) -> tuple[str, int]:
 
 
 def open_endpoint(
-    listen: str, operator_dir: Path, latest: Callable[[], Snapshot | None], secure: bool = False
+    listen: str,
+    operator_dir: Path,
+    latest: Callable[[], Snapshot | None],
+    secure: bool = False,
+    routes: Mapping[str, Callable[[], Response]] | None = None,
 ) -> StatusServer:
     """`--listen ADDR:PORT` as `run` serves it: open on loopback, token + TLS elsewhere
     (or with `secure`). Binds now, so a taken port fails before anything else happens."""
     host, port = parse_listen(listen)
-    return StatusServer((host, port), latest, access_for(host, operator_dir, force=secure))
+    access = access_for(host, operator_dir, force=secure)
+    return StatusServer((host, port), latest, access, routes)
 
 
 def respond(path: str, snapshot: Snapshot | None, now: float) -> Response:
@@ -125,14 +131,17 @@ class StatusServer:
         address: tuple[str, int],
         latest: Callable[[], Snapshot | None],
         access: Access | None = None,
+        routes: Mapping[str, Callable[[], Response]] | None = None,
     ) -> None:
         self.access = access
+        extra = dict(routes or {})  # more GET endpoints: path -> answer (e.g. /metrics)
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:  # noqa: N802 - http.server's naming
                 auth = self.headers.get("Authorization")
-                answer = denied(self.path, auth, access) or respond(
-                    self.path, latest(), time.monotonic()
+                route = extra.get(_clean(self.path))
+                answer = denied(self.path, auth, access) or (
+                    route() if route else respond(self.path, latest(), time.monotonic())
                 )
                 data = answer.body.encode()
                 self.send_response(answer.code)

@@ -129,7 +129,18 @@ class Operator:
     def __init__(self, manifest: Path, state: Path, *extra: str) -> None:
         self.log = open(state.parent / f"operator-{time.time_ns()}.log", "w")  # noqa: SIM115
         self.proc = subprocess.Popen(
-            [*CLI, "run", "-f", str(manifest), "--state-dir", str(state), *extra],
+            # console: the tests read its lines; a later --log-format in `extra` wins
+            [
+                *CLI,
+                "run",
+                "-f",
+                str(manifest),
+                "--state-dir",
+                str(state),
+                "--log-format",
+                "console",
+                *extra,
+            ],
             stdout=self.log,
             stderr=subprocess.STDOUT,
             cwd=Path(__file__).parents[2],

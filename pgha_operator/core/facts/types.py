@@ -218,6 +218,8 @@ class PatroniFacts:
     primaries: names of nodes that answered GET /primary with 200, each asked directly.
     This is the live truth; /cluster comes from the answering node's cached DCS view and
     can be stale (it kept naming a demoted leader while etcd had no quorum).
+    no_dcs_config: GET /config answered 502: Patroni has no cluster configuration in etcd
+    yet, as while the first member bootstraps the cluster.
     """
 
     reachable: bool
@@ -225,6 +227,7 @@ class PatroniFacts:
     dynamic_config: Mapping[str, Any] = EMPTY
     primaries: frozenset[str] = frozenset()
     error: str | None = None
+    no_dcs_config: bool = False
 
     def __post_init__(self) -> None:
         _set(self, "members", tuple(self.members))

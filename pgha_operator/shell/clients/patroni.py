@@ -177,6 +177,11 @@ def _describe(url: str, exc: Exception) -> str:
     return f"{url}: {type(exc).__name__}: {exc}"
 
 
+def _status(exc: Exception) -> int | None:
+    response = getattr(exc, "response", None)
+    return getattr(response, "status_code", None)
+
+
 def _get_json(url: str, path: str, auth: tuple[str, str] | None, timeout: float) -> Any:
     resp = transport.get(f"{url}/{path}", auth=auth, timeout=timeout)
     resp.raise_for_status()
@@ -241,6 +246,7 @@ def collect_patroni(
                 members=members,
                 primaries=primaries,
                 error=f"GET /config failed: {_describe(url, exc)}",
+                no_dcs_config=_status(exc) == 502,  # Patroni's answer before bootstrap
             )
         return PatroniFacts(
             reachable=True, members=members, dynamic_config=config, primaries=primaries
