@@ -47,6 +47,7 @@ from pgha_operator.shell.providers import make_provider
 from pgha_operator.shell.providers.base import Provider
 from pgha_operator.shell.role_passwords import settle_rotation
 from pgha_operator.shell.state import LockHeld, StateDir
+from pgha_operator.shell.state.scrape_targets import ScrapeTargets
 from pgha_operator.shell.status_http import Snapshot
 
 __all__ = ["Controller", "CycleReport", "load_one"]
@@ -89,6 +90,7 @@ class Controller:
         # What /metrics serves (a private registry unless `run` shares its own); the loop
         # records each cycle and this operator's role (self.role) into it.
         self.metrics = (metrics or OperatorMetrics()).cluster(self.cluster.name)
+        self.scrape_targets = ScrapeTargets(self.state_dir)
         self._layouts: tuple[int, Topology, Mapping[str, Layout]] | None = None
         self._remember_topology(topo)
         self._desired: tuple[tuple[int, Secrets, TlsMaterial | None], Desired] | None = None
@@ -307,6 +309,7 @@ class Controller:
         acted = None
         if act:
             self.state.save_last_applied(self.cluster)
+            self.scrape_targets.write(desired.topology)  # for Prometheus' file_sd
             acted = self._act(the_plan, desired, observed, secrets)
             # count reinitialisations just done; forget members healthy again
             done = acted.done if acted else ()
