@@ -2,6 +2,8 @@
 converged world (bench/converged_world.py), and build_desired cold (rendering) and cached,
 for the demo manifest scaled to 3, 30 and 89 PostgreSQL nodes (3 etcd, 1 HAProxy).
 CPU = time.process_time() (all threads of this process); median, min and max of --runs.
+verdict_ms (conditions, phase, decision) and metrics_ms (recording the cycle for /metrics)
+are what the controller adds to that cycle.
 
     .venv/bin/python bench/cycle.py [--runs 15] [--nodes 3 30 89]
     .venv/bin/python bench/cycle.py --idle [--seconds 60]
@@ -35,6 +37,9 @@ from pgha_operator.core.desired import (  # noqa: E402
 from pgha_operator.core.facts.observed import Observed  # noqa: E402
 from pgha_operator.core.plan import plan  # noqa: E402
 from pgha_operator.core.spec import Cluster  # noqa: E402
+from pgha_operator.core.status import build_status  # noqa: E402
+from pgha_operator.shell.cycle import CycleReport, verdict  # noqa: E402
+from pgha_operator.shell.metrics import OperatorMetrics  # noqa: E402
 from pgha_operator.shell.observe import observe  # noqa: E402
 
 DEMO = Path(__file__).resolve().parents[1] / "manifests" / "demo.yaml"
@@ -65,6 +70,16 @@ def one_cycle(build: Callable[[], Desired], look: Callable[[Desired], Observed])
     """What the controller does every resync: the desired state, an observation, a plan."""
     desired = build()
     plan(desired, look(desired))
+
+
+def metrics_cost(desired: Desired, observed: Observed, runs: int) -> dict[str, float]:
+    """What the loop adds after a converged cycle: recording it in the metrics."""
+    the_plan = plan(desired, observed)
+    v = verdict(desired, observed, the_plan)
+    status = build_status(desired, observed, v.conditions, v.phase, v.decision, {})
+    report = CycleReport(the_plan, observed, v.decision, v.phase, True, None, False, status)
+    recorder = OperatorMetrics().cluster("bench")
+    return cpu_ms(lambda: recorder.record_cycle(report, 0.002, time.time()), runs)
 
 
 def one_size(nodes: int, runs: int) -> dict[str, Any]:
@@ -100,6 +115,8 @@ def one_size(nodes: int, runs: int) -> dict[str, Any]:
             "observe_ms": cpu_ms(lambda: look(desired), runs),
             "plan_ms": cpu_ms(lambda: plan(desired, observed), runs),
             "cycle_ms": cpu_ms(lambda: one_cycle(build, look), runs),
+            "verdict_ms": cpu_ms(lambda: verdict(desired, observed, first), runs),
+            "metrics_ms": metrics_cost(desired, observed, runs),
         }
 
 
