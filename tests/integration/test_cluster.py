@@ -5,6 +5,7 @@ The tests of this module share one cluster and run in file order; each leaves it
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -18,6 +19,7 @@ from pathlib import Path
 import psycopg
 import pytest
 import requests
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.integration.cluster_helpers import (
     Operator,
@@ -334,6 +336,54 @@ def test_run_serves_status_over_http(cluster: Cluster) -> None:
     assert "operator stopped" in op.output()
     with pytest.raises(requests.ConnectionError):
         requests.get(f"{base}/status", timeout=2)
+
+
+def test_run_serves_metrics_scrape_targets_and_json_decisions(cluster: Cluster) -> None:
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    op = Operator(
+        cluster.manifest, cluster.state, "--listen", f"127.0.0.1:{port}", "--log-format", "json"
+    )
+    try:
+
+        def scrape() -> dict[tuple[str, frozenset], float] | None:
+            text = requests.get(f"{base}/metrics", timeout=2).text
+            samples = {
+                (s.name, frozenset(s.labels.items())): s.value
+                for family in text_string_to_metric_families(text)
+                for s in family.samples
+            }
+            converged = samples.get(
+                ("pgha_cluster_phase", frozenset({("cluster", "itest"), ("phase", "Converged")}))
+            )
+            return samples if converged == 1 else None
+
+        try:
+            samples = wait_for("/metrics says Converged", scrape, timeout=90)
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}\noperator output:\n{op.output()[-3000:]}") from None
+        itest = frozenset({("cluster", "itest")})
+        assert samples[("pgha_cycles_total", itest)] > 0
+        assert samples[("pgha_cycle_duration_seconds_count", itest)] > 0
+        assert samples[("pgha_operator_role", itest | {("role", "leader")})] == 1
+        assert samples[("pgha_operator_role", itest | {("role", "standby")})] == 0
+        assert samples[("pgha_primaries", itest)] == 1
+        # The file_sd list names real exporters: every target answers GET /metrics.
+        groups = json.loads((cluster.state / "scrape-targets.json").read_text())
+        assert {g["labels"]["job"] for g in groups} == {"patroni", "etcd"}
+        for group in groups:
+            labels = group["labels"]
+            url = f"{labels['__scheme__']}://{group['targets'][0]}{labels['__metrics_path__']}"
+            resp = requests.get(url, timeout=5)
+            assert resp.status_code == 200, url
+            assert "patroni_" in resp.text if labels["job"] == "patroni" else "etcd_" in resp.text
+    finally:
+        op.stop()
+    records = [json.loads(line) for line in op.output().splitlines() if line.startswith("{")]
+    decisions = [r for r in records if r.get("event") == "decision"]
+    assert decisions, op.output()[-2000:]
+    assert all(r["cluster"] == "itest" and r["cycle"] >= 1 for r in decisions)
+    assert {"phase", "outcome", "actions", "timestamp"} <= decisions[0].keys()
 
 
 def test_primary_crash_fails_over_and_old_primary_rejoins(cluster: Cluster) -> None:
