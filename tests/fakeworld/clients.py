@@ -354,6 +354,7 @@ class FakeClients:
                     members=members,
                     primaries=named,
                     error=f"GET /config failed: {exc}",
+                    no_dcs_config=exc.status == 502,  # as the real client reads it
                 )
             return PatroniFacts(
                 reachable=True, members=members, dynamic_config=config, primaries=named
