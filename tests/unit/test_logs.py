@@ -12,7 +12,7 @@ import structlog
 
 from pgha_operator.cli import build_parser
 from pgha_operator.cli.logs import configure
-from pgha_operator.shell.loops import log_decision, timed_cycle
+from pgha_operator.shell.loops import DecisionLog, timed_cycle
 from tests.fakeworld.drift import Drift, manifest
 from tests.fakeworld.world import FakeWorld
 from tests.unit.test_controller_fakeworld import controller_for
@@ -51,18 +51,18 @@ def decision_lines(
     configure(fmt, out)
     world = FakeWorld.for_cluster(manifest())
     ctl = controller_for(world, tmp_path, monkeypatch)
-    last = ""
+    decisions = DecisionLog(ctl)
     for _ in range(30):
         report = timed_cycle(ctl)
-        last = log_decision(ctl, report, last)
+        decisions(report)
         world.tick()
         if report.converged:
             break
     before = len(out.getvalue().splitlines())
-    last = log_decision(ctl, timed_cycle(ctl), last)  # converged again: no line
+    decisions(timed_cycle(ctl))  # converged again: no line
     idle = len(out.getvalue().splitlines()) - before
     Drift("kill", "haproxy", "haproxy").apply(world)
-    log_decision(ctl, timed_cycle(ctl), last)
+    decisions(timed_cycle(ctl))
     return out.getvalue().splitlines(), idle
 
 
