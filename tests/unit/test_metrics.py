@@ -185,3 +185,21 @@ def test_fencing_refused_and_off_are_told_apart(world: FakeWorld) -> None:
     assert not probe_until_decided(off).fence
     assert value(other, "pgha_fencing_decisions_total", decision="off") == 1
     assert value(other, "pgha_fencing_decisions_total", decision="refused") == 0
+
+
+def test_the_role_follows_the_lease_cycle_by_cycle(tmp_path: Path) -> None:
+    from tests.unit.test_leadership import KEY, TTL_SECONDS, converged_controller
+
+    world, ctl = converged_controller(tmp_path)
+    metrics = OperatorMetrics()
+    ctl.metrics = metrics.cluster("demo")
+    other = world.etcd.leases.grant(TTL_SECONDS)
+    world.etcd.leases.create(KEY, "host-b/pid 7/x", other)
+    ctl.stand_by()
+    timed_cycle(ctl)
+    assert value(metrics, "pgha_operator_role", role="standby") == 1
+    assert value(metrics, "pgha_operator_role", role="leader") == 0
+    world.etcd.leases.revoke(other)  # the leader died: this operator takes over
+    timed_cycle(ctl)
+    assert value(metrics, "pgha_operator_role", role="leader") == 1
+    assert value(metrics, "pgha_operator_role", role="standby") == 0
