@@ -16,6 +16,7 @@ from pgha_operator.cli import day2, logs, operate, preview
 from pgha_operator.cli.args import add_manifest_arguments
 from pgha_operator.cli.endpoint import add_token_command
 from pgha_operator.cli.rotate import add_rotate_command
+from pgha_operator.cli.service import add_service_commands
 from pgha_operator.cli.ssh import add_ssh_command
 from pgha_operator.cli.state_cmd import add_state_command
 from pgha_operator.core.errors import OperatorError
@@ -81,4 +82,5 @@ def build_parser() -> argparse.ArgumentParser:
     add_ssh_command(sub)
     add_token_command(sub)
     add_state_command(sub)
+    add_service_commands(sub)
     return parser

@@ -27,7 +27,10 @@ def configure(log_format: str | None = None, stream: TextIO | None = None) -> st
     stream = stream or sys.stderr
     if log_format is None:
         log_format = "console" if stream.isatty() else "json"
-    processors: list[Any] = [structlog.processors.add_log_level]
+    processors: list[Any] = [
+        structlog.contextvars.merge_contextvars,  # run -f DIR: each loop's `cluster`
+        structlog.processors.add_log_level,
+    ]
     if log_format == "json":
         processors += [
             structlog.processors.TimeStamper(fmt="iso", utc=True),

@@ -16,6 +16,7 @@ from pgha_operator.cli.args import (
     print_warnings,
 )
 from pgha_operator.cli.endpoint import add_operator_dir_argument
+from pgha_operator.cli.fleet import add_fleet_arguments, cmd_run_fleet, wants_fleet
 from pgha_operator.cli.logs import add_log_format_argument
 from pgha_operator.cli.logs import configure as configure_logs
 from pgha_operator.cli.progress import ApplyProgress
@@ -57,6 +58,7 @@ def add_commands(command: Any) -> None:
     add_operator_dir_argument(p)
     add_state_dir_argument(p)
     add_log_format_argument(p)
+    add_fleet_arguments(p)  # run -f DIR: every cluster of the directory (cli/fleet.py)
     p = command(
         "destroy",
         "Stop every service of the cluster and delete its machines, data and secrets.",
@@ -103,6 +105,8 @@ def connect_hint(ctl: Controller) -> str:
 def cmd_run(args: argparse.Namespace) -> int:
     configure_logs(args.log_format)
     metrics = OperatorMetrics()
+    if wants_fleet(args):
+        return cmd_run_fleet(args)
     # A taken port fails here, before the operator takes its lock or touches anything.
     server = (
         open_endpoint(
