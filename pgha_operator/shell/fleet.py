@@ -241,9 +241,13 @@ class Fleet:
             phase = snap.status.get("phase") if snap else ("not started" if m.error else "starting")
             parts.append(f"{name} {phase}")
         hung = [f"{name} hung {since:.0f}s" for name, since in health.hung]
-        return (
+        refused = (
+            [f"{len(self.file_problems)} manifest file(s) refused"] if self.file_problems else []
+        )
+        line = (
             f"{len(self.members)} clusters: " + ", ".join(parts + hung) if parts else "no clusters"
         )
+        return "; ".join([line, *refused])
 
     def snapshot(self) -> Snapshot | None:
         """All clusters as one status (what `run --listen` serves): its phase is Converged
