@@ -10,6 +10,7 @@ cluster's loop and leaves the cluster running.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import signal
@@ -58,6 +59,11 @@ class Fleet:
 
     def converged(self, name: str) -> bool:
         return status(self.manifest(name), self.state(name)).get("phase") == "Converged"
+
+    def etcd_healthy(self, name: str) -> str | None:
+        """EtcdHealthy in the status.json the cluster's own loop last wrote."""
+        written = json.loads((self.state(name) / "status.json").read_text())
+        return next(c["status"] for c in written["conditions"] if c["type"] == "EtcdHealthy")
 
     def output(self) -> str:
         return self.log.read_text()
@@ -135,8 +141,13 @@ def frozen_etcd(f: Fleet, name: str) -> Iterator[int]:
 def test_one_frozen_etcd_does_not_delay_the_other_clusters_repairs(fleet: Fleet) -> None:
     before = repair_seconds(fleet, "lively")
     with frozen_etcd(fleet, "frozen"):
-        time.sleep(3)  # the frozen cluster's loop is now inside calls that hang
+        # The frozen cluster's loop now waits on calls that hang until their timeouts.
         during = repair_seconds(fleet, "lively")
+        wait_for(
+            "the frozen cluster's loop to see its etcd unhealthy",
+            lambda: fleet.etcd_healthy("frozen") != "True",
+            timeout=90,
+        )
         again = repair_seconds(fleet, "lively")
     print(
         f"\nHAProxy repair: {before:.1f} s before the freeze, {during:.1f} / {again:.1f} s during"

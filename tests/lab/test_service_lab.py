@@ -67,7 +67,7 @@ WHEELS_IN_MACHINE = "/var/tmp/pgha-operator-wheels"
 MANIFESTS = "/etc/pgha-operator/manifests"
 STATE = f"/var/lib/pgha-operator/{CLUSTER}"
 UNIT = "pgha-operator.service"
-SKIP = {".git", ".venv", "__pycache__", ".pytest_cache", ".ruff_cache", ".hypothesis"}
+SKIP = {".git", ".venv", "__pycache__", ".pytest_cache", ".ruff_cache", ".hypothesis", "build"}
 
 pytestmark = [
     pytest.mark.lab,
@@ -155,7 +155,11 @@ def operator_wheels() -> Path:
 
 def copy_project(root: Path) -> None:
     """The source tree and the wheels into the machine's disk (its overlay, from outside)."""
-    shutil.copytree(REPO, root / SRC.lstrip("/"), ignore=lambda d, names: SKIP & set(names))
+
+    def ignore(folder: str, names: list[str]) -> set[str]:
+        return {n for n in names if n in SKIP or n.endswith(".egg-info")}
+
+    shutil.copytree(REPO, root / SRC.lstrip("/"), ignore=ignore)
     shutil.copytree(operator_wheels(), root / WHEELS_IN_MACHINE.lstrip("/"))
 
 
