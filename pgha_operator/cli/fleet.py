@@ -13,7 +13,7 @@ from pgha_operator.core.errors import OperatorError
 from pgha_operator.shell.controller import Controller
 from pgha_operator.shell.fleet import ClusterLoop, Fleet
 from pgha_operator.shell.sd_notify import Notifier
-from pgha_operator.shell.status_http import STALE_AFTER, StatusServer, parse_listen
+from pgha_operator.shell.status_http import STALE_AFTER, open_endpoint
 
 
 def add_fleet_arguments(p: argparse.ArgumentParser) -> None:
@@ -59,7 +59,7 @@ def cmd_run_fleet(args: argparse.Namespace) -> int:
     directory = Path(manifest_files(args)[0])
     fleet = Fleet(directory, make_controller, args.state_root)
     # A taken port fails here, before any cluster's loop starts.
-    server = StatusServer(parse_listen(args.listen), fleet.snapshot) if args.listen else None
+    server = open_endpoint(args.listen, args.operator_dir, fleet.snapshot) if args.listen else None
     notifier = Notifier.from_environment()
     stop = threading.Event()
 
