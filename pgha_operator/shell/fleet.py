@@ -24,7 +24,7 @@ from pgha_operator.shell.status_http import Snapshot
 log = structlog.get_logger("pgha-operator")
 
 SCAN_SECONDS = 1.0  # a new or removed manifest file is seen within this
-RETRY_SECONDS = 10.0  # a cluster that could not start (lock held, preflight) is retried
+RETRY_SECONDS = 10.0  # a cluster that could not start (a failed preflight) is retried
 EXTEND_START_USEC = 30_000_000  # while starting: systemd waits this much longer per message
 STOP_SECONDS = 30.0  # at exit: how long the loops get to finish their cycle
 
@@ -35,7 +35,7 @@ class ClusterLoop(Protocol):
     state_dir: Path
     last_cycle: Snapshot | None
 
-    def prepare(self) -> None: ...
+    def prepare(self, standby: bool = False) -> None: ...
     def run(self, stop: threading.Event) -> None: ...
     def unlock(self) -> None: ...
     def cycle(self, act: bool = True) -> Any: ...
@@ -178,7 +178,7 @@ class Fleet:
         """The cluster's controller with its lock taken, or None (said once) to retry."""
         try:
             ctl = self.make_controller(member.source, member.name, self._state_dir(member.name))
-            ctl.prepare()
+            ctl.prepare(standby=True)  # another operator may lead it: this loop stands by
         except Exception as exc:
             message = str(exc)
             if message != member.error:

@@ -86,9 +86,10 @@ class FakeController:
         self.cycles = 0
         self.unlocked = False
 
-    def prepare(self) -> None:
+    def prepare(self, standby: bool = False) -> None:
+        assert standby  # run -f DIR stands by while another operator leads a cluster
         if self.name in self.world.refuse:
-            raise PermanentError(f"another operator already manages cluster {self.name}")
+            raise PermanentError(f"preflight of cluster {self.name}: etcd not found")
 
     def cycle(self, act: bool = True) -> None:
         if self.name in self.world.hang:
@@ -224,10 +225,10 @@ def test_a_cluster_that_cannot_start_is_retried_and_counts_as_started(fleet) -> 
     world.refuse.add("a")
     fleet.step()
     wait_until("retried", lambda: len(world.made) >= 3)
-    assert "another operator" in (fleet.members["a"].error or "")
+    assert "etcd not found" in (fleet.members["a"].error or "")
     said = [e for e in world.logs if e["event"] == "cluster not started; retrying"]
     assert len(said) == 1  # said once, not at every retry
-    assert fleet.health(60).ready  # READY does not wait for a cluster another operator has
+    assert fleet.health(60).ready  # READY does not wait for a cluster that cannot start
     assert fleet.snapshot() is None  # no cluster has a status yet
     world.refuse.clear()
     wait_until("running", lambda: world.latest("a").cycles > 0)
