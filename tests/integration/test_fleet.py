@@ -60,10 +60,15 @@ class Fleet:
     def converged(self, name: str) -> bool:
         return status(self.manifest(name), self.state(name)).get("phase") == "Converged"
 
-    def etcd_healthy(self, name: str) -> str | None:
-        """EtcdHealthy in the status.json the cluster's own loop last wrote."""
-        written = json.loads((self.state(name) / "status.json").read_text())
-        return next(c["status"] for c in written["conditions"] if c["type"] == "EtcdHealthy")
+    def loop_stuck(self, name: str, since: float) -> bool:
+        """The cluster's own loop no longer converges happily: the status.json it writes
+        says etcd is unhealthy, or it has written none for 6 s since `since` (a leader that
+        cannot reach etcd loses its lease and only looks, writing nothing)."""
+        path = self.state(name) / "status.json"
+        written = json.loads(path.read_text())
+        etcd = next(c["status"] for c in written["conditions"] if c["type"] == "EtcdHealthy")
+        quiet = time.time() - max(path.stat().st_mtime, since)
+        return etcd != "True" or quiet > 6
 
     def output(self) -> str:
         return self.log.read_text()
@@ -142,10 +147,11 @@ def test_one_frozen_etcd_does_not_delay_the_other_clusters_repairs(fleet: Fleet)
     before = repair_seconds(fleet, "lively")
     with frozen_etcd(fleet, "frozen"):
         # The frozen cluster's loop now waits on calls that hang until their timeouts.
+        frozen_at = time.time()
         during = repair_seconds(fleet, "lively")
         wait_for(
-            "the frozen cluster's loop to see its etcd unhealthy",
-            lambda: fleet.etcd_healthy("frozen") != "True",
+            "the frozen cluster's loop to be held up by its etcd",
+            lambda: fleet.loop_stuck("frozen", frozen_at),
             timeout=90,
         )
         again = repair_seconds(fleet, "lively")
