@@ -6,12 +6,14 @@ from __future__ import annotations
 import argparse
 import signal
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 from pgha_operator.cli.args import manifest_files
 from pgha_operator.core.errors import OperatorError
 from pgha_operator.shell.controller import Controller
 from pgha_operator.shell.fleet import ClusterLoop, Fleet
+from pgha_operator.shell.metrics import OperatorMetrics, metrics_response
 from pgha_operator.shell.sd_notify import Notifier
 from pgha_operator.shell.status_http import STALE_AFTER, open_endpoint
 
@@ -48,18 +50,37 @@ def wants_fleet(args: argparse.Namespace) -> bool:
     return len(files) == 1 and Path(files[0]).is_dir() and not one_cluster
 
 
-def make_controller(source: str, name: str, state_dir: Path | None) -> ClusterLoop:
-    def progress(action: object) -> None:
-        print(f"[{name}] -> {getattr(action, 'describe', action)}", flush=True)
+def controller_maker(
+    metrics: OperatorMetrics,
+) -> Callable[[str, str, Path | None], ClusterLoop]:
+    """Every cluster's Controller records into the one registry (series carry `cluster`)."""
 
-    return Controller([source], state_dir=state_dir, cluster_name=name, progress=progress)
+    def make_controller(source: str, name: str, state_dir: Path | None) -> ClusterLoop:
+        def progress(action: object) -> None:
+            print(f"[{name}] -> {getattr(action, 'describe', action)}", flush=True)
+
+        return Controller(
+            [source], state_dir=state_dir, cluster_name=name, progress=progress, metrics=metrics
+        )
+
+    return make_controller
 
 
 def cmd_run_fleet(args: argparse.Namespace) -> int:
     directory = Path(manifest_files(args)[0])
-    fleet = Fleet(directory, make_controller, args.state_root)
+    metrics = OperatorMetrics()
+    fleet = Fleet(directory, controller_maker(metrics), args.state_root)
     # A taken port fails here, before any cluster's loop starts.
-    server = open_endpoint(args.listen, args.operator_dir, fleet.snapshot) if args.listen else None
+    server = (
+        open_endpoint(
+            args.listen,
+            args.operator_dir,
+            fleet.snapshot,
+            routes={"/metrics": lambda: metrics_response(metrics)},
+        )
+        if args.listen
+        else None
+    )
     notifier = Notifier.from_environment()
     stop = threading.Event()
 
@@ -71,7 +92,7 @@ def cmd_run_fleet(args: argparse.Namespace) -> int:
     print(f"operator for every cluster in {directory} running", flush=True)
     if server:
         server.start()
-        print(f"status: {server.url}/status (also /healthz, /readyz)", flush=True)
+        print(f"status: {server.url}/ (also /status, /metrics, /healthz, /readyz)", flush=True)
     try:
         fleet.run(stop, notifier, args.hung_after)
     finally:

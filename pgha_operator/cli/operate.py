@@ -23,8 +23,8 @@ from pgha_operator.cli.progress import ApplyProgress
 from pgha_operator.shell.controller import Controller
 from pgha_operator.shell.cycle import CycleReport
 from pgha_operator.shell.loops import DecisionLog
-from pgha_operator.shell.metrics import CONTENT_TYPE, OperatorMetrics
-from pgha_operator.shell.status_http import Response, open_endpoint
+from pgha_operator.shell.metrics import OperatorMetrics, metrics_response
+from pgha_operator.shell.status_http import open_endpoint
 
 EXIT_INVALID = 2
 
@@ -169,10 +169,6 @@ def on_cycle(
         decisions(report)
 
     return both
-
-
-def metrics_response(metrics: OperatorMetrics) -> Response:
-    return Response(200, metrics.exposition().decode(), CONTENT_TYPE)
 
 
 def cmd_destroy(args: argparse.Namespace) -> int:

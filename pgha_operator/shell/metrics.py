@@ -15,6 +15,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 
 from pgha_operator.core.actions import Action, Switchover
+from pgha_operator.shell.status_http import Response
 
 if TYPE_CHECKING:
     from pgha_operator.shell.cycle import CycleReport
@@ -183,3 +184,8 @@ class ClusterMetrics:
         for name, lag in known.items():
             self.families.replica_lag.labels(self.name, name).set(lag)
         self._lagging = set(known)
+
+
+def metrics_response(metrics: OperatorMetrics) -> Response:
+    """The `/metrics` route of `run --listen`."""
+    return Response(200, metrics.exposition().decode(), CONTENT_TYPE)

@@ -258,3 +258,15 @@ class RecordingNotifier:
     def send(self, **fields: object) -> bool:
         self.sent.append(fields)
         return True
+
+
+def test_every_cluster_of_a_directory_records_into_one_registry(tmp_path: Path) -> None:
+    from pgha_operator.cli.fleet import controller_maker
+    from pgha_operator.shell.metrics import OperatorMetrics
+
+    metrics = OperatorMetrics()
+    make = controller_maker(metrics)
+    repo = Path(__file__).resolve().parents[2]
+    ctl = make(str(repo / "manifests/demo.yaml"), "demo", tmp_path / "demo")
+    assert ctl.metrics.families is metrics  # type: ignore[attr-defined]
+    assert 'cluster="demo"' in metrics.exposition().decode()

@@ -5,8 +5,7 @@ from __future__ import annotations
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from pgha_operator.cli.operate import metrics_response
-from pgha_operator.shell.metrics import OperatorMetrics
+from pgha_operator.shell.metrics import OperatorMetrics, metrics_response
 from pgha_operator.shell.status_http import StatusServer
 
 
