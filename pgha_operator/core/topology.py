@@ -56,12 +56,20 @@ class Topology:
     def address(self, name: str) -> str:
         return self.machine(name).address
 
+    # etcd speaks TLS only (client-cert-auth on both ports): every URL is https. Machines
+    # leaving the manifest have no entry here, so the URLs are also built from an address.
     @property
     def etcd_client_urls(self) -> tuple[str, ...]:
-        return tuple(f"http://{self.address(n)}:{self.etcd_client_port}" for n in self.etcd)
+        return tuple(self.etcd_client_url_at(self.address(n)) for n in self.etcd)
+
+    def etcd_client_url_at(self, address: str) -> str:
+        return f"https://{address}:{self.etcd_client_port}"
 
     def etcd_peer_url(self, name: str) -> str:
-        return f"http://{self.address(name)}:{self.etcd_peer_port}"
+        return self.etcd_peer_url_at(self.address(name))
+
+    def etcd_peer_url_at(self, address: str) -> str:
+        return f"https://{address}:{self.etcd_peer_port}"
 
     def rest_api_url(self, name: str) -> str:
         return f"http://{self.address(name)}:{self.rest_api_port}"

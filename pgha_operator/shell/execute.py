@@ -260,9 +260,8 @@ def _etcd(env: Env) -> EtcdApi:
     """Through every member that may answer: the manifest's, and machines leaving it (while
     the manifest's are down, the leaving ones may hold the quorum that removes them)."""
     wanted = {m.name for m in env.topology.machines}
-    port = env.topology.etcd_client_port
     leaving = [
-        f"http://{f.address}:{port}"
+        env.topology.etcd_client_url_at(f.address)
         for f in env.provider.machines()
         if f.name not in wanted and f.exists and f.address
     ]

@@ -53,7 +53,7 @@ def observe(
     wanted = {m.name for m in topo.machines}
     # Leaving machines may still be etcd members, even the only ones that answer.
     leaving_etcd = [
-        f"http://{fact.address}:{topo.etcd_client_port}"
+        topo.etcd_client_url_at(fact.address)
         for name, fact in sorted(machines.items())
         if name in up and name not in wanted and fact.address
     ]

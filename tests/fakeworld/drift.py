@@ -10,7 +10,7 @@ from pgha_operator.core.spec import Cluster, parse_text
 from tests.fakeworld.etcd import Member
 from tests.fakeworld.world import FakeWorld
 
-FOREIGN_PEER = "http://127.0.10.250:2380"  # an etcd member no manifest names
+FOREIGN_PEER = "https://127.0.10.250:2380"  # an etcd member no manifest names
 
 
 @dataclass(frozen=True)

@@ -140,10 +140,10 @@ class PatroniModel:
     def dcs_ok(self, n: Node) -> bool:
         if not self.world.etcd.quorum():
             return False
-        hosts = n.config.get("etcd3", {}).get("hosts", [])
-        for host in hosts:
+        etcd3 = n.config.get("etcd3", {})
+        for host in etcd3.get("hosts", []):
             try:
-                self.world.etcd.endpoint(f"http://{host}")
+                self.world.etcd.endpoint(f"{etcd3.get('protocol', 'http')}://{host}")
                 return True
             except CallError:
                 continue

@@ -52,7 +52,7 @@ def truth(world: FakeWorld) -> Truth:
         voters=frozenset(v.id for v in world.etcd.voters()),
         voter_peers=frozenset(v.peer_url for v in world.etcd.voters()),
         peer_url={
-            m.name: f"http://{m.address}:{world.cluster.spec.etcd.peer_port}"
+            m.name: f"https://{m.address}:{world.cluster.spec.etcd.peer_port}"
             for m in world.machines.values()
         },
         serving=frozenset(world.etcd.serving_ids()),

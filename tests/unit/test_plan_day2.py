@@ -117,7 +117,7 @@ def test_etcd_scale_up_adds_one_learner_then_starts_then_promotes() -> None:
     )
     start = [a for a in plan(after, joining).actions if isinstance(a, StartEtcdLearner)]
     assert len(start) == 1 and "initial-cluster-state: existing" in start[0].content
-    assert start[0].content.count("=http://") == 4  # the membership it joins, itself included
+    assert start[0].content.count("=https://") == 4  # the membership it joins, itself included
     running = replace(
         joining, services={**joining.services, ("etcd4", "etcd"): ServiceState.RUNNING}
     )

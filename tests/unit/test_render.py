@@ -74,6 +74,10 @@ ETCD_FLAGS = set(
     enable-grpc-gateway
     """.split()  # noqa: SIM905 (one flag list, as etcd --help prints it)
 )
+# The config file reads TLS only from these two sections (keyed by the client-side flag
+# names); a top-level cert-file / peer-cert-file is ignored, and https then fails to start.
+ETCD_TLS_SECTIONS = {"client-transport-security", "peer-transport-security"}
+ETCD_TLS_FLAGS = {"cert-file", "key-file", "client-cert-auth", "trusted-ca-file", "auto-tls"}
 
 
 # --- helpers --------------------------------------------------------------------------------
@@ -284,14 +288,16 @@ def test_unknown_machine_and_missing_layout_are_refused() -> None:
 def test_etcd_config(ctx: RenderContext) -> None:
     topo = ctx.topology
     expected_cluster = ",".join(
-        f"{n}=http://{topo.address(n)}:{topo.etcd_peer_port}" for n in topo.etcd
+        f"{n}=https://{topo.address(n)}:{topo.etcd_peer_port}" for n in topo.etcd
     )
     for name in topo.etcd:
         doc = etcd_doc(ctx, name)
-        assert set(doc) <= ETCD_FLAGS, set(doc) - ETCD_FLAGS
+        keys = set(doc) - ETCD_TLS_SECTIONS
+        assert keys <= ETCD_FLAGS - ETCD_TLS_FLAGS, keys - (ETCD_FLAGS - ETCD_TLS_FLAGS)
+        assert not any(k.startswith("peer-") and k[5:] in ETCD_TLS_FLAGS for k in keys)
         address = topo.address(name)
-        client = f"http://{address}:{topo.etcd_client_port}"
-        peer = f"http://{address}:{topo.etcd_peer_port}"
+        client = f"https://{address}:{topo.etcd_client_port}"
+        peer = f"https://{address}:{topo.etcd_peer_port}"
         assert doc["name"] == name
         assert doc["data-dir"] == ctx.layouts[name].etcd_data
         assert doc["listen-client-urls"] == client  # one URL: no localhost, no 0.0.0.0
@@ -307,12 +313,33 @@ def test_etcd_config(ctx: RenderContext) -> None:
             assert "0.0.0.0" not in str(value) and "localhost" not in str(value), key
 
 
+def test_etcd_requires_client_certificates_on_both_ports(ctx: RenderContext) -> None:
+    for name in ctx.topology.etcd:
+        doc = etcd_doc(ctx, name)
+        folder = f"{ctx.layouts[name].tls_dir}/etcd"
+        expected = {
+            "cert-file": f"{folder}/server.crt",
+            "key-file": f"{folder}/server.key",
+            "trusted-ca-file": f"{folder}/ca.crt",
+            "client-cert-auth": True,
+        }
+        assert doc["client-transport-security"] == expected
+        assert doc["peer-transport-security"] == expected
+        # The files it names are the ones the machine gets, the key readable by etcd only.
+        files = {f.path: f for f in render_machine(ctx, name) if f.certificate}
+        assert {expected["cert-file"], expected["key-file"], expected["trusted-ca-file"]} <= set(
+            files
+        )
+        assert files[expected["key-file"]].mode == 0o600
+        assert files[expected["key-file"]].owner == "etcd"
+
+
 def test_etcd_joining_member_uses_existing_state() -> None:
     cluster = load_manifest(REPO / "manifests/demo.yaml")
     ctx = make_ctx(cluster, joining=frozenset({"etcd3"}))
     assert etcd_doc(ctx, "etcd3")["initial-cluster-state"] == "existing"
     assert etcd_doc(ctx, "etcd1")["initial-cluster-state"] == "new"
-    assert etcd_doc(ctx, "etcd3")["initial-cluster"].count("=http://") == 3
+    assert etcd_doc(ctx, "etcd3")["initial-cluster"].count("=https://") == 3
     with pytest.raises(ValueError, match="not etcd members"):
         render_all(make_ctx(cluster, joining=frozenset({"node1"})))
 
@@ -343,8 +370,13 @@ def test_patroni_identity_rest_and_dcs(ctx: RenderContext) -> None:
             "username": REST_USER,
             "password": SECRETS.rest_password,
         }
+        tls_dir = ctx.layouts[name].tls_dir
         assert doc["etcd3"] == {
-            "hosts": [f"{topo.address(n)}:{topo.etcd_client_port}" for n in topo.etcd]
+            "hosts": [f"{topo.address(n)}:{topo.etcd_client_port}" for n in topo.etcd],
+            "protocol": "https",
+            "cacert": f"{tls_dir}/postgres/ca.crt",
+            "cert": f"{tls_dir}/postgres/etcd-client.crt",
+            "key": f"{tls_dir}/postgres/etcd-client.key",
         }
         assert "etcd" not in doc  # the v3 API only
         assert doc["log"] == {"level": "INFO"}  # stderr: no log.dir

@@ -56,11 +56,11 @@ def test_demo_names_and_addresses() -> None:
 def test_demo_urls_and_ports() -> None:
     topo = topology.build(shipped("demo"))
     assert topo.etcd_client_urls == (
-        "http://127.0.10.101:2379",
-        "http://127.0.10.102:2379",
-        "http://127.0.10.103:2379",
+        "https://127.0.10.101:2379",
+        "https://127.0.10.102:2379",
+        "https://127.0.10.103:2379",
     )
-    assert topo.etcd_peer_url("etcd2") == "http://127.0.10.102:2380"
+    assert topo.etcd_peer_url("etcd2") == "https://127.0.10.102:2380"
     assert topo.rest_api_url("node3") == "http://127.0.10.13:8008"
     assert (topo.pg_port, topo.rest_api_port) == (5432, 8008)
 
@@ -89,7 +89,7 @@ def test_colocated_puts_etcd_on_the_first_pg_machines() -> None:
     assert topo.etcd == ("node1",)
     assert topo.machine("node1").roles == frozenset({Role.ETCD, Role.POSTGRES})
     assert topo.machine("node2").roles == frozenset({Role.POSTGRES})
-    assert topo.etcd_client_urls == ("http://127.0.10.11:2379",)
+    assert topo.etcd_client_urls == ("https://127.0.10.11:2379",)
     assert len(topo.machines) == 4  # node1-3 + haproxy
 
 
@@ -113,7 +113,7 @@ def test_vagrant_listed_machines() -> None:
 def test_ssh_colocated_on_listed_machines() -> None:
     topo = topology.build(shipped("ssh.example"))
     assert topo.etcd == ("pg1", "pg2", "pg3")
-    assert topo.etcd_client_urls[0] == "http://10.0.0.11:2379"
+    assert topo.etcd_client_urls[0] == "https://10.0.0.11:2379"
     assert topo.loadbalancers == ("lb1",)
 
 

@@ -252,14 +252,13 @@ def _leaving_voters_down(desired: Desired, observed: Observed) -> list[tuple[str
     until the membership step removes it: its stopped etcd is started again (else scaling
     down with that member down waits forever for a quorum only it can give)."""
     voters = {url for m in observed.etcd.voters for url in m.peer_urls}
-    port = desired.topology.etcd_peer_port
     return [
         (name, "etcd")
         for name, fact in sorted(observed.machines.items())
         if name not in desired.services
         and fact.exists
         and name not in observed.down
-        and f"http://{fact.address}:{port}" in voters
+        and desired.topology.etcd_peer_url_at(fact.address) in voters
         and observed.service(name, "etcd") != ServiceState.RUNNING
     ]
 

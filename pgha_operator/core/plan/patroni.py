@@ -66,7 +66,7 @@ def removals(desired: Desired, observed: Observed) -> list[Action]:
         return [Switchover(leader.name, candidate, f"before removing {leader.name}")]
     for name in leaving:
         fact = observed.machines[name]
-        peer = f"http://{fact.address}:{desired.topology.etcd_peer_port}"
+        peer = desired.topology.etcd_peer_url_at(fact.address)
         if any(peer in m.peer_urls for m in observed.etcd.members):
             continue  # still an etcd member: the membership step removes it first
         member = observed.patroni.member(name)

@@ -124,9 +124,7 @@ def patroni_config(ctx: RenderContext, machine: str) -> dict[str, Any]:
         # No log.dir: Patroni logs to stderr and the supervisor / journald captures it.
         "log": {"level": "INFO"},
         "restapi": _restapi_section(ctx, address),
-        "etcd3": {
-            "hosts": [f"{topo.address(name)}:{topo.etcd_client_port}" for name in topo.etcd],
-        },
+        "etcd3": _etcd3_section(ctx, machine),
         "bootstrap": {
             "dcs": dynamic_config(ctx),
             "initdb": [{"encoding": "UTF8"}, "data-checksums"],
@@ -141,6 +139,19 @@ def patroni_config(ctx: RenderContext, machine: str) -> dict[str, Any]:
             "clonefrom": False,
             "nosync": False,
         },
+    }
+
+
+def _etcd3_section(ctx: RenderContext, machine: str) -> dict[str, Any]:
+    """etcd over TLS with Patroni's own client certificate (etcd requires one)."""
+    topo = ctx.topology
+    tls = daemon_tls(ctx.layout(machine), "patroni")
+    return {
+        "hosts": [f"{topo.address(name)}:{topo.etcd_client_port}" for name in topo.etcd],
+        "protocol": "https",
+        "cacert": tls.ca,
+        "cert": tls.client_cert,
+        "key": tls.client_key,
     }
 
 

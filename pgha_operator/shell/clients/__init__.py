@@ -165,7 +165,7 @@ class RealClients:
         self._lock = threading.Lock()
 
     def etcd(self, client_urls: Sequence[str], timeout: float | None = None) -> EtcdApi:
-        return _etcd.EtcdClient(client_urls, timeout or _etcd.TIMEOUT)
+        return _etcd.EtcdClient(client_urls, timeout or _etcd.TIMEOUT, self.tls)
 
     def etcd_lease(self, client_urls: Sequence[str], timeout: float) -> EtcdLeaseApi:
         return _etcd_lease.EtcdLeaseClient(client_urls, timeout)
@@ -199,7 +199,7 @@ class RealClients:
         return _haproxy.HaproxyClient(stats_url)
 
     def observe_etcd(self, client_urls: Sequence[str]) -> EtcdFacts:
-        return _etcd.collect_etcd(client_urls)
+        return _etcd.collect_etcd(client_urls, tls=self.tls)
 
     def observe_patroni(self, api_urls: Sequence[str], auth: Auth | None) -> PatroniFacts:
         return _patroni.collect_patroni(api_urls, auth)

@@ -3,6 +3,9 @@
 Built on etcd3gw (the /v3 HTTP gateway). etcd3gw has no membership calls, so those use its
 raw `client.post(client.get_url("/cluster/member/..."))`. Member ids are the decimal
 strings the gateway returns (etcdctl shows the same ids in hex).
+
+etcd requires TLS with a client certificate of the cluster's CA: every call takes the
+operator's `ClientTls` (None only for a test's plain etcd).
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from pgha_operator.core.facts.types import EtcdFacts, EtcdMember
 from pgha_operator.core.leadership import LeaseGuard
 from pgha_operator.shell.clients import transport
 from pgha_operator.shell.clients.errors import ComponentError
+from pgha_operator.shell.clients.tls import ClientTls
 
 T = TypeVar("T")
 TIMEOUT = 3.0
@@ -43,21 +47,27 @@ _GW_STATUS: dict[type[Exception], int] = {
 class EtcdClient:
     """Talks to the first of `client_urls` that answers; sticks with it while it works."""
 
-    def __init__(self, client_urls: Sequence[str], timeout: float = TIMEOUT) -> None:
+    def __init__(
+        self, client_urls: Sequence[str], timeout: float = TIMEOUT, tls: ClientTls | None = None
+    ) -> None:
         if not client_urls:
             raise ValueError("EtcdClient needs at least one client URL")
         self.client_urls = tuple(u.rstrip("/") for u in client_urls)
-        self._clients = [self._make(u, timeout) for u in self.client_urls]
+        self.tls = tls
+        self._clients = [self._make(u, timeout, tls) for u in self.client_urls]
         self._current = 0
 
     @staticmethod
-    def _make(url: str, timeout: float) -> Etcd3Client:
+    def _make(url: str, timeout: float, tls: ClientTls | None) -> Etcd3Client:
         parts = urlsplit(url)
         # api_path fixed: etcd 3.4+ serves /v3/, and discovery would cost a request.
         return Etcd3Client(
             host=parts.hostname or "127.0.0.1",
             port=parts.port or 2379,
-            protocol=parts.scheme or "http",
+            protocol=parts.scheme or "https",
+            ca_cert=tls.ca if tls else None,
+            cert_cert=tls.cert if tls else None,
+            cert_key=tls.key if tls else None,
             timeout=timeout,
             api_path="/v3/",
         )
@@ -136,7 +146,7 @@ class EtcdClient:
         the precondition of anything that takes one voter down (a restart)."""
         voters = [m for m in self.member_list() if not m.is_learner]
         probes = [
-            transport.READERS.submit(member_healthy, m.client_urls[0], OBSERVE_TIMEOUT)
+            transport.READERS.submit(member_healthy, m.client_urls[0], OBSERVE_TIMEOUT, self.tls)
             if m.client_urls
             else None
             for m in voters
@@ -207,22 +217,34 @@ def _short(text: str) -> str:
     for cause in ("Connection refused", "timed out", "No route to host"):
         if cause in text:
             return cause.lower()
-    return text[:300]
+    return _tls_cause(text) or text[:300]
+
+
+def _tls_cause(text: str) -> str | None:
+    """A failed handshake, in the words a human acts on (which side refused what)."""
+    for marker in ("CERTIFICATE_VERIFY_FAILED", "certificate required", "bad certificate"):
+        if marker in text:
+            return f"TLS handshake failed ({marker})"
+    if "WRONG_VERSION_NUMBER" in text or "record layer failure" in text:
+        return "TLS handshake failed (the server does not speak TLS)"
+    return None
 
 
 # ---------------------------------------------------------------- observation (never raises)
 
 
-def _post(url: str, path: str, timeout: float) -> Any:
-    resp = transport.post(f"{url.rstrip('/')}/v3/{path}", json={}, timeout=timeout)
+def _post(url: str, path: str, timeout: float, tls: ClientTls | None) -> Any:
+    resp = transport.post(f"{url.rstrip('/')}/v3/{path}", json={}, timeout=timeout, tls=tls)
     resp.raise_for_status()
     return resp.json()
 
 
-def member_healthy(client_url: str, timeout: float = OBSERVE_TIMEOUT) -> bool:
+def member_healthy(
+    client_url: str, timeout: float = OBSERVE_TIMEOUT, tls: ClientTls | None = None
+) -> bool:
     """GET /health of one member: True only when it answers {"health": "true"}."""
     try:
-        resp = transport.get(f"{client_url.rstrip('/')}/health", timeout=timeout)
+        resp = transport.get(f"{client_url.rstrip('/')}/health", timeout=timeout, tls=tls)
         return parse_health(resp.json())  # 503 still carries {"health": "false"}
     except (requests.RequestException, ValueError):
         return False
@@ -236,10 +258,12 @@ def _describe(exc: Exception) -> str:
         return "timed out"
     if isinstance(exc, requests.HTTPError) and exc.response is not None:
         return f"HTTP {exc.response.status_code}: {exc.response.text.strip()[:200]}"
-    return f"{type(exc).__name__}: {exc}"
+    return _tls_cause(str(exc)) or f"{type(exc).__name__}: {exc}"
 
 
-def collect_etcd(client_urls: Sequence[str], timeout: float = OBSERVE_TIMEOUT) -> EtcdFacts:
+def collect_etcd(
+    client_urls: Sequence[str], timeout: float = OBSERVE_TIMEOUT, tls: ClientTls | None = None
+) -> EtcdFacts:
     """Member list through the first endpoint that answers, then /health of every member.
 
     Never raises: an unreachable cluster is a fact (reachable=False, error says why).
@@ -249,7 +273,7 @@ def collect_etcd(client_urls: Sequence[str], timeout: float = OBSERVE_TIMEOUT) -
     answered = ""
     for url in client_urls:
         try:
-            members = parse_member_list(_post(url, "cluster/member/list", timeout))
+            members = parse_member_list(_post(url, "cluster/member/list", timeout, tls))
             answered = url
             break
         except (requests.RequestException, ValueError, KeyError) as exc:
@@ -260,8 +284,10 @@ def collect_etcd(client_urls: Sequence[str], timeout: float = OBSERVE_TIMEOUT) -
 
     probed = [m for m in members if m.name and m.client_urls]
     with nullcontext(transport.READERS) as pool:
-        status_f = pool.submit(_post, answered, "maintenance/status", timeout)
-        health_f = {m.name: pool.submit(member_healthy, m.client_urls[0], timeout) for m in probed}
+        status_f = pool.submit(_post, answered, "maintenance/status", timeout, tls)
+        health_f = {
+            m.name: pool.submit(member_healthy, m.client_urls[0], timeout, tls) for m in probed
+        }
         healthy = frozenset(name for name, f in health_f.items() if f.result())
         try:
             leader_id = parse_status(status_f.result()).leader_id

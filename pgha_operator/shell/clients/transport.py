@@ -12,6 +12,9 @@ after each answer), while the rare changing calls keep requests.
 time out do so together), kept between cycles: starting a dozen threads every cycle was
 the largest remaining cost of the idle demo. Nothing run on them submits to them again.
 
+An https URL is verified against the cluster's CA, and the operator's client certificate is
+offered, when the caller passes its `ClientTls` (one pool per set of files).
+
 `get` and `post` answer like requests does (status_code, text, json(), raise_for_status())
 and fail with requests' own exception types, so callers handle both alike. The operator
 only speaks to its own machines: no proxy or .netrc lookups.
@@ -21,6 +24,7 @@ from __future__ import annotations
 
 import http.client
 import json as jsonlib
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -32,6 +36,8 @@ from urllib3.exceptions import HTTPError as Urllib3Error
 from urllib3.exceptions import NewConnectionError
 from urllib3.exceptions import TimeoutError as Urllib3Timeout
 
+from pgha_operator.shell.clients.tls import ClientTls
+
 POOL_HOSTS = 128  # hosts kept: 89 Patroni nodes, a few etcd members and HAProxies
 POOL_PER_HOST = 4  # kept connections per host (the observation asks in parallel)
 
@@ -40,6 +46,31 @@ READER_THREADS = 256  # started on demand, then kept: the most parallel reads of
 READERS = ThreadPoolExecutor(max_workers=READER_THREADS, thread_name_prefix="pgha-read")
 
 _POOL = urllib3.PoolManager(num_pools=POOL_HOSTS, maxsize=POOL_PER_HOST, block=False, retries=False)
+_TLS_POOLS: dict[ClientTls, urllib3.PoolManager] = {}
+_TLS_POOLS_LOCK = threading.Lock()
+
+
+def _pool(tls: ClientTls | None) -> urllib3.PoolManager:
+    """The pool for plain requests, or the one that verifies servers against `tls.ca` and
+    presents `tls.cert` (files read per new connection: a renewed certificate is picked
+    up by the next one)."""
+    if tls is None:
+        return _POOL
+    with _TLS_POOLS_LOCK:
+        pool = _TLS_POOLS.get(tls)
+        if pool is None:
+            pool = urllib3.PoolManager(
+                num_pools=POOL_HOSTS,
+                maxsize=POOL_PER_HOST,
+                block=False,
+                retries=False,
+                cert_reqs="CERT_REQUIRED",
+                ca_certs=tls.ca,
+                cert_file=tls.cert,
+                key_file=tls.key,
+            )
+            _TLS_POOLS[tls] = pool
+        return pool
 
 
 @dataclass(frozen=True)
@@ -69,6 +100,7 @@ def request(
     json: Any = None,
     auth: tuple[str, str] | None = None,
     timeout: float,
+    tls: ClientTls | None = None,
 ) -> Answer:
     """One request; `timeout` bounds the connect and each read, as in requests."""
     headers: dict[str, str] = {}
@@ -79,7 +111,7 @@ def request(
         body = jsonlib.dumps(json).encode()
         headers["Content-Type"] = "application/json"
     try:
-        resp = _POOL.request(
+        resp = _pool(tls).request(
             method,
             url,
             body=body,
@@ -97,12 +129,18 @@ def request(
     return Answer(url, resp.status, resp.data)
 
 
-def get(url: str, *, auth: tuple[str, str] | None = None, timeout: float) -> Answer:
-    return request("GET", url, auth=auth, timeout=timeout)
+def get(
+    url: str,
+    *,
+    auth: tuple[str, str] | None = None,
+    timeout: float,
+    tls: ClientTls | None = None,
+) -> Answer:
+    return request("GET", url, auth=auth, timeout=timeout, tls=tls)
 
 
-def post(url: str, *, json: Any = None, timeout: float) -> Answer:
-    return request("POST", url, json=json, timeout=timeout)
+def post(url: str, *, json: Any = None, timeout: float, tls: ClientTls | None = None) -> Answer:
+    return request("POST", url, json=json, timeout=timeout, tls=tls)
 
 
 def status_of(url: str, *, timeout: float) -> int:
