@@ -637,7 +637,7 @@ def test_service_definitions(ctx: RenderContext) -> None:
         for d in service_definitions(ctx, m.name):
             if d.name == "etcd":
                 assert d.argv == (b.etcd, "--config-file", layout.etcd_config)
-                assert d.user is None and d.reload_signal is None
+                assert d.user == "etcd" and d.reload_signal is None
             elif d.name == "patroni":
                 assert d.argv == (b.patroni, layout.patroni_config)
                 assert d.user == "postgres" and d.reload_signal == "HUP"
@@ -725,7 +725,17 @@ def test_systemd_units(manifest_name: str) -> None:
                 assert argv == list(d.argv)
                 assert svc["Type"] == "simple"  # notify would wait for quorum
                 assert "ExecReload" not in svc
-                assert "User" not in svc
+                assert svc["User"] == "etcd"
+                # Hardened; writes only its data dir.
+                assert svc["NoNewPrivileges"] == "yes" and svc["ProtectSystem"] == "strict"
+                if layout.etcd_data.startswith("/var/lib/"):  # a real machine's layout
+                    # systemd makes it (owned by etcd) at each start: removable by the operator.
+                    assert "/var/lib/" + svc["StateDirectory"] == layout.etcd_data
+                    assert svc["StateDirectoryMode"] == "0700" and "ReadWritePaths" not in svc
+                else:
+                    assert svc["ReadWritePaths"] == layout.etcd_data
+                assert svc["PrivateTmp"] == "yes" and svc["ProtectHome"] == "yes"
+                assert svc["CapabilityBoundingSet"] == ""
 
 
 def test_systemd_runtime_directories_on_real_machines() -> None:

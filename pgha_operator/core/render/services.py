@@ -16,6 +16,7 @@ from pgha_operator.core.render.context import (
     ServiceName,
     render_template,
 )
+from pgha_operator.core.render.tls import daemon_user
 from pgha_operator.core.services import ServiceDefinition, definition_to_json
 from pgha_operator.core.topology import Role
 
@@ -40,7 +41,7 @@ def etcd_definition(ctx: RenderContext, machine: str) -> ServiceDefinition:
     return ServiceDefinition(
         name="etcd",
         argv=(ctx.binaries.etcd, "--config-file", ctx.layout(machine).etcd_config),
-        user=None,
+        user=daemon_user(ctx, "etcd"),
         env={},
         reload_signal=None,  # etcd cannot reload its configuration: restart it
         stop_timeout=ETCD_STOP_TIMEOUT,
@@ -134,6 +135,15 @@ def _runtime_directory_of(ctx: RenderContext, machine: str, service: str) -> str
     return None
 
 
+def _etcd_hardening(ctx: RenderContext, machine: str) -> dict[str, str]:
+    """Where etcd may write under ProtectSystem=strict: its data dir only. Under /var/lib
+    (real machines) systemd makes it at each start, owned by etcd (StateDirectory=): the
+    operator removes a former member's data, and the next start finds the dir again."""
+    data = ctx.layout(machine).etcd_data.rstrip("/")
+    state = data.removeprefix("/var/lib/") if data.startswith("/var/lib/") else None
+    return {"state_directory": state or "", "read_write_path": "" if state else data}
+
+
 def systemd_unit(ctx: RenderContext, machine: str, d: ServiceDefinition) -> str:
     if d.name == "patroni" and not d.user:
         raise ValueError(
@@ -155,6 +165,7 @@ def systemd_unit(ctx: RenderContext, machine: str, d: ServiceDefinition) -> str:
         runtime_directory=_runtime_directory_of(ctx, machine, d.name),
         reload_signal=d.reload_signal,
         stop_timeout=int(d.stop_timeout),
+        **(_etcd_hardening(ctx, machine) if d.name == "etcd" else {}),
     )
 
 

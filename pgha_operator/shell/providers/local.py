@@ -21,6 +21,7 @@ from pgha_operator.core.facts.observed import MachineFact
 from pgha_operator.core.facts.types import MachineState
 from pgha_operator.core.render import Binaries
 from pgha_operator.core.render.context import PatroniSource
+from pgha_operator.core.render.tls import ETCD_USER
 from pgha_operator.core.services import ServiceState
 from pgha_operator.core.topology import Layout, Machine, layout
 from pgha_operator.shell.hosts import procfs
@@ -115,7 +116,9 @@ class LocalProvider(ProviderBase, Fencing, MachineStates, Freezing):
         pg_home = str(Path(lay.pg_data).parent)
         host.ensure_dir(pg_home, mode=0o700, owner=self.user)
         host.ensure_dir(lay.pg_socket_dir, mode=0o700, owner=self.user)
-        host.ensure_dir(str(Path(lay.etcd_data).parent), mode=0o700)
+        # etcd runs as its own user when the operator can switch users (render/tls.py).
+        etcd_user = ETCD_USER if self.user is not None else None
+        host.ensure_dir(str(Path(lay.etcd_data).parent), mode=0o700, owner=etcd_user)
         # Written last: a machine counts as existing only once its layout is complete.
         meta = {"name": machine.name, "address": machine.address}
         host.write(f"{lay.root}/machine.json", (json.dumps(meta) + "\n").encode())
