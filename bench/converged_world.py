@@ -91,7 +91,7 @@ def answers(desired: Desired) -> dict[tuple[str, str], tuple[int, str]]:
             "ID": ids[n],
             "name": n,
             "peerURLs": [topo.etcd_peer_url(n)],
-            "clientURLs": [f"http://{topo.address(n)}:{topo.etcd_client_port}"],
+            "clientURLs": [topo.etcd_client_url_at(topo.address(n))],
         }
         for n in topo.etcd
     ]

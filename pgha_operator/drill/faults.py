@@ -201,7 +201,7 @@ def crash_replica(target: Target, live: Live, seconds: float | None) -> FaultWin
 
 def _etcd_victims(target: Target, primary: str, count: int) -> tuple[str, ...]:
     """`count` etcd machines, the current etcd leader first, the primary's machine last."""
-    facts = collect_etcd(target.topology.etcd_client_urls)
+    facts = collect_etcd(target.topology.etcd_client_urls, tls=target.tls)
     leader = facts.leader.name if facts.leader else None
     order = sorted(target.topology.etcd, key=lambda m: (m == primary, m != leader, m))
     return tuple(order[:count])

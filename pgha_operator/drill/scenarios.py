@@ -140,7 +140,7 @@ def run_once(target: Target, options: DrillOptions, number: int) -> tuple[RunFig
     run_id = f"{options.scenario}-{int(time.time())}-{number}"
     writer = Writer(target.lb_conninfo(), run_id, options.clients, timeouts=options.timeouts)
     prober = Prober(target.node_conninfos())
-    watcher = Watcher(target.rest_urls(), target.etcd_urls())
+    watcher = Watcher(target.rest_urls(), target.etcd_urls(), tls=target.tls)
     live = Live(prober, watcher, writer)
     for part in (watcher, prober, writer):
         part.start()

@@ -17,6 +17,7 @@ from pgha_operator.core.topology import Topology
 from pgha_operator.drill.prober import Prober
 from pgha_operator.drill.watch import Watcher
 from pgha_operator.drill.writer import Writer
+from pgha_operator.shell.clients.tls import ClientTls
 from pgha_operator.shell.controller import Controller
 from pgha_operator.shell.cycle import verdict
 from pgha_operator.shell.providers.base import Provider
@@ -60,6 +61,11 @@ class Target:
     @property
     def state_dir(self) -> Path:
         return self.ctl.state_dir
+
+    @property
+    def tls(self) -> ClientTls:
+        """The operator's certificate and the cluster's CA (etcd requires a client cert)."""
+        return self.ctl.state.client_tls()
 
     def lb_conninfo(self) -> str:
         topo = self.topology

@@ -19,6 +19,7 @@ from pgha_operator.core.facts.patroni import parse_patroni, streaming_replicas
 from pgha_operator.shell.clients import ComponentError
 from pgha_operator.shell.clients.etcd import member_healthy
 from pgha_operator.shell.clients.patroni import PatroniClient
+from pgha_operator.shell.clients.tls import ClientTls
 
 TIMEOUT = 0.8
 
@@ -49,9 +50,11 @@ class Watcher:
         rest_urls: Mapping[str, str],  # Patroni node -> REST base URL
         etcd_urls: Mapping[str, str],  # etcd member -> client URL
         interval: float = 0.5,
+        tls: ClientTls | None = None,  # the operator's files: etcd requires a client cert
     ) -> None:
         self.rest_urls = dict(rest_urls)
         self.etcd_urls = dict(etcd_urls)
+        self.tls = tls
         self.interval = interval
         self.samples: list[WatchSample] = []
         self._stop = threading.Event()
@@ -73,7 +76,9 @@ class Watcher:
 
     def sample(self) -> WatchSample:
         answers = list(self._pool.map(_node_answer, self.rest_urls.values()))
-        healthy = self._pool.map(_etcd_healthy, self.etcd_urls.values())
+        healthy = self._pool.map(
+            lambda url: member_healthy(url, TIMEOUT, self.tls), self.etcd_urls.values()
+        )
         return WatchSample(
             time.monotonic(),
             node_views(dict(zip(self.rest_urls, answers, strict=True))),
@@ -114,7 +119,3 @@ def _node_answer(url: str) -> Mapping[str, Any] | None:
     except ComponentError:
         return None
     return body if isinstance(body, dict) else None
-
-
-def _etcd_healthy(url: str) -> bool:
-    return member_healthy(url, TIMEOUT)
