@@ -2,6 +2,7 @@
 
 The cluster lives on 127.0.9.101-104 (away from hand-made labs on 127.0.9.1-21); every
 process is started in its own session and stopped by PID in the fixture's finalizer.
+etcd runs as the operator runs it: https on both ports, client certificates required.
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ from pgha_operator.shell.clients.etcd_lease import EtcdLeaseClient
 from pgha_operator.shell.clients.haproxy import HaproxyClient, collect_haproxy
 from pgha_operator.shell.clients.patroni import PatroniClient, collect_patroni
 from pgha_operator.shell.clients.postgres import PostgresClient
+from pgha_operator.shell.clients.tls import ClientTls
+from tests.integration.tls_lab import LabCa
 
 pytestmark = pytest.mark.integration
 
@@ -35,11 +38,11 @@ TOKEN = "pgha-test-clients"
 
 
 def client_url(name: str) -> str:
-    return f"http://{ADDR[name]}:2379"
+    return f"https://{ADDR[name]}:2379"
 
 
 def peer_url(name: str) -> str:
-    return f"http://{ADDR[name]}:2380"
+    return f"https://{ADDR[name]}:2380"
 
 
 def wait_until(what: str, check: Callable[[], bool], timeout: float = 10.0) -> None:
@@ -51,11 +54,8 @@ def wait_until(what: str, check: Callable[[], bool], timeout: float = 10.0) -> N
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
-def healthy(name: str) -> bool:
-    try:
-        return requests.get(f"{client_url(name)}/health", timeout=0.5).json()["health"] == "true"
-    except (requests.RequestException, ValueError, KeyError):
-        return False
+def healthy(lab: EtcdLab, name: str) -> bool:
+    return member_healthy(client_url(name), 0.5, lab.operator)
 
 
 def port_free(address: str, port: int) -> bool:
@@ -71,13 +71,23 @@ def port_free(address: str, port: int) -> bool:
 @dataclass
 class EtcdLab:
     root: Path
+    ca: LabCa
+    operator: ClientTls  # the operator's client certificate and the CA
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
 
     def start(self, name: str, initial: list[str], state: str) -> None:
         data = self.root / name
         data.mkdir(exist_ok=True)
+        # serverAuth + clientAuth, its address; peers on loopback connect from 127.0.0.1,
+        # which etcd checks against a peer's certificate.
+        server = self.ca.issue(name, (ADDR[name], "127.0.0.1"))
+        tls = [f"--cert-file={server.cert}", f"--key-file={server.key}"]
+        tls += [f"--trusted-ca-file={server.ca}", "--client-cert-auth"]
+        tls += [f"--peer-cert-file={server.cert}", f"--peer-key-file={server.key}"]
+        tls += [f"--peer-trusted-ca-file={server.ca}", "--peer-client-cert-auth"]
         argv = [
             ETCD,
+            *tls,
             f"--name={name}",
             f"--data-dir={data / 'data'}",
             f"--listen-client-urls={client_url(name)}",
@@ -128,12 +138,14 @@ def etcd_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EtcdLab]:
         for port in (2379, 2380):
             if not port_free(address, port):
                 pytest.fail(f"{address}:{port} ({name}) is in use by another program")
-    lab = EtcdLab(tmp_path_factory.mktemp("etcd"))
+    root = tmp_path_factory.mktemp("etcd")
+    ca = LabCa.create(root / "tls")
+    lab = EtcdLab(root, ca, ca.issue("operator", server=False))
     try:
         members = ["e1", "e2", "e3"]
         for name in members:
             lab.start(name, members, "new")
-        wait_until("3 healthy etcd members", lambda: all(healthy(n) for n in members))
+        wait_until("3 healthy etcd members", lambda: all(healthy(lab, n) for n in members))
         yield lab
     finally:
         lab.stop_all()
@@ -144,7 +156,7 @@ def urls(*names: str) -> list[str]:
 
 
 def test_member_list(etcd_lab: EtcdLab) -> None:
-    members = EtcdClient(urls("e1", "e2", "e3")).member_list()
+    members = EtcdClient(urls("e1", "e2", "e3"), tls=etcd_lab.operator).member_list()
     assert sorted(m.name for m in members) == ["e1", "e2", "e3"]
     assert all(m.id.isdigit() and not m.is_learner for m in members)
     e2 = next(m for m in members if m.name == "e2")
@@ -152,7 +164,7 @@ def test_member_list(etcd_lab: EtcdLab) -> None:
 
 
 def test_learner_add_start_promote_remove(etcd_lab: EtcdLab) -> None:
-    client = EtcdClient(urls("e1", "e2", "e3"))
+    client = EtcdClient(urls("e1", "e2", "e3"), tls=etcd_lab.operator)
     added: list[EtcdMember] = []
 
     def try_add() -> bool:
@@ -171,19 +183,19 @@ def test_learner_add_start_promote_remove(etcd_lab: EtcdLab) -> None:
 
     # Only one learner at a time, and an unstarted one cannot be promoted: 412 both.
     with pytest.raises(ComponentError) as err:
-        client.add_member(["http://127.0.9.105:2380"], learner=True)
+        client.add_member(["https://127.0.9.105:2380"], learner=True)
     assert err.value.status == 412 and "too many learner" in str(err.value)
     with pytest.raises(ComponentError) as err:
         client.promote_member(new.id)
     assert err.value.status == 412 and "in sync with leader" in str(err.value)
 
     etcd_lab.start("e4", ["e1", "e2", "e3", "e4"], "existing")
-    wait_until("the learner to answer /health", lambda: healthy("e4"))
+    wait_until("the learner to answer /health", lambda: healthy(etcd_lab, "e4"))
     listed = {m.id: m for m in client.member_list()}
     assert listed[new.id].name == "e4" and listed[new.id].is_learner
 
     # A learner refuses reads (503): a client pointed at it first fails over.
-    assert EtcdClient(urls("e4", "e1")).get("/no/such/key") is None
+    assert EtcdClient(urls("e4", "e1"), tls=etcd_lab.operator).get("/no/such/key") is None
 
     promoted: list[bool] = []
 
@@ -208,7 +220,7 @@ def test_learner_add_start_promote_remove(etcd_lab: EtcdLab) -> None:
 
 
 def test_delete_key_if_value(etcd_lab: EtcdLab) -> None:
-    client = EtcdClient(urls("e1", "e2", "e3"))
+    client = EtcdClient(urls("e1", "e2", "e3"), tls=etcd_lab.operator)
     key = "/service/demo/leader"
     client.put(key, "pg1")
     assert client.delete_key_if_value(key, "pg2") is False
@@ -269,11 +281,52 @@ def test_fencer_release_needs_the_operators_own_leader_key(etcd_lab: EtcdLab) ->
 
 
 def test_collect_etcd_healthy(etcd_lab: EtcdLab) -> None:
-    facts = collect_etcd(urls("e1", "e2", "e3"))
+    facts = collect_etcd(urls("e1", "e2", "e3"), tls=etcd_lab.operator)
     assert facts.reachable and facts.error is None
     assert facts.healthy == {"e1", "e2", "e3"}
     assert facts.leader is not None and facts.leader.name in {"e1", "e2", "e3"}
-    assert EtcdClient(urls("e1", "e2", "e3")).unhealthy_voters() == ()
+    assert EtcdClient(urls("e1", "e2", "e3"), tls=etcd_lab.operator).unhealthy_voters() == ()
+
+
+def etcdctl(endpoint: str, *tls: str) -> subprocess.CompletedProcess[str]:
+    argv = ["etcdctl", f"--endpoints={endpoint}", "--dial-timeout=1s", "--command-timeout=2s"]
+    return subprocess.run(
+        [*argv, *tls, "member", "list"], capture_output=True, text=True, timeout=20, check=False
+    )
+
+
+def test_etcd_refuses_clients_without_a_certificate_of_its_ca(
+    etcd_lab: EtcdLab, tmp_path: Path
+) -> None:
+    op = etcd_lab.operator
+    url = client_url("e1")
+    ok = etcdctl(url, f"--cacert={op.ca}", f"--cert={op.cert}", f"--key={op.key}")
+    assert ok.returncode == 0 and "e1" in ok.stdout, ok.stderr
+    # No client certificate: the handshake is refused.
+    assert etcdctl(url, f"--cacert={op.ca}").returncode != 0
+    # Plain http on the client port: etcd does not answer it.
+    assert etcdctl(f"http://{ADDR['e1']}:2379").returncode != 0
+    other = LabCa.create(tmp_path / "other", "another CA")
+    stranger = other.issue("stranger", server=False)
+    # A certificate of another CA (the server still verified against the right one).
+    refused = etcdctl(url, f"--cacert={op.ca}", f"--cert={stranger.cert}", f"--key={stranger.key}")
+    assert refused.returncode != 0
+
+    # The operator's own reads say why, and never raise.
+    for tls, why in (
+        (ClientTls(op.ca, stranger.cert, stranger.key), "TLS handshake failed"),
+        (ClientTls(other.cert_path, op.cert, op.key), "CERTIFICATE_VERIFY_FAILED"),
+    ):
+        facts = collect_etcd([url], timeout=2, tls=tls)
+        assert not facts.reachable and facts.error is not None and why in facts.error
+        assert not member_healthy(url, 2, tls)
+    plain = collect_etcd([f"http://{ADDR['e1']}:2379"], timeout=2)
+    assert not plain.reachable
+    with pytest.raises(ComponentError, match="TLS handshake failed"):
+        EtcdClient([url], timeout=2, tls=ClientTls(op.ca, stranger.cert, stranger.key)).get("/x")
+    # The peer port requires a certificate of the CA too.
+    with pytest.raises(requests.RequestException):
+        requests.get(f"https://{ADDR['e1']}:2380/members", verify=op.ca, timeout=2)
 
 
 PATRONI = "/opt/pgha-operator/patroni/bin/patroni"
@@ -283,7 +336,7 @@ REST = f"http://{PG_ADDR}:8008"
 AUTH = ("patroni", "rest-secret")
 
 
-def patroni_config(root: Path) -> str:
+def patroni_config(root: Path, etcd_tls: ClientTls) -> str:
     etcd_hosts = "".join(f"\n  - {ADDR[n]}:2379" for n in ("e1", "e2", "e3"))
     return f"""\
 scope: clients-test
@@ -295,6 +348,10 @@ restapi:
   authentication: {{username: {AUTH[0]}, password: {AUTH[1]}}}
 etcd3:
   hosts:{etcd_hosts}
+  protocol: https
+  cacert: {etcd_tls.ca}
+  cert: {etcd_tls.cert}
+  key: {etcd_tls.key}
 bootstrap:
   dcs: {{ttl: 20, loop_wait: 1, retry_timeout: 5}}
   initdb: [{{encoding: UTF8}}]
@@ -331,7 +388,15 @@ def patroni_node(etcd_lab: EtcdLab) -> Iterator[subprocess.Popen[bytes]]:
     root = top / "pg1"
     root.mkdir(mode=0o700)
     shutil.chown(root, "postgres", "postgres")
-    (top / "patroni.yml").write_text(patroni_config(root))
+    # Patroni's etcd client certificate, where postgres can read it.
+    etcd_tls = etcd_lab.ca.issue("patroni-etcd", server=False)
+    for path in (etcd_tls.ca, etcd_tls.cert, etcd_tls.key):
+        shutil.copy(path, top)
+        shutil.chown(top / Path(path).name, "postgres", "postgres")
+    etcd_tls = ClientTls(
+        *(str(top / Path(p).name) for p in (etcd_tls.ca, etcd_tls.cert, etcd_tls.key))
+    )
+    (top / "patroni.yml").write_text(patroni_config(root, etcd_tls))
     with open(top / "patroni.log", "ab") as log:
         proc = subprocess.Popen(
             ["setpriv", "--reuid=postgres", "--regid=postgres", "--init-groups",
@@ -431,34 +496,40 @@ def check_postgres_client() -> None:
 def test_collect_etcd_with_one_member_stopped(etcd_lab: EtcdLab) -> None:
     # Runs after the others in this module: it leaves e3 stopped.
     etcd_lab.stop("e3")
-    wait_until("e3 to stop answering", lambda: not healthy("e3"))
+    wait_until("e3 to stop answering", lambda: not healthy(etcd_lab, "e3"))
 
-    facts = collect_etcd(urls("e3", "e1", "e2"))  # the dead endpoint first: fails over
+    facts = collect_etcd(
+        urls("e3", "e1", "e2"), tls=etcd_lab.operator
+    )  # the dead endpoint first: fails over
     assert facts.reachable
     assert sorted(m.name for m in facts.members) == ["e1", "e2", "e3"]  # still listed
     assert facts.healthy == {"e1", "e2"}
     assert facts.leader is not None and facts.leader.name in {"e1", "e2"}
     # The precondition execute asks right before restarting an etcd member.
-    assert EtcdClient(urls("e3", "e1")).unhealthy_voters() == ("e3",)
+    assert EtcdClient(urls("e3", "e1"), tls=etcd_lab.operator).unhealthy_voters() == ("e3",)
 
-    down = collect_etcd(urls("e3"))
+    down = collect_etcd(urls("e3"), tls=etcd_lab.operator)
     assert not down.reachable and down.members == ()
     assert down.error is not None and client_url("e3") in down.error
     assert "connection refused" in down.error
 
-    assert sorted(m.name for m in EtcdClient(urls("e3", "e1")).member_list()) == [
+    assert sorted(
+        m.name for m in EtcdClient(urls("e3", "e1"), tls=etcd_lab.operator).member_list()
+    ) == [
         "e1",
         "e2",
         "e3",
     ]
     with pytest.raises(ComponentError) as err:
-        EtcdClient(urls("e3"), timeout=1).member_list()
+        EtcdClient(urls("e3"), timeout=1, tls=etcd_lab.operator).member_list()
     assert client_url("e3") in str(err.value) and err.value.status is None
 
     # With a voter down etcd refuses any member add, even a learner: replacing a dead
     # member must start with removing it.
     with pytest.raises(ComponentError) as err:
-        EtcdClient(urls("e1", "e2")).add_member([peer_url("e4")], learner=True)
+        EtcdClient(urls("e1", "e2"), tls=etcd_lab.operator).add_member(
+            [peer_url("e4")], learner=True
+        )
     assert err.value.status == 503 and "unhealthy cluster" in str(err.value)
 
 

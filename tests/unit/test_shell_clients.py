@@ -41,6 +41,7 @@ from pgha_operator.core.render import (
 from pgha_operator.shell.clients import (
     Auth,
     Clients,
+    ClientTls,
     ComponentError,
     EtcdApi,
     HaproxyApi,
@@ -389,3 +390,19 @@ def test_fencer_counts_failed_probes_through_the_clients() -> None:
     assert view.reachable_nodes == len(desired.topology.postgres) - 1
     assert view.etcd_quorum and view.leader_key is None  # the fake etcd answered: no key
     assert ("etcd_get", fencer.leader_key()) in clients.calls
+
+
+def test_etcd_client_keeps_the_clusters_ca_whatever_the_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # requests lets REQUESTS_CA_BUNDLE replace a session's CA: etcd3gw's own session then
+    # refused every etcd (CERTIFICATE_VERIFY_FAILED) on hosts that set it.
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", "/etc/ssl/certs/ca-certificates.crt")
+    monkeypatch.setenv("HTTPS_PROXY", "http://127.0.0.9:3128")
+    tls = ClientTls("/state/tls/ca.crt", "/state/tls/operator.crt", "/state/tls/operator.key")
+    client = EtcdClient(["https://127.0.10.101:2379"], tls=tls)
+    (gw,) = client._clients
+    settings = gw.session.merge_environment_settings(gw.base_url, {}, None, None, None)
+    assert settings["verify"] == tls.ca and not settings["proxies"]
+    assert gw.session.cert == (tls.cert, tls.key)
+    assert gw.base_url == "https://127.0.10.101:2379"

@@ -65,11 +65,9 @@ class EtcdClient:
             host=parts.hostname or "127.0.0.1",
             port=parts.port or 2379,
             protocol=parts.scheme or "https",
-            ca_cert=tls.ca if tls else None,
-            cert_cert=tls.cert if tls else None,
-            cert_key=tls.key if tls else None,
             timeout=timeout,
             api_path="/v3/",
+            session=session_for(tls),
         )
 
     def _call(self, what: str, fn: Callable[[Etcd3Client], T]) -> T:
@@ -202,6 +200,19 @@ class EtcdClient:
         return bool(result.get("succeeded", False))
 
 
+def session_for(tls: ClientTls | None) -> requests.Session:
+    """A requests session that verifies etcd against the cluster's CA and presents the
+    operator's certificate. Not etcd3gw's own: requests lets REQUESTS_CA_BUNDLE (set on many
+    hosts) replace a session's CA (psf/requests#3829), so the environment is not read (no
+    proxies either: the operator only speaks to its own machines)."""
+    session = requests.Session()
+    session.trust_env = False
+    if tls is not None:
+        session.verify = tls.ca
+        session.cert = (tls.cert, tls.key)
+    return session
+
+
 def _b64(data: bytes) -> str:
     return base64.b64encode(data).decode("ascii")
 
@@ -222,9 +233,13 @@ def _short(text: str) -> str:
 
 def _tls_cause(text: str) -> str | None:
     """A failed handshake, in the words a human acts on (which side refused what)."""
-    for marker in ("CERTIFICATE_VERIFY_FAILED", "certificate required", "bad certificate"):
-        if marker in text:
+    for marker in ("CERTIFICATE_VERIFY_FAILED", "CERTIFICATE_REQUIRED", "BAD_CERTIFICATE"):
+        if marker in text.upper().replace(" ", "_"):
             return f"TLS handshake failed ({marker})"
+    if "EOF occurred in violation of protocol" in text:
+        # TLS 1.3: etcd closes the connection after the handshake when it refuses the
+        # client's certificate (missing, or not signed by the cluster's CA).
+        return "TLS handshake failed (the server refused the client certificate)"
     if "WRONG_VERSION_NUMBER" in text or "record layer failure" in text:
         return "TLS handshake failed (the server does not speak TLS)"
     return None

@@ -86,7 +86,7 @@ def load_or_issue(state: Path, cluster: Cluster, topo: Topology, now: datetime) 
         m.name: leaves.pair(
             folder / MACHINES / m.name,
             m.name,
-            [m.name, topo.address(m.name), *balancers],
+            [m.name, topo.address(m.name), *balancers, *_loopback_source(topo.address(m.name))],
             server=True,
         )
         for m in topo.machines
@@ -101,6 +101,13 @@ def load_or_issue(state: Path, cluster: Cluster, topo: Topology, now: datetime) 
         min(leaves.ends),
         tuple(leaves.renewed),
     )
+
+
+def _loopback_source(address: str) -> list[str]:
+    """etcd accepts a peer only when the peer's certificate names the address its
+    connection comes from; machines on the host's loopback network (the local provider)
+    all connect from 127.0.0.1."""
+    return ["127.0.0.1"] if ipaddress.ip_address(address).is_loopback else []
 
 
 @dataclass
