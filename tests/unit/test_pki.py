@@ -103,7 +103,10 @@ def test_sans_hold_the_name_the_address_and_every_load_balancer(tmp_path: Path) 
     assert san.value.get_values_for_type(x509.DNSName) == ["node1"]
     ips = set(san.value.get_values_for_type(x509.IPAddress))
     node1 = topology.build(cluster).address("node1")
-    assert ips == {ipaddress.ip_address(a) for a in (node1, "127.0.10.201", "127.0.10.202")}
+    # And 127.0.0.1: machines on loopback connect from it, and etcd checks a peer's
+    # certificate against the address its connection comes from.
+    wanted = (node1, "127.0.10.201", "127.0.10.202", "127.0.0.1")
+    assert ips == {ipaddress.ip_address(a) for a in wanted}
 
 
 def test_machines_serve_and_log_in_clients_only_log_in(tmp_path: Path) -> None:
@@ -356,3 +359,10 @@ def test_leaves_end_with_the_ca_and_do_not_churn(tmp_path: Path) -> None:
     first = issue(state, cluster, late)
     assert first.not_after == cert(cert_path).not_valid_after_utc
     assert issue(state, cluster, late + timedelta(hours=1)).renewed == ()
+
+
+def test_only_machines_on_loopback_name_127_0_0_1() -> None:
+    from pgha_operator.shell.state.pki import _loopback_source
+
+    assert _loopback_source("127.0.10.11") == ["127.0.0.1"]
+    assert _loopback_source("10.0.0.11") == []
