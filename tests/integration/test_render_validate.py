@@ -21,6 +21,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +38,8 @@ from pgha_operator.core.render import (
     service_definitions,
 )
 from pgha_operator.core.tls import placeholder_material
+from pgha_operator.shell.clients.tls import ClientTls
+from pgha_operator.shell.state.pki import client_files, load_or_issue
 
 pytestmark = pytest.mark.integration
 
@@ -66,12 +69,15 @@ def render_local(cluster: spec.Cluster, root: Path) -> tuple[RenderContext, list
     outside the temp dir is read or written. The rendered text is not rewritten."""
     topo = topology.build(cluster)
     layouts = {m.name: topology.layout(str(root / m.name), cluster.name) for m in topo.machines}
+    # Real certificates (etcd will not start on placeholders); the operator's are in
+    # client_files(root / "state").
+    issued = load_or_issue(root / "state", cluster, topo, datetime.now(UTC))
     ctx = RenderContext(
         cluster=cluster,
         topology=topo,
         layouts=layouts,
         secrets=SECRETS,
-        tls=placeholder_material(tuple(m.name for m in topo.machines)),
+        tls=issued.material,
         binaries=BINARIES,
         service_user="postgres",
         service_manager="local",
@@ -126,18 +132,28 @@ class Netns:
         self.started.append(proc)
         return proc
 
-    def http(self, url: str, data: dict[str, Any] | None = None) -> str | None:
-        """GET (or POST JSON) from inside the namespace; None if it does not answer."""
-        result = self.run([sys.executable, "-c", HTTP_PROBE, url, json.dumps(data)], timeout=10)
+    def http(
+        self, url: str, data: dict[str, Any] | None = None, tls: ClientTls | None = None
+    ) -> str | None:
+        """GET (or POST JSON) from inside the namespace; None if it does not answer. With
+        `tls`: the server verified against tls.ca, tls.cert presented."""
+        files = [tls.ca, tls.cert, tls.key] if tls else []
+        argv = [sys.executable, "-c", HTTP_PROBE, url, json.dumps(data), *files]
+        result = self.run(argv, timeout=10)
         self.last_error = result.stderr
         return result.stdout if result.returncode == 0 else None
 
 
 HTTP_PROBE = """
-import json, sys, urllib.request
+import json, ssl, sys, urllib.request
 data = json.loads(sys.argv[2])
 body = None if data is None else json.dumps(data).encode()
-with urllib.request.urlopen(urllib.request.Request(sys.argv[1], data=body), timeout=2) as r:
+context = None
+if len(sys.argv) > 3:
+    context = ssl.create_default_context(cafile=sys.argv[3])
+    context.load_cert_chain(sys.argv[4], sys.argv[5])
+request = urllib.request.Request(sys.argv[1], data=body)
+with urllib.request.urlopen(request, timeout=2, context=context) as r:
     sys.stdout.write(r.read().decode())
 """
 
@@ -337,9 +353,11 @@ def test_demo_etcd_starts_from_its_config_and_patroni_validates(
         logs.append(log)
         netns.spawn(list(definition.argv), log)
 
+    operator = client_files(tmp_path / "state")
+
     def healthy() -> bool:
         for url in topo.etcd_client_urls:
-            body = netns.http(f"{url}/health")
+            body = netns.http(f"{url}/health", tls=operator)
             if body is None or json.loads(body).get("health") != "true":
                 return False
         return True
@@ -347,13 +365,17 @@ def test_demo_etcd_starts_from_its_config_and_patroni_validates(
     wait_for("3 healthy etcd members", healthy, 30, logs)
 
     # The members etcd formed are the ones rendered: names, peer and client URLs.
-    body = netns.http(f"{topo.etcd_client_urls[0]}/v3/cluster/member/list", {})
+    body = netns.http(f"{topo.etcd_client_urls[0]}/v3/cluster/member/list", {}, operator)
     assert body is not None, netns.last_error
+    # Without a client certificate, or over plain http, etcd does not answer.
+    assert netns.http(f"{topo.etcd_client_urls[0]}/health") is None
+    plain = topo.etcd_client_urls[0].replace("https://", "http://")
+    assert netns.http(f"{plain}/health") is None
     members = {m["name"]: m for m in json.loads(body)["members"]}
     assert set(members) == set(topo.etcd)
     for name in topo.etcd:
         assert members[name]["peerURLs"] == [topo.etcd_peer_url(name)]
-        assert members[name]["clientURLs"] == [f"http://{topo.address(name)}:2379"]
+        assert members[name]["clientURLs"] == [f"https://{topo.address(name)}:2379"]
 
     # etcd ignores unknown keys: check it took each rendered value (it logs what it runs with).
     for name, log in zip(topo.etcd, logs, strict=True):
@@ -373,6 +395,11 @@ def test_demo_etcd_starts_from_its_config_and_patroni_validates(
         assert effective["auto-compaction-retention"] == "1h0m0s"
         assert effective["heartbeat-interval"] == "100ms"
         assert effective["election-timeout"] == "1s"
+        # It took the TLS sections (a mistyped key would be ignored, then https refused).
+        text = log.read_text()
+        for kind in ("peer", "client"):
+            assert f'"msg":"starting with {kind} TLS"' in text
+        assert text.count("client-cert-auth = true") >= 2
 
     # With etcd up, every rendered patroni.yml passes validation and prints nothing.
     for f in configs(files, "patroni"):
