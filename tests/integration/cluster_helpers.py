@@ -207,3 +207,21 @@ class Writer:
     def lost(self) -> list[int]:
         rows = {r[0] for r in query(self.conninfo, f"SELECT seq FROM {self.table}")}
         return [s for s in self.acked if s not in rows]
+
+
+def etcdctl_tls(state: Path) -> list[str]:
+    """etcdctl's flags for the operator's certificate: etcd refuses clients without one."""
+    tls = state / "tls"
+    return [
+        f"--cacert={tls / 'ca.crt'}",
+        f"--cert={tls / 'operator.crt'}",
+        f"--key={tls / 'operator.key'}",
+    ]
+
+
+def process_uid(pid: int) -> int:
+    """The real uid of a running process (/proc/<pid>/status `Uid:` line)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("Uid:"):
+            return int(line.split()[1])
+    raise AssertionError(f"no Uid line for pid {pid}")

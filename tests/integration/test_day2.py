@@ -6,6 +6,7 @@ row, and `plan` must show the change before it is made and `no changes` after.
 
 from __future__ import annotations
 
+import pwd
 import shutil
 import subprocess
 import time
@@ -20,9 +21,12 @@ from tests.integration.cluster_helpers import (
     Writer,
     cli,
     dsn,
+    etcdctl_tls,
     kill_leftovers,
     make_state_root,
+    process_uid,
     query,
+    service_pid,
     status,
     wait_for,
     write_manifest,
@@ -141,13 +145,21 @@ def test_scale_postgres_down_to_2_removes_the_primary_safely(live: Live, writer:
 
 
 def etcdctl_members(live: Live) -> list[str]:
-    endpoints = ",".join(f"http://{NET}.{100 + i}:2379" for i in range(1, 6))
+    endpoints = ",".join(f"https://{NET}.{100 + i}:2379" for i in range(1, 6))
     res = subprocess.run(
-        ["etcdctl", f"--endpoints={endpoints}", "member", "list"],
+        ["etcdctl", f"--endpoints={endpoints}", *etcdctl_tls(live.state), "member", "list"],
         capture_output=True, text=True, timeout=30, env={"ETCDCTL_API": "3", "PATH": "/usr/bin:/bin"},
     )  # fmt: skip
     assert res.returncode == 0, res.stderr
     return sorted(line.split(", ")[2] for line in res.stdout.strip().splitlines())
+
+
+def assert_etcd_runs_as_etcd(live: Live, members: int) -> None:
+    """Least privilege: every etcd process runs as user etcd, never root."""
+    etcd_uid = pwd.getpwnam("etcd").pw_uid
+    pids = [service_pid(live.state, f"etcd{i}", "etcd") for i in range(1, members + 1)]
+    assert None not in pids, pids
+    assert {process_uid(pid) for pid in pids if pid} == {etcd_uid}
 
 
 def test_etcd_3_to_5_to_3(live: Live, writer: Writer) -> None:
@@ -155,6 +167,7 @@ def test_etcd_3_to_5_to_3(live: Live, writer: Writer) -> None:
     assert "add etcd member etcd4" in live.plan()
     live.apply()
     assert etcdctl_members(live) == ["etcd1", "etcd2", "etcd3", "etcd4", "etcd5"]
+    assert_etcd_runs_as_etcd(live, 5)  # the joined learners too
     live.edit(body(pg=2, etcd=3))
     assert "remove etcd member etcd" in live.plan()
     live.apply()

@@ -28,6 +28,7 @@ import pytest
 from tests.integration.cluster_helpers import (
     Operator,
     cli,
+    etcdctl_tls,
     kill_leftovers,
     make_state_root,
     postmaster_pid,
@@ -40,7 +41,7 @@ from tests.integration.cluster_helpers import (
 pytestmark = pytest.mark.integration
 
 NET = "127.0.63"  # etcd1-3 .101-.103, node1-2 .11-.12, haproxy1 .201
-FOREIGN_PEER = f"http://{NET}.250:2380"
+FOREIGN_PEER = f"https://{NET}.250:2380"
 
 
 def body(etcd: int = 3) -> str:
@@ -71,9 +72,9 @@ class Live:
         return next(c for c in self.status()["conditions"] if c["type"] == kind)
 
 
-def etcdctl(*args: str) -> subprocess.CompletedProcess[str]:
+def etcdctl(live: Live, *args: str) -> subprocess.CompletedProcess[str]:
     res = subprocess.run(
-        ["etcdctl", f"--endpoints=http://{NET}.101:2379", *args],
+        ["etcdctl", f"--endpoints=https://{NET}.101:2379", *etcdctl_tls(live.state), *args],
         capture_output=True,
         text=True,
         timeout=30,
@@ -99,11 +100,11 @@ def live() -> Iterator[Live]:
 
 def test_a_dead_foreign_etcd_member_is_removed(live: Live) -> None:
     # Added by hand and never started: a voter that will never be healthy.
-    etcdctl("member", "add", "foreign", f"--peer-urls={FOREIGN_PEER}")
-    assert len(etcdctl("member", "list").stdout.splitlines()) == 4
+    etcdctl(live, "member", "add", "foreign", f"--peer-urls={FOREIGN_PEER}")
+    assert len(etcdctl(live, "member", "list").stdout.splitlines()) == 4
     assert "remove etcd member" in cli("plan", *live.args(), check=True).stdout
     live.apply()
-    listed = etcdctl("member", "list").stdout
+    listed = etcdctl(live, "member", "list").stdout
     assert FOREIGN_PEER not in listed and len(listed.splitlines()) == 3
 
 
