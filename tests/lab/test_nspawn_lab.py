@@ -239,6 +239,40 @@ def test_services_are_active_on_the_right_machines(lab: Lab) -> None:
     assert out.stdout.split() == ["masked", "masked", "masked"]
 
 
+def _etcdctl(lab: Lab, endpoint: str, *tls: str) -> subprocess.CompletedProcess[str]:
+    argv = ["etcdctl", f"--endpoints={endpoint}", "--dial-timeout=2s", "--command-timeout=3s"]
+    return subprocess.run(
+        [*argv, *tls, "member", "list"], capture_output=True, text=True, timeout=30, check=False
+    )
+
+
+def test_etcd_runs_as_etcd_hardened_and_serves_only_tls_clients(lab: Lab) -> None:
+    for node in ("node1", "node2", "node3"):
+        pid = _main_pid(lab, node, "pgha-etcd")
+        uid = lab.ssh(node, "awk", "/^Uid:/ {print $2}", f"/proc/{pid}/status").stdout.strip()
+        assert uid == lab.ssh(node, "id", "-u", "etcd").stdout.strip() and uid != "0"
+        show = ["systemctl", "show", "pgha-etcd", "-p", "User", "-p", "NoNewPrivileges"]
+        show += ["-p", "ProtectSystem", "-p", "PrivateTmp", "-p", "ProtectHome"]
+        props = dict(line.split("=", 1) for line in lab.ssh(node, *show).stdout.splitlines())
+        assert props == {
+            "User": "etcd",
+            "NoNewPrivileges": "yes",
+            "ProtectSystem": "strict",
+            "PrivateTmp": "yes",
+            "ProtectHome": "yes",
+        }
+    # Its client URL is https and asks for the operator's certificate.
+    tls = lab.state / "tls"
+    url = "https://10.231.0.11:2379"
+    ok = _etcdctl(lab, url, f"--cacert={tls / 'ca.crt'}", f"--cert={tls / 'operator.crt'}",
+                  f"--key={tls / 'operator.key'}")  # fmt: skip
+    assert ok.returncode == 0, ok.stderr
+    listed = ok.stdout.splitlines()
+    assert len(listed) == 3 and all(", https://10.231.0.1" in line for line in listed), listed
+    assert _etcdctl(lab, url, f"--cacert={tls / 'ca.crt'}").returncode != 0
+    assert _etcdctl(lab, "http://10.231.0.11:2379").returncode != 0
+
+
 def _main_pid(lab: Lab, machine: str, unit: str) -> str:
     return lab.ssh(machine, "systemctl", "show", "-p", "MainPID", "--value", unit).stdout.strip()
 
