@@ -28,7 +28,7 @@ from pgha_operator.shell.clients.haproxy import HaproxyClient, collect_haproxy
 from pgha_operator.shell.clients.patroni import PatroniClient, collect_patroni
 from pgha_operator.shell.clients.postgres import PostgresClient
 from pgha_operator.shell.clients.tls import ClientTls
-from tests.integration.tls_lab import LabCa
+from tests.tls_lab import LabCa
 
 pytestmark = pytest.mark.integration
 

@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import json
 import socket
+import ssl
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import pytest
 import requests
 
 from pgha_operator.shell.clients import ComponentError, transport
 from pgha_operator.shell.clients.patroni import PatroniClient
+from pgha_operator.shell.clients.tls import ClientTls
+from tests.tls_lab import LabCa
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -96,3 +100,44 @@ def test_status_of_without_an_answer() -> None:
             transport.status_of(f"{silent}/primary", timeout=0.2)
         with pytest.raises(ComponentError, match="timed out"):
             PatroniClient(silent, timeout=0.2).is_primary()
+
+
+@pytest.fixture
+def tls_server(tmp_path: Path) -> Iterator[tuple[str, LabCa]]:
+    """An https server that, like etcd, requires a client certificate of its CA."""
+    ca = LabCa.create(tmp_path / "ca")
+    server_files = ca.issue("server", ("127.0.0.1",))
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(server_files.cert, server_files.key)
+    context.load_verify_locations(ca.cert_path)
+    context.verify_mode = ssl.CERT_REQUIRED
+    srv = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    srv.socket = context.wrap_socket(srv.socket, server_side=True)
+    thread = threading.Thread(target=srv.serve_forever, daemon=True)
+    thread.start()
+    yield f"https://127.0.0.1:{srv.server_address[1]}", ca
+    srv.shutdown()
+    srv.server_close()
+
+
+def test_https_verifies_the_server_and_presents_the_client_certificate(
+    tls_server: tuple[str, LabCa], tmp_path: Path
+) -> None:
+    url, ca = tls_server
+    operator = ca.issue("operator", server=False)
+    assert transport.get(f"{url}/health", timeout=2, tls=operator).status_code == 200
+    posted = transport.post(f"{url}/v3/kv/range", json={}, timeout=2, tls=operator)
+    assert posted.json()["body"] == "{}"
+    # Without the operator's files (system CAs, no certificate), or with a certificate of
+    # another CA: refused, as a requests error.
+    other = LabCa.create(tmp_path / "other")
+    for tls in (None, ClientTls(ca.cert_path, *_pair(other.issue("stranger", server=False)))):
+        with pytest.raises(requests.ConnectionError):
+            transport.get(f"{url}/health", timeout=2, tls=tls)
+    # A server whose certificate the cluster's CA did not sign is not trusted.
+    with pytest.raises(requests.ConnectionError, match="CERTIFICATE_VERIFY_FAILED"):
+        transport.get(f"{url}/health", timeout=2, tls=ClientTls(other.cert_path, *_pair(operator)))
+
+
+def _pair(tls: ClientTls) -> tuple[str, str]:
+    return tls.cert, tls.key
