@@ -234,7 +234,7 @@ def test_delete_key_if_value(etcd_lab: EtcdLab) -> None:
 
 
 def test_leader_lease_create_once_keepalive_revoke(etcd_lab: EtcdLab) -> None:
-    client = EtcdLeaseClient(urls("e1", "e2", "e3"))
+    client = EtcdLeaseClient(urls("e1", "e2", "e3"), tls=etcd_lab.operator)
     key = "/pgha-operator/demo/leader"
     lease = client.grant(5)
     revision = client.create(key, "op-a", lease)
@@ -257,7 +257,7 @@ def test_leader_lease_create_once_keepalive_revoke(etcd_lab: EtcdLab) -> None:
 def test_fencer_release_needs_the_operators_own_leader_key(etcd_lab: EtcdLab) -> None:
     """The release is one transaction: Patroni's key names the fenced node AND the
     operator's leader key is still the one it created; otherwise nothing is deleted."""
-    client = EtcdLeaseClient(urls("e1", "e2", "e3"))
+    client = EtcdLeaseClient(urls("e1", "e2", "e3"), tls=etcd_lab.operator)
     op_key, pg_key = "/pgha-operator/demo/leader", "/service/demo/leader"
     lease = client.grant(5)
     revision = client.create(op_key, "op-a", lease)

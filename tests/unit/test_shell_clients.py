@@ -406,3 +406,11 @@ def test_etcd_client_keeps_the_clusters_ca_whatever_the_environment(
     assert settings["verify"] == tls.ca and not settings["proxies"]
     assert gw.session.cert == (tls.cert, tls.key)
     assert gw.base_url == "https://127.0.10.101:2379"
+
+
+def test_etcd_client_without_its_tls_files_fails_as_a_component_error(tmp_path: Any) -> None:
+    # A state dir without tls/ yet (a cluster made before TLS): requests raises a bare
+    # OSError before connecting, which callers of a client do not expect.
+    missing = ClientTls(*(str(tmp_path / n) for n in ("ca.crt", "operator.crt", "operator.key")))
+    with pytest.raises(ComponentError, match="ca.crt"):
+        EtcdClient(["https://127.0.0.1:9"], timeout=0.5, tls=missing).get("/x")

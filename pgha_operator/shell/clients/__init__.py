@@ -168,7 +168,7 @@ class RealClients:
         return _etcd.EtcdClient(client_urls, timeout or _etcd.TIMEOUT, self.tls)
 
     def etcd_lease(self, client_urls: Sequence[str], timeout: float) -> EtcdLeaseApi:
-        return _etcd_lease.EtcdLeaseClient(client_urls, timeout)
+        return _etcd_lease.EtcdLeaseClient(client_urls, timeout, self.tls)
 
     def patroni(
         self, api_url: str, auth: Auth | None = None, timeout: float | None = None

@@ -88,6 +88,10 @@ class EtcdClient:
                     status = 503 if isinstance(exc, gw_exc.ConnectionFailedError) else 504
                     body = exc.detail_text
                 continue
+            except OSError as exc:
+                # requests' own errors before any connection: the CA or the operator's
+                # certificate file is missing or unreadable (the same for every endpoint).
+                raise ComponentError(f"etcd {what} via {url} failed: {exc}", url=url) from exc
             except gw_exc.Etcd3Exception as exc:
                 text = _gw_text(exc)
                 raise ComponentError(
