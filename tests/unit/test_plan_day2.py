@@ -17,6 +17,7 @@ from pgha_operator.core.actions import (
     StopService,
     Switchover,
     WaitFor,
+    WriteFile,
 )
 from pgha_operator.core.desired import PLACEHOLDER_SECRETS, build_desired
 from pgha_operator.core.facts.observed import MachineFact
@@ -115,8 +116,16 @@ def test_etcd_scale_up_adds_one_learner_then_starts_then_promotes() -> None:
     joining = replace(
         observed, etcd=replace(observed.etcd, members=(*observed.etcd.members, learner))
     )
-    start = [a for a in plan(after, joining).actions if isinstance(a, StartEtcdLearner)]
+    steps = plan(after, joining).actions
+    start = [a for a in steps if isinstance(a, StartEtcdLearner)]
     assert len(start) == 1 and "initial-cluster-state: existing" in start[0].content
+    # Its certificates are written before it starts (etcd will not start without them);
+    # its config comes from the join step only.
+    certs = {f.path for f in after.files if f.machine == "etcd4" and f.certificate}
+    written = [a for a in steps if isinstance(a, WriteFile) and a.machine == "etcd4"]
+    assert certs and certs <= {w.path for w in written}
+    assert start[0].path not in {w.path for w in written}
+    assert max(steps.index(w) for w in written) < steps.index(start[0])
     assert start[0].content.count("=https://") == 4  # the membership it joins, itself included
     running = replace(
         joining, services={**joining.services, ("etcd4", "etcd"): ServiceState.RUNNING}

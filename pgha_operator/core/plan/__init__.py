@@ -112,11 +112,12 @@ def _files(
     reload_why: dict[tuple[str, str], str] = {}
     restart_why: dict[tuple[str, str], str] = {}
     for f in desired.files:
-        if (f.service == "etcd" and f.machine in settling) or (
+        if (f.service == "etcd" and f.machine in settling and not f.certificate) or (
             f.service == "haproxy" and handing_over
         ):
-            continue  # a joining member's config comes from the join step; HAProxy keeps
-            # routing to a primary that hands over until the switchover is done
+            continue  # a joining member's config comes from the join step (its
+            # certificates do not: written first, they are there when it starts); HAProxy
+            # keeps routing to a primary that hands over until the switchover is done
         have = observed.files.get((f.machine, f.path))
         if have == content_hash(f.content):
             continue
