@@ -248,11 +248,12 @@ def _etcdctl(lab: Lab, endpoint: str, *tls: str) -> subprocess.CompletedProcess[
 
 def test_etcd_runs_as_etcd_hardened_and_serves_only_tls_clients(lab: Lab) -> None:
     for node in ("node1", "node2", "node3"):
-        pid = _main_pid(lab, node, "pgha-etcd")
+        pid = _main_pid(lab, node, "pgha-lab-etcd")
         uid = lab.ssh(node, "awk", "/^Uid:/ {print $2}", f"/proc/{pid}/status").stdout.strip()
         assert uid == lab.ssh(node, "id", "-u", "etcd").stdout.strip() and uid != "0"
-        show = ["systemctl", "show", "pgha-etcd", "-p", "User", "-p", "NoNewPrivileges"]
+        show = ["systemctl", "show", "pgha-lab-etcd", "-p", "User", "-p", "NoNewPrivileges"]
         show += ["-p", "ProtectSystem", "-p", "PrivateTmp", "-p", "ProtectHome"]
+        show += ["-p", "StateDirectory"]
         props = dict(line.split("=", 1) for line in lab.ssh(node, *show).stdout.splitlines())
         assert props == {
             "User": "etcd",
@@ -260,7 +261,10 @@ def test_etcd_runs_as_etcd_hardened_and_serves_only_tls_clients(lab: Lab) -> Non
             "ProtectSystem": "strict",
             "PrivateTmp": "yes",
             "ProtectHome": "yes",
+            "StateDirectory": "pgha/lab/etcd",
         }
+        data = lab.ssh(node, "stat", "-c", "%U %a", "/var/lib/pgha/lab/etcd").stdout.split()
+        assert data == ["etcd", "700"]
     # Its client URL is https and asks for the operator's certificate.
     tls = lab.state / "tls"
     url = "https://10.231.0.11:2379"
