@@ -101,7 +101,9 @@ def test_the_scrape_target_list_names_every_exporter_and_is_written_once(
     assert len(etcd) == 3
     topo = ctl.topology
     assert patroni[0]["targets"] == [f"{topo.address('node1')}:{topo.rest_api_port}"]
-    assert {g["labels"]["__scheme__"] for g in groups} == {"http"}
+    assert {g["labels"]["__scheme__"] for g in etcd} == {"https"}  # etcd serves TLS only
+    rest_scheme = topo.rest_api_url("node1").split("://")[0]
+    assert {g["labels"]["__scheme__"] for g in patroni} == {rest_scheme}
     assert all(g["labels"]["cluster"] == "demo" for g in groups)
     inode = path.stat().st_ino  # an atomic write replaces the file: a new inode
     ctl.cycle()
