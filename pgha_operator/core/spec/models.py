@@ -19,6 +19,7 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 
+from pgha_operator.core.spec.catalog import DatabaseSpec, RoleSpec
 from pgha_operator.core.spec.parameters import CheckedValue, ParameterName
 from pgha_operator.core.spec.patterns import (
     DURATION_PATTERN,
@@ -187,6 +188,9 @@ class PostgresSpec(Model):
     synchronous: Literal["off", "on", "strict"] = "off"
     # Off by default: the superuser logs in on each node, never through HAProxy (#12).
     superuser_through_load_balancer: Annotated[bool, Strict()] = False
+    # Declared roles and databases (core/spec/catalog.py), kept as declared by the operator.
+    roles: tuple[RoleSpec, ...] = ()
+    databases: tuple[DatabaseSpec, ...] = ()
 
 
 class PatroniSpec(Model):

@@ -16,3 +16,13 @@ PATTERN_REASONS = {
     "trailing '/')",
     HBA_TOKEN_PATTERN: "must be one word: no spaces or '#' (separate several with commas)",
 }
+
+# Roles and databases: PostgreSQL identifiers that need no quoting (psycopg quotes them
+# anyway); lowercase, so what the manifest says is what pg_roles shows.
+SQL_NAME_PATTERN = r"^[a-z_][a-z0-9_]{0,62}$"
+LOCALE_PATTERN = r"^[A-Za-z0-9_.@-]{1,64}$"
+PATTERN_REASONS[SQL_NAME_PATTERN] = (
+    "is not a valid name: lowercase letters, digits and '_', starting with a letter or '_', "
+    "at most 63 characters"
+)
+PATTERN_REASONS[LOCALE_PATTERN] = "is not a locale name (e.g. C.UTF-8 or en_US.UTF-8)"

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic.alias_generators import to_camel
 
+from pgha_operator.core.spec.catalog_rules import catalog_problems
 from pgha_operator.core.spec.parameters import case_duplicates
 from pgha_operator.core.spec.problems import path_part
 from pgha_operator.core.spec.timing import Timing, duration_ms, resolve_timing
@@ -30,6 +31,7 @@ def cluster_problems(cluster: Cluster) -> Iterable[tuple[str, str]]:
     yield from _check_intervals(timing)
     yield from _strict_needs_a_standby(spec)
     yield from _parameter_set_twice(spec)
+    yield from catalog_problems(spec.postgres)
 
 
 def _odd_etcd_members(spec: ClusterSpec) -> Found:
