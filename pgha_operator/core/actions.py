@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from pgha_operator.core.catalog_actions import CatalogAction
+
 
 @dataclass(frozen=True)
 class CreateMachine:
@@ -273,5 +275,6 @@ Action = (
     | RestartService
     | CreateRole
     | CreateDatabase
+    | CatalogAction
     | WaitFor
 )

@@ -8,6 +8,7 @@ from pgha_operator.core.brief import REASON_CHARS, brief
 from pgha_operator.core.facts.observed import Observed
 from pgha_operator.core.facts.types import PatroniMember
 from pgha_operator.core.plan import Desired, Plan
+from pgha_operator.core.plan.catalog import catalog_diff
 from pgha_operator.core.plan.reinit import REINIT_MAX_ATTEMPTS, STUCK_STATES, gave_up
 
 PRIMARY_BACKEND = "primary"
@@ -47,6 +48,7 @@ def assess(
         _etcd(desired, observed),
         _patroni(desired, observed),
         _routing(desired, observed),
+        *_catalog(desired, observed),
     )
     # Reasons quote components' errors: no HTML page, no screenful (core/brief.py).
     found = tuple(
@@ -205,3 +207,16 @@ def _routing(desired: Desired, observed: Observed) -> Condition:
     if problems:
         return Condition("RoutingCorrect", False, "; ".join(problems))
     return Condition("RoutingCorrect", True, "ok")
+
+
+def _catalog(desired: Desired, observed: Observed) -> tuple[Condition, ...]:
+    """Only for a manifest that declares roles or databases: false while one cannot be made
+    to match (a drop refused, an encoding PostgreSQL cannot change), with the reason."""
+    spec = desired.cluster.spec.postgres
+    if not spec.roles and not spec.databases:
+        return ()
+    stuck = catalog_diff(spec, observed).stuck
+    if stuck:
+        reason = "; ".join(f"{r.kind} {r.name}: {r.reason}" for r in stuck)
+        return (Condition("RolesAndDatabases", False, reason),)
+    return (Condition("RolesAndDatabases", True, "ok"),)

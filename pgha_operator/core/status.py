@@ -9,6 +9,7 @@ from typing import Any
 from pgha_operator.core.conditions import Condition
 from pgha_operator.core.facts.observed import Observed
 from pgha_operator.core.plan import Desired
+from pgha_operator.core.plan.catalog import CatalogRow, catalog_diff
 from pgha_operator.core.topology import Topology
 
 
@@ -34,9 +35,17 @@ def build_status(
         "postgres": {"members": _postgres_member_rows(desired.topology, observed)},
         "loadBalancer": lbs[0] if len(lbs) == 1 else lbs,
     }
+    rows = catalog_diff(desired.cluster.spec.postgres, observed).rows
+    if rows:
+        status["roles"] = [_catalog_row(r) for r in rows if r.kind == "role"]
+        status["databases"] = [_catalog_row(r) for r in rows if r.kind == "database"]
     if extra:
         status.update(extra)
     return status
+
+
+def _catalog_row(row: CatalogRow) -> dict[str, str]:
+    return {"name": row.name, "ensure": row.ensure, "state": row.state, "reason": row.reason}
 
 
 def _condition_row(c: Condition) -> dict[str, Any]:
@@ -153,6 +162,12 @@ def format_status(status: Mapping[str, Any]) -> str:
             f"  {m['name']:<12} {m['address'] or '-':<16} {m['role'] or '-':<8} "
             f"{m['state']:<10} tl {m['timeline'] or '-':<3} lag {lag}"
         )
+    for kind in ("roles", "databases"):
+        if status.get(kind):
+            lines.append(f"declared {kind}:")
+            for row in status[kind]:
+                why = f" ({row['reason']})" if row["reason"] else ""
+                lines.append(f"  {row['name']:<16} {row['ensure']:<8} {row['state']}{why}")
     lbs = status["loadBalancer"]
     for lb in lbs if isinstance(lbs, list) else [lbs]:
         p = lb["ports"]

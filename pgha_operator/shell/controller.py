@@ -26,10 +26,12 @@ from pgha_operator.core.desired import build_desired
 from pgha_operator.core.errors import PermanentError
 from pgha_operator.core.facts.observed import Observed
 from pgha_operator.core.leadership import Role
+from pgha_operator.core.passfile import passfiles
 from pgha_operator.core.plan import Desired, Plan, plan
 from pgha_operator.core.render import Secrets
 from pgha_operator.core.rotation import effective_secrets
 from pgha_operator.core.spec import Cluster, LoadedCluster
+from pgha_operator.core.spec.catalog import declared_logins
 from pgha_operator.core.status import build_status
 from pgha_operator.core.tls import TlsMaterial, days_left
 from pgha_operator.core.topology import Layout, Topology
@@ -291,7 +293,12 @@ class Controller:
     def cycle(self, act: bool = True) -> CycleReport:
         """One pass. `act=False` (status) reads only: no secrets made, nothing written."""
         tls = self.tls(act)  # first: it tells a cluster made before TLS from a new one
-        saved = self.state.load_or_create_secrets() if act else self.state.secrets_or_placeholder()
+        logins = declared_logins(self.cluster.spec.postgres.roles)
+        saved = (
+            self.state.load_or_create_secrets(logins)
+            if act
+            else self.state.secrets_or_placeholder()
+        )
         secrets, pending = self._secrets_in_force(saved)
         desired, observed = self.observe(secrets=secrets, tls=tls)
         if self.leadership is not None:  # whether an etcd quorum can run at all
@@ -310,6 +317,7 @@ class Controller:
         if act:
             self.state.save_last_applied(self.cluster)
             self.scrape_targets.write(desired.topology)  # for Prometheus' file_sd
+            self.state.sync_passfiles(passfiles(self.cluster, desired.topology, secrets))
             acted = self._act(the_plan, desired, observed, secrets)
             # count reinitialisations just done; forget members healthy again
             done = acted.done if acted else ()

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from pgha_operator.core.facts.catalog import CatalogFacts
 from pgha_operator.core.facts.reinit import ReinitRecord
 from pgha_operator.core.facts.start_failure import StartFailure
 from pgha_operator.core.facts.types import EtcdFacts, HaproxyFacts, PatroniFacts
@@ -34,6 +35,8 @@ class Observed:
     roles: frozenset[str] | None = None
     # the operator's databases present on the primary; None when no primary answered
     databases: frozenset[str] | None = None
+    # the declared roles and databases as the primary's catalog has them; None: not read
+    catalog: CatalogFacts | None = None
     # etcd machine -> whether its data dir holds a member (None/absent: not looked at)
     etcd_data: Mapping[str, bool] = field(default_factory=dict)
     # machines a drill marked down (a crash the operator must not repair yet): shell/state/marks.py

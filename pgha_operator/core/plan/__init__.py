@@ -2,7 +2,8 @@
 
 PURE: no I/O, two immutable values in, one immutable Plan out. A converged observation
 plans nothing. Ordering follows the dependency chain: machines, files, removals, etcd
-membership, service starts, Patroni's DCS config, rolling restarts, roles. Safety rules
+membership, service starts, Patroni's DCS config, rolling restarts, roles, declared roles
+and databases (plan/catalog.py). Safety rules
 (DESIGN §2) are enforced here, so they are unit-testable.
 """
 
@@ -26,6 +27,7 @@ from pgha_operator.core.actions import (
 )
 from pgha_operator.core.desired import Desired, Plan, content_hash
 from pgha_operator.core.facts.observed import Observed
+from pgha_operator.core.plan.catalog import catalog_diff
 from pgha_operator.core.plan.etcd import etcd_has_quorum, etcd_membership
 from pgha_operator.core.plan.patroni import (
     config_patch,
@@ -90,6 +92,7 @@ def plan(desired: Desired, observed: Observed) -> Plan:
         actions += rolling_restart(desired, observed)
         actions += reinitialize_stuck(desired, observed)
     actions += _roles(observed)
+    actions += catalog_diff(desired.cluster.spec.postgres, observed).actions
     # A wait is a barrier: whatever else can be done this cycle goes before it.
     ordered = [a for a in actions if not isinstance(a, WaitFor)]
     ordered += [a for a in actions if isinstance(a, WaitFor)][:1]

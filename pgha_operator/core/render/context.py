@@ -46,6 +46,18 @@ class Secrets:
     rest_password: str = field(repr=False)
     app_password: str = field(repr=False)  # APP_USER, the clients' role
     stats_password: str = field(repr=False)  # HAProxy's statistics page
+    # Declared login roles (spec.postgres.roles) -> password, sorted by name: a tuple, so
+    # Secrets stays hashable (the desired state is cached per Secrets).
+    roles: tuple[tuple[str, str], ...] = field(default=(), repr=False)
+
+    def role_password(self, role: str) -> str | None:
+        """A declared role's generated password; None when none was generated for it."""
+        return dict(self.roles).get(role)
+
+    def with_role_passwords(self, passwords: Mapping[str, str]) -> Secrets:
+        """These declared roles' passwords replaced or added, the others kept."""
+        merged = {**dict(self.roles), **passwords}
+        return replace(self, roles=tuple(sorted(merged.items())))
 
 
 PatroniSource = Literal["pypi", "debian"]

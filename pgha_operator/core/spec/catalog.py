@@ -146,3 +146,8 @@ class DatabaseSpec(_Entry):
 def _near(word: str, known: frozenset[str]) -> str:
     close = difflib.get_close_matches(word, sorted(known), n=1, cutoff=0.6)
     return f"; did you mean {close[0]!r}?" if close else ""
+
+
+def declared_logins(roles: tuple[RoleSpec, ...]) -> tuple[str, ...]:
+    """The declared roles that log in (and so get a password and a passfile)."""
+    return tuple(r.name for r in roles if r.ensure == "present" and r.login)

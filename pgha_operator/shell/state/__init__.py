@@ -1,7 +1,8 @@
 """The operator's state dir, and the only code that opens its files by name.
 
-    secrets.yaml (+ .bak)   generated passwords (secrets_store)
+    secrets.yaml (+ .bak)   generated passwords, declared roles' too (secrets_store)
     cluster-id              the cluster's identity, recorded on the hosts it owns (identity)
+    passfiles/<role>        libpq passfiles of the login roles (passfiles)
     rotation.yaml           old passwords while a rotation's ALTER ROLE is pending
     tls/                    the cluster's CA and certificates (pki)
     last-applied.yaml       the manifest in force (last_applied)
@@ -38,6 +39,7 @@ from pgha_operator.core.topology import Topology
 from pgha_operator.shell.clients.tls import ClientTls
 from pgha_operator.shell.state import (
     last_applied,
+    passfiles,
     pki,
     reinit_history,
     rotation_store,
@@ -123,17 +125,31 @@ class StateDir:
         """For read-only views: the real passwords, or placeholders before the first apply."""
         return self.secrets() or PLACEHOLDER_SECRETS
 
-    def load_or_create_secrets(self) -> Secrets:
+    def load_or_create_secrets(self, roles: Iterable[str] = ()) -> Secrets:
         """For the operator that acts: generated on a new cluster, refused (StateError) when
-        an existing cluster's file is missing or damaged. Keeps secrets.yaml.bak in step."""
+        an existing cluster's file is missing or damaged. Keeps secrets.yaml.bak in step.
+        `roles`: declared login roles, each given a password the first time it is named."""
+        roles = tuple(roles)
         key = self._secrets_key()
         if key is not None and self._write_cache and self._write_cache[0] == key:
-            return self._write_cache[1]
-        found = secrets_store.load_or_create(self.path, self.holds_cluster())
+            cached = self._write_cache[1]
+            if all(cached.role_password(r) is not None for r in roles):
+                return cached
+        found = secrets_store.load_or_create(self.path, self.holds_cluster(), roles)
         key = self._secrets_key()
         assert key is not None  # load_or_create wrote it or raised
         self._write_cache = (key, found)
         return found
+
+    # --- passfiles ------------------------------------------------------------------------------
+
+    def passfile(self, role: str) -> Path:
+        """Where `role`'s libpq passfile is (it may not exist yet: apply writes it)."""
+        return passfiles.path_of(self.path, role)
+
+    def sync_passfiles(self, wanted: Mapping[str, str]) -> list[str]:
+        """Keep a passfile per login role (role -> text), each written only when it changes."""
+        return passfiles.sync(self.path, wanted)
 
     # --- password rotation ----------------------------------------------------------------------
 

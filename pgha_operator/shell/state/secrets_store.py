@@ -1,4 +1,6 @@
 """The cluster's generated passwords: `secrets.yaml` (0600) and the copy kept beside it.
+The operator's logins are top-level fields; declared login roles (spec.postgres.roles) sit
+under `roles:` (name -> password), generated when a role is first declared.
 
 Passwords are generated once, when a cluster is created, and never again by themselves: a
 new password reaches patroni.yml but not PostgreSQL's roles (no ALTER ROLE), so replication
@@ -10,6 +12,7 @@ re-keying is `pgha-operator rotate passwords` (shell/rotation.py), which saves n
 from __future__ import annotations
 
 import secrets as pysecrets
+from collections.abc import Iterable
 from pathlib import Path
 
 import yaml
@@ -34,9 +37,28 @@ IN_USE_FIELDS = FIELDS[:4]
 MODE = 0o600
 
 
+ROLES_KEY = "roles"
+
+
 def read_fields(path: Path) -> dict[str, str] | None:
     """The passwords the file holds (possibly incomplete); None when there is no file.
     Raises StateError when it cannot be read or parsed."""
+    loaded = _load(path)
+    if loaded is None:
+        return None
+    return {k: str(v) for k, v in loaded.items() if k in FIELDS and v not in (None, "")}
+
+
+def read_role_passwords(path: Path) -> dict[str, str]:
+    """The declared roles' passwords the file holds ({} when none or no file)."""
+    loaded = _load(path)
+    roles = (loaded or {}).get(ROLES_KEY) or {}
+    if not isinstance(roles, dict):
+        raise StateError(path, f"is damaged ({ROLES_KEY} is not a mapping)", remedy(path))
+    return {str(k): str(v) for k, v in roles.items() if v not in (None, "")}
+
+
+def _load(path: Path) -> dict[str, object] | None:
     try:
         raw = path.read_bytes()
     except FileNotFoundError:
@@ -52,7 +74,7 @@ def read_fields(path: Path) -> dict[str, str] | None:
         raise StateError(path, "is empty", remedy(path))
     if not isinstance(loaded, dict):
         raise StateError(path, "is damaged (not a mapping of passwords)", remedy(path))
-    return {k: str(v) for k, v in loaded.items() if k in FIELDS and v not in (None, "")}
+    return loaded
 
 
 def read_secrets(folder: Path) -> Secrets | None:
@@ -64,14 +86,17 @@ def read_secrets(folder: Path) -> Secrets | None:
     missing = [f for f in FIELDS if f not in data]
     if missing:
         raise StateError(path, f"has no {', '.join(missing)}", remedy(path))
-    return Secrets(**data)
+    return Secrets(**data).with_role_passwords(read_role_passwords(path))
 
 
-def load_or_create(folder: Path, cluster_exists: bool) -> Secrets:
+def load_or_create(folder: Path, cluster_exists: bool, roles: Iterable[str] = ()) -> Secrets:
     """For the operator that acts: generate the passwords of a new cluster; never re-key
-    one that exists. Writes the file (and its copy) only when something changes."""
+    one that exists. `roles`: declared login roles, each given a password the first time.
+    Writes the file (and its copy) only when something changes."""
     path = folder / FILE_NAME
     data = read_fields(path)
+    role_passwords = read_role_passwords(path) if data is not None else {}
+    new_roles = [r for r in roles if r not in role_passwords]
     missing = [f for f in FIELDS if f not in (data or {})]
     lost = [f for f in missing if f in IN_USE_FIELDS]
     if lost and cluster_exists:
@@ -85,25 +110,33 @@ def load_or_create(folder: Path, cluster_exists: bool) -> Secrets:
     data = dict(data or {})
     for field in missing:
         data[field] = pysecrets.token_urlsafe(24)
-    text = yaml.safe_dump({f: data[f] for f in FIELDS}, sort_keys=True).encode()
-    if missing:
+    for role in new_roles:
+        role_passwords[role] = pysecrets.token_urlsafe(24)
+    secrets = Secrets(**{f: data[f] for f in FIELDS}).with_role_passwords(role_passwords)
+    if missing or new_roles:
         folder.mkdir(parents=True, exist_ok=True)
-        write_atomic(path, text, MODE)
+        write_atomic(path, _text(secrets), MODE)
     backup = folder / BACKUP_NAME
     if _read_quietly(backup) != _read_quietly(path):
         write_atomic(backup, path.read_bytes(), MODE)
     if path.stat().st_mode & 0o777 != MODE:
         path.chmod(MODE)
-    return Secrets(**{f: data[f] for f in FIELDS})
+    return secrets
 
 
 def save(folder: Path, secrets: Secrets) -> None:
     """Replace the passwords (a rotation): the file first, then its copy, both 0600. A crash
     between the two leaves the copy behind; the next load_or_create brings it in step."""
-    path = folder / FILE_NAME
-    text = yaml.safe_dump({f: getattr(secrets, f) for f in FIELDS}, sort_keys=True).encode()
-    write_atomic(path, text, MODE)
+    text = _text(secrets)
+    write_atomic(folder / FILE_NAME, text, MODE)
     write_atomic(folder / BACKUP_NAME, text, MODE)
+
+
+def _text(secrets: Secrets) -> bytes:
+    data: dict[str, object] = {f: getattr(secrets, f) for f in FIELDS}
+    if secrets.roles:
+        data[ROLES_KEY] = dict(secrets.roles)
+    return yaml.safe_dump(data, sort_keys=True).encode()
 
 
 def _read_quietly(path: Path) -> bytes | None:
