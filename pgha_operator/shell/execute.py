@@ -37,6 +37,7 @@ from pgha_operator.core.actions import (
     WaitFor,
     WriteFile,
 )
+from pgha_operator.core.catalog_actions import CATALOG_ACTIONS
 from pgha_operator.core.errors import OperatorError, PermanentError, TemporaryError
 from pgha_operator.core.render import (
     ADMIN_USER,
@@ -49,6 +50,7 @@ from pgha_operator.core.render import (
 from pgha_operator.core.services import ServiceState
 from pgha_operator.core.spec import Cluster
 from pgha_operator.core.topology import Topology
+from pgha_operator.shell.catalog_execute import perform_catalog
 from pgha_operator.shell.clients import Clients, EtcdApi, PatroniApi, PostgresApi
 from pgha_operator.shell.hosts.base import HostError
 from pgha_operator.shell.providers.base import Provider
@@ -158,6 +160,8 @@ def _perform(action: Action, env: Env) -> None:
             _switchover(env, leader, candidate)
         case WaitFor():
             return
+        case _ if isinstance(action, CATALOG_ACTIONS):
+            perform_catalog(action, env.clients, env.secrets)
         case _:
             raise OperatorError(f"unknown action {action!r}")
 

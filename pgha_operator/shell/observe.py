@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import nullcontext
 
+from pgha_operator.core.facts.catalog import CatalogFacts
 from pgha_operator.core.facts.observed import MachineFact, Observed
 from pgha_operator.core.facts.reinit import ReinitRecord
 from pgha_operator.core.facts.types import EtcdFacts, PatroniFacts
@@ -24,7 +25,8 @@ from pgha_operator.core.render import (
     Secrets,
 )
 from pgha_operator.core.services import ServiceState
-from pgha_operator.shell.clients import Clients, ComponentError
+from pgha_operator.core.spec import PostgresSpec
+from pgha_operator.shell.clients import Clients, ComponentError, PostgresApi
 from pgha_operator.shell.providers.base import Provider
 from pgha_operator.shell.start_failures import read_start_failures
 
@@ -74,7 +76,9 @@ def observe(
         etcd_facts = etcd.result()
         etcd_data = _etcd_data(desired, provider, up, services, etcd_facts)
         patroni_facts = patroni.result()
-        roles, databases = observe_roles(patroni_facts, secrets, clients)
+        roles, databases, catalog = observe_roles(
+            patroni_facts, secrets, clients, desired.cluster.spec.postgres
+        )
         return Observed(
             machines=machines,
             files=files,
@@ -84,6 +88,7 @@ def observe(
             haproxy={lb: fut.result() for lb, fut in haproxy.items()},
             roles=roles,
             databases=databases,
+            catalog=catalog,
             etcd_data=etcd_data,
             down=down,
             start_failures=read_start_failures(provider, patroni_facts, up, topo.cluster),
@@ -143,17 +148,32 @@ def _etcd_data(
 
 
 def observe_roles(
-    facts: PatroniFacts, secrets: Secrets, clients: Clients
-) -> tuple[frozenset[str] | None, frozenset[str] | None]:
-    """The operator's roles and databases that exist on the primary (asked as the superuser,
-    on the node directly); None for both when no primary answers."""
+    facts: PatroniFacts, secrets: Secrets, clients: Clients, spec: PostgresSpec | None = None
+) -> tuple[frozenset[str] | None, frozenset[str] | None, CatalogFacts | None]:
+    """The operator's roles and databases that exist on the primary, and the declared ones
+    as its catalog has them (asked as the superuser, on the node directly); None for each
+    when no primary answers."""
     leader = facts.leader
     if leader is None or leader.state != "running":
-        return None, None
+        return None, None, None
     db = clients.postgres(
         leader.host, leader.port, SUPERUSER, secrets.superuser_password, timeout=ROLES_TIMEOUT
     )
     try:
-        return db.existing_roles([ADMIN_USER, APP_USER]), db.existing_databases([APP_DATABASE])
+        roles = db.existing_roles([ADMIN_USER, APP_USER])
+        databases = db.existing_databases([APP_DATABASE])
+        return roles, databases, _catalog(db, spec)
     except ComponentError:
-        return None, None
+        return None, None, None
+
+
+def _catalog(db: PostgresApi, spec: PostgresSpec | None) -> CatalogFacts | None:
+    """Only for a manifest that declares roles or databases. Extensions are read only in
+    the databases meant to stay: a database to drop is never connected to."""
+    if spec is None or not (spec.roles or spec.databases):
+        return None
+    return db.read_catalog(
+        [r.name for r in spec.roles],
+        [d.name for d in spec.databases],
+        [d.name for d in spec.databases if d.ensure == "present"],
+    )

@@ -53,6 +53,7 @@ from pgha_operator.shell.clients.etcd import EtcdClient
 from pgha_operator.shell.clients.haproxy import HaproxyClient
 from pgha_operator.shell.clients.patroni import PatroniClient
 from pgha_operator.shell.clients.postgres import PostgresClient
+from pgha_operator.shell.clients.postgres_catalog import CatalogClient
 from pgha_operator.shell.execute import Env, execute
 from pgha_operator.shell.fencer import Fencer
 from pgha_operator.shell.observe import observe
@@ -222,7 +223,7 @@ def _env(clients: Clients) -> Env:
         (Clients, RealClients),
         (EtcdApi, EtcdClient),
         (PatroniApi, PatroniClient),
-        (PostgresApi, PostgresClient),
+        (PostgresApi, CatalogClient),
         (HaproxyApi, HaproxyClient),
     ],
 )

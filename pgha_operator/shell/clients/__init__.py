@@ -15,6 +15,8 @@ import threading
 from collections.abc import Sequence
 from typing import Any, Protocol
 
+from pgha_operator.core.catalog_actions import RoleAttributes
+from pgha_operator.core.facts.catalog import CatalogFacts
 from pgha_operator.core.facts.types import (
     EtcdFacts,
     EtcdMember,
@@ -29,6 +31,7 @@ from pgha_operator.shell.clients import haproxy as _haproxy
 from pgha_operator.shell.clients import patroni as _patroni
 from pgha_operator.shell.clients import postgres as _postgres
 from pgha_operator.shell.clients.errors import ComponentError
+from pgha_operator.shell.clients.postgres_catalog import CatalogClient
 from pgha_operator.shell.clients.tls import ClientTls
 
 Auth = tuple[str, str]  # HTTP basic auth (user, password)
@@ -120,6 +123,35 @@ class PostgresApi(Protocol):
 
     def create_database(self, name: str, owner: str) -> bool: ...
 
+    # Declared roles and databases (shell/clients/postgres_catalog.py).
+    def read_catalog(
+        self, roles: Sequence[str], databases: Sequence[str], extensions_of: Sequence[str]
+    ) -> CatalogFacts: ...
+
+    def create_role_declared(
+        self, role: str, attributes: RoleAttributes, password: str | None
+    ) -> bool: ...
+
+    def alter_role_declared(
+        self, role: str, attributes: RoleAttributes, password: str | None
+    ) -> None: ...
+
+    def grant_membership(self, role: str, group: str) -> None: ...
+
+    def revoke_membership(self, role: str, group: str) -> None: ...
+
+    def drop_role(self, role: str) -> None: ...
+
+    def create_database_declared(
+        self, name: str, owner: str, encoding: str, locale: str | None
+    ) -> bool: ...
+
+    def set_database_owner(self, name: str, owner: str) -> None: ...
+
+    def create_extension(self, database: str, extension: str) -> None: ...
+
+    def drop_database(self, name: str) -> None: ...
+
 
 class HaproxyApi(Protocol):
     """One HAProxy's stats page."""
@@ -161,7 +193,7 @@ class RealClients:
         # The operator's certificate and the cluster's CA; None: plain connections (a
         # component started without TLS, in tests of the clients themselves).
         self.tls = tls
-        self._postgres: dict[tuple[str, int, str, str, float], _postgres.PostgresClient] = {}
+        self._postgres: dict[tuple[str, int, str, str, float], CatalogClient] = {}
         self._lock = threading.Lock()
 
     def etcd(self, client_urls: Sequence[str], timeout: float | None = None) -> EtcdApi:
@@ -184,7 +216,7 @@ class RealClients:
             if client is None:
                 for old in self._postgres.values():
                     old.close()  # another server (a new primary) or login: let it go
-                client = _postgres.PostgresClient(
+                client = CatalogClient(
                     host,
                     port,
                     user,
