@@ -10,9 +10,12 @@ from pgha_operator.cli.args import (
     add_manifest_arguments,
     add_state_dir_argument,
     controller,
+    manifest_files,
     print_progress,
 )
 from pgha_operator.core.rotation import LOGINS
+from pgha_operator.core.spec.catalog import declared_logins
+from pgha_operator.shell.manifest import load_one
 from pgha_operator.shell.rotate import plan_rotation, rotate_passwords
 
 ROTATE_HELP = "Rotate secrets: `pgha-operator rotate passwords --help` says how."
@@ -35,10 +38,11 @@ next `apply`, the running `run`, or a re-run of this command finishes it.
 Beside a running `pgha-operator run` the command only saves the passwords and waits: that
 operator sets and distributes them in its next cycles. With no operator running it holds
 the operator lock and acts itself (an `apply` started meanwhile is refused until it ends).
-Two rotations never overlap. Clients that log in as `app`, `admin` or `postgres` need the
-new password: `pgha-operator dsn` prints it.
+Two rotations never overlap. Clients that connect with the passfiles `dsn` names, or with
+`pgha-operator psql`, pick the new password up at once: `apply` and `run` rewrite the
+passfiles (state dir, passfiles/ROLE) as soon as the role has it.
 
-roles:
+roles (and every declared login role of spec.postgres.roles):
 """
 
 
@@ -60,9 +64,9 @@ def add_rotate_command(sub: Any) -> argparse.ArgumentParser:
     q.add_argument(
         "--role",
         action="append",
-        choices=[x.name for x in LOGINS],
         metavar="NAME",
-        help="rotate only this login (repeatable; default: all of them)",
+        help="rotate only this login: one listed above or a declared login role of "
+        "spec.postgres.roles (repeatable; default: all of them)",
     )
     q.add_argument("--timeout", type=float, default=180, metavar="S", help="default 180")
     q.add_argument(
@@ -73,7 +77,9 @@ def add_rotate_command(sub: Any) -> argparse.ArgumentParser:
 
 def cmd_rotate_passwords(args: argparse.Namespace) -> int:
     if args.dry_run:
-        for number, step in enumerate(plan_rotation(args.role), 1):
+        cluster = load_one(manifest_files(args), args.cluster).cluster
+        declared = declared_logins(cluster.spec.postgres.roles)
+        for number, step in enumerate(plan_rotation(args.role, declared), 1):
             print(f"{number}. {step.describe}")
         return 0
     ctl = controller(args, progress=print_progress)

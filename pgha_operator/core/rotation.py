@@ -59,15 +59,27 @@ BY_NAME: Mapping[str, Login] = {login.name: login for login in LOGINS}
 RELOADS: Mapping[ConfigName, str] = {"patroni.yml": "patroni", "haproxy.cfg": "haproxy"}
 
 
-def select_logins(names: Iterable[str] | None) -> tuple[Login, ...]:
-    """The logins named (all when none is), in LOGINS order; an unknown name is refused."""
+ROLE_FIELD = "role:"  # a declared role's password: "role:NAME" (Secrets.roles)
+
+
+def declared_login(name: str) -> Login:
+    """A declared login role (spec.postgres.roles): its password lives in Secrets.roles."""
+    return Login(name, f"{ROLE_FIELD}{name}", True, (), "a declared role (spec.postgres.roles)")
+
+
+def select_logins(names: Iterable[str] | None, declared: Iterable[str] = ()) -> tuple[Login, ...]:
+    """The logins named (all when none is), the operator's in LOGINS order, then the
+    `declared` login roles; an unknown name is refused."""
+    every = (*LOGINS, *(declared_login(n) for n in declared if n not in BY_NAME))
     if not names:
-        return LOGINS
+        return every
     wanted = set(names)
-    unknown = sorted(wanted - set(BY_NAME))
+    unknown = sorted(wanted - {x.name for x in every})
     if unknown:
-        raise PermanentError(f"no such role {', '.join(unknown)}: choose from {', '.join(BY_NAME)}")
-    return tuple(login for login in LOGINS if login.name in wanted)
+        raise PermanentError(
+            f"no such role {', '.join(unknown)}: choose from {', '.join(x.name for x in every)}"
+        )
+    return tuple(login for login in every if login.name in wanted)
 
 
 StepKind = Literal["save", "alter", "reload", "verify"]
@@ -107,20 +119,46 @@ def alter_order(pending: Iterable[str]) -> tuple[Login, ...]:
     """The database logins whose ALTER ROLE is pending (by Secrets field), superuser last."""
     fields = set(pending)
     chosen = [login for login in LOGINS if login.database and login.field in fields]
+    chosen += [
+        declared_login(f.removeprefix(ROLE_FIELD))
+        for f in sorted(fields)
+        if f.startswith(ROLE_FIELD)
+    ]
     return tuple(sorted(chosen, key=lambda x: x.name == SUPERUSER))
+
+
+def password_of(secrets: Secrets, field: str) -> str:
+    """The password a Secrets field (or a declared role's "role:NAME") holds."""
+    if field.startswith(ROLE_FIELD):
+        password = secrets.role_password(field.removeprefix(ROLE_FIELD))
+        if password is None:
+            raise ValueError(f"no password for {field}")
+        return password
+    return str(getattr(secrets, field))
 
 
 def rotated(secrets: Secrets, new: Mapping[str, str]) -> Secrets:
     """`secrets` with the given fields replaced (field -> new password)."""
-    unknown = sorted(set(new) - {login.field for login in LOGINS})
+    roles = {f.removeprefix(ROLE_FIELD): p for f, p in new.items() if f.startswith(ROLE_FIELD)}
+    fields = {f: p for f, p in new.items() if not f.startswith(ROLE_FIELD)}
+    unknown = sorted(set(fields) - {login.field for login in LOGINS})
     if unknown:
         raise ValueError(f"not password fields: {unknown}")
-    return replace(secrets, **new)
+    return replace(secrets, **fields).with_role_passwords(roles)
 
 
 def previous_of(secrets: Secrets, logins: Iterable[Login]) -> dict[str, str]:
-    """What rotation.yaml keeps while a rotation runs: the database logins' old passwords."""
-    return {x.field: getattr(secrets, x.field) for x in logins if x.database}
+    """What rotation.yaml keeps while a rotation runs: the database logins' old passwords
+    (a declared role with no password yet has none: it is created with the new one)."""
+    return {
+        x.field: password_of(secrets, x.field)
+        for x in logins
+        if x.database and not (x.field.startswith(ROLE_FIELD) and _unset(secrets, x.field))
+    }
+
+
+def _unset(secrets: Secrets, field: str) -> bool:
+    return secrets.role_password(field.removeprefix(ROLE_FIELD)) is None
 
 
 def effective_secrets(secrets: Secrets, previous: Mapping[str, str] | None) -> Secrets:

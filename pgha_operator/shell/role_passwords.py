@@ -14,7 +14,7 @@ import structlog
 
 from pgha_operator.core.facts.observed import Observed
 from pgha_operator.core.render import SUPERUSER, Secrets
-from pgha_operator.core.rotation import alter_order
+from pgha_operator.core.rotation import alter_order, password_of
 from pgha_operator.shell.clients import Clients, ComponentError, PostgresApi
 from pgha_operator.shell.state import StateDir
 
@@ -45,7 +45,7 @@ def settle_rotation(
         done = []
         for login in logins:
             if login.name in existing:
-                db.set_password(login.name, getattr(secrets, login.field))
+                db.set_password(login.name, password_of(secrets, login.field))
                 done.append(login.name)
     except ComponentError as exc:
         log.warning("rotation: ALTER ROLE failed, retried next cycle", error=str(exc))

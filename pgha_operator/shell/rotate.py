@@ -22,11 +22,13 @@ from pgha_operator.core.render import SUPERUSER, Secrets
 from pgha_operator.core.rotation import (
     Login,
     Step,
+    password_of,
     previous_of,
     rotated,
     rotation_steps,
     select_logins,
 )
+from pgha_operator.core.spec.catalog import declared_logins
 from pgha_operator.shell.clients import ComponentError
 from pgha_operator.shell.controller import Controller
 from pgha_operator.shell.state import LockHeld
@@ -44,14 +46,14 @@ class RotationDone:
     operator: str | None  # the running operator that did the cluster's part, if any
 
 
-def plan_rotation(names: Iterable[str] | None) -> tuple[Step, ...]:
-    return rotation_steps(select_logins(names))
+def plan_rotation(names: Iterable[str] | None, declared: Iterable[str] = ()) -> tuple[Step, ...]:
+    return rotation_steps(select_logins(names, declared))
 
 
 def rotate_passwords(
     ctl: Controller, names: Iterable[str] | None, timeout: float, progress: Progress
 ) -> RotationDone:
-    logins = select_logins(names)
+    logins = select_logins(names, declared_logins(ctl.cluster.spec.postgres.roles))
     state = ctl.state
     if state.secrets() is None:
         raise OperatorError(f"cluster {ctl.cluster.name} has no secrets yet: run apply first")
@@ -170,7 +172,7 @@ def _verify(ctl: Controller, converge: Converger, logins: tuple[Login, ...]) -> 
 
 
 def _login(ctl: Controller, host: str, port: int, login: Login, secrets: Secrets) -> None:
-    password = getattr(secrets, login.field)
+    password = password_of(secrets, login.field)
     ctl.clients.postgres(host, port, login.name, password).existing_roles([login.name])
 
 
