@@ -1,7 +1,8 @@
 """The command line: `pgha-operator COMMAND --help` says what each command does.
 
 Commands live by what they do: preview (validate, schema, plan, render: change nothing),
-operate (apply, run, destroy: act as the operator), day2 (status, dsn, switchover),
+operate (apply, run, destroy: act as the operator), day2 (status, switchover), connect
+(dsn, psql),
 rotate (passwords), and the drill and ssh doors.
 """
 
@@ -12,7 +13,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from pgha_operator import __version__
-from pgha_operator.cli import day2, logs, operate, preview
+from pgha_operator.cli import connect, day2, logs, operate, preview
 from pgha_operator.cli.args import add_manifest_arguments
 from pgha_operator.cli.endpoint import add_token_command
 from pgha_operator.cli.rotate import add_rotate_command
@@ -77,6 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
     preview.add_commands(command, sub)
     operate.add_commands(command)
     day2.add_commands(command)
+    connect.add_commands(command)
     add_rotate_command(sub)
     add_drill_command(sub)
     add_ssh_command(sub)

@@ -96,7 +96,7 @@ def connect_hint(ctl: Controller) -> str:
     ports = ctl.cluster.spec.load_balancer.ports
     address = topo.address(topo.loadbalancers[0])
     return (
-        f'connect: psql "$(pgha-operator dsn -f {" -f ".join(ctl.paths)})"   '
+        f"connect: pgha-operator psql -f {' -f '.join(ctl.paths)}   "
         f"writes {address}:{ports.primary}, reads {address}:{ports.replicas}, "
         f"stats http://{address}:{ports.stats}/"
     )

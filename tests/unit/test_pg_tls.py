@@ -116,10 +116,13 @@ def test_dsn_is_the_app_role_through_5000_verified_against_the_ca(
     code, out, _ = dsn(state, capsys)
     assert code == 0
     assert out == (
-        f"host=127.0.10.201 port=5000 user=app password={secrets.app_password} dbname=app "
-        f"sslmode=verify-full sslrootcert={state}/tls/ca.crt connect_timeout=5"
+        f"host=127.0.10.201 port=5000 user=app dbname=app sslmode=verify-full "
+        f"sslrootcert={state}/tls/ca.crt connect_timeout=5 passfile={state}/passfiles/app"
     )
+    assert secrets.app_password not in out  # the password stays in the passfile
     assert "port=5001" in dsn(state, capsys, "--role", "replicas")[1]
+    code, out, _ = dsn(state, capsys, "--show-password")
+    assert code == 0 and out.endswith(f"password={secrets.app_password}") and "passfile" not in out
 
 
 def test_dsn_refuses_the_superuser_through_the_load_balancer_and_offers_a_node(
