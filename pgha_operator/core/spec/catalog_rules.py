@@ -97,7 +97,7 @@ def _owners(databases: Sequence[DatabaseSpec], present: set[str], absent: set[st
 
 def _cycles(roles: Sequence[RoleSpec]) -> Found:
     """PostgreSQL refuses a GRANT that would make a role a member of itself in a loop."""
-    groups = {r.name: set(r.member_of) for r in roles if r.ensure == "present"}
+    groups = {r.name: set(r.member_of) - {r.name} for r in roles if r.ensure == "present"}
     for index, role in enumerate(roles):
         if role.ensure == "present" and _reaches(groups, role.name, role.name, set()):
             yield (
