@@ -4,10 +4,12 @@ keep every password off command lines: their text, their files, and psql's envir
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import yaml
+from structlog.testing import capture_logs
 
 from pgha_operator.cli.connect import Target, dsn_text, psql_environment
 from pgha_operator.core import topology
@@ -111,6 +113,13 @@ def test_rotation_covers_declared_login_roles() -> None:
 def test_rotating_an_undeclared_role_is_refused_naming_the_choices() -> None:
     with pytest.raises(Exception, match="no such role ghost: choose from .*reporting"):
         select_logins(["ghost"], ["reporting"])
+
+
+@pytest.fixture(autouse=True)
+def _logs() -> Iterator[None]:
+    # The cycle logs; structlog may still hold an earlier test's closed stderr.
+    with capture_logs():
+        yield
 
 
 TARGET = Target("127.0.10.201", 5000, "app", "app", "/s/tls/ca.crt", Path("/s/passfiles/app"))
