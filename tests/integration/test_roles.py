@@ -129,6 +129,9 @@ def test_changed_attributes_and_memberships_are_altered(live: Live) -> None:
         "{name: reporting, connectionLimit: 7, createdb: true, memberOf: [pg_monitor]}",
     )
     live.edit(roles=changed)
+    preview = cli("plan", *live.args(), check=True).stdout
+    assert "alter role reporting: createdb, connection limit 5 -> 7" in preview
+    assert "grant pg_monitor to reporting" in preview
     res = live.apply()
     assert res.returncode == 0, res.stdout + res.stderr
     assert "alter role reporting" in res.stdout and "revoke readers from reporting" in res.stdout
