@@ -39,7 +39,8 @@ def one_run(patroni_source: str) -> dict[str, float]:
     root = make_state_root()
     manifest = write_manifest(root, "bench", "127.0.30.0/24", BODY.format(source=patroni_source))
     state = root / "state"
-    # The DSN needs the generated password: create the secrets before the clock starts.
+    # Secrets made before the clock starts; the DSN names the app role's passfile, which
+    # apply's first cycle writes (until then a connection finds no password and retries).
     StateDir(state).load_or_create_secrets()
     dsn = cli("dsn", "-f", str(manifest), "--state-dir", str(state), check=True).stdout.strip()
     figures: dict[str, float] = {}

@@ -59,7 +59,8 @@ def manifest_with_cache(root: Path, cache: str) -> Path:
 def one_run(manifest: Path, cache: str) -> dict[str, float]:
     root = Path(tempfile.mkdtemp(prefix="pgha-bench-", dir="/tmp"))
     state = root / "state"
-    StateDir(state).load_or_create_secrets()  # the DSN needs the password before the clock starts
+    # Secrets made before the clock starts; the DSN names the passfile apply's first cycle writes.
+    StateDir(state).load_or_create_secrets()
     dsn = cli("dsn", "-f", str(manifest), "--state-dir", str(state)).stdout.strip()
     stamp = rootfs_path(cache) / ".pgha-rootfs.json"
     n_machines = 4  # manifests/nspawn.yaml: node1-3 and haproxy1
