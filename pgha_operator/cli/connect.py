@@ -57,7 +57,12 @@ def add_commands(command: Any) -> None:
 
 
 def _add_target_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--role", choices=("primary", "replicas"), default="primary")
+    p.add_argument(
+        "--role",
+        choices=("primary", "replicas"),
+        default="primary",
+        help="through the load balancer's primary port (default) or its replicas port",
+    )
     p.add_argument(
         "--user",
         default=APP_USER,
