@@ -310,7 +310,7 @@ def layout(root: str = "/", cluster: str = "pgha") -> Layout:
         etcd_config=f"{r}/etc/etcd/etcd.conf.yml",
         etcd_data=f"{r}/etcd/data",
         haproxy_config=f"{r}/etc/haproxy/haproxy.cfg",
-        haproxy_socket=f"{r}/run/haproxy.sock",
+        haproxy_socket=f"{r}/run/haproxy/admin.sock",  # a directory haproxy owns
         services_dir=f"{r}/etc/pgha/services",
         log_dir=f"{r}/var/log/pgha",
         tls_dir=f"{r}/etc/pgha/tls",

@@ -242,6 +242,8 @@ def test_file_modes_and_owners(ctx: RenderContext) -> None:
             ), f.path
         elif f.service == "patroni":
             assert (f.mode, f.owner) == (0o600, "postgres"), "patroni.yml holds passwords"
+        elif f.service == "haproxy":
+            assert (f.mode, f.owner) == (0o600, "haproxy"), "haproxy.cfg holds the stats password"
         else:
             assert (f.mode, f.owner) == (0o644, None), f.path
 
@@ -254,6 +256,13 @@ def test_passwords_come_only_from_secrets(ctx: RenderContext) -> None:
             assert passwords and set(passwords) <= SECRET_VALUES
             assert not set(passwords) & SEED_PASSWORDS
             assert SECRETS.admin_password not in f.content  # created by the operator, later
+        elif f.service == "haproxy" and not f.certificate:
+            # The stats page's password, on its `stats auth` line only.
+            leaks = [s for s in SECRET_VALUES - {SECRETS.stats_password} if s in f.content]
+            assert not leaks, f"{f.path} leaks a password"
+            assert [line for line in f.content.splitlines() if SECRETS.stats_password in line] == [
+                f'    stats auth "pgha-stats:{SECRETS.stats_password}"'
+            ]
         else:
             for secret in SECRET_VALUES:
                 assert secret not in f.content, f"{f.path} leaks a password"
@@ -573,7 +582,8 @@ def test_haproxy_routing(ctx: RenderContext) -> None:
             assert "http-check expect status 200" in lines
             assert directive(lines, "server") == [
                 f"server {n} {topo.address(n)}:{topo.pg_port} "
-                f"maxconn {ctx.cluster.spec.load_balancer.maxconn} check port {topo.rest_api_port}"
+                f"maxconn {ctx.cluster.spec.load_balancer.maxconn} check port {topo.rest_api_port} "
+                f"check-sni {n} verifyhost {n}"
                 for n in topo.postgres
             ]
         stats = s["listen stats"]
@@ -595,7 +605,8 @@ def test_haproxy_timing_per_profile(ctx: RenderContext) -> None:
         inter = ctx.cluster.timing.inter
         for backend in ("backend primary", "backend replicas"):
             assert directive(s[backend], "default-server") == [
-                f"default-server {PROFILE_CHECKS[profile]} on-marked-down shutdown-sessions"
+                f"default-server {PROFILE_CHECKS[profile]} on-marked-down shutdown-sessions "
+                f"check-ssl verify required ca-file {ctx.layouts[name].tls_dir}/haproxy/ca.crt"
             ]
         defaults = s["defaults"]
         assert "mode tcp" in defaults and "retries 2" in defaults
@@ -647,7 +658,7 @@ def test_service_definitions(ctx: RenderContext) -> None:
             else:
                 assert d.name == "haproxy"
                 assert d.argv == (b.haproxy, "-W", "-db", "-f", layout.haproxy_config)
-                assert d.user is None and d.reload_signal == "USR2"
+                assert d.user == "haproxy" and d.reload_signal == "USR2"
 
 
 def test_local_service_files_are_the_definitions_as_json() -> None:
@@ -706,7 +717,7 @@ def test_systemd_units(manifest_name: str) -> None:
                 assert argv == [d.argv[0], "-Ws", "-f", d.argv[-1]]
                 assert svc["Type"] == "notify"
                 assert svc["ExecReload"] == "/bin/kill -s USR2 $MAINPID"
-                assert "User" not in svc
+                assert svc["User"] == "haproxy"
             elif name == "patroni":
                 assert argv == list(d.argv)
                 assert svc["Type"] == "simple"

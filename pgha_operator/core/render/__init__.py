@@ -37,7 +37,13 @@ from pgha_operator.core.render.services import (
     unit_name,
     validation_argv,
 )
-from pgha_operator.core.render.tls import ETCD_USER, HAPROXY_USER, daemon_tls, tls_files
+from pgha_operator.core.render.tls import (
+    ETCD_USER,
+    HAPROXY_USER,
+    daemon_tls,
+    daemon_user,
+    tls_files,
+)
 from pgha_operator.core.topology import Role
 
 __all__ = [
@@ -71,6 +77,7 @@ __all__ = [
 
 PATRONI_CONFIG_MODE = 0o600  # holds the database and REST API passwords
 CONFIG_MODE = 0o644
+HAPROXY_CONFIG_MODE = 0o600  # holds the stats page's password
 
 
 def render_machine(ctx: RenderContext, machine: str) -> tuple[DesiredFile, ...]:
@@ -107,8 +114,9 @@ def render_machine(ctx: RenderContext, machine: str) -> tuple[DesiredFile, ...]:
                 machine=machine,
                 path=layout.haproxy_config,
                 content=haproxy_cfg(ctx, machine),
-                mode=CONFIG_MODE,
-                owner=None,
+                # Holds the stats page's password; HAProxy (as haproxy) rereads it on reload.
+                mode=HAPROXY_CONFIG_MODE,
+                owner=daemon_user(ctx, "haproxy"),
                 service="haproxy",
             )
         )

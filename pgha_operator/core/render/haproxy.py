@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from pgha_operator.core.render.context import RenderContext, format_duration, render_template
+from pgha_operator.core.render.tls import daemon_tls
 from pgha_operator.core.spec import duration_ms
 
 TEMPLATE = "haproxy.cfg.j2"
@@ -13,6 +14,7 @@ TEMPLATE = "haproxy.cfg.j2"
 MAX_CONNECT_MS = 1000
 QUEUE_TIMEOUT = "10s"
 STATS_CONNECTIONS = 100  # headroom in global maxconn for the stats page
+STATS_USER = "pgha-stats"  # basic auth of the stats page; its password is Secrets.stats_password
 
 
 @dataclass(frozen=True)
@@ -21,12 +23,15 @@ class Server:
     address: str
 
 
-def check_settings(ctx: RenderContext) -> str:
-    """The `default-server` line shared by both backends."""
+def check_settings(ctx: RenderContext, machine: str) -> str:
+    """The `default-server` line shared by both backends: check timing, and Patroni's REST
+    API checked over TLS, its certificate verified against the cluster's CA."""
     t = ctx.cluster.timing
+    ca = daemon_tls(ctx.layout(machine), "haproxy").ca
     return (
         f"inter {t.inter} fastinter {t.fastinter} downinter {t.downinter} "
-        f"rise {t.rise} fall {t.fall} on-marked-down shutdown-sessions"
+        f"rise {t.rise} fall {t.fall} on-marked-down shutdown-sessions "
+        f"check-ssl verify required ca-file {ca}"
     )
 
 
@@ -46,13 +51,15 @@ def haproxy_cfg(ctx: RenderContext, machine: str) -> str:
         machine=machine,
         address=topo.address(machine),
         ports=lb.ports,
+        stats_user=STATS_USER,
+        stats_password=ctx.secrets.stats_password,
         # Both frontends can fill every server slot; the rest is for the stats page.
         global_maxconn=2 * len(servers) * lb.maxconn + STATS_CONNECTIONS,
         socket=ctx.layout(machine).haproxy_socket,
         timeout_connect=connect_timeout(ctx),
         timeout_check=ctx.cluster.timing.inter,
         timeout_queue=QUEUE_TIMEOUT,
-        default_server=check_settings(ctx),
+        default_server=check_settings(ctx, machine),
         servers=servers,
         server_maxconn=lb.maxconn,
         pg_port=topo.pg_port,

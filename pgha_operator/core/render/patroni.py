@@ -123,7 +123,7 @@ def patroni_config(ctx: RenderContext, machine: str) -> dict[str, Any]:
         "name": machine,
         # No log.dir: Patroni logs to stderr and the supervisor / journald captures it.
         "log": {"level": "INFO"},
-        "restapi": _restapi_section(ctx, address),
+        "restapi": _restapi_section(ctx, machine, address),
         "etcd3": _etcd3_section(ctx, machine),
         "bootstrap": {
             "dcs": dynamic_config(ctx),
@@ -133,6 +133,7 @@ def patroni_config(ctx: RenderContext, machine: str) -> dict[str, Any]:
         },
         "postgresql": _postgresql_section(ctx, machine, address),
         "watchdog": {"mode": "off"},
+        "ctl": _ctl_section(ctx, machine),
         "tags": {
             "nofailover": False,
             "noloadbalance": False,
@@ -155,14 +156,35 @@ def _etcd3_section(ctx: RenderContext, machine: str) -> dict[str, Any]:
     }
 
 
-def _restapi_section(ctx: RenderContext, address: str) -> dict[str, Any]:
+def _rest_auth(ctx: RenderContext) -> dict[str, str]:
+    return {"username": REST_USER, "password": ctx.secrets.rest_password}
+
+
+def _restapi_section(ctx: RenderContext, machine: str, address: str) -> dict[str, Any]:
     rest = f"{address}:{ctx.topology.rest_api_port}"
+    tls = daemon_tls(ctx.layout(machine), "patroni")
     return {
         "listen": rest,
         "connect_address": rest,
+        # https only, with the node's certificate (its SANs hold the node's address, which
+        # HAProxy's checks and the operator verify). No client certificates: HAProxy's
+        # health checks present none.
+        "certfile": tls.cert,
+        "keyfile": tls.key,
+        "cafile": tls.ca,
         # With authentication set, Patroni asks for it on unsafe endpoints only
         # (POST/PUT/PATCH/DELETE); HAProxy's GET /primary and /replica stay open.
-        "authentication": {"username": REST_USER, "password": ctx.secrets.rest_password},
+        "authentication": _rest_auth(ctx),
+    }
+
+
+def _ctl_section(ctx: RenderContext, machine: str) -> dict[str, Any]:
+    """patronictl on a node (`patronictl -c patroni.yml list`, `switchover`...): verify every
+    node's REST certificate against the cluster's CA and log in for the unsafe calls."""
+    return {
+        "insecure": False,
+        "cacert": daemon_tls(ctx.layout(machine), "patroni").ca,
+        "authentication": _rest_auth(ctx),
     }
 
 

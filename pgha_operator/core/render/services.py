@@ -73,7 +73,9 @@ def haproxy_definition(ctx: RenderContext, machine: str) -> ServiceDefinition:
         # Master-worker in the foreground: SIGUSR2 makes the master re-exec with the new
         # configuration while the old workers finish their connections (as with -sf).
         argv=(ctx.binaries.haproxy, "-W", "-db", "-f", ctx.layout(machine).haproxy_config),
-        user=None,
+        # Started as haproxy, so the master is not root either (its ports are unprivileged);
+        # it owns its config, CA file and stats socket directory.
+        user=daemon_user(ctx, "haproxy"),
         env={},
         reload_signal="USR2",
         stop_timeout=HAPROXY_STOP_TIMEOUT,

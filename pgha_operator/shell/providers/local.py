@@ -19,11 +19,11 @@ from typing import Literal
 from pgha_operator.core.errors import PermanentError
 from pgha_operator.core.facts.observed import MachineFact
 from pgha_operator.core.facts.types import MachineState
-from pgha_operator.core.render import Binaries
+from pgha_operator.core.render import HAPROXY_USER, Binaries
 from pgha_operator.core.render.context import PatroniSource
 from pgha_operator.core.render.tls import ETCD_USER
 from pgha_operator.core.services import ServiceState
-from pgha_operator.core.topology import Layout, Machine, layout
+from pgha_operator.core.topology import Layout, Machine, Role, layout
 from pgha_operator.shell.hosts import procfs
 from pgha_operator.shell.hosts.local import LocalHost
 from pgha_operator.shell.providers.base import (
@@ -119,6 +119,10 @@ class LocalProvider(ProviderBase, Fencing, MachineStates, Freezing):
         # etcd runs as its own user when the operator can switch users (render/tls.py).
         etcd_user = ETCD_USER if self.user is not None else None
         host.ensure_dir(str(Path(lay.etcd_data).parent), mode=0o700, owner=etcd_user)
+        if machine.has(Role.LOADBALANCER):
+            # HAProxy, started as haproxy, creates its stats socket here (and again on reload).
+            haproxy = HAPROXY_USER if self.user is not None else None
+            host.ensure_dir(str(Path(lay.haproxy_socket).parent), mode=0o700, owner=haproxy)
         # Written last: a machine counts as existing only once its layout is complete.
         meta = {"name": machine.name, "address": machine.address}
         host.write(f"{lay.root}/machine.json", (json.dumps(meta) + "\n").encode())
