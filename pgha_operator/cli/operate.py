@@ -20,6 +20,7 @@ from pgha_operator.cli.fleet import add_fleet_arguments, cmd_run_fleet, wants_fl
 from pgha_operator.cli.logs import add_log_format_argument
 from pgha_operator.cli.logs import configure as configure_logs
 from pgha_operator.cli.progress import ApplyProgress
+from pgha_operator.core.render.haproxy import STATS_USER
 from pgha_operator.shell.controller import Controller
 from pgha_operator.shell.cycle import CycleReport
 from pgha_operator.shell.loops import DecisionLog
@@ -98,7 +99,8 @@ def connect_hint(ctl: Controller) -> str:
     return (
         f"connect: pgha-operator psql -f {' -f '.join(ctl.paths)}   "
         f"writes {address}:{ports.primary}, reads {address}:{ports.replicas}, "
-        f"stats http://{address}:{ports.stats}/"
+        f"stats http://{address}:{ports.stats}/ (user {STATS_USER}, password: stats_password "
+        "in the state dir's secrets.yaml)"
     )
 
 

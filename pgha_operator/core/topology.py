@@ -72,7 +72,7 @@ class Topology:
         return f"https://{address}:{self.etcd_peer_port}"
 
     def rest_api_url(self, name: str) -> str:
-        return f"http://{self.address(name)}:{self.rest_api_port}"
+        return f"https://{self.address(name)}:{self.rest_api_port}"  # Patroni's REST: TLS only
 
 
 def _derive(

@@ -50,7 +50,7 @@ class Watcher:
         rest_urls: Mapping[str, str],  # Patroni node -> REST base URL
         etcd_urls: Mapping[str, str],  # etcd member -> client URL
         interval: float = 0.5,
-        tls: ClientTls | None = None,  # the operator's files: etcd requires a client cert
+        tls: ClientTls | None = None,  # the operator's files: the CA; etcd requires a client cert
     ) -> None:
         self.rest_urls = dict(rest_urls)
         self.etcd_urls = dict(etcd_urls)
@@ -75,7 +75,9 @@ class Watcher:
         return self.samples[-1] if self.samples else None
 
     def sample(self) -> WatchSample:
-        answers = list(self._pool.map(_node_answer, self.rest_urls.values()))
+        answers = list(
+            self._pool.map(lambda url: _node_answer(url, self.tls), self.rest_urls.values())
+        )
         healthy = self._pool.map(
             lambda url: member_healthy(url, TIMEOUT, self.tls), self.etcd_urls.values()
         )
@@ -112,9 +114,9 @@ def node_views(answers: Mapping[str, Mapping[str, Any] | None]) -> dict[str, Nod
     return views
 
 
-def _node_answer(url: str) -> Mapping[str, Any] | None:
+def _node_answer(url: str, tls: ClientTls | None) -> Mapping[str, Any] | None:
     try:
-        with PatroniClient(url, timeout=TIMEOUT) as client:
+        with PatroniClient(url, timeout=TIMEOUT, tls=tls) as client:
             body = client.patroni()
     except ComponentError:
         return None

@@ -275,7 +275,7 @@ def _etcd(env: Env) -> EtcdApi:
 def _patroni(env: Env, machine: str) -> PatroniApi:
     auth = (REST_USER, env.secrets.rest_password) if env.secrets else None
     return env.clients.patroni(
-        f"http://{_address(env, machine)}:{env.topology.rest_api_port}", auth
+        f"https://{_address(env, machine)}:{env.topology.rest_api_port}", auth
     )
 
 

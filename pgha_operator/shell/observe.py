@@ -20,10 +20,10 @@ from pgha_operator.core.render import (
     ADMIN_USER,
     APP_DATABASE,
     APP_USER,
-    REST_USER,
     SUPERUSER,
     Secrets,
 )
+from pgha_operator.core.render.haproxy import STATS_USER
 from pgha_operator.core.services import ServiceState
 from pgha_operator.core.spec import PostgresSpec
 from pgha_operator.shell.clients import Clients, ComponentError, PostgresApi
@@ -62,13 +62,14 @@ def observe(
     with nullcontext(_COMPONENTS) as pool:
         etcd = pool.submit(clients.observe_etcd, [*topo.etcd_client_urls, *leaving_etcd])
         patroni = pool.submit(
-            clients.observe_patroni,
-            [topo.rest_api_url(n) for n in topo.postgres],
-            (REST_USER, secrets.rest_password),
+            clients.observe_patroni, [topo.rest_api_url(n) for n in topo.postgres]
         )
         ports = desired.cluster.spec.load_balancer.ports
+        stats_auth = (STATS_USER, secrets.stats_password)
         haproxy = {
-            lb: pool.submit(clients.observe_haproxy, f"http://{topo.address(lb)}:{ports.stats}/")
+            lb: pool.submit(
+                clients.observe_haproxy, f"http://{topo.address(lb)}:{ports.stats}/", stats_auth
+            )
             for lb in topo.loadbalancers
         }
         files = _file_hashes(desired, provider, up)

@@ -286,7 +286,7 @@ class FakeClients:
     ) -> FakePostgres:
         return FakePostgres(self.world, host, port, user, password)
 
-    def haproxy(self, stats_url: str) -> FakeHaproxy:
+    def haproxy(self, stats_url: str, auth: tuple[str, str] | None = None) -> FakeHaproxy:
         return FakeHaproxy(self.world, stats_url)
 
     # ------------------------------------------------------------------ observation
@@ -315,9 +315,7 @@ class FakeClients:
         except CallError:
             return False
 
-    def observe_patroni(
-        self, api_urls: Sequence[str], auth: tuple[str, str] | None = None
-    ) -> PatroniFacts:
+    def observe_patroni(self, api_urls: Sequence[str]) -> PatroniFacts:
         """The real collect_patroni's steps: /primary everywhere, then /cluster and /config
         from the node that answered 200 first."""
         api = self.world.patroni_api
@@ -371,7 +369,7 @@ class FakeClients:
         except CallError:
             return False
 
-    def observe_haproxy(self, stats_url: str) -> HaproxyFacts:
+    def observe_haproxy(self, stats_url: str, auth: tuple[str, str] | None = None) -> HaproxyFacts:
         url = csv_url(stats_url)
         try:
             return HaproxyFacts(reachable=True, servers=parse_stats_csv(stats_csv(self.world, url)))

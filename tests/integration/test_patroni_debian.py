@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 import requests
 
+from pgha_operator.shell.state import pki
 from tests.integration.cluster_helpers import (
     cli,
     dsn,
@@ -71,11 +72,12 @@ def live() -> Iterator[Live]:
         shutil.rmtree(root, ignore_errors=True)
 
 
-def versions() -> dict[str, str]:
+def versions(live: Live) -> dict[str, str]:
+    ca = pki.client_files(live.state).ca  # the REST API speaks https only
     return {
-        node: requests.get(f"http://{NET}.{ip}:8008/patroni", timeout=5).json()["patroni"][
-            "version"
-        ]
+        node: requests.get(f"https://{NET}.{ip}:8008/patroni", timeout=5, verify=ca).json()[
+            "patroni"
+        ]["version"]
         for node, ip in (("node1", 11), ("node2", 12))
     }
 
@@ -89,7 +91,7 @@ def test_debian_patroni_runs_the_cluster(live: Live) -> None:
     st = live.status()
     assert st["phase"] == "Converged", st
     # Debian's Patroni answers, not the pinned 4.1 of the venv.
-    assert set(versions().values()) == {"3.0.2"}
+    assert set(versions(live).values()) == {"3.0.2"}
     # 3.0.2 says "running" for a replica; the operator reads the primary's
     # pg_stat_replication and reports it streaming, as with Patroni 4.
     states = sorted((m["role"], m["state"]) for m in live.members().values())
@@ -138,7 +140,7 @@ def test_changing_the_source_of_a_live_cluster_is_refused(live: Live) -> None:
         st = live.status()
         assert "spec.patroni.source" in str(st.get("manifestError")), st
         assert live.primary() == before
-        assert set(versions().values()) == {"3.0.2"}
+        assert set(versions(live).values()) == {"3.0.2"}
     finally:
         live.manifest.write_text(text)
     res = cli("apply", *live.args(), "--timeout", "60")

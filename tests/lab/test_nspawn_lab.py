@@ -29,6 +29,7 @@ from pgha_operator.core.facts.types import MachineState
 from pgha_operator.core.spec import load
 from pgha_operator.shell.providers import make_provider
 from pgha_operator.shell.providers.nspawn import NspawnProvider
+from pgha_operator.shell.state import pki
 from tests.integration.cluster_helpers import wait_for
 
 REPO = Path(__file__).parents[2]
@@ -114,13 +115,19 @@ class Lab:
         )
         return res.stdout.strip()
 
+    @property
+    def ca(self) -> str:
+        """The cluster's CA: Patroni's REST API speaks https only."""
+        return pki.client_files(self.state).ca
+
     def primary(self) -> str | None:
         """The node whose Patroni answers GET /primary with 200 (asked directly)."""
         topo = self.provider.topology
         found = []
         for name in topo.postgres:
             with contextlib.suppress(requests.RequestException):
-                if requests.get(f"{topo.rest_api_url(name)}/primary", timeout=1).status_code == 200:
+                url = f"{topo.rest_api_url(name)}/primary"
+                if requests.get(url, timeout=1, verify=self.ca).status_code == 200:
                     found.append(name)
         return found[0] if len(found) == 1 else None
 
@@ -450,7 +457,8 @@ def test_debian_patroni_source_on_nspawn_machines(tmp_path: Path) -> None:
             assert enabled.strip() == "masked"
         topo = deb.provider.topology
         for node in ("node1", "node2"):
-            body = requests.get(f"{topo.rest_api_url(node)}/patroni", timeout=5).json()
+            body = requests.get(f"{topo.rest_api_url(node)}/patroni", timeout=5, verify=deb.ca)
+            body = body.json()
             assert body["patroni"]["version"] == "3.0.2"
         states = sorted((m["role"], m["state"]) for m in deb.members().values())
         assert states == [("primary", "running"), ("replica", "streaming")]

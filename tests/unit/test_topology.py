@@ -61,7 +61,7 @@ def test_demo_urls_and_ports() -> None:
         "https://127.0.10.103:2379",
     )
     assert topo.etcd_peer_url("etcd2") == "https://127.0.10.102:2380"
-    assert topo.rest_api_url("node3") == "http://127.0.10.13:8008"
+    assert topo.rest_api_url("node3") == "https://127.0.10.13:8008"
     assert (topo.pg_port, topo.rest_api_port) == (5432, 8008)
 
 

@@ -175,13 +175,17 @@ class Clients(Protocol):
         self, host: str, port: int, user: str, password: str, timeout: float | None = None
     ) -> PostgresApi: ...
 
-    def haproxy(self, stats_url: str) -> HaproxyApi: ...
+    def haproxy(self, stats_url: str, auth: Auth | None = None) -> HaproxyApi: ...
 
     def observe_etcd(self, client_urls: Sequence[str]) -> EtcdFacts: ...
 
-    def observe_patroni(self, api_urls: Sequence[str], auth: Auth | None) -> PatroniFacts: ...
+    def observe_patroni(self, api_urls: Sequence[str]) -> PatroniFacts:
+        """Safe GETs only: no credentials."""
+        ...
 
-    def observe_haproxy(self, stats_url: str) -> HaproxyFacts: ...
+    def observe_haproxy(self, stats_url: str, auth: Auth | None = None) -> HaproxyFacts:
+        """`auth`: the stats page's user and password."""
+        ...
 
 
 class RealClients:
@@ -205,7 +209,7 @@ class RealClients:
     def patroni(
         self, api_url: str, auth: Auth | None = None, timeout: float | None = None
     ) -> PatroniApi:
-        return _patroni.PatroniClient(api_url, auth, timeout or _patroni.TIMEOUT)
+        return _patroni.PatroniClient(api_url, auth, timeout or _patroni.TIMEOUT, tls=self.tls)
 
     def postgres(
         self, host: str, port: int, user: str, password: str, timeout: float | None = None
@@ -227,14 +231,14 @@ class RealClients:
                 self._postgres = {key: client}
         return client
 
-    def haproxy(self, stats_url: str) -> HaproxyApi:
-        return _haproxy.HaproxyClient(stats_url)
+    def haproxy(self, stats_url: str, auth: Auth | None = None) -> HaproxyApi:
+        return _haproxy.HaproxyClient(stats_url, auth)
 
     def observe_etcd(self, client_urls: Sequence[str]) -> EtcdFacts:
         return _etcd.collect_etcd(client_urls, tls=self.tls)
 
-    def observe_patroni(self, api_urls: Sequence[str], auth: Auth | None) -> PatroniFacts:
-        return _patroni.collect_patroni(api_urls, auth)
+    def observe_patroni(self, api_urls: Sequence[str]) -> PatroniFacts:
+        return _patroni.collect_patroni(api_urls, self.tls)
 
-    def observe_haproxy(self, stats_url: str) -> HaproxyFacts:
-        return _haproxy.collect_haproxy(stats_url)
+    def observe_haproxy(self, stats_url: str, auth: Auth | None = None) -> HaproxyFacts:
+        return _haproxy.collect_haproxy(stats_url, auth)

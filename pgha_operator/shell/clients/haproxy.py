@@ -1,4 +1,8 @@
-"""HAProxy client: the stats CSV, fetched and parsed into facts."""
+"""HAProxy client: the stats CSV, fetched and parsed into facts.
+
+The stats page asks for basic auth (user `pgha-stats`, the cluster's generated
+`stats_password`): without it HAProxy answers 401.
+"""
 
 from __future__ import annotations
 
@@ -13,14 +17,17 @@ TIMEOUT = 1.5
 
 
 class HaproxyClient:
-    def __init__(self, stats_url: str, timeout: float = TIMEOUT) -> None:
+    def __init__(
+        self, stats_url: str, auth: tuple[str, str] | None = None, timeout: float = TIMEOUT
+    ) -> None:
         self.url = csv_url(stats_url)
+        self.auth = auth
         self.timeout = timeout
 
     def stats(self) -> tuple[HaproxyServer, ...]:
         """Every backend server's row of the stats CSV. Raises ComponentError."""
         try:
-            resp = transport.get(self.url, timeout=self.timeout)
+            resp = transport.get(self.url, auth=self.auth, timeout=self.timeout)
             resp.raise_for_status()
             return parse_stats_csv(resp.text)
         except requests.ConnectionError as exc:
@@ -32,9 +39,11 @@ class HaproxyClient:
             raise ComponentError(f"{self.url}: {exc}", url=self.url) from exc
 
 
-def collect_haproxy(stats_url: str, timeout: float = TIMEOUT) -> HaproxyFacts:
+def collect_haproxy(
+    stats_url: str, auth: tuple[str, str] | None = None, timeout: float = TIMEOUT
+) -> HaproxyFacts:
     """Fetch and parse the stats CSV. Never raises: failures are reachable=False + error."""
     try:
-        return HaproxyFacts(reachable=True, servers=HaproxyClient(stats_url, timeout).stats())
+        return HaproxyFacts(reachable=True, servers=HaproxyClient(stats_url, auth, timeout).stats())
     except ComponentError as exc:
         return HaproxyFacts(reachable=False, error=str(exc))

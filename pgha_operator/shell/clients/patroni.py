@@ -4,6 +4,10 @@ Patroni 4.1.5 answers the unsafe POST endpoints with text/html bodies (e.g. 200
 'Successfully switched over to "pg2"', 202 'reload scheduled', 412 'leader name does not
 match', 503 'I am the leader, can not reinitialize') and PATCH /config with the new
 config as JSON. Unsafe endpoints need basic auth (401 'no auth header received').
+
+The REST API speaks https only, with the node's certificate: every request verifies it
+against the cluster's CA (`ClientTls.ca`). The credentials go on the unsafe calls only
+(POST, PATCH), never on the GETs the observation and the fencer make every few seconds.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from pgha_operator.core.facts.patroni import (
 from pgha_operator.core.facts.types import PatroniFacts
 from pgha_operator.shell.clients import transport
 from pgha_operator.shell.clients.errors import ComponentError
+from pgha_operator.shell.clients.tls import ClientTls
 
 TIMEOUT = 5.0
 # restart and switchover wait for PostgreSQL; Patroni answers when they are done.
@@ -41,12 +46,17 @@ class PatroniClient:
         auth: tuple[str, str] | None = None,
         timeout: float = TIMEOUT,
         slow_timeout: float = SLOW_TIMEOUT,
+        tls: ClientTls | None = None,
     ) -> None:
         self.api_url = api_base(api_url)  # accepts ".../patroni" as /cluster lists it
-        self.auth = auth
+        self.auth = auth  # sent with the unsafe calls only
         self.timeout = timeout
         self.slow_timeout = slow_timeout
+        self.tls = tls
         self._session = requests.Session()
+        self._session.trust_env = False  # our own machines: no proxy or .netrc
+        if tls is not None:
+            self._session.verify = tls.ca
 
     def _request(
         self,
@@ -58,9 +68,10 @@ class PatroniClient:
         ok: tuple[int, ...] = (200,),
     ) -> requests.Response:
         url = f"{self.api_url}/{path}"
+        auth = None if method == "GET" else self.auth  # Patroni asks only on unsafe calls
         try:
             resp = self._session.request(
-                method, url, json=json, auth=self.auth, timeout=timeout or self.timeout
+                method, url, json=json, auth=auth, timeout=timeout or self.timeout
             )
         except requests.Timeout as exc:
             raise ComponentError(f"Patroni {method} {url}: timed out", url=url) from exc
@@ -100,10 +111,11 @@ class PatroniClient:
 
     def is_primary(self) -> bool:
         """GET /primary: True on 200, False on 503 (a live replica); raises if unreachable.
-        The fencer asks this every 200 ms: one plain connection (shell/clients/transport.py)."""
+        The fencer asks this every 200 ms: one connection of its own (shell/clients/transport.py)."""
         url = f"{self.api_url}/primary"
+        ca = self.tls.ca if self.tls else None
         try:
-            status = transport.status_of(url, timeout=self.timeout)  # a safe endpoint: no auth
+            status = transport.status_of(url, timeout=self.timeout, ca=ca)  # safe: no auth
         except requests.Timeout as exc:
             raise ComponentError(f"Patroni GET {url}: timed out", url=url) from exc
         except requests.ConnectionError as exc:
@@ -182,8 +194,8 @@ def _status(exc: Exception) -> int | None:
     return getattr(response, "status_code", None)
 
 
-def _get_json(url: str, path: str, auth: tuple[str, str] | None, timeout: float) -> Any:
-    resp = transport.get(f"{url}/{path}", auth=auth, timeout=timeout)
+def _get_json(url: str, path: str, tls: ClientTls | None, timeout: float) -> Any:
+    resp = transport.get(f"{url}/{path}", timeout=timeout, tls=tls)
     resp.raise_for_status()
     return resp.json()
 
@@ -195,10 +207,10 @@ class _Probe:
     streaming: frozenset[str] = frozenset()  # replicas a primary streams to
 
 
-def _probe_primary(url: str, auth: tuple[str, str] | None, timeout: float) -> _Probe:
+def _probe_primary(url: str, tls: ClientTls | None, timeout: float) -> _Probe:
     """GET /primary: the answer's body is the node's /patroni status."""
     try:
-        resp = transport.get(f"{url}/primary", auth=auth, timeout=timeout)
+        resp = transport.get(f"{url}/primary", timeout=timeout, tls=tls)
     except requests.RequestException as exc:
         return _Probe(error=_describe(url, exc))
     if resp.status_code != 200:
@@ -212,16 +224,17 @@ def _probe_primary(url: str, auth: tuple[str, str] | None, timeout: float) -> _P
 
 
 def collect_patroni(
-    api_urls: Sequence[str], auth: tuple[str, str] | None = None, timeout: float = OBSERVE_TIMEOUT
+    api_urls: Sequence[str], tls: ClientTls | None = None, timeout: float = OBSERVE_TIMEOUT
 ) -> PatroniFacts:
-    """GET /primary on every node, then GET /cluster and /config from one node.
+    """GET /primary on every node, then GET /cluster and /config from one node (safe
+    endpoints: no credentials), each server verified against `tls.ca`.
 
     The node that answered /primary 200 is asked first: a primary still holds the leader
     key, so its cached DCS view is the freshest. Never raises.
     """
     urls = [api_base(u) for u in api_urls]
     with nullcontext(transport.READERS) as pool:
-        probes = list(pool.map(lambda u: _probe_primary(u, auth, timeout), urls))
+        probes = list(pool.map(lambda u: _probe_primary(u, tls, timeout), urls))
     primaries = frozenset(p.primary for p in probes if p.primary)
     streaming = frozenset().union(*(p.streaming for p in probes))
     answered_primary = [u for u, p in zip(urls, probes, strict=True) if p.primary]
@@ -232,14 +245,14 @@ def collect_patroni(
     errors = [p.error for p in probes if p.error]
     for url in order:
         try:
-            members = parse_cluster(_get_json(url, "cluster", auth, timeout))
+            members = parse_cluster(_get_json(url, "cluster", tls, timeout))
             members = with_streaming(members, streaming)
             primaries = named_primaries(primaries, members)
         except (requests.RequestException, ValueError, KeyError) as exc:
             errors.append(_describe(url, exc))
             continue
         try:
-            config = parse_config(_get_json(url, "config", auth, timeout))
+            config = parse_config(_get_json(url, "config", tls, timeout))
         except (requests.RequestException, ValueError) as exc:
             return PatroniFacts(
                 reachable=False,

@@ -24,6 +24,8 @@ from __future__ import annotations
 
 import http.client
 import json as jsonlib
+import os
+import ssl
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -143,12 +145,23 @@ def post(url: str, *, json: Any = None, timeout: float, tls: ClientTls | None = 
     return request("POST", url, json=json, timeout=timeout, tls=tls)
 
 
-def status_of(url: str, *, timeout: float) -> int:
+def status_of(url: str, *, timeout: float, ca: str | None = None) -> int:
     """The status of one GET, on a connection of its own (the fencer's 200 ms probe of
     Patroni, whose REST API closes every connection anyway): the standard library's client
-    is half the CPU of a pooled request. Raises requests.Timeout or requests.ConnectionError."""
+    is half the CPU of a pooled request. An https URL is verified against `ca` (the
+    cluster's CA); each probe then costs a TLS handshake (measured: ~1.2 ms of CPU here and
+    ~0.9 ms in the server, 5 ms wall; TLS 1.3 session resumption saved under 10 %, so it is
+    not used). Raises requests.Timeout or requests.ConnectionError."""
     parts = urlsplit(url)
-    conn = http.client.HTTPConnection(parts.hostname or "", parts.port or 80, timeout=timeout)
+    host = parts.hostname or ""
+    conn: http.client.HTTPConnection
+    if parts.scheme == "https":
+        context = _probe_context(ca)
+        conn = http.client.HTTPSConnection(
+            host, parts.port or 443, timeout=timeout, context=context
+        )
+    else:
+        conn = http.client.HTTPConnection(host, parts.port or 80, timeout=timeout)
     try:
         conn.request("GET", parts.path or "/")
         resp = conn.getresponse()
@@ -160,3 +173,22 @@ def status_of(url: str, *, timeout: float) -> int:
         raise requests.ConnectionError(f"{url}: {exc}") from exc
     finally:
         conn.close()
+
+
+_PROBE_CONTEXTS: dict[str | None, tuple[int, ssl.SSLContext]] = {}
+
+
+def _probe_context(ca: str | None) -> ssl.SSLContext:
+    """A verifying context per CA file, kept (loading the CA costs more than a handshake) and
+    made again when the file changes (a brought CA replaced)."""
+    try:
+        version = os.stat(ca).st_mtime_ns if ca else 0
+    except OSError as exc:
+        raise requests.ConnectionError(f"CA file {ca}: {exc.strerror}") from exc
+    kept = _PROBE_CONTEXTS.get(ca)
+    if kept is not None and kept[0] == version:
+        return kept[1]
+    # Hostname checking covers IP addresses: the node's certificate lists its address.
+    context = ssl.create_default_context(cafile=ca)
+    _PROBE_CONTEXTS[ca] = (version, context)
+    return context
