@@ -430,7 +430,7 @@ def is_primary(url: str) -> bool:
 
 def test_patroni_collector_and_client(patroni_node: subprocess.Popen[bytes]) -> None:
     dead = "http://127.0.9.112:8008"  # listed but not running: must not hide the live one
-    facts = collect_patroni([dead, REST], AUTH)
+    facts = collect_patroni([dead, REST])
     assert facts.reachable and facts.error is None
     assert facts.primaries == {"pg1"}
     (pg1,) = facts.members
@@ -459,13 +459,13 @@ def test_patroni_collector_and_client(patroni_node: subprocess.Popen[bytes]) -> 
     )
     wait_until(
         "pending_restart after a restart-only parameter change",
-        lambda: collect_patroni([REST], AUTH).members[0].pending_restart,
+        lambda: collect_patroni([REST]).members[0].pending_restart,
     )
     assert client.reload() == "reload scheduled"
     assert "restarted successfully" in client.restart(only_if_pending=True)
     wait_until(
         "pending_restart to clear",
-        lambda: not collect_patroni([REST], AUTH).members[0].pending_restart,
+        lambda: not collect_patroni([REST]).members[0].pending_restart,
     )
 
     with pytest.raises(ComponentError) as err:
@@ -539,7 +539,7 @@ DEAD = "127.0.9.109"  # nothing runs here
 
 
 def test_collectors_report_unreachable_components() -> None:
-    patroni = collect_patroni([f"http://{DEAD}:8008", f"http://{DEAD}:8009"], ("u", "p"))
+    patroni = collect_patroni([f"http://{DEAD}:8008", f"http://{DEAD}:8009"])
     assert not patroni.reachable and patroni.primaries == frozenset()
     assert patroni.error is not None and f"http://{DEAD}:8008" in patroni.error
 

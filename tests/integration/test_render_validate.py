@@ -37,6 +37,7 @@ from pgha_operator.core.render import (
     render_all,
     service_definitions,
 )
+from pgha_operator.core.render.haproxy import STATS_USER
 from pgha_operator.core.tls import placeholder_material
 from pgha_operator.shell.clients.tls import ClientTls
 from pgha_operator.shell.state.pki import client_files, load_or_issue
@@ -133,26 +134,32 @@ class Netns:
         return proc
 
     def http(
-        self, url: str, data: dict[str, Any] | None = None, tls: ClientTls | None = None
+        self,
+        url: str,
+        data: dict[str, Any] | None = None,
+        tls: ClientTls | None = None,
+        auth: tuple[str, str] | None = None,
     ) -> str | None:
         """GET (or POST JSON) from inside the namespace; None if it does not answer. With
-        `tls`: the server verified against tls.ca, tls.cert presented."""
+        `tls`: the server verified against tls.ca, tls.cert presented; `auth`: basic auth."""
         files = [tls.ca, tls.cert, tls.key] if tls else []
-        argv = [sys.executable, "-c", HTTP_PROBE, url, json.dumps(data), *files]
+        argv = [sys.executable, "-c", HTTP_PROBE, url, json.dumps(data), json.dumps(auth), *files]
         result = self.run(argv, timeout=10)
         self.last_error = result.stderr
         return result.stdout if result.returncode == 0 else None
 
 
 HTTP_PROBE = """
-import json, ssl, sys, urllib.request
-data = json.loads(sys.argv[2])
+import base64, json, ssl, sys, urllib.request
+data, auth = json.loads(sys.argv[2]), json.loads(sys.argv[3])
 body = None if data is None else json.dumps(data).encode()
 context = None
-if len(sys.argv) > 3:
-    context = ssl.create_default_context(cafile=sys.argv[3])
-    context.load_cert_chain(sys.argv[4], sys.argv[5])
+if len(sys.argv) > 4:
+    context = ssl.create_default_context(cafile=sys.argv[4])
+    context.load_cert_chain(sys.argv[5], sys.argv[6])
 request = urllib.request.Request(sys.argv[1], data=body)
+if auth:
+    request.add_header("Authorization", "Basic " + base64.b64encode(":".join(auth).encode()).decode())
 with urllib.request.urlopen(request, timeout=2, context=context) as r:
     sys.stdout.write(r.read().decode())
 """
@@ -247,7 +254,9 @@ def test_haproxy_runs_from_its_definition_and_reloads(netns: Netns, tmp_path: Pa
             ctx.topology.postgres
         )
     ports = ctx.cluster.spec.load_balancer.ports
-    page = netns.http(f"http://{ctx.topology.address(lb)}:{ports.stats}/;csv")
+    page_url = f"http://{ctx.topology.address(lb)}:{ports.stats}/;csv"
+    assert netns.http(page_url) is None and "401" in netns.last_error  # no credentials
+    page = netns.http(page_url, auth=(STATS_USER, SECRETS.stats_password))
     assert page is not None and "primary,BACKEND" in page, log.read_text()
 
     # The reload the supervisor sends: the master re-executes, the old worker finishes.
