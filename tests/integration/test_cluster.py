@@ -21,6 +21,7 @@ import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests.integration import rest_haproxy_checks as checks
 from tests.integration.cluster_helpers import (
     Operator,
     cli,
@@ -191,6 +192,54 @@ def test_second_apply_changes_nothing(cluster: Cluster) -> None:
     plan = cli("plan", "-f", str(cluster.manifest), "--state-dir", str(cluster.state))
     assert plan.stdout.strip() == "no changes"
     assert cluster.pids() == before
+
+
+# --- #12: Patroni's REST API, HAProxy's verified checks and stats page, least privilege ------
+# (rest_haproxy_checks.py holds the checks)
+
+NODES = {"node1": "127.0.20.11", "node2": "127.0.20.12", "node3": "127.0.20.13"}
+LB, LB_ADDRESS = "haproxy1", "127.0.20.201"
+
+
+def test_rest_api_is_https_only_and_unsafe_endpoints_need_the_password(cluster: Cluster) -> None:
+    for address in NODES.values():
+        checks.check_rest_api(cluster.state, address)
+
+
+def test_patronictl_works_on_a_node(cluster: Cluster) -> None:
+    listed = checks.patronictl(cluster.state, "node1", "list")
+    assert listed.returncode == 0, listed.stderr
+    assert all(node in listed.stdout for node in NODES), listed.stdout
+    # A REST call through the ctl section (the CA and the password): POST /reload everywhere.
+    reload = checks.patronictl(cluster.state, "node2", "reload", "itest", "--force")
+    assert reload.returncode == 0, reload.stderr
+    assert reload.stdout.count("Reload request received") == len(NODES), reload.stdout
+
+
+def test_haproxy_checks_verify_the_nodes_certificate(cluster: Cluster, tmp_path: Path) -> None:
+    """A check with the cluster's settings passes; expecting another name (node1's
+    certificate does not carry "node2") fails the TLS verification."""
+    right = checks.probe_haproxy(tmp_path, cluster.state, "node1", NODES["node1"], "node1")
+    wrong = checks.probe_haproxy(tmp_path, cluster.state, "node1", NODES["node1"], "node2")
+    assert right.startswith("UP L7OK"), right
+    assert wrong.startswith("DOWN L6RSP"), wrong
+
+
+def test_stats_page_needs_the_password(cluster: Cluster) -> None:
+    checks.check_stats_page(cluster.state, LB_ADDRESS, 7000)
+
+
+def test_no_haproxy_process_runs_as_root_even_after_a_reload(cluster: Cluster) -> None:
+    before = checks.check_haproxy_not_root(cluster.state, LB)
+    os.kill(before[0], signal.SIGUSR2)  # the supervisor's reload: the master re-executes
+    wait_for(
+        "new HAProxy workers",
+        lambda: set(checks.haproxy_processes(cluster.state, LB)[1:]) - set(before[1:]),
+        timeout=15,
+    )
+    after = checks.check_haproxy_not_root(cluster.state, LB)
+    assert after[0] == before[0]  # the same master, re-executed as haproxy
+    query(cluster.dsn(), "SELECT 1")  # :5000 still routes
 
 
 @pytest.fixture
