@@ -26,10 +26,11 @@ import pytest
 import requests
 
 from pgha_operator.core.facts.types import MachineState
+from pgha_operator.core.render.haproxy import STATS_USER
 from pgha_operator.core.spec import load
 from pgha_operator.shell.providers import make_provider
 from pgha_operator.shell.providers.nspawn import NspawnProvider
-from pgha_operator.shell.state import pki
+from pgha_operator.shell.state import StateDir, pki
 from tests.integration.cluster_helpers import wait_for
 
 REPO = Path(__file__).parents[2]
@@ -284,6 +285,37 @@ def test_etcd_runs_as_etcd_hardened_and_serves_only_tls_clients(lab: Lab) -> Non
     assert _etcdctl(lab, "http://10.231.0.11:2379").returncode != 0
 
 
+def haproxy_users(lab: Lab) -> list[str]:
+    """The user of every HAProxy process on haproxy1 (the master and its workers)."""
+    out = lab.ssh("haproxy1", "ps", "-o", "user=", "-C", "haproxy", check=False).stdout
+    return out.split()
+
+
+def test_haproxy_runs_as_haproxy_under_a_hardened_unit(lab: Lab) -> None:
+    users = haproxy_users(lab)
+    assert len(users) >= 2 and set(users) == {"haproxy"}, users  # master + worker, no root
+    props = ["User", "NoNewPrivileges", "ProtectSystem", "ProtectHome", "PrivateTmp"]
+    show = lab.ssh("haproxy1", "systemctl", "show", "pgha-lab-haproxy", *(f"-p{p}" for p in props))
+    assert dict(line.split("=", 1) for line in show.stdout.split()) == {
+        "User": "haproxy",
+        "NoNewPrivileges": "yes",
+        "ProtectSystem": "strict",
+        "ProtectHome": "yes",
+        "PrivateTmp": "yes",
+    }
+    # The stats page asks for the generated password.
+    stats = "http://10.231.0.201:7000/;csv"
+    assert requests.get(stats, timeout=5).status_code == 401
+    secrets = StateDir(lab.state).secrets()
+    assert secrets is not None
+    page = requests.get(stats, auth=(STATS_USER, secrets.stats_password), timeout=5)
+    assert page.status_code == 200 and "primary,BACKEND" in page.text
+    # Patroni's REST API: https, and POST /switchover without the password is refused.
+    topo = lab.provider.topology
+    url = f"{topo.rest_api_url('node1')}/switchover"
+    assert requests.post(url, json={}, timeout=5, verify=lab.ca).status_code == 401
+
+
 def _main_pid(lab: Lab, machine: str, unit: str) -> str:
     return lab.ssh(machine, "systemctl", "show", "-p", "MainPID", "--value", unit).stdout.strip()
 
@@ -303,6 +335,7 @@ def test_hand_edited_haproxy_cfg_is_restored_and_reloaded(lab: Lab) -> None:
     assert "reload haproxy on haproxy1" in res.stdout
     assert lab.ssh("haproxy1", "cat", cfg).stdout == rendered
     assert _main_pid(lab, "haproxy1", "pgha-lab-haproxy") == pid  # reloaded, not restarted
+    assert set(haproxy_users(lab)) == {"haproxy"}  # the re-executed master too
     after = lab.ssh(
         "haproxy1", "sh", "-c", "journalctl -u pgha-lab-haproxy -o cat | grep -c Reloaded || true"
     ).stdout
