@@ -126,12 +126,15 @@ class PatroniClient:
         return status == 200
 
     def alive(self) -> bool:
-        """GET /patroni answered at all (200, or 503 while PostgreSQL is down). Never raises."""
+        """GET /patroni answered at all (200, or 503 while PostgreSQL is down). Never raises.
+        The fencer asks the other nodes this while it decides: the probe's connection, whose
+        verifying context is kept, rather than requests' (a new context per connection)."""
+        ca = self.tls.ca if self.tls else None
         try:
-            self._request("GET", "patroni", ok=(200, 503))
-        except ComponentError:
+            status = transport.status_of(f"{self.api_url}/patroni", timeout=self.timeout, ca=ca)
+        except requests.RequestException:
             return False
-        return True
+        return status in (200, 503)
 
     # ------------------------------------------------------------------ changes
 
