@@ -107,7 +107,7 @@ def test_local_stats_socket_lives_in_a_directory_of_its_own() -> None:
     """The local provider makes that directory haproxy's; <root>/run stays root's."""
     lay = topology.layout("/tmp/x/haproxy1")
     assert lay.haproxy_socket == "/tmp/x/haproxy1/run/haproxy/admin.sock"
-    assert topology.layout("/").haproxy_socket == "/run/haproxy/admin.sock"
+    assert topology.layout("/", "demo").haproxy_socket == "/run/pgha/demo/haproxy/admin.sock"
 
 
 HARDENING = {
@@ -121,11 +121,12 @@ HARDENING = {
 def test_systemd_unit_runs_haproxy_as_haproxy_hardened() -> None:
     ctx = make_ctx(load_manifest(REPO / "manifests/nspawn.yaml"))
     (lb,) = ctx.topology.loadbalancers
-    unit = next(f for f in render_machine(ctx, lb) if f.path.endswith("pgha-haproxy.service"))
+    unit = next(f for f in render_machine(ctx, lb) if f.path.endswith("-haproxy.service"))
     svc = parse_unit(unit.content)["Service"]
     assert svc["User"] == "haproxy"
     for key, value in HARDENING.items():
         assert svc[key] == value, key
     # The stats socket's directory: the one place it writes, kept writable by systemd.
-    assert svc["RuntimeDirectory"] == "haproxy"
+    socket_dir = ctx.layouts[lb].haproxy_socket.rsplit("/", 1)[0]
+    assert "/run/" + svc["RuntimeDirectory"] == socket_dir
     assert svc["ExecReload"] == "/bin/kill -s USR2 $MAINPID"
