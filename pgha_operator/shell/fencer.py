@@ -119,11 +119,17 @@ class Fencer:
         assert self.leader is not None
         topo = self.desired.topology
         others = [n for n in topo.postgres if n != self.leader]
-        with ThreadPoolExecutor(max_workers=max(1, len(others))) as pool:
-            answers = list(pool.map(lambda n: self._patroni(n).alive(), others))
-        key_holder, quorum = self._leader_key()
         states = capability(self.provider, MachineStates)
-        machine = states.machine_state(self.leader) if states else MachineState.UNKNOWN
+        leader = self.leader
+        # All at once: the other nodes' REST APIs (a TLS handshake each, on Patroni's side
+        # too), the leader key and the machine's state; the fence waits for the slowest.
+        with ThreadPoolExecutor(max_workers=len(others) + 2) as pool:
+            alive = [pool.submit(lambda n=n: self._patroni(n).alive()) for n in others]
+            key = pool.submit(self._leader_key)
+            state = pool.submit(states.machine_state, leader) if states else None
+            answers = [f.result() for f in alive]
+            key_holder, quorum = key.result()
+            machine = state.result() if state else MachineState.UNKNOWN
         return FenceView(
             enabled=self.enabled,
             provider_can_fence=self.provider.can_fence,
