@@ -422,7 +422,9 @@ def test_run_serves_metrics_scrape_targets_and_json_decisions(cluster: Cluster) 
         for group in groups:
             labels = group["labels"]
             url = f"{labels['__scheme__']}://{group['targets'][0]}{labels['__metrics_path__']}"
-            resp = requests.get(url, timeout=5)
+            # Both serve TLS only: the cluster's CA; etcd also asks for a client certificate.
+            tls = checks.pki.client_files(cluster.state)
+            resp = requests.get(url, timeout=5, verify=tls.ca, cert=(tls.cert, tls.key))
             assert resp.status_code == 200, url
             assert "patroni_" in resp.text if labels["job"] == "patroni" else "etcd_" in resp.text
     finally:
