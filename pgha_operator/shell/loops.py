@@ -156,12 +156,16 @@ def pause(ctl: Controller, delay: float, wake: threading.Event, stop: threading.
         if ctl.fencer is None:
             wake.wait(left)
             continue
+        started = time.monotonic()
         decision = ctl.fencer.probe()
         if decision is not None:
             ctl.event(decision.reason)
             if decision.fence:
                 return  # re-observe at once: the old primary's machine is down
-        wake.wait(min(ctl.fencer.interval, left))
+        # Probes start every interval, however long one took (a TLS handshake is not free):
+        # the death of a primary is then seen after probe_failures intervals, not more.
+        next_probe = started + ctl.fencer.interval
+        wake.wait(max(0.0, min(next_probe - time.monotonic(), deadline - time.monotonic())))
 
 
 def watch_manifests(paths: list[str], wake: threading.Event, stop: threading.Event) -> None:
