@@ -11,7 +11,7 @@ run: setup
 	.venv/bin/pgha-operator run -f $(MANIFEST)
 
 test: setup
-	$(PY) -m pytest tests
+	$(PY) -m pytest tests --durations=40
 
 test-unit: setup
 	$(PY) -m pytest tests/unit -q
