@@ -197,7 +197,11 @@ class Writer:
                 self.ack_times.append(time.monotonic())
             except psycopg.Error:
                 self.failed += 1
+                self._after_failure()
                 time.sleep(0.05)
+
+    def _after_failure(self) -> None:
+        """A subclass's hook: what a client does after a refused write (nothing here)."""
 
     def longest_gap(self, since: float) -> float:
         """Longest time without an acknowledged write after `since` (write unavailability)."""

@@ -99,19 +99,8 @@ class RotatingWriter(Writer):
         super().__init__(dsn(live.manifest, live.state))
         self.user = conninfo_to_dict(self.conninfo)["user"]
 
-    def _loop(self) -> None:
-        seq = self._start
-        while not self._stop.is_set():
-            seq += 1
-            try:
-                with psycopg.connect(self.conninfo, autocommit=True) as conn:
-                    conn.execute(f"INSERT INTO {self.table} VALUES (%s)", (seq,))
-                self.acked.append(seq)
-                self.ack_times.append(time.monotonic())
-            except psycopg.Error:
-                self.failed += 1
-                self._refresh()
-                time.sleep(0.05)
+    def _after_failure(self) -> None:
+        self._refresh()
 
     def _refresh(self) -> None:
         field = BY_NAME[self.user].field

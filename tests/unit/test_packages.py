@@ -29,7 +29,12 @@ def test_pypi_source_needs_the_venv_module_not_debian_patroni() -> None:
 
 
 def test_debian_source_installs_patroni() -> None:
-    assert packages_for([Role.POSTGRES], "debian") == ("postgresql-15", "patroni", "python3-etcd")
+    assert packages_for([Role.POSTGRES], "debian") == (
+        "postgresql-15",
+        "patroni",
+        "python3-etcd",
+        "python3-idna",
+    )
 
 
 def test_debian_source_changes_nothing_on_machines_without_postgres() -> None:

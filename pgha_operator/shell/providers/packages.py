@@ -26,8 +26,9 @@ ROLE_PACKAGES: dict[Role, tuple[str, ...]] = {
 }
 # What a PostgreSQL machine needs for Patroni, per spec.patroni.source. pypi: the venv module
 # for our pinned Patroni. debian: Debian's Patroni and the etcd client library it runs on
-# (the package depends on one of several DCS libraries; apt would pick python3-etcd anyway).
-DEBIAN_PATRONI_PACKAGES = ("patroni", "python3-etcd")
+# (the package depends on one of several DCS libraries; apt would pick python3-etcd anyway),
+# and python3-idna, which Debian's urllib3 only suggests but needs for https (etcd is TLS).
+DEBIAN_PATRONI_PACKAGES = ("patroni", "python3-etcd", "python3-idna")
 PATRONI_PACKAGES: dict[PatroniSource, tuple[str, ...]] = {
     "pypi": ("python3-venv",),
     "debian": DEBIAN_PATRONI_PACKAGES,
