@@ -69,7 +69,7 @@ class Cluster:
             timeout=480,
         )
         context = f"drill {scenario} exited {res.returncode}\n{res.stdout}\n{res.stderr[-3000:]}"
-        assert res.returncode in (0, 1), context
+        assert res.returncode in (0, 1) and res.stdout.strip(), context
         report = json.loads(res.stdout)
         assert report["scenario"] == scenario and len(report["runs"]) == 1, context
         assert (res.returncode == 0) == (report["verdict"] == "PASS"), context

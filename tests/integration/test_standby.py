@@ -117,7 +117,7 @@ def test_one_leader_standby_takes_over_and_repairs(cluster: tuple[Path, Path]) -
     try:
         for _ in range(RUNS):
             leader, standbys = wait_for(
-                "one leader, one standby", lambda ops=ops: one_leader(ops), 60
+                "one leader, one standby", lambda ops=ops: one_leader(ops), 180
             )
             haproxy = wait_for("HAProxy running", lambda: haproxy_running(state, None), 60)
             # The leader dies; a fault only a leader repairs happens at the same moment.
@@ -153,7 +153,7 @@ def test_two_operators_started_together_give_one_leader(cluster: tuple[Path, Pat
     manifest, state = cluster
     ops = [Op(manifest, state), Op(manifest, state)]
     try:
-        leader, standbys = wait_for("one leader, one standby", lambda ops=ops: one_leader(ops), 60)
+        leader, standbys = wait_for("one leader, one standby", lambda ops=ops: one_leader(ops), 180)
         for _ in range(10):  # and it stays so
             assert one_leader(ops) is not None
             time.sleep(0.3)
