@@ -67,9 +67,12 @@ def decide(v: LeaseView) -> LeaderDecision:
     if v.ours and v.expires_in is not None:
         if v.expires_in > MARGIN_SECONDS:
             return LeaderDecision(Role.LEADER, True, False, "holds the leader lease")
-        return LeaderDecision(
-            Role.STANDBY, False, v.etcd_answers, "lost the leader lease: stopped acting"
-        )
+        if v.etcd_answers or v.expires_in > 0:
+            return LeaderDecision(
+                Role.STANDBY, False, v.etcd_answers, "lost the leader lease: stopped acting"
+            )
+        # Our lease has surely run out and etcd does not answer (a lost quorum): as for any
+        # operator without a lease, else nobody would ever restart the dead members.
     if v.etcd_answers:
         if v.holder is not None:
             return LeaderDecision(Role.STANDBY, False, False, f"operator {v.holder} leads")
