@@ -91,6 +91,18 @@ def roles(ops: list[Op]) -> list[str] | None:
     return got if all(got) else None  # type: ignore[return-value]
 
 
+def wait_one_leader(ops: list[Op]) -> tuple[Op, list[Op]]:
+    """One leader and the rest standby; on a timeout the operators' last lines say why."""
+    try:
+        return wait_for("one leader, one standby", lambda: one_leader(ops), 180)
+    except AssertionError as exc:
+        tails = "\n".join(
+            f"--- operator pid {op.pid} ---\n" + "\n".join(op.op.output().splitlines()[-40:])
+            for op in ops
+        )
+        raise AssertionError(f"{exc}\n{tails}") from None
+
+
 def one_leader(ops: list[Op]) -> tuple[Op, list[Op]] | None:
     got = roles(ops)
     if got is None or sorted(got) != ["leader"] + ["standby"] * (len(ops) - 1):
@@ -116,9 +128,7 @@ def test_one_leader_standby_takes_over_and_repairs(cluster: tuple[Path, Path]) -
     figures: list[float] = []
     try:
         for _ in range(RUNS):
-            leader, standbys = wait_for(
-                "one leader, one standby", lambda ops=ops: one_leader(ops), 180
-            )
+            leader, standbys = wait_one_leader(ops)
             haproxy = wait_for("HAProxy running", lambda: haproxy_running(state, None), 60)
             # The leader dies; a fault only a leader repairs happens at the same moment.
             leader.kill9()
@@ -153,7 +163,7 @@ def test_two_operators_started_together_give_one_leader(cluster: tuple[Path, Pat
     manifest, state = cluster
     ops = [Op(manifest, state), Op(manifest, state)]
     try:
-        leader, standbys = wait_for("one leader, one standby", lambda ops=ops: one_leader(ops), 180)
+        leader, standbys = wait_one_leader(ops)
         for _ in range(10):  # and it stays so
             assert one_leader(ops) is not None
             time.sleep(0.3)

@@ -3,6 +3,7 @@ and line; the shipped manifests load. Pure: only tmp files are read."""
 
 from __future__ import annotations
 
+import errno
 import os
 from pathlib import Path
 
@@ -720,11 +721,17 @@ def test_unreadable_file_is_a_problem_not_a_traceback(tmp_path: Path) -> None:
     assert "cannot read" in problem.reason
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root reads any file")
-def test_permission_denied(tmp_path: Path) -> None:
+def test_permission_denied(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     f = write(tmp_path / "demo.yaml", DEMO)
     f.chmod(0)
+    if os.geteuid() == 0:  # root reads any file: the denial an unprivileged user gets
+
+        def denied(*_args: object, **_kwargs: object) -> str:
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(f))
+
+        monkeypatch.setattr(Path, "read_text", denied)
     (problem,) = refused(f)
+    assert problem.file == str(f)
     assert "permission denied" in problem.reason
 
 
