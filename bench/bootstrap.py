@@ -44,12 +44,13 @@ def one_run(patroni_source: str) -> dict[str, float]:
     StateDir(state).load_or_create_secrets()
     dsn = cli("dsn", "-f", str(manifest), "--state-dir", str(state), check=True).stdout.strip()
     figures: dict[str, float] = {}
+    log = Path(f"/tmp/bench-bootstrap-apply-{time.time_ns()}.log")
     try:
         start = time.monotonic()
         proc = subprocess.Popen(
             [*CLI, "apply", "-f", str(manifest), "--state-dir", str(state), "--timeout", "300"],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
+            stdout=log.open("w"),
+            stderr=subprocess.STDOUT,
         )
         while "first_write" not in figures:
             try:
@@ -58,6 +59,8 @@ def one_run(patroni_source: str) -> dict[str, float]:
                     conn.execute("INSERT INTO b VALUES (1)")
                 figures["first_write"] = time.monotonic() - start
             except psycopg.Error:
+                if proc.poll():  # apply gave up: no write will ever come
+                    raise RuntimeError(f"apply exited {proc.returncode}: see {log}") from None
                 if time.monotonic() - start > 300:
                     raise RuntimeError("no write within 300 s") from None
                 time.sleep(0.1)

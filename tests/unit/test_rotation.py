@@ -306,6 +306,20 @@ def test_apply_refuses_a_cluster_made_before_tls_and_says_what_to_do(
     assert files_in(state) == before and not (state / "tls").exists()
 
 
+def test_secrets_written_before_the_first_apply_are_no_cluster_made_before_tls(
+    tmp_path: Path,
+) -> None:
+    # `dsn` before any apply writes secrets.yaml (twice: its roles, its copy); the first
+    # apply must then issue the certificates, not refuse a "cluster made before TLS".
+    state = StateDir(tmp_path / "state")
+    state.load_or_create_secrets()
+    state.load_or_create_secrets(["app"])
+    assert (state.path / secrets_store.BACKUP_NAME).exists()
+    assert state.holds_cluster() and not state.made_cluster()
+    (state.path / "machines" / "node1").mkdir(parents=True)
+    assert state.made_cluster()
+
+
 # --- the command's executor, against the fake world ---------------------------------------------
 
 

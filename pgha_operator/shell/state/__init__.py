@@ -67,7 +67,7 @@ __all__ = [
 ]
 
 # Files whose presence means a cluster was created from this state dir.
-_CLUSTER_EVIDENCE = (last_applied.FILE_NAME, STATUS_FILE, secrets_store.BACKUP_NAME)
+_CLUSTER_EVIDENCE = (last_applied.FILE_NAME, STATUS_FILE)
 _MACHINE_DIRS = ("machines", "vagrant")
 
 
@@ -97,6 +97,11 @@ class StateDir:
 
     def holds_cluster(self) -> bool:
         """Whether a cluster was created from here (its passwords must not change)."""
+        return (self.path / secrets_store.BACKUP_NAME).exists() or self.made_cluster()
+
+    def made_cluster(self) -> bool:
+        """Whether an apply got as far as machines (a secrets file alone, written by `dsn`
+        or `rotate` before any apply, is no cluster)."""
         if any((self.path / name).exists() for name in _CLUSTER_EVIDENCE):
             return True
         return any(
@@ -186,7 +191,7 @@ class StateDir:
         key = (cluster, topo, self._tls_stats(), int(now.timestamp() // 3600))
         if self._tls_cache is not None and self._tls_cache[0] == key:
             return self._tls_cache[1]
-        if not (self.path / pki.DIR_NAME).is_dir() and self.holds_cluster():
+        if not (self.path / pki.DIR_NAME).is_dir() and self.made_cluster():
             raise pki.created_before_tls(self.path, cluster.name)
         issued = pki.load_or_issue(self.path, cluster, topo, now)
         key = (cluster, topo, self._tls_stats(), int(now.timestamp() // 3600))
