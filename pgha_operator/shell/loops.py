@@ -90,7 +90,7 @@ def apply_until_converged(
             time.sleep(ctl.cluster.timing.loop_wait + 1.0)
             continue
         confirmed = False
-        time.sleep(next_delay(report, 1.0))
+        time.sleep(next_delay(report, BUSY_SECONDS))  # apply waits for the next step: poll soon
 
 
 def run_forever(ctl: Controller, stop: threading.Event) -> None:

@@ -451,6 +451,13 @@ def test_patroni_bootstrap_timing_per_profile(
     assert dcs == render.dynamic_config(ctx)
 
 
+def test_replicas_are_made_with_a_fast_checkpoint() -> None:
+    # pg_basebackup's spread checkpoint once held a new replica back for 90 s.
+    ctx = make_ctx(load_manifest(REPO / "manifests/demo.yaml"))
+    for node in ctx.topology.postgres:
+        assert patroni_doc(ctx, node)["postgresql"]["basebackup"] == [{"checkpoint": "fast"}]
+
+
 def test_patroni_parameters_defaults_and_overrides() -> None:
     demo = REPO / "manifests/demo.yaml"
     params = render.dynamic_config(make_ctx(load_manifest(demo)))["postgresql"]["parameters"]

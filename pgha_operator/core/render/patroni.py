@@ -218,6 +218,10 @@ def _postgresql_section(ctx: RenderContext, machine: str, address: str) -> dict[
             **ssl_parameters(ctx, machine),
         },
         "pg_hba": pg_hba(ctx),
+        # pg_basebackup's default spread checkpoint paces itself over checkpoint_timeout:
+        # a replica made while the primary has dirty buffers (a CREATE DATABASE just ran)
+        # waited 90 s for it. A fast one costs a short burst of writes.
+        "basebackup": [{"checkpoint": "fast"}],
     }
 
 
