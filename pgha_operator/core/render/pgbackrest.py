@@ -28,12 +28,14 @@ PGBACKREST = "/usr/bin/pgbackrest"
 CONFIG_NAME = "pgbackrest.conf"
 PASSFILE_NAME = "pgbackrest.pgpass"
 
-# WAL archiving, decided once for the cluster. `always`: replicas archive every segment they
-# receive too, so a segment the old primary had not archived when it died is pushed by the
-# replica that had it (with `on` a promoted replica archives only what it writes after its
-# promotion, leaving a gap in the repository's WAL stream). pgBackRest accepts the same
-# segment pushed twice (same checksum: a warning, success).
-ARCHIVE_MODE = "always"
+# WAL archiving: `on`, not `always`. `always` would have replicas archive every segment they
+# receive, so a segment the old primary had not archived when it died would still reach the
+# repository; but pgBackRest 2.45 refuses it (`check` and `backup` stop with "[067]:
+# archive_mode=always not supported", measured). With `on`, a promoted replica archives what
+# it writes from its promotion on, plus the old timeline's last partial segment; the
+# complete segments the old primary had not archived yet are still in the new primary's
+# pg_wal (wal_keep_size) and are pushed from there (docs/backup.md, "Across a failover").
+ARCHIVE_MODE = "on"
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,150 @@
+"""Backups and WAL archiving as observed: `pgbackrest info --output=json` parsed into the
+backup sets of one stanza, and PostgreSQL's pg_stat_archiver (PURE)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+# pgBackRest's stanza status codes (info command): 0 ok, 1 missing stanza path, 2 no valid
+# backups, 3 missing stanza data, 4 different cipher, 5 database mismatch, 6 requested
+# backup not found, 99 other.
+STANZA_OK = 0
+STANZA_MISSING = 1
+STANZA_NO_BACKUP = 2
+
+
+@dataclass(frozen=True)
+class BackupSet:
+    label: str
+    type: str  # full | diff | incr
+    start: int  # Unix time
+    stop: int
+    size: int  # bytes of the database
+    repository_size: int  # bytes in the repository (compressed)
+    wal_start: str | None
+    wal_stop: str | None
+    error: bool  # a page checksum error was found while copying
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "label": self.label,
+            "type": self.type,
+            "start": self.start,
+            "stop": self.stop,
+            "size": self.size,
+            "repositorySize": self.repository_size,
+            "walStart": self.wal_start,
+            "walStop": self.wal_stop,
+            "error": self.error,
+        }
+
+
+@dataclass(frozen=True)
+class StanzaInfo:
+    name: str
+    status_code: int
+    status: str  # pgBackRest's words ("ok", "no valid backups", "missing stanza path")
+    system_id: int | None  # the database the stanza belongs to (its newest)
+    backups: tuple[BackupSet, ...]  # oldest first
+    wal_min: str | None  # the oldest and newest WAL segment archived (current database)
+    wal_max: str | None
+    backup_running: bool
+
+    @property
+    def exists(self) -> bool:
+        return self.status_code not in (STANZA_MISSING,)
+
+    @property
+    def last(self) -> BackupSet | None:
+        return self.backups[-1] if self.backups else None
+
+
+class InfoParseError(ValueError):
+    """`pgbackrest info` printed something that is not its JSON."""
+
+
+def parse_info(text: str, stanza: str) -> StanzaInfo:
+    """One stanza of `pgbackrest info --output=json` (a list of stanzas)."""
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InfoParseError(f"pgbackrest info printed no JSON: {exc}") from None
+    if not isinstance(data, list):
+        raise InfoParseError("pgbackrest info: expected a list of stanzas")
+    for entry in data:
+        if isinstance(entry, dict) and entry.get("name") == stanza:
+            return _stanza(entry)
+    return StanzaInfo(stanza, STANZA_MISSING, "missing stanza", None, (), None, None, False)
+
+
+def _stanza(entry: dict[str, Any]) -> StanzaInfo:
+    status = entry.get("status") or {}
+    dbs = entry.get("db") or []
+    archives = entry.get("archive") or []
+    lock = (status.get("lock") or {}).get("backup") or {}
+    return StanzaInfo(
+        name=str(entry["name"]),
+        status_code=int(status.get("code", 99)),
+        status=str(status.get("message", "")),
+        system_id=int(dbs[-1]["system-id"]) if dbs else None,
+        backups=tuple(_backup(b) for b in entry.get("backup") or []),
+        wal_min=archives[-1].get("min") if archives else None,
+        wal_max=archives[-1].get("max") if archives else None,
+        backup_running=bool(lock.get("held", False)),
+    )
+
+
+def _backup(b: dict[str, Any]) -> BackupSet:
+    info = b.get("info") or {}
+    archive = b.get("archive") or {}
+    stamp = b.get("timestamp") or {}
+    return BackupSet(
+        label=str(b["label"]),
+        type=str(b["type"]),
+        start=int(stamp.get("start", 0)),
+        stop=int(stamp.get("stop", 0)),
+        size=int(info.get("size", 0)),
+        repository_size=int((info.get("repository") or {}).get("size", 0)),
+        wal_start=archive.get("start"),
+        wal_stop=archive.get("stop"),
+        error=bool(b.get("error", False)),
+    )
+
+
+@dataclass(frozen=True)
+class ArchiverFacts:
+    """pg_stat_archiver on the primary; times are Unix seconds, None when never."""
+
+    archived_count: int
+    last_archived_wal: str | None
+    last_archived_time: float | None
+    failed_count: int
+    last_failed_wal: str | None
+    last_failed_time: float | None
+
+    @property
+    def failing(self) -> bool:
+        """The newest attempt failed (PostgreSQL keeps retrying the same segment)."""
+        if self.last_failed_time is None:
+            return False
+        return self.last_archived_time is None or self.last_failed_time > self.last_archived_time
+
+
+@dataclass(frozen=True)
+class BackupFacts:
+    """What the cycle knows of backups: whether the repository holds the cluster's stanza
+    (its backup.info), and the primary's archiver (None: no primary answered)."""
+
+    stanza_exists: bool
+    archiver: ArchiverFacts | None = None
+
+
+def format_size(size: int) -> str:
+    value = float(size)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if value < 1024 or unit == "GiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{value:.1f} GiB"

@@ -1,0 +1,36 @@
+"""spec.backup in the plan: the repository's stanza, created once archiving can work (PURE).
+
+Level-based: the observation says whether the repository holds the cluster's stanza; until
+it does, and once the primary runs with archiving in force (its pgBackRest files written,
+no restart pending for archive_mode), the stanza is created and checked on the primary.
+"""
+
+from __future__ import annotations
+
+from pgha_operator.core.backup_actions import CreateStanza
+from pgha_operator.core.desired import Desired, content_hash
+from pgha_operator.core.facts.observed import Observed
+from pgha_operator.core.render.pgbackrest import CONFIG_NAME
+from pgha_operator.core.spec.backup import repository_path
+
+
+def backup_actions(desired: Desired, observed: Observed) -> list[CreateStanza]:
+    backup = desired.cluster.spec.backup
+    facts = observed.backup
+    if backup is None or facts is None or facts.stanza_exists:
+        return []
+    leader = observed.patroni.leader
+    if leader is None or leader.state != "running" or leader.pending_restart:
+        return []  # archive_mode takes a restart: the rolling restart comes first
+    mine = [f for f in desired.files if f.machine == leader.name and f.path.endswith(CONFIG_NAME)]
+    if not mine or any(
+        observed.files.get((f.machine, f.path)) != content_hash(f.content) for f in mine
+    ):
+        return []  # written by the file step of this or the next cycle
+    return [
+        CreateStanza(
+            machine=leader.name,
+            repository=repository_path(backup, desired.cluster.name),
+            owner=mine[0].owner,
+        )
+    ]

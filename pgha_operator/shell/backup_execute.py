@@ -1,0 +1,23 @@
+"""Performs the repository's actions (core/backup_actions.py) on the primary's machine."""
+
+from __future__ import annotations
+
+from pgha_operator.core.backup_actions import BackupAction, CreateStanza
+from pgha_operator.core.errors import OperatorError
+from pgha_operator.core.topology import Layout
+from pgha_operator.shell.clients.pgbackrest import PgBackRest
+from pgha_operator.shell.hosts.base import Host
+
+REPOSITORY_MODE = 0o750  # PostgreSQL's user writes it; nobody else reads the backups
+
+
+def perform_backup(action: BackupAction, host: Host, layout: Layout, stanza: str) -> None:
+    match action:
+        case CreateStanza(repository=repository, owner=owner):
+            ensure_dir = getattr(host, "ensure_dir", None)
+            if ensure_dir is None:
+                raise OperatorError(f"{host.name}: cannot create the repository {repository}")
+            ensure_dir(repository, mode=REPOSITORY_MODE, owner=owner)
+            client = PgBackRest(host, layout, stanza, owner)
+            client.create_stanza()
+            client.check()

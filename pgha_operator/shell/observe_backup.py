@@ -1,0 +1,57 @@
+"""The backup facts of one cycle (spec.backup): whether the repository holds the cluster's
+stanza, and the primary's pg_stat_archiver."""
+
+from __future__ import annotations
+
+import posixpath
+
+from pgha_operator.core.facts.backup import ArchiverFacts, BackupFacts
+from pgha_operator.core.facts.types import PatroniFacts
+from pgha_operator.core.plan import Desired
+from pgha_operator.core.render import SUPERUSER, Secrets
+from pgha_operator.core.spec.backup import repository_path
+from pgha_operator.shell.clients import Clients, ComponentError
+from pgha_operator.shell.hosts.base import HostError
+from pgha_operator.shell.providers.base import Provider
+
+
+def stanza_file(repository: str, stanza: str) -> str:
+    """What stanza-create writes first; its presence is the stanza's."""
+    return posixpath.join(repository, "backup", stanza, "backup.info")
+
+
+def observe_backup(
+    desired: Desired,
+    provider: Provider,
+    up: set[str],
+    patroni: PatroniFacts,
+    secrets: Secrets,
+    clients: Clients,
+    timeout: float,
+) -> BackupFacts | None:
+    backup = desired.cluster.spec.backup
+    if backup is None:
+        return None
+    nodes = [n for n in desired.topology.postgres if n in up]
+    if not nodes:
+        return None
+    # The repository is a directory of the nodes' host (local provider): any node reads it.
+    path = stanza_file(repository_path(backup, desired.cluster.name), desired.cluster.name)
+    try:
+        exists = provider.host(nodes[0]).read(path) is not None
+    except HostError:
+        return None
+    return BackupFacts(stanza_exists=exists, archiver=_archiver(patroni, secrets, clients, timeout))
+
+
+def _archiver(
+    patroni: PatroniFacts, secrets: Secrets, clients: Clients, timeout: float
+) -> ArchiverFacts | None:
+    leader = patroni.leader
+    if leader is None or leader.state != "running":
+        return None
+    db = clients.postgres(leader.host, leader.port, SUPERUSER, secrets.superuser_password, timeout)
+    try:
+        return db.archiver()
+    except ComponentError:
+        return None
