@@ -1,0 +1,116 @@
+"""Backups with real pgBackRest on a lean cluster (local provider: one etcd member, two
+PostgreSQL nodes, one HAProxy): WAL archived right after bootstrap (the operator created
+and checked the stanza), a backup taken from the replica, the backups listed, and destroy
+keeping the repository unless told to delete it."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.integration.cluster_helpers import (
+    cli,
+    kill_leftovers,
+    make_state_root,
+    query,
+    wait_for,
+    write_manifest,
+)
+
+pytestmark = pytest.mark.integration
+
+NET = "127.0.74"  # etcd1 .101, node1-2 .11-.12, haproxy1 .201
+
+
+def body(repository: Path) -> str:
+    return (
+        "  etcd: {members: 1}\n"
+        "  postgres: {instances: 2}\n"
+        "  loadBalancer: {instances: 1}\n"
+        f"  backup: {{repository: {{path: {repository}}}, retention: {{full: 2}}}}\n"
+    )
+
+
+@dataclass
+class Live:
+    root: Path
+    manifest: Path
+    state: Path
+    repository: Path
+
+    def args(self) -> list[str]:
+        return ["-f", str(self.manifest), "--state-dir", str(self.state)]
+
+    def superuser(self, sql: str, node: str | None = None) -> list[tuple]:
+        """On `node`, or on the primary."""
+        for name in [node] if node else ["node1", "node2"]:
+            conninfo = cli("dsn", *self.args(), "--user", "postgres", "--node", name, check=True)
+            if node or not query(conninfo.stdout.strip(), "SELECT pg_is_in_recovery()")[0][0]:
+                return query(conninfo.stdout.strip(), sql)
+        raise AssertionError("no primary among node1, node2")
+
+    def backups(self) -> dict:
+        return json.loads(cli("backups", *self.args(), "--json", check=True).stdout)
+
+
+@pytest.fixture(scope="module")
+def live() -> Iterator[Live]:
+    root = make_state_root()
+    repository = root / "backups"
+    manifest = write_manifest(root, "bk", f"{NET}.0/24", body(repository))
+    c = Live(root, manifest, root / "state", repository)
+    try:
+        res = cli("apply", *c.args(), "--timeout", "240", timeout=360)
+        assert res.returncode == 0, f"apply failed:\n{res.stdout}\n{res.stderr}"
+        yield c
+    finally:
+        if c.state.exists():
+            cli("destroy", *c.args(), "--yes", "--delete-backups", timeout=180)
+        kill_leftovers(c.state)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def test_wal_is_archived_after_bootstrap(live: Live) -> None:
+    # apply converged only once the stanza was created and `pgbackrest check` passed.
+    assert (live.repository / "backup" / "bk" / "backup.info").is_file()
+    assert (live.repository / "archive" / "bk" / "archive.info").is_file()
+    assert live.superuser("SHOW archive_mode") == [("on",)]
+    # A WAL switch reaches the repository: the archiver counts it.
+    before = live.superuser("SELECT archived_count FROM pg_stat_archiver")[0][0]
+    live.superuser("SELECT pg_switch_wal() FROM (SELECT txid_current()) t")
+    wait_for(
+        "a switched WAL segment archived",
+        lambda: live.superuser("SELECT archived_count FROM pg_stat_archiver")[0][0] > before,
+        30,
+    )
+    info = live.backups()
+    assert info["status"] == "no valid backups" and info["walMax"]
+
+
+def test_backup_from_the_replica_is_listed(live: Live) -> None:
+    res = cli("backup", *live.args(), "--type", "full", timeout=300)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "full backup" in res.stdout and "from replica node" in res.stdout, res.stdout
+    res = cli("backup", *live.args(), "--type", "diff", timeout=300)
+    assert res.returncode == 0, res.stdout + res.stderr
+    info = live.backups()
+    assert info["status"] == "ok"
+    kinds = [b["type"] for b in info["backups"]]
+    assert kinds == ["full", "diff"], info
+    full = info["backups"][0]
+    assert full["size"] > 10_000_000 and full["walStart"] and full["stop"] >= full["start"]
+    table = cli("backups", *live.args(), check=True).stdout
+    assert full["label"] in table and "diff" in table
+
+
+def test_destroy_keeps_the_repository(live: Live) -> None:
+    res = cli("destroy", *live.args(), "--yes", timeout=180)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert f"backups kept in {live.repository}" in res.stdout
+    assert (live.repository / "backup" / "bk" / "backup.info").is_file()
+    assert any((live.repository / "backup" / "bk").glob("*F"))
