@@ -5,7 +5,11 @@ from __future__ import annotations
 
 import posixpath
 
-from pgha_operator.core.facts.backup import ArchiverFacts, BackupFacts
+from pgha_operator.core.facts.backup import (
+    ArchiverFacts,
+    BackupFacts,
+    parse_backup_info_system_id,
+)
 from pgha_operator.core.facts.types import PatroniFacts
 from pgha_operator.core.plan import Desired
 from pgha_operator.core.render import SUPERUSER, Secrets
@@ -38,20 +42,26 @@ def observe_backup(
     # The repository is a directory of the nodes' host (local provider): any node reads it.
     path = stanza_file(repository_path(backup, desired.cluster.name), desired.cluster.name)
     try:
-        exists = provider.host(nodes[0]).read(path) is not None
+        info = provider.host(nodes[0]).read(path)
     except HostError:
         return None
-    return BackupFacts(stanza_exists=exists, archiver=_archiver(patroni, secrets, clients, timeout))
+    archiver, system_id = _archiver(patroni, secrets, clients, timeout)
+    return BackupFacts(
+        stanza_exists=info is not None,
+        stanza_system_id=None if info is None else parse_backup_info_system_id(info.decode()),
+        archiver=archiver,
+        system_id=system_id,
+    )
 
 
 def _archiver(
     patroni: PatroniFacts, secrets: Secrets, clients: Clients, timeout: float
-) -> ArchiverFacts | None:
+) -> tuple[ArchiverFacts | None, int | None]:
     leader = patroni.leader
     if leader is None or leader.state != "running":
-        return None
+        return None, None
     db = clients.postgres(leader.host, leader.port, SUPERUSER, secrets.superuser_password, timeout)
     try:
         return db.archiver()
     except ComponentError:
-        return None
+        return None, None

@@ -3,6 +3,7 @@ backup sets of one stanza, and PostgreSQL's pg_stat_archiver (PURE)."""
 
 from __future__ import annotations
 
+import configparser
 import json
 from dataclasses import dataclass
 from typing import Any
@@ -135,10 +136,34 @@ class ArchiverFacts:
 @dataclass(frozen=True)
 class BackupFacts:
     """What the cycle knows of backups: whether the repository holds the cluster's stanza
-    (its backup.info), and the primary's archiver (None: no primary answered)."""
+    (its backup.info) and for which database, and the primary's archiver and database
+    system identifier (None: no primary answered)."""
 
     stanza_exists: bool
+    stanza_system_id: int | None = None
     archiver: ArchiverFacts | None = None
+    system_id: int | None = None
+
+    @property
+    def foreign_stanza(self) -> bool:
+        """The stanza belongs to another database: a cluster of the same name destroyed
+        with its backups kept. pgBackRest refuses to archive this cluster's WAL into it."""
+        return (
+            self.stanza_exists
+            and None not in (self.stanza_system_id, self.system_id)
+            and self.stanza_system_id != self.system_id
+        )
+
+
+def parse_backup_info_system_id(text: str) -> int | None:
+    """The database system identifier of a stanza's backup.info (INI; its [backrest]
+    section appears twice, so not strict); None when the file has none."""
+    parser = configparser.ConfigParser(strict=False, interpolation=None)
+    try:
+        parser.read_string(text)
+        return int(parser.get("db", "db-system-id"))
+    except (configparser.Error, ValueError):
+        return None
 
 
 def format_size(size: int) -> str:

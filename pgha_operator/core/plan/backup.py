@@ -18,7 +18,7 @@ def backup_actions(desired: Desired, observed: Observed) -> list[CreateStanza]:
     backup = desired.cluster.spec.backup
     facts = observed.backup
     if backup is None or facts is None or facts.stanza_exists:
-        return []
+        return []  # a foreign stanza is reported (BackupsHealthy), never overwritten
     leader = observed.patroni.leader
     if leader is None or leader.state != "running" or leader.pending_restart:
         return []  # archive_mode takes a restart: the rolling restart comes first

@@ -101,18 +101,19 @@ class PostgresClient:
         )
         return frozenset(r[0] for r in rows)
 
-    def archiver(self) -> ArchiverFacts:
-        """pg_stat_archiver (times as Unix seconds). Raises ComponentError if the server
-        does not answer."""
+    def archiver(self) -> tuple[ArchiverFacts, int]:
+        """pg_stat_archiver (times as Unix seconds) and the database's system identifier.
+        Raises ComponentError if the server does not answer."""
         rows = self._read(
             "SELECT archived_count, last_archived_wal, extract(epoch FROM last_archived_time),"
-            " failed_count, last_failed_wal, extract(epoch FROM last_failed_time)"
+            " failed_count, last_failed_wal, extract(epoch FROM last_failed_time),"
+            " (SELECT system_identifier FROM pg_control_system())"
             " FROM pg_stat_archiver",
             (),
             "reading pg_stat_archiver",
         )
-        count, wal, at, failed, failed_wal, failed_at = rows[0]
-        return ArchiverFacts(
+        count, wal, at, failed, failed_wal, failed_at, system_id = rows[0]
+        archiver = ArchiverFacts(
             archived_count=int(count),
             last_archived_wal=wal,
             last_archived_time=None if at is None else float(at),
@@ -120,6 +121,7 @@ class PostgresClient:
             last_failed_wal=failed_wal,
             last_failed_time=None if failed_at is None else float(failed_at),
         )
+        return archiver, int(system_id)
 
     def existing_databases(self, names: Sequence[str]) -> frozenset[str]:
         """Which of `names` exist as databases. Raises ComponentError if the server does not
