@@ -22,7 +22,15 @@ DEFAULT_REPOSITORY_ROOT = "/var/lib/pgha-backups"
 
 # Paths a repository must not be inside: the cluster's own directories on a real machine
 # (destroy wipes them) and system directories.
-FORBIDDEN_REPOSITORY_PREFIXES = ("/etc", "/run", "/proc", "/sys", "/dev", "/var/lib/pgha/")
+FORBIDDEN_REPOSITORY_PREFIXES = (
+    "/etc",
+    "/run",
+    "/proc",
+    "/sys",
+    "/dev",
+    "/var/lib/pgha",
+    "/var/lib/pgha-operator",  # the default state dirs (a local machine's root is inside)
+)
 
 # Any fixed instant: validation only needs one to walk the expression from.
 _CRON_EPOCH = datetime(2000, 1, 1)
@@ -68,10 +76,10 @@ class PosixRepository(Model):
         if not posixpath.isabs(path):
             raise ValueError(f"{path!r} is not an absolute path")
         normal = posixpath.normpath(path)
-        if normal != path.rstrip("/") or "//" in path:
-            raise ValueError(f"{path!r} is not a normal path: write it as {normal!r}")
         if normal == "/":
             raise ValueError("'/' cannot be a repository: give it a directory of its own")
+        if normal != path.rstrip("/") or "//" in path:
+            raise ValueError(f"{path!r} is not a normal path: write it as {normal!r}")
         for prefix in FORBIDDEN_REPOSITORY_PREFIXES:
             if normal == prefix.rstrip("/") or normal.startswith(prefix.rstrip("/") + "/"):
                 raise ValueError(
