@@ -9,7 +9,9 @@ pg_wal and, in the end, the disk; the reason says so long before.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
+from pgha_operator.core.facts.backup import format_size
 from pgha_operator.core.facts.observed import Observed
 from pgha_operator.core.spec.backup import repository_path
 from pgha_operator.core.spec.models import Cluster
@@ -69,3 +71,61 @@ def backup_verdict(cluster: Cluster, observed: Observed) -> BackupVerdict | None
         f"ok: last archived {archiver.last_archived_wal or 'none'} "
         f"{_ago(archiver.last_archived_time, now)}",
     )
+
+
+def backup_status(cluster: Cluster, observed: Observed) -> dict[str, Any] | None:
+    """The `backup` section of the status document; None without spec.backup."""
+    backup = cluster.spec.backup
+    if backup is None:
+        return None
+    facts = observed.backup
+    out: dict[str, Any] = {
+        "repository": repository_path(backup, cluster.name),
+        "stanza": cluster.name if facts and facts.stanza_exists else None,
+        "lastBackup": None,
+        "archiver": None,
+    }
+    if facts is None:
+        return out
+    last = facts.last_backup
+    if last is not None:
+        out["lastBackup"] = {**last.as_json(), "ageSeconds": max(0, int(observed.now - last.stop))}
+    archiver = facts.archiver
+    if archiver is not None:
+        out["archiver"] = {
+            "archivedCount": archiver.archived_count,
+            "lastArchivedWal": archiver.last_archived_wal,
+            "lastArchivedAgeSeconds": _age(archiver.last_archived_time, observed.now),
+            "failedCount": archiver.failed_count,
+            "lastFailedWal": archiver.last_failed_wal,
+            "lastFailedAgeSeconds": _age(archiver.last_failed_time, observed.now),
+            "failing": archiver.failing,
+        }
+    return out
+
+
+def _age(then: float | None, now: float) -> int | None:
+    return None if then is None else max(0, int(now - then))
+
+
+def format_backup_status(section: dict[str, Any]) -> list[str]:
+    """The status table's lines for the `backup` section."""
+    lines = [f"backups: repository {section['repository']}"]
+    last = section.get("lastBackup")
+    if last:
+        lines.append(
+            f"  last backup {last['label']} ({last['type']}), {last['ageSeconds']}s ago, "
+            f"{format_size(last['size'])}"
+        )
+    else:
+        lines.append("  no backup yet")
+    archiver = section.get("archiver")
+    if archiver:
+        state = "FAILING" if archiver["failing"] else "ok"
+        age = archiver["lastArchivedAgeSeconds"]
+        lines.append(
+            f"  WAL archiving {state}: last archived {archiver['lastArchivedWal'] or 'none'}"
+            + (f" {age}s ago" if age is not None else "")
+            + f", {archiver['failedCount']} failures"
+        )
+    return lines

@@ -8,7 +8,7 @@ import posixpath
 from pgha_operator.core.facts.backup import (
     ArchiverFacts,
     BackupFacts,
-    parse_backup_info_system_id,
+    parse_backup_info,
 )
 from pgha_operator.core.facts.types import PatroniFacts
 from pgha_operator.core.plan import Desired
@@ -46,11 +46,13 @@ def observe_backup(
     except HostError:
         return None
     archiver, system_id = _archiver(patroni, secrets, clients, timeout)
+    parsed = parse_backup_info(info.decode(errors="replace")) if info is not None else None
     return BackupFacts(
         stanza_exists=info is not None,
-        stanza_system_id=None if info is None else parse_backup_info_system_id(info.decode()),
+        stanza_system_id=parsed.system_id if parsed else None,
         archiver=archiver,
         system_id=system_id,
+        last_backup=parsed.backups[-1] if parsed and parsed.backups else None,
     )
 
 

@@ -20,7 +20,7 @@ from pgha_operator.core.facts.backup import (
     ArchiverFacts,
     BackupFacts,
     InfoParseError,
-    parse_backup_info_system_id,
+    parse_backup_info,
     parse_info,
 )
 from pgha_operator.core.plan import Desired, plan
@@ -190,10 +190,17 @@ def test_info_that_is_not_json_is_an_error(text: str) -> None:
         parse_info(text, "demo")
 
 
-def test_backup_info_system_id() -> None:
-    text = (FIXTURES / "pgbackrest_backup.info").read_text()
-    assert parse_backup_info_system_id(text) == SYSTEM_ID
-    assert parse_backup_info_system_id("[backrest]\nbackrest-format=5\n") is None
+def test_backup_info_file() -> None:
+    parsed = parse_backup_info((FIXTURES / "pgbackrest_backup.info").read_text())
+    assert parsed.system_id == SYSTEM_ID
+    assert [(b.label, b.type) for b in parsed.backups] == [
+        ("20261128-110246F", "full"),
+        ("20261128-110246F_20261128-110250D", "diff"),
+    ]
+    listed = parse_info((FIXTURES / "pgbackrest_info_full_diff.json").read_text(), "cap")
+    assert parsed.backups == listed.backups  # the file and `pgbackrest info` agree
+    empty = parse_backup_info("[backrest]\nbackrest-format=5\n")
+    assert (empty.system_id, empty.backups) == (None, ())
 
 
 def test_backup_json_has_the_columns_backups_prints() -> None:
@@ -326,3 +333,20 @@ def test_delete_backups_removes_only_this_clusters_stanza(tmp_path: Path) -> Non
     )
     assert not repository.exists()  # emptied: the directory goes too
     assert kept_backups(load(None)) is None and delete_backups(load(None)) == []
+
+
+def test_status_shows_the_last_backup_and_the_archiver() -> None:
+    from pgha_operator.core.backup_health import backup_status, format_backup_status
+
+    desired = desired_of(load())
+    last = parse_backup_info((FIXTURES / "pgbackrest_backup.info").read_text()).backups[-1]
+    facts = BackupFacts(True, SYSTEM_ID, archiver(), SYSTEM_ID, last_backup=last)
+    section = backup_status(desired.cluster, observed_with(desired, facts))
+    assert section is not None and section["repository"] == "/var/lib/pgha-backups/demo"
+    assert section["lastBackup"]["type"] == "diff"
+    assert section["lastBackup"]["ageSeconds"] == int(NOW) - last.stop
+    assert section["archiver"]["lastArchivedAgeSeconds"] == 5
+    lines = format_backup_status(section)
+    assert "last backup 20261128-110246F_20261128-110250D (diff)" in lines[1]
+    assert lines[2].startswith("  WAL archiving ok: last archived 000000010000000000000003 5s")
+    assert backup_status(load(None), observed_with(desired, None)) is None

@@ -143,6 +143,7 @@ class BackupFacts:
     stanza_system_id: int | None = None
     archiver: ArchiverFacts | None = None
     system_id: int | None = None
+    last_backup: BackupSet | None = None  # the newest in backup.info
 
     @property
     def foreign_stanza(self) -> bool:
@@ -155,15 +156,46 @@ class BackupFacts:
         )
 
 
-def parse_backup_info_system_id(text: str) -> int | None:
-    """The database system identifier of a stanza's backup.info (INI; its [backrest]
-    section appears twice, so not strict); None when the file has none."""
+@dataclass(frozen=True)
+class BackupInfoFile:
+    """A stanza's backup.info in the repository: its database and current backup sets."""
+
+    system_id: int | None
+    backups: tuple[BackupSet, ...]  # oldest first
+
+
+def parse_backup_info(text: str) -> BackupInfoFile:
+    """backup.info is INI with JSON values (its [backrest] section appears twice, so not
+    strict); a file that does not parse has no system id and no backups."""
     parser = configparser.ConfigParser(strict=False, interpolation=None)
+    parser.optionxform = str  # type: ignore[assignment,method-assign]  # labels keep case
     try:
         parser.read_string(text)
-        return int(parser.get("db", "db-system-id"))
+        system_id = int(parser.get("db", "db-system-id"))
     except (configparser.Error, ValueError):
-        return None
+        return BackupInfoFile(None, ())
+    current = parser["backup:current"] if parser.has_section("backup:current") else {}
+    backups = []
+    for label, value in current.items():
+        try:
+            backups.append(_backup_info_entry(label, json.loads(value)))
+        except (ValueError, KeyError, TypeError):
+            continue  # a set pgBackRest itself would list is never malformed; skip it
+    return BackupInfoFile(system_id, tuple(sorted(backups, key=lambda b: b.stop)))
+
+
+def _backup_info_entry(label: str, entry: dict[str, Any]) -> BackupSet:
+    return BackupSet(
+        label=label,
+        type=str(entry["backup-type"]),
+        start=int(entry["backup-timestamp-start"]),
+        stop=int(entry["backup-timestamp-stop"]),
+        size=int(entry.get("backup-info-size", 0)),
+        repository_size=int(entry.get("backup-info-repo-size", 0)),
+        wal_start=entry.get("backup-archive-start"),
+        wal_stop=entry.get("backup-archive-stop"),
+        error=bool(entry.get("backup-error", False)),
+    )
 
 
 def format_size(size: int) -> str:
