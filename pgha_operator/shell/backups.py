@@ -14,6 +14,7 @@ import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pgha_operator.core.errors import OperatorError, PermanentError
 from pgha_operator.core.facts.backup import StanzaInfo
@@ -21,9 +22,11 @@ from pgha_operator.core.facts.observed import Observed
 from pgha_operator.core.spec import Cluster
 from pgha_operator.core.spec.backup import BackupSpec, repository_path
 from pgha_operator.shell.clients.pgbackrest import BackupType, PgBackRest
-from pgha_operator.shell.controller import Controller
 from pgha_operator.shell.state import LockHeld
 from pgha_operator.shell.state.lock import FileLock
+
+if TYPE_CHECKING:
+    from pgha_operator.shell.controller import Controller
 
 BACKUP_LOCK = "backup.lock"
 # A replica this far behind (bytes of WAL) is not a backup source: its copy would need
@@ -63,19 +66,32 @@ def healthy_standby(observed: Observed, nodes: tuple[str, ...]) -> str | None:
 
 
 def take_backup(ctl: Controller, kind: BackupType) -> BackupTaken:
+    """A backup now (the `backup` command): the source from a fresh observation."""
     backup_spec(ctl.cluster)
+    desired, observed = ctl.observe(secrets=ctl.secrets())
+    leader, standby = backup_source(observed, desired.topology.postgres)
+    return run_backup(ctl, kind, leader, standby, f"backup --type {kind}")
+
+
+def backup_source(observed: Observed, nodes: tuple[str, ...]) -> tuple[str, str | None]:
+    """The primary pgBackRest runs beside, and the replica it copies from (None: none)."""
+    leader = observed.patroni.leader
+    if leader is None or leader.state != "running":
+        raise OperatorError("the cluster has no running primary to back up")
+    return leader.name, healthy_standby(observed, nodes)
+
+
+def run_backup(
+    ctl: Controller, kind: BackupType, leader: str, standby: str | None, who: str
+) -> BackupTaken:
+    """Under backup.lock: a second backup, whoever starts it, is refused."""
     lock = FileLock(ctl.state_dir / BACKUP_LOCK)
     try:
-        lock.acquire(f"backup --type {kind}")
+        lock.acquire(who)
     except LockHeld as exc:
         raise PermanentError(f"a backup is already running ({exc.holder}); wait for it") from None
     try:
-        desired, observed = ctl.observe(secrets=ctl.secrets())
-        leader = observed.patroni.leader
-        if leader is None or leader.state != "running":
-            raise OperatorError(f"cluster {ctl.cluster.name} has no running primary to back up")
-        standby = healthy_standby(observed, desired.topology.postgres)
-        client = _client(ctl, leader.name)
+        client = _client(ctl, leader)
         started = time.monotonic()
         client.backup(kind, from_standby=standby is not None)
         return BackupTaken(kind, standby, time.monotonic() - started, client.info())

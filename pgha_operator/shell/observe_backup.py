@@ -8,6 +8,7 @@ import posixpath
 from pgha_operator.core.facts.backup import (
     ArchiverFacts,
     BackupFacts,
+    BackupSet,
     parse_backup_info,
 )
 from pgha_operator.core.facts.types import PatroniFacts
@@ -53,7 +54,13 @@ def observe_backup(
         archiver=archiver,
         system_id=system_id,
         last_backup=parsed.backups[-1] if parsed and parsed.backups else None,
+        last_full=_last_full(parsed.backups) if parsed else None,
     )
+
+
+def _last_full(backups: tuple[BackupSet, ...]) -> BackupSet | None:
+    fulls = [b for b in backups if b.type == "full"]
+    return fulls[-1] if fulls else None
 
 
 def _archiver(

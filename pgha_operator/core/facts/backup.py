@@ -144,6 +144,7 @@ class BackupFacts:
     archiver: ArchiverFacts | None = None
     system_id: int | None = None
     last_backup: BackupSet | None = None  # the newest in backup.info
+    last_full: BackupSet | None = None  # the newest full one
 
     @property
     def foreign_stanza(self) -> bool:
