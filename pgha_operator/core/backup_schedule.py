@@ -10,7 +10,7 @@ than the latest slot). A cluster with no full backup wants one at once: its firs
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Literal
 
 from cronsim import CronSim
@@ -28,8 +28,9 @@ class Due:
 
 
 def latest_slot(expression: str, now: datetime) -> datetime:
-    """The schedule's last firing at or before `now` (aware: the operator's time zone)."""
-    return next(CronSim(expression, now, reverse=True))
+    """The schedule's last firing at or before `now` (aware: the operator's time zone).
+    CronSim walks back from strictly before its start: start a second later."""
+    return next(CronSim(expression, now + timedelta(seconds=1), reverse=True))
 
 
 def due_backup(

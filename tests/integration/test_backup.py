@@ -1,7 +1,8 @@
 """Backups with real pgBackRest on a lean cluster (local provider: one etcd member, two
 PostgreSQL nodes, one HAProxy): WAL archived right after bootstrap (the operator created
-and checked the stanza), a backup taken from the replica, the backups listed, and destroy
-keeping the repository unless told to delete it."""
+and checked the stanza), the first full backup taken by the running operator, a backup
+taken from the replica on demand, the backups listed and in status, and destroy keeping
+the repository unless told to delete it."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.integration.cluster_helpers import (
+    Operator,
     cli,
     kill_leftovers,
     make_state_root,
@@ -94,12 +96,23 @@ def test_wal_is_archived_after_bootstrap(live: Live) -> None:
     assert info["status"] == "no valid backups" and info["walMax"]
 
 
+def test_the_running_operator_takes_the_first_full_backup(live: Live) -> None:
+    operator = Operator(live.manifest, live.state)
+    try:
+        wait_for("a first full backup", lambda: live.backups()["backups"], 120)
+        wait_for("the backup logged", lambda: "scheduled backup done" in operator.output(), 30)
+    finally:
+        operator.stop()
+    [first] = live.backups()["backups"]
+    assert first["type"] == "full", first
+    # Nothing else is due (the schedule's slots are days apart): one backup, not one a cycle.
+    assert operator.output().count("scheduled backup started") == 1, operator.output()
+
+
 def test_backup_from_the_replica_is_listed(live: Live) -> None:
-    res = cli("backup", *live.args(), "--type", "full", timeout=300)
-    assert res.returncode == 0, res.stdout + res.stderr
-    assert "full backup" in res.stdout and "from replica node" in res.stdout, res.stdout
     res = cli("backup", *live.args(), "--type", "diff", timeout=300)
     assert res.returncode == 0, res.stdout + res.stderr
+    assert "diff backup" in res.stdout and "from replica node" in res.stdout, res.stdout
     info = live.backups()
     assert info["status"] == "ok"
     kinds = [b["type"] for b in info["backups"]]
@@ -108,6 +121,11 @@ def test_backup_from_the_replica_is_listed(live: Live) -> None:
     assert full["size"] > 10_000_000 and full["walStart"] and full["stop"] >= full["start"]
     table = cli("backups", *live.args(), check=True).stdout
     assert full["label"] in table and "diff" in table
+    shown = json.loads(cli("status", *live.args(), "--json", timeout=60).stdout)
+    assert shown["backup"]["lastBackup"]["label"] == info["backups"][-1]["label"]
+    assert not shown["backup"]["archiver"]["failing"]
+    [healthy] = [c for c in shown["conditions"] if c["type"] == "BackupsHealthy"]
+    assert healthy["status"] == "True", healthy
 
 
 def test_destroy_keeps_the_repository(live: Live) -> None:
