@@ -22,7 +22,7 @@ from pgha_operator.cli.logs import configure as configure_logs
 from pgha_operator.cli.progress import ApplyProgress
 from pgha_operator.core.render.haproxy import STATS_USER
 from pgha_operator.core.spec import Cluster
-from pgha_operator.shell.backups import delete_backups, kept_backups
+from pgha_operator.shell.backups import delete_backups, kept_backups, mark_destroyed
 from pgha_operator.shell.controller import Controller
 from pgha_operator.shell.cycle import CycleReport
 from pgha_operator.shell.loops import DecisionLog
@@ -192,6 +192,8 @@ def cmd_destroy(args: argparse.Namespace) -> int:
     ctl = controller(args, fall_back_to_last_applied=True)
     ctl.lock("destroy")
     try:
+        if not args.delete_backups:
+            mark_destroyed(ctl)  # a new cluster of this name may continue the stanza
         removed = ctl.destroy(on_left=print_left)
     finally:
         ctl.unlock()

@@ -23,5 +23,23 @@ class CreateStanza:
         )
 
 
-BackupAction = CreateStanza
-BACKUP_ACTIONS = (CreateStanza,)
+@dataclass(frozen=True)
+class AdoptStanza:
+    """The repository holds this cluster's name's stanza, left by `destroy` of a former
+    cluster of that name (its marker says so): `pgbackrest stanza-upgrade` makes it this
+    database's (the former backups stay, as a prior database), then `check`, then the
+    marker goes."""
+
+    machine: str
+    repository: str
+    owner: str | None
+    marker: str
+    barrier: bool = False
+
+    @property
+    def describe(self) -> str:
+        return f"continue the stanza a destroyed cluster left in {self.repository} (stanza-upgrade)"
+
+
+BackupAction = CreateStanza | AdoptStanza
+BACKUP_ACTIONS = (CreateStanza, AdoptStanza)

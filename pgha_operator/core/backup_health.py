@@ -40,6 +40,10 @@ def backup_verdict(cluster: Cluster, observed: Observed) -> BackupVerdict | None
     repository = repository_path(backup, cluster.name)
     if facts is None:
         return BackupVerdict(False, "no PostgreSQL node is up to look at the backups", True)
+    if facts.adoptable:
+        return BackupVerdict(
+            False, f"AdoptingStanza: continuing the stanza a destroyed {cluster.name} left", True
+        )
     if facts.foreign_stanza:
         return BackupVerdict(
             False,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pgha_operator.core.backup_actions import BackupAction, CreateStanza
+from pgha_operator.core.backup_actions import AdoptStanza, BackupAction, CreateStanza
 from pgha_operator.core.errors import OperatorError
 from pgha_operator.core.topology import Layout
 from pgha_operator.shell.clients.pgbackrest import PgBackRest
@@ -12,12 +12,16 @@ REPOSITORY_MODE = 0o750  # PostgreSQL's user writes it; nobody else reads the ba
 
 
 def perform_backup(action: BackupAction, host: Host, layout: Layout, stanza: str) -> None:
+    client = PgBackRest(host, layout, stanza, action.owner)
     match action:
         case CreateStanza(repository=repository, owner=owner):
             ensure_dir = getattr(host, "ensure_dir", None)
             if ensure_dir is None:
                 raise OperatorError(f"{host.name}: cannot create the repository {repository}")
             ensure_dir(repository, mode=REPOSITORY_MODE, owner=owner)
-            client = PgBackRest(host, layout, stanza, owner)
             client.create_stanza()
             client.check()
+        case AdoptStanza(marker=marker):
+            client.upgrade_stanza()
+            client.check()
+            host.remove(marker)

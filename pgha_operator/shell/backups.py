@@ -17,11 +17,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pgha_operator.core.errors import OperatorError, PermanentError
-from pgha_operator.core.facts.backup import StanzaInfo
+from pgha_operator.core.facts.backup import StanzaInfo, destroyed_marker, destroyed_marker_text
 from pgha_operator.core.facts.observed import Observed
 from pgha_operator.core.spec import Cluster
 from pgha_operator.core.spec.backup import BackupSpec, repository_path
 from pgha_operator.shell.clients.pgbackrest import BackupType, PgBackRest
+from pgha_operator.shell.hosts.base import HostError
 from pgha_operator.shell.state import LockHeld
 from pgha_operator.shell.state.lock import FileLock
 
@@ -121,6 +122,28 @@ def kept_backups(cluster: Cluster) -> str | None:
     return repository_path(cluster.spec.backup, cluster.name)
 
 
+def mark_destroyed(ctl: Controller) -> str | None:
+    """Before `destroy` (backups kept): beside the cluster's stanza, a marker naming its
+    database, so that a new cluster of the same name continues the stanza instead of
+    finding another database's there (core/plan/backup.py). Only when the stanza is this
+    running cluster's own; the marker's path, or None."""
+    backup = ctl.cluster.spec.backup
+    if backup is None:
+        return None
+    try:
+        _, observed = ctl.observe(secrets=ctl.secrets())
+        facts = observed.backup
+        if facts is None or facts.system_id is None or facts.stanza_system_id != facts.system_id:
+            return None
+        node = next(n for n in ctl.topology.postgres if observed.has_machine(n))
+        marker = destroyed_marker(repository_path(backup, ctl.cluster.name), ctl.cluster.name)
+        text = destroyed_marker_text(ctl.cluster.name, facts.system_id)
+        ctl.provider.host(node).write(marker, text.encode(), mode=0o644)
+        return marker
+    except (OperatorError, HostError, OSError, StopIteration):
+        return None  # destroy goes on; a new cluster of this name then says ForeignStanza
+
+
 def delete_backups(cluster: Cluster) -> list[str]:
     """The cluster's stanza (its backups and WAL) removed from a repository on this host;
     the repository directory goes too once nothing else is in it. Returns what was removed."""
@@ -133,6 +156,7 @@ def delete_backups(cluster: Cluster) -> list[str]:
         if stanza_dir.exists():
             shutil.rmtree(stanza_dir)
             removed.append(str(stanza_dir))
+    Path(destroyed_marker(repository, cluster.name)).unlink(missing_ok=True)
     for folder in (Path(repository) / "backup", Path(repository) / "archive", Path(repository)):
         if folder.is_dir() and not any(folder.iterdir()):
             folder.rmdir()

@@ -9,7 +9,9 @@ from pgha_operator.core.facts.backup import (
     ArchiverFacts,
     BackupFacts,
     BackupSet,
+    destroyed_marker,
     parse_backup_info,
+    parse_destroyed_marker,
 )
 from pgha_operator.core.facts.types import PatroniFacts
 from pgha_operator.core.plan import Desired
@@ -41,11 +43,12 @@ def observe_backup(
     if not nodes:
         return None
     # The repository is a directory of the nodes' host (local provider): any node reads it.
-    path = stanza_file(repository_path(backup, desired.cluster.name), desired.cluster.name)
+    repository = repository_path(backup, desired.cluster.name)
     try:
-        info = provider.host(nodes[0]).read(path)
+        info = provider.host(nodes[0]).read(stanza_file(repository, desired.cluster.name))
     except HostError:
         return None
+    marker = _read(provider, nodes[0], destroyed_marker(repository, desired.cluster.name))
     archiver, system_id = _archiver(patroni, secrets, clients, timeout)
     parsed = parse_backup_info(info.decode(errors="replace")) if info is not None else None
     return BackupFacts(
@@ -55,7 +58,15 @@ def observe_backup(
         system_id=system_id,
         last_backup=parsed.backups[-1] if parsed and parsed.backups else None,
         last_full=_last_full(parsed.backups) if parsed else None,
+        destroyed_system_id=parse_destroyed_marker(marker.decode()) if marker else None,
     )
+
+
+def _read(provider: Provider, machine: str, path: str) -> bytes | None:
+    try:
+        return provider.host(machine).read(path)
+    except HostError:
+        return None
 
 
 def _last_full(backups: tuple[BackupSet, ...]) -> BackupSet | None:

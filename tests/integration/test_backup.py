@@ -128,9 +128,19 @@ def test_backup_from_the_replica_is_listed(live: Live) -> None:
     assert healthy["status"] == "True", healthy
 
 
-def test_destroy_keeps_the_repository(live: Live) -> None:
+def test_destroy_keeps_the_repository_and_a_new_cluster_continues_it(live: Live) -> None:
     res = cli("destroy", *live.args(), "--yes", timeout=180)
     assert res.returncode == 0, res.stdout + res.stderr
     assert f"backups kept in {live.repository}" in res.stdout
     assert (live.repository / "backup" / "bk" / "backup.info").is_file()
     assert any((live.repository / "backup" / "bk").glob("*F"))
+    assert (live.repository / "bk.destroyed-cluster.json").is_file()
+    # A new cluster of the same name (another database) continues the stanza: archiving
+    # works (apply converges only then), the former backups are not listed as its own.
+    res = cli("apply", *live.args(), "--timeout", "240", timeout=360)
+    assert res.returncode == 0, f"apply failed:\n{res.stdout}\n{res.stderr}"
+    assert "stanza-upgrade" in res.stdout
+    assert not (live.repository / "bk.destroyed-cluster.json").exists()
+    info = live.backups()
+    assert info["backups"] == [] and info["walMax"], info
+    assert any((live.repository / "backup" / "bk").glob("*F"))  # the former ones stay

@@ -350,3 +350,51 @@ def test_status_shows_the_last_backup_and_the_archiver() -> None:
     assert "last backup 20261128-110246F_20261128-110250D (diff)" in lines[1]
     assert lines[2].startswith("  WAL archiving ok: last archived 000000010000000000000003 5s")
     assert backup_status(load(None), observed_with(desired, None)) is None
+
+
+# --- a cluster of the same name after destroy ----------------------------------------------
+
+NEW_SYSTEM_ID = 7713179339139075262  # the database stanza-upgrade added (captured)
+
+
+def test_after_stanza_upgrade_only_the_current_databases_backups_count() -> None:
+    info = parse_info((FIXTURES / "pgbackrest_info_upgraded.json").read_text(), "cap")
+    assert info.system_id == NEW_SYSTEM_ID and info.backups == ()
+    assert (info.wal_min, info.wal_max) == ("000000010000000000000001",) * 2
+    parsed = parse_backup_info((FIXTURES / "pgbackrest_backup_upgraded.info").read_text())
+    assert parsed.system_id == NEW_SYSTEM_ID and parsed.backups == ()
+
+
+def test_the_destroyed_marker_round_trips() -> None:
+    from pgha_operator.core.facts.backup import (
+        destroyed_marker,
+        destroyed_marker_text,
+        parse_destroyed_marker,
+    )
+
+    assert destroyed_marker("/srv/b/", "demo") == "/srv/b/demo.destroyed-cluster.json"
+    assert parse_destroyed_marker(destroyed_marker_text("demo", SYSTEM_ID)) == SYSTEM_ID
+    for text in ("", "[]", '{"systemId": "1"}', "not json"):
+        assert parse_destroyed_marker(text) is None
+
+
+def test_a_destroyed_clusters_stanza_is_continued_another_is_not() -> None:
+    from pgha_operator.core.backup_actions import AdoptStanza
+
+    desired = desired_of(load("  backup: {repository: {path: /srv/b}}"))
+    left = BackupFacts(True, 42, archiver(failed=NOW), SYSTEM_ID, destroyed_system_id=42)
+    actions = plan(desired, observed_with(desired, left)).actions
+    marker = "/srv/b/demo.destroyed-cluster.json"
+    assert [a for a in actions if isinstance(a, AdoptStanza)] == [
+        AdoptStanza("node1", "/srv/b", "postgres", marker)
+    ]
+    condition, state = backups_condition(desired, left)
+    assert condition.transient and "AdoptingStanza" in condition.reason and state == "Progressing"
+    # A marker naming another database than the stanza's does not let it be taken over.
+    other = replace(left, destroyed_system_id=43)
+    assert not [
+        a
+        for a in plan(desired, observed_with(desired, other)).actions
+        if isinstance(a, AdoptStanza | CreateStanza)
+    ]
+    assert "ForeignStanza" in backups_condition(desired, other)[0].reason

@@ -83,18 +83,25 @@ def parse_info(text: str, stanza: str) -> StanzaInfo:
 def _stanza(entry: dict[str, Any]) -> StanzaInfo:
     status = entry.get("status") or {}
     dbs = entry.get("db") or []
-    archives = entry.get("archive") or []
+    # After stanza-upgrade (a new database of the same name) the older databases' backups
+    # are listed too: only the current one's belong to this cluster.
+    current = dbs[-1].get("id") if dbs else None
+    archives = [a for a in entry.get("archive") or [] if _db_id(a) == current]
     lock = (status.get("lock") or {}).get("backup") or {}
     return StanzaInfo(
         name=str(entry["name"]),
         status_code=int(status.get("code", 99)),
         status=str(status.get("message", "")),
         system_id=int(dbs[-1]["system-id"]) if dbs else None,
-        backups=tuple(_backup(b) for b in entry.get("backup") or []),
+        backups=tuple(_backup(b) for b in entry.get("backup") or [] if _db_id(b) == current),
         wal_min=archives[-1].get("min") if archives else None,
         wal_max=archives[-1].get("max") if archives else None,
         backup_running=bool(lock.get("held", False)),
     )
+
+
+def _db_id(entry: dict[str, Any]) -> Any:
+    return (entry.get("database") or {}).get("id")
 
 
 def _backup(b: dict[str, Any]) -> BackupSet:
@@ -145,6 +152,14 @@ class BackupFacts:
     system_id: int | None = None
     last_backup: BackupSet | None = None  # the newest in backup.info
     last_full: BackupSet | None = None  # the newest full one
+    # The database whose cluster `destroy` left this stanza behind (its marker file)
+    destroyed_system_id: int | None = None
+
+    @property
+    def adoptable(self) -> bool:
+        """The foreign stanza is that of a destroyed cluster of this name: this cluster may
+        continue it (stanza-upgrade; the old backups stay, listed as a prior database)."""
+        return self.foreign_stanza and self.destroyed_system_id == self.stanza_system_id
 
     @property
     def foreign_stanza(self) -> bool:
@@ -173,14 +188,17 @@ def parse_backup_info(text: str) -> BackupInfoFile:
     try:
         parser.read_string(text)
         system_id = int(parser.get("db", "db-system-id"))
+        db_id = int(parser.get("db", "db-id"))
     except (configparser.Error, ValueError):
         return BackupInfoFile(None, ())
     current = parser["backup:current"] if parser.has_section("backup:current") else {}
     backups = []
     for label, value in current.items():
         try:
-            backups.append(_backup_info_entry(label, json.loads(value)))
-        except (ValueError, KeyError, TypeError):
+            entry = json.loads(value)
+            if entry.get("db-id") == db_id:  # older databases' sets (stanza-upgrade) aside
+                backups.append(_backup_info_entry(label, entry))
+        except (ValueError, KeyError, TypeError, AttributeError):
             continue  # a set pgBackRest itself would list is never malformed; skip it
     return BackupInfoFile(system_id, tuple(sorted(backups, key=lambda b: b.stop)))
 
@@ -206,3 +224,22 @@ def format_size(size: int) -> str:
             return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
         value /= 1024
     return f"{value:.1f} GiB"
+
+
+def destroyed_marker(repository: str, stanza: str) -> str:
+    """The file `destroy` leaves beside a kept stanza, naming the database it belonged to.
+    At the repository's top, where pgBackRest looks at nothing but archive/ and backup/."""
+    return f"{repository.rstrip('/')}/{stanza}.destroyed-cluster.json"
+
+
+def destroyed_marker_text(stanza: str, system_id: int) -> str:
+    return json.dumps({"stanza": stanza, "systemId": system_id}) + "\n"
+
+
+def parse_destroyed_marker(text: str) -> int | None:
+    """The destroyed database's system identifier; None for anything else."""
+    try:
+        value = json.loads(text).get("systemId")
+    except (ValueError, AttributeError):
+        return None
+    return value if isinstance(value, int) else None

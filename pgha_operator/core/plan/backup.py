@@ -2,23 +2,28 @@
 
 Level-based: the observation says whether the repository holds the cluster's stanza; until
 it does, and once the primary runs with archiving in force (its pgBackRest files written,
-no restart pending for archive_mode), the stanza is created and checked on the primary.
+no restart pending for archive_mode), the stanza is created and checked on the primary. A
+stanza of another database is left alone, unless `destroy` marked it as a destroyed
+cluster's of this name: then this cluster continues it (stanza-upgrade).
 """
 
 from __future__ import annotations
 
-from pgha_operator.core.backup_actions import CreateStanza
+from pgha_operator.core.backup_actions import AdoptStanza, BackupAction, CreateStanza
 from pgha_operator.core.desired import Desired, content_hash
+from pgha_operator.core.facts.backup import destroyed_marker
 from pgha_operator.core.facts.observed import Observed
 from pgha_operator.core.render.pgbackrest import CONFIG_NAME
 from pgha_operator.core.spec.backup import repository_path
 
 
-def backup_actions(desired: Desired, observed: Observed) -> list[CreateStanza]:
+def backup_actions(desired: Desired, observed: Observed) -> list[BackupAction]:
     backup = desired.cluster.spec.backup
     facts = observed.backup
-    if backup is None or facts is None or facts.stanza_exists:
-        return []  # a foreign stanza is reported (BackupsHealthy), never overwritten
+    if backup is None or facts is None:
+        return []
+    if facts.stanza_exists and not facts.adoptable:
+        return []  # ours, or another database's: reported (BackupsHealthy), never overwritten
     leader = observed.patroni.leader
     if leader is None or leader.state != "running" or leader.pending_restart:
         return []  # archive_mode takes a restart: the rolling restart comes first
@@ -27,10 +32,8 @@ def backup_actions(desired: Desired, observed: Observed) -> list[CreateStanza]:
         observed.files.get((f.machine, f.path)) != content_hash(f.content) for f in mine
     ):
         return []  # written by the file step of this or the next cycle
-    return [
-        CreateStanza(
-            machine=leader.name,
-            repository=repository_path(backup, desired.cluster.name),
-            owner=mine[0].owner,
-        )
-    ]
+    repository = repository_path(backup, desired.cluster.name)
+    if facts.adoptable:
+        marker = destroyed_marker(repository, desired.cluster.name)
+        return [AdoptStanza(leader.name, repository, mine[0].owner, marker)]
+    return [CreateStanza(leader.name, repository, mine[0].owner)]

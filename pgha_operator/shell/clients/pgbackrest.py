@@ -46,6 +46,10 @@ class PgBackRest:
         """Idempotent: an existing stanza of the same database is accepted."""
         self._run("stanza-create", timeout=STANZA_TIMEOUT)
 
+    def upgrade_stanza(self) -> None:
+        """The stanza made this database's (a new system identifier), the former kept."""
+        self._run("stanza-upgrade", timeout=STANZA_TIMEOUT)
+
     def check(self) -> None:
         """The configuration, the repository and archiving end to end (a WAL switch)."""
         self._run("check", f"--archive-timeout={ARCHIVE_TIMEOUT}", timeout=STANZA_TIMEOUT)
