@@ -105,6 +105,14 @@ def test_bad_backup_settings_are_refused_naming_the_field(backup: str, expected:
     assert any(p.startswith("spec.backup.") and expected in p for p in found), found
 
 
+def test_backups_on_a_provider_without_a_repository_yet_are_refused() -> None:
+    text = (MANIFEST % "  backup: {}").replace(
+        "provider: {type: local}", "provider: {type: nspawn}"
+    )
+    found = [f"{p.path}: {p.reason}" for p in parse_text(text, "m.yaml")[1]]
+    assert any(p.startswith("spec.backup: backups are not supported on the nspawn") for p in found)
+
+
 @pytest.mark.parametrize("name", ["archive_mode", "archive_command", "restore_command"])
 def test_archiving_parameters_are_the_operators(name: str) -> None:
     found = problems_of(f"    parameters: {{{name}: 'x'}}")

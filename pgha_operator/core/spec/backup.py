@@ -114,3 +114,23 @@ class BackupSpec(Model):
 def repository_path(backup: BackupSpec, cluster: str) -> str:
     """The repository directory of `cluster` (the manifest's, or the default)."""
     return backup.repository.path or posixpath.join(DEFAULT_REPOSITORY_ROOT, cluster)
+
+
+# Providers whose repository works: on `local` every node and the operator share one host,
+# so a directory is the repository. The others need a backup machine the nodes reach over
+# SSH (issue #14), not built yet.
+SUPPORTED_PROVIDERS = ("local",)
+
+
+def backup_problems(provider: str, backup: BackupSpec | None) -> list[tuple[str, str]]:
+    """spec.backup on a provider whose repository is not built yet, as (path, reason)."""
+    if backup is None or provider in SUPPORTED_PROVIDERS:
+        return []
+    return [
+        (
+            "spec.backup",
+            f"backups are not supported on the {provider} provider yet (a repository on a "
+            "backup machine reached over SSH is still to come); only on local. Remove "
+            "spec.backup",
+        )
+    ]
