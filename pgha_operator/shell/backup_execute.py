@@ -3,16 +3,25 @@
 from __future__ import annotations
 
 from pgha_operator.core.backup_actions import AdoptStanza, BackupAction, CreateStanza
-from pgha_operator.core.errors import OperatorError
+from pgha_operator.core.errors import OperatorError, TemporaryError
 from pgha_operator.core.topology import Layout
 from pgha_operator.shell.clients.pgbackrest import PgBackRest
-from pgha_operator.shell.hosts.base import Host
+from pgha_operator.shell.hosts.base import Host, HostError
 
 REPOSITORY_MODE = 0o750  # PostgreSQL's user writes it; nobody else reads the backups
+# A refused stanza-create (a repository PostgreSQL's user cannot write...) is tried again
+# this much later, not every cycle.
+RETRY_SECONDS = 10.0
 
 
 def perform_backup(action: BackupAction, host: Host, layout: Layout, stanza: str) -> None:
-    client = PgBackRest(host, layout, stanza, action.owner)
+    try:
+        _perform(action, host, PgBackRest(host, layout, stanza, action.owner))
+    except HostError as exc:
+        raise TemporaryError(str(exc), delay=RETRY_SECONDS) from exc
+
+
+def _perform(action: BackupAction, host: Host, client: PgBackRest) -> None:
     match action:
         case CreateStanza(repository=repository, owner=owner):
             ensure_dir = getattr(host, "ensure_dir", None)

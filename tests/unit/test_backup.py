@@ -406,3 +406,74 @@ def test_a_destroyed_clusters_stanza_is_continued_another_is_not() -> None:
         if isinstance(a, AdoptStanza | CreateStanza)
     ]
     assert "ForeignStanza" in backups_condition(desired, other)[0].reason
+
+
+# --- shell: the stanza actions' commands ----------------------------------------------------
+
+
+class RecordingHost:
+    """Records commands; fails the ones whose pgBackRest command is in `failing`."""
+
+    name = "node1"
+
+    def __init__(self, failing: tuple[str, ...] = ()) -> None:
+        self.failing = failing
+        self.ran: list[tuple[list[str], str | None]] = []
+        self.dirs: list[tuple[str, int, str | None]] = []
+        self.removed: list[str] = []
+
+    def run(self, argv, *, user=None, timeout=30, check=True, input=None):  # noqa: ANN001, ANN201, A002
+        from pgha_operator.shell.hosts.base import CommandResult, HostError
+
+        self.ran.append((list(argv), user))
+        if any(word in argv for word in self.failing):
+            raise HostError(f"node1: {argv[3]} failed with exit code 28")
+        return CommandResult(tuple(argv), 0, "", "")
+
+    def ensure_dir(self, path: str, mode: int = 0o755, owner: str | None = None) -> bool:
+        self.dirs.append((path, mode, owner))
+        return True
+
+    def remove(self, path: str) -> None:
+        self.removed.append(path)
+
+
+def test_the_stanza_is_created_then_checked_as_postgres_with_the_passfile() -> None:
+    from pgha_operator.shell.backup_execute import perform_backup
+
+    layout = topology.layout("/srv/st/machines/node1")
+    host = RecordingHost()
+    perform_backup(CreateStanza("node1", "/srv/b", "postgres"), host, layout, "demo")  # type: ignore[arg-type]
+    assert host.dirs == [("/srv/b", 0o750, "postgres")]
+    paths = backup_paths(layout)
+    assert [
+        (argv[-2:] if argv[-1].startswith("--") else argv[-1:], user) for argv, user in host.ran
+    ] == [
+        (["stanza-create"], "postgres"),
+        (["check", "--archive-timeout=30"], "postgres"),
+    ]
+    argv = host.ran[0][0]
+    assert argv[:5] == [
+        "env",
+        f"PGPASSFILE={paths.passfile}",
+        "/usr/bin/pgbackrest",
+        f"--config={paths.config}",
+        "--stanza=demo",
+    ]
+
+
+def test_a_refused_stanza_command_is_retried_later_and_keeps_the_marker() -> None:
+    from pgha_operator.core.backup_actions import AdoptStanza
+    from pgha_operator.core.errors import TemporaryError
+    from pgha_operator.shell.backup_execute import RETRY_SECONDS, perform_backup
+
+    layout = topology.layout("/srv/st/machines/node1")
+    host = RecordingHost(failing=("stanza-upgrade",))
+    adopt = AdoptStanza("node1", "/srv/b", "postgres", "/srv/b/demo.destroyed-cluster.json")
+    with pytest.raises(TemporaryError) as raised:
+        perform_backup(adopt, host, layout, "demo")  # type: ignore[arg-type]
+    assert raised.value.delay == RETRY_SECONDS and host.removed == []
+    ok = RecordingHost()
+    perform_backup(adopt, ok, layout, "demo")  # type: ignore[arg-type]
+    assert ok.removed == ["/srv/b/demo.destroyed-cluster.json"]
+    assert [argv[5] for argv, _ in ok.ran] == ["stanza-upgrade", "check"]

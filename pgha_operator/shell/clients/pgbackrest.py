@@ -16,7 +16,7 @@ from pgha_operator.shell.hosts.base import Host
 BackupType = Literal["full", "diff", "incr"]
 
 STANZA_TIMEOUT = 120.0  # seconds: stanza-create + check (a WAL switch, archived)
-ARCHIVE_TIMEOUT = 60  # pgBackRest's own wait for a WAL segment to reach the repository
+ARCHIVE_TIMEOUT = 30  # pgBackRest's own wait for a WAL segment to reach the repository
 BACKUP_TIMEOUT = 3600.0
 
 
