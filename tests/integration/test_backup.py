@@ -1,8 +1,9 @@
 """Backups with real pgBackRest on a lean cluster (local provider: one etcd member, two
 PostgreSQL nodes, one HAProxy): WAL archived right after bootstrap (the operator created
 and checked the stanza), the first full backup taken by the running operator, a backup
-taken from the replica on demand, the backups listed and in status, and destroy keeping
-the repository unless told to delete it."""
+taken from the replica on demand, the backups listed and in status, a repository PostgreSQL
+cannot write making the cluster Degraded until it can again, and destroy keeping the
+repository (a new cluster of the same name continues it) unless told to delete it."""
 
 from __future__ import annotations
 
@@ -126,6 +127,32 @@ def test_backup_from_the_replica_is_listed(live: Live) -> None:
     assert not shown["backup"]["archiver"]["failing"]
     [healthy] = [c for c in shown["conditions"] if c["type"] == "BackupsHealthy"]
     assert healthy["status"] == "True", healthy
+
+
+def backups_condition(live: Live) -> dict:
+    shown = json.loads(cli("status", *live.args(), "--json", timeout=60).stdout)
+    [condition] = [c for c in shown["conditions"] if c["type"] == "BackupsHealthy"]
+    return {**condition, "phase": shown["phase"]}
+
+
+def test_failing_archiving_degrades_the_cluster_until_fixed(live: Live) -> None:
+    archive = live.repository / "archive" / "bk"
+    mode = archive.stat().st_mode & 0o777
+    archive.chmod(0o500)  # PostgreSQL's user can no longer write WAL there
+    try:
+        live.superuser("CREATE TABLE IF NOT EXISTS u AS SELECT 1 AS x")
+        live.superuser("SELECT pg_switch_wal()")
+        failing = wait_for(
+            "BackupsHealthy false",
+            lambda: (c := backups_condition(live))["status"] == "False" and c,
+            60,
+        )
+        assert failing["reason"].startswith("ArchivingFailing: WAL "), failing
+        assert failing["phase"] == "Degraded" and "pg_wal" in failing["reason"]
+    finally:
+        archive.chmod(mode)
+    # PostgreSQL retries the segment by itself (within a minute); nothing else to repair.
+    wait_for("BackupsHealthy true again", lambda: backups_condition(live)["status"] == "True", 120)
 
 
 def test_destroy_keeps_the_repository_and_a_new_cluster_continues_it(live: Live) -> None:
