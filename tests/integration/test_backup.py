@@ -136,9 +136,13 @@ def backups_condition(live: Live) -> dict:
 
 
 def test_failing_archiving_degrades_the_cluster_until_fixed(live: Live) -> None:
-    archive = live.repository / "archive" / "bk"
-    mode = archive.stat().st_mode & 0o777
-    archive.chmod(0o500)  # PostgreSQL's user can no longer write WAL there
+    # Every directory of the stanza's archive read-only: PostgreSQL's user (archive-push)
+    # can no longer write WAL there, whichever folder the next segment goes to.
+    folders = [p for p in (live.repository / "archive" / "bk").rglob("*") if p.is_dir()]
+    folders.append(live.repository / "archive" / "bk")
+    modes = {p: p.stat().st_mode & 0o777 for p in folders}
+    for p in folders:
+        p.chmod(0o500)
     try:
         live.superuser("CREATE TABLE IF NOT EXISTS u AS SELECT 1 AS x")
         live.superuser("SELECT pg_switch_wal()")
@@ -150,7 +154,8 @@ def test_failing_archiving_degrades_the_cluster_until_fixed(live: Live) -> None:
         assert failing["reason"].startswith("ArchivingFailing: WAL "), failing
         assert failing["phase"] == "Degraded" and "pg_wal" in failing["reason"]
     finally:
-        archive.chmod(mode)
+        for p, mode in modes.items():
+            p.chmod(mode)
     # PostgreSQL retries the segment by itself (within a minute); nothing else to repair.
     wait_for("BackupsHealthy true again", lambda: backups_condition(live)["status"] == "True", 120)
 
