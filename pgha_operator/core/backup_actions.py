@@ -41,5 +41,27 @@ class AdoptStanza:
         return f"continue the stanza a destroyed cluster left in {self.repository} (stanza-upgrade)"
 
 
-BackupAction = CreateStanza | AdoptStanza
-BACKUP_ACTIONS = (CreateStanza, AdoptStanza)
+@dataclass(frozen=True)
+class PushOlderTimelineWal:
+    """After a failover (the primary on a new timeline): push the complete segments of the
+    older timelines still in the new primary's pg_wal. With archive_mode=on a promoted
+    replica never archives what it received, so a segment the old primary had not archived
+    when it died would be missing from the repository; pgBackRest accepts a segment it
+    already has (same checksum). Then the timeline is noted in `marker`."""
+
+    machine: str
+    timeline: int
+    owner: str | None
+    marker: str
+    barrier: bool = False
+
+    @property
+    def describe(self) -> str:
+        return (
+            f"archive the older timelines' WAL still in {self.machine}'s pg_wal "
+            f"(timeline {self.timeline})"
+        )
+
+
+BackupAction = CreateStanza | AdoptStanza | PushOlderTimelineWal
+BACKUP_ACTIONS = (CreateStanza, AdoptStanza, PushOlderTimelineWal)

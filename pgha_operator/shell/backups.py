@@ -17,7 +17,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pgha_operator.core.errors import OperatorError, PermanentError
-from pgha_operator.core.facts.backup import StanzaInfo, destroyed_marker, destroyed_marker_text
+from pgha_operator.core.facts.backup import (
+    StanzaInfo,
+    destroyed_marker,
+    destroyed_marker_text,
+    timeline_marker,
+)
 from pgha_operator.core.facts.observed import Observed
 from pgha_operator.core.spec import Cluster
 from pgha_operator.core.spec.backup import BackupSpec, repository_path
@@ -157,6 +162,7 @@ def delete_backups(cluster: Cluster) -> list[str]:
             shutil.rmtree(stanza_dir)
             removed.append(str(stanza_dir))
     Path(destroyed_marker(repository, cluster.name)).unlink(missing_ok=True)
+    Path(timeline_marker(repository, cluster.name)).unlink(missing_ok=True)
     for folder in (Path(repository) / "backup", Path(repository) / "archive", Path(repository)):
         if folder.is_dir() and not any(folder.iterdir()):
             folder.rmdir()

@@ -12,6 +12,8 @@ from pgha_operator.core.facts.backup import (
     destroyed_marker,
     parse_backup_info,
     parse_destroyed_marker,
+    parse_timeline_marker,
+    timeline_marker,
 )
 from pgha_operator.core.facts.types import PatroniFacts
 from pgha_operator.core.plan import Desired
@@ -49,6 +51,7 @@ def observe_backup(
     except HostError:
         return None
     marker = _read(provider, nodes[0], destroyed_marker(repository, desired.cluster.name))
+    pushed = _read(provider, nodes[0], timeline_marker(repository, desired.cluster.name))
     archiver, system_id = _archiver(patroni, secrets, clients, timeout)
     parsed = parse_backup_info(info.decode(errors="replace")) if info is not None else None
     return BackupFacts(
@@ -59,6 +62,7 @@ def observe_backup(
         last_backup=parsed.backups[-1] if parsed and parsed.backups else None,
         last_full=_last_full(parsed.backups) if parsed else None,
         destroyed_system_id=parse_destroyed_marker(marker.decode()) if marker else None,
+        pushed_timeline=parse_timeline_marker(pushed.decode()) if pushed else None,
     )
 
 

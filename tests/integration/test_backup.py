@@ -7,8 +7,11 @@ repository (a new cluster of the same name continues it) unless told to delete i
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import shutil
+import signal
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +23,9 @@ from tests.integration.cluster_helpers import (
     cli,
     kill_leftovers,
     make_state_root,
+    postmaster_pid,
     query,
+    service_pid,
     wait_for,
     write_manifest,
 )
@@ -158,6 +163,60 @@ def test_failing_archiving_degrades_the_cluster_until_fixed(live: Live) -> None:
             p.chmod(mode)
     # PostgreSQL retries the segment by itself (within a minute); nothing else to repair.
     wait_for("BackupsHealthy true again", lambda: backups_condition(live)["status"] == "True", 120)
+
+
+def primary_name(live: Live) -> str:
+    for name in ("node1", "node2"):
+        with contextlib.suppress(Exception):
+            if not live.superuser("SELECT pg_is_in_recovery()", name)[0][0]:
+                return name
+    raise AssertionError("no primary")
+
+
+def archived(live: Live, segment: str) -> bool:
+    folder = live.repository / "archive" / "bk" / "15-1" / segment[:16]
+    return any(folder.glob(f"{segment}-*"))
+
+
+def test_wal_the_dead_primary_had_not_archived_reaches_the_repository(live: Live) -> None:
+    """archive_mode=on: a promoted replica does not archive what it received; the operator
+    pushes the older timeline's segments from the new primary's pg_wal after the failover."""
+    old = primary_name(live)
+    new = "node2" if old == "node1" else "node1"
+    folders = [p for p in (live.repository / "archive" / "bk").rglob("*") if p.is_dir()]
+    folders.append(live.repository / "archive" / "bk")
+    modes = {p: p.stat().st_mode & 0o777 for p in folders}
+    unarchived = []
+    try:
+        for p in folders:
+            p.chmod(0o500)  # the old primary cannot archive from here on
+        for i in range(2):
+            live.superuser(f"CREATE TABLE gap{i} AS SELECT 1 AS x", old)
+            unarchived.append(
+                live.superuser("SELECT pg_walfile_name(pg_current_wal_lsn())", old)[0][0]
+            )
+            live.superuser("SELECT pg_switch_wal()", old)
+        target = live.superuser("SELECT pg_current_wal_lsn()::text", old)[0][0]
+        wait_for(
+            f"{new} to have received the segments",
+            lambda: live.superuser(f"SELECT pg_last_wal_receive_lsn() >= '{target}'::pg_lsn", new)[
+                0
+            ][0],
+            30,
+        )
+        for pid in (service_pid(live.state, old, "patroni"), postmaster_pid(live.state, old)):
+            if pid:
+                os.kill(pid, signal.SIGKILL)
+    finally:
+        for p, mode in modes.items():
+            p.chmod(mode)
+    assert unarchived and not any(archived(live, s) for s in unarchived)
+    wait_for(f"{new} promoted", lambda: primary_name(live) == new, 90)
+    res = cli("apply", *live.args(), "--timeout", "240", timeout=360)
+    assert res.returncode == 0, f"apply failed:\n{res.stdout}\n{res.stderr}"
+    assert "archive the older timelines' WAL" in res.stdout, res.stdout
+    assert all(archived(live, s) for s in unarchived), unarchived
+    assert (live.repository / "bk.wal-timeline").read_text().strip() == "2"
 
 
 def test_destroy_keeps_the_repository_and_a_new_cluster_continues_it(live: Live) -> None:

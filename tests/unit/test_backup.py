@@ -475,5 +475,77 @@ def test_a_refused_stanza_command_is_retried_later_and_keeps_the_marker() -> Non
     assert raised.value.delay == RETRY_SECONDS and host.removed == []
     ok = RecordingHost()
     perform_backup(adopt, ok, layout, "demo")  # type: ignore[arg-type]
-    assert ok.removed == ["/srv/b/demo.destroyed-cluster.json"]
+    assert ok.removed == ["/srv/b/demo.destroyed-cluster.json", "/srv/b/demo.wal-timeline"]
     assert [argv[5] for argv, _ in ok.ran] == ["stanza-upgrade", "check"]
+
+
+# --- after a failover ------------------------------------------------------------------------
+
+
+def test_older_timeline_segments_in_pg_wal() -> None:
+    from pgha_operator.core.facts.backup import older_timeline_segments
+
+    names = [
+        "000000010000000000000004",
+        "000000010000000000000003",
+        "000000010000000000000005.partial",
+        "00000002.history",
+        "000000020000000000000005",
+        "archive_status",
+        "000000010000000000000004.00000028.backup",
+    ]
+    assert older_timeline_segments(names, 2) == [
+        "000000010000000000000003",
+        "000000010000000000000004",
+    ]
+    assert older_timeline_segments(names, 1) == []
+
+
+def test_a_new_timeline_pushes_the_older_wal_once() -> None:
+    from pgha_operator.core.backup_actions import PushOlderTimelineWal
+
+    desired = desired_of(load("  backup: {repository: {path: /srv/b}}"))
+    facts = BackupFacts(True, SYSTEM_ID, archiver(), SYSTEM_ID)
+    observed = observed_with(desired, facts)
+    members = tuple(replace(m, timeline=2) for m in observed.patroni.members)
+    failed_over = replace(observed, patroni=replace(observed.patroni, members=members))
+
+    def pushes(o):  # noqa: ANN001, ANN202
+        return [a for a in plan(desired, o).actions if isinstance(a, PushOlderTimelineWal)]
+
+    assert pushes(observed) == []  # timeline 1: nothing before it
+    assert pushes(failed_over) == [
+        PushOlderTimelineWal("node1", 2, "postgres", "/srv/b/demo.wal-timeline")
+    ]
+    done = replace(failed_over, backup=replace(facts, pushed_timeline=2))
+    assert pushes(done) == []
+    foreign = replace(failed_over, backup=replace(facts, stanza_system_id=42))
+    assert pushes(foreign) == []
+
+
+def test_the_push_lists_pg_wal_pushes_each_older_segment_then_notes_the_timeline() -> None:
+    from pgha_operator.core.backup_actions import PushOlderTimelineWal
+    from pgha_operator.shell.backup_execute import perform_backup
+    from pgha_operator.shell.hosts.base import CommandResult
+
+    class ListingHost(RecordingHost):
+        def __init__(self) -> None:
+            super().__init__()
+            self.written: list[tuple[str, bytes, str | None]] = []
+
+        def run(self, argv, *, user=None, timeout=30, check=True, input=None):  # noqa: ANN001, ANN201, A002
+            self.ran.append((list(argv), user))
+            out = "000000010000000000000003\n000000010000000000000004.partial\n00000002.history\n"
+            return CommandResult(tuple(argv), 0, out if argv[0] == "ls" else "", "")
+
+        def write(self, path: str, data: bytes, *, mode: int = 0o644, owner=None) -> bool:  # noqa: ANN001
+            self.written.append((path, data, owner))
+            return True
+
+    layout = topology.layout("/srv/st/machines/node1")
+    host = ListingHost()
+    action = PushOlderTimelineWal("node1", 2, "postgres", "/srv/b/demo.wal-timeline")
+    perform_backup(action, host, layout, "demo")  # type: ignore[arg-type]
+    pushed = [argv[-1] for argv, _ in host.ran if "archive-push" in argv]
+    assert pushed == [f"{layout.pg_data}/pg_wal/000000010000000000000003"]
+    assert host.written == [("/srv/b/demo.wal-timeline", b"2\n", "postgres")]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import configparser
 import json
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -154,6 +155,9 @@ class BackupFacts:
     last_full: BackupSet | None = None  # the newest full one
     # The database whose cluster `destroy` left this stanza behind (its marker file)
     destroyed_system_id: int | None = None
+    # The newest timeline whose predecessors' WAL the operator pushed from its primary's
+    # pg_wal (its marker file; None: never, i.e. timeline 1)
+    pushed_timeline: int | None = None
 
     @property
     def adoptable(self) -> bool:
@@ -243,3 +247,30 @@ def parse_destroyed_marker(text: str) -> int | None:
     except (ValueError, AttributeError):
         return None
     return value if isinstance(value, int) else None
+
+
+def timeline_marker(repository: str, stanza: str) -> str:
+    """Where the operator notes the timeline it last filled the archive for (a failover)."""
+    return f"{repository.rstrip('/')}/{stanza}.wal-timeline"
+
+
+def parse_timeline_marker(text: str) -> int | None:
+    try:
+        return int(text.strip())
+    except ValueError:
+        return None
+
+
+# A WAL segment's file name: timeline, log and segment, eight hex digits each.
+_SEGMENT = re.compile(r"^([0-9A-F]{8})[0-9A-F]{16}$")
+
+
+def older_timeline_segments(names: list[str], timeline: int) -> list[str]:
+    """The complete WAL segments of timelines before `timeline` among pg_wal's file names,
+    in order (no .partial, .history or .backup files)."""
+    found = []
+    for name in names:
+        match = _SEGMENT.match(name)
+        if match and int(match.group(1), 16) < timeline:
+            found.append(name)
+    return sorted(found)

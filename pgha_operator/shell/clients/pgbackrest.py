@@ -50,6 +50,11 @@ class PgBackRest:
         """The stanza made this database's (a new system identifier), the former kept."""
         self._run("stanza-upgrade", timeout=STANZA_TIMEOUT)
 
+    def archive_push(self, segment_path: str) -> None:
+        """One WAL segment by hand; one the repository has already (same checksum) is
+        accepted with a warning."""
+        self._run("archive-push", segment_path, timeout=STANZA_TIMEOUT)
+
     def check(self) -> None:
         """The configuration, the repository and archiving end to end (a WAL switch)."""
         self._run("check", f"--archive-timeout={ARCHIVE_TIMEOUT}", timeout=STANZA_TIMEOUT)
