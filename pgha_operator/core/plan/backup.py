@@ -4,7 +4,9 @@ Level-based: the observation says whether the repository holds the cluster's sta
 it does, and once the primary runs with archiving in force (its pgBackRest files written,
 no restart pending for archive_mode), the stanza is created and checked on the primary. A
 stanza of another database is left alone, unless `destroy` marked it as a destroyed
-cluster's of this name: then this cluster continues it (stanza-upgrade).
+cluster's of this name: then this cluster continues it (stanza-upgrade). Once the stanza
+is there, each new timeline of the primary (a failover or switchover) has the older
+timelines' WAL still in its pg_wal pushed once (archive_mode=on: docs/backup.md).
 """
 
 from __future__ import annotations
