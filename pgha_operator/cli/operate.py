@@ -21,6 +21,8 @@ from pgha_operator.cli.logs import add_log_format_argument
 from pgha_operator.cli.logs import configure as configure_logs
 from pgha_operator.cli.progress import ApplyProgress
 from pgha_operator.core.render.haproxy import STATS_USER
+from pgha_operator.core.spec import Cluster
+from pgha_operator.shell.backups import delete_backups, kept_backups, mark_destroyed
 from pgha_operator.shell.controller import Controller
 from pgha_operator.shell.cycle import CycleReport
 from pgha_operator.shell.loops import DecisionLog
@@ -66,6 +68,11 @@ def add_commands(command: Any) -> None:
         cmd_destroy,
     )
     p.add_argument("--yes", action="store_true", help="required: this deletes all data")
+    p.add_argument(
+        "--delete-backups",
+        action="store_true",
+        help="also delete the cluster's backups and archived WAL (spec.backup); kept otherwise",
+    )
     add_state_dir_argument(p)
 
 
@@ -185,10 +192,28 @@ def cmd_destroy(args: argparse.Namespace) -> int:
     ctl = controller(args, fall_back_to_last_applied=True)
     ctl.lock("destroy")
     try:
+        if not args.delete_backups:
+            mark_destroyed(ctl)  # a new cluster of this name may continue the stanza
         removed = ctl.destroy(on_left=print_left)
     finally:
         ctl.unlock()
     for name in removed:
         print(f"destroyed machine {name}")
     print(f"cluster {ctl.cluster.name} destroyed; state dir {ctl.state_dir} removed")
+    print_backups_fate(ctl.cluster, args.delete_backups)
     return 0
+
+
+def print_backups_fate(cluster: Cluster, delete: bool) -> None:
+    """The repository outlives the cluster unless asked: say where it is, or what went."""
+    repository = kept_backups(cluster)
+    if repository is None:
+        return
+    if delete:
+        for path in delete_backups(cluster):
+            print(f"deleted backups {path}")
+        return
+    print(
+        f"backups kept in {repository} (pgBackRest stanza {cluster.name}); "
+        "`destroy --delete-backups` deletes them"
+    )

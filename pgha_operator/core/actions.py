@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from pgha_operator.core.backup_actions import BackupAction
 from pgha_operator.core.catalog_actions import CatalogAction
 
 
@@ -276,5 +277,6 @@ Action = (
     | CreateRole
     | CreateDatabase
     | CatalogAction
+    | BackupAction
     | WaitFor
 )

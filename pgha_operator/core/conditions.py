@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
+from pgha_operator.core.backup_health import backup_verdict
 from pgha_operator.core.brief import REASON_CHARS, brief
 from pgha_operator.core.facts.observed import Observed
 from pgha_operator.core.facts.types import PatroniMember
@@ -49,6 +50,7 @@ def assess(
         _patroni(desired, observed),
         _routing(desired, observed),
         *_catalog(desired, observed),
+        *_backups(desired, observed),
     )
     # Reasons quote components' errors: no HTML page, no screenful (core/brief.py).
     found = tuple(
@@ -220,3 +222,12 @@ def _catalog(desired: Desired, observed: Observed) -> tuple[Condition, ...]:
         reason = "; ".join(f"{r.kind} {r.name}: {r.reason}" for r in stuck)
         return (Condition("RolesAndDatabases", False, reason),)
     return (Condition("RolesAndDatabases", True, "ok"),)
+
+
+def _backups(desired: Desired, observed: Observed) -> tuple[Condition, ...]:
+    """Only with spec.backup: WAL reaches the repository (core/backup_health.py)."""
+    verdict = backup_verdict(desired.cluster, observed)
+    if verdict is None:
+        return ()
+    reason = "ok" if verdict.healthy else verdict.reason
+    return (Condition("BackupsHealthy", verdict.healthy, reason, verdict.transient),)

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from pgha_operator.core.backup_health import backup_status, format_backup_status
 from pgha_operator.core.conditions import Condition
 from pgha_operator.core.facts.observed import Observed
 from pgha_operator.core.plan import Desired
@@ -39,6 +40,8 @@ def build_status(
     if rows:
         status["roles"] = [_catalog_row(r) for r in rows if r.kind == "role"]
         status["databases"] = [_catalog_row(r) for r in rows if r.kind == "database"]
+    if (backup := backup_status(desired.cluster, observed)) is not None:
+        status["backup"] = backup
     if extra:
         status.update(extra)
     return status
@@ -168,6 +171,8 @@ def format_status(status: Mapping[str, Any]) -> str:
             for row in status[kind]:
                 why = f" ({row['reason']})" if row["reason"] else ""
                 lines.append(f"  {row['name']:<16} {row['ensure']:<8} {row['state']}{why}")
+    if status.get("backup"):
+        lines += format_backup_status(status["backup"])
     lbs = status["loadBalancer"]
     for lb in lbs if isinstance(lbs, list) else [lbs]:
         p = lb["ports"]

@@ -37,6 +37,7 @@ from pgha_operator.core.actions import (
     WaitFor,
     WriteFile,
 )
+from pgha_operator.core.backup_actions import BACKUP_ACTIONS
 from pgha_operator.core.catalog_actions import CATALOG_ACTIONS
 from pgha_operator.core.errors import OperatorError, PermanentError, TemporaryError
 from pgha_operator.core.render import (
@@ -50,6 +51,7 @@ from pgha_operator.core.render import (
 from pgha_operator.core.services import ServiceState
 from pgha_operator.core.spec import Cluster
 from pgha_operator.core.topology import Topology
+from pgha_operator.shell.backup_execute import perform_backup
 from pgha_operator.shell.catalog_execute import perform_catalog
 from pgha_operator.shell.clients import Clients, EtcdApi, PatroniApi, PostgresApi
 from pgha_operator.shell.hosts.base import HostError
@@ -162,6 +164,9 @@ def _perform(action: Action, env: Env) -> None:
             return
         case _ if isinstance(action, CATALOG_ACTIONS):
             perform_catalog(action, env.clients, env.secrets)
+        case _ if isinstance(action, BACKUP_ACTIONS):
+            host = env.provider.host(action.machine)
+            perform_backup(action, host, env.provider.layout(action.machine), env.cluster.name)
         case _:
             raise OperatorError(f"unknown action {action!r}")
 

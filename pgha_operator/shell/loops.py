@@ -101,7 +101,10 @@ def run_forever(ctl: Controller, stop: threading.Event) -> None:
     ctl.start_fencer()
     watcher = threading.Thread(target=watch_manifests, args=(ctl.paths, wake, stop), daemon=True)
     watcher.start()
+    from pgha_operator.shell.backup_schedule import BackupScheduler  # imports the controller
+
     decisions = DecisionLog(ctl)
+    backups = BackupScheduler(ctl)
     while not stop.is_set():
         ctl.reload_manifest()
         if not leadership.refresh().act:
@@ -111,6 +114,7 @@ def run_forever(ctl: Controller, stop: threading.Event) -> None:
         if report is None:
             stop.wait(RESYNC_SECONDS)
             continue
+        backups(report)
         pause(ctl, next_delay(report, RESYNC_SECONDS), wake, stop)
         wake.clear()
 

@@ -27,6 +27,7 @@ from pgha_operator.core.render.haproxy import STATS_USER
 from pgha_operator.core.services import ServiceState
 from pgha_operator.core.spec import PostgresSpec
 from pgha_operator.shell.clients import Clients, ComponentError, PostgresApi
+from pgha_operator.shell.observe_backup import observe_backup
 from pgha_operator.shell.providers.base import Provider
 from pgha_operator.shell.start_failures import read_start_failures
 
@@ -94,6 +95,9 @@ def observe(
             down=down,
             start_failures=read_start_failures(provider, patroni_facts, up, topo.cluster),
             reinits=dict(reinits or {}),
+            backup=observe_backup(
+                desired, provider, up, patroni_facts, secrets, clients, ROLES_TIMEOUT
+            ),
             now=time.time(),
         )
 

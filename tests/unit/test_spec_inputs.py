@@ -229,7 +229,7 @@ def test_several_bad_parameters_are_reported_together() -> None:
         "_my.setting: x",
         'shared_preload_libraries: "pg_stat_statements"',
         "log_line_prefix: '%m [%p] '",
-        "archive_command: '/bin/true'",
+        "archive_timeout: 60",
         "application_name: naïve",
     ],
 )

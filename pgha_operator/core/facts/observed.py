@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from pgha_operator.core.facts.backup import BackupFacts
 from pgha_operator.core.facts.catalog import CatalogFacts
 from pgha_operator.core.facts.reinit import ReinitRecord
 from pgha_operator.core.facts.start_failure import StartFailure
@@ -45,6 +46,8 @@ class Observed:
     start_failures: Mapping[str, StartFailure] = field(default_factory=dict)
     # the operator's own reinitialisations per member (its memory, from the state dir)
     reinits: Mapping[str, ReinitRecord] = field(default_factory=dict)
+    # spec.backup: the stanza and the primary's archiver; None without spec.backup
+    backup: BackupFacts | None = None
     now: float = 0.0  # Unix time of the observation: backoffs are measured against it
 
     def service(self, machine: str, name: str) -> ServiceState:

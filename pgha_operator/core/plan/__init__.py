@@ -27,6 +27,7 @@ from pgha_operator.core.actions import (
 )
 from pgha_operator.core.desired import Desired, Plan, content_hash
 from pgha_operator.core.facts.observed import Observed
+from pgha_operator.core.plan.backup import backup_actions
 from pgha_operator.core.plan.catalog import catalog_diff
 from pgha_operator.core.plan.etcd import etcd_has_quorum, etcd_membership
 from pgha_operator.core.plan.patroni import (
@@ -93,6 +94,7 @@ def plan(desired: Desired, observed: Observed) -> Plan:
         actions += reinitialize_stuck(desired, observed)
     actions += _roles(observed)
     actions += catalog_diff(desired.cluster.spec.postgres, observed).actions
+    actions += backup_actions(desired, observed)
     # A wait is a barrier: whatever else can be done this cycle goes before it.
     ordered = [a for a in actions if not isinstance(a, WaitFor)]
     ordered += [a for a in actions if isinstance(a, WaitFor)][:1]

@@ -30,6 +30,7 @@ from pgha_operator.core.render.context import (
 from pgha_operator.core.render.etcd import etcd_config, etcd_yaml
 from pgha_operator.core.render.haproxy import haproxy_cfg
 from pgha_operator.core.render.patroni import dynamic_config, patroni_config, patroni_yaml, pg_hba
+from pgha_operator.core.render.pgbackrest import backup_files
 from pgha_operator.core.render.services import (
     SYSTEMD_UNIT_DIR,
     service_definitions,
@@ -108,6 +109,7 @@ def render_machine(ctx: RenderContext, machine: str) -> tuple[DesiredFile, ...]:
                 service="patroni",
             )
         )
+        files.extend(backup_files(ctx, machine))
     if m.has(Role.LOADBALANCER):
         files.append(
             DesiredFile(

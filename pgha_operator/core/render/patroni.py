@@ -11,6 +11,7 @@ from pgha_operator.core.render.context import (
     RenderContext,
     dump_yaml,
 )
+from pgha_operator.core.render.pgbackrest import archive_parameters, recovery_settings
 from pgha_operator.core.render.tls import daemon_tls
 from pgha_operator.core.spec import HbaRule, ParameterValue
 
@@ -194,7 +195,7 @@ def _postgresql_section(ctx: RenderContext, machine: str, address: str) -> dict[
     pg = f"{address}:{ctx.topology.pg_port}"
     tls = client_tls(ctx, machine)
     superuser = {"username": SUPERUSER, "password": secrets.superuser_password, **tls}
-    return {
+    section: dict[str, Any] = {
         "listen": pg,
         "connect_address": pg,
         "data_dir": layout.pg_data,
@@ -216,6 +217,8 @@ def _postgresql_section(ctx: RenderContext, machine: str, address: str) -> dict[
             # otherwise collide on Debian's shared /var/run/postgresql.
             "unix_socket_directories": layout.pg_socket_dir,
             **ssl_parameters(ctx, machine),
+            # WAL archiving (spec.backup): local, since the config path is the machine's.
+            **archive_parameters(ctx, machine),
         },
         "pg_hba": pg_hba(ctx),
         # pg_basebackup's default spread checkpoint paces itself over checkpoint_timeout:
@@ -223,6 +226,9 @@ def _postgresql_section(ctx: RenderContext, machine: str, address: str) -> dict[
         # waited 90 s for it. A fast one costs a short burst of writes.
         "basebackup": [{"checkpoint": "fast"}],
     }
+    if recovery := recovery_settings(ctx, machine):
+        section["recovery_conf"] = recovery
+    return section
 
 
 def patroni_yaml(ctx: RenderContext, machine: str) -> str:

@@ -19,6 +19,7 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 
+from pgha_operator.core.spec.backup import BackupSpec
 from pgha_operator.core.spec.catalog import DatabaseSpec, RoleSpec
 from pgha_operator.core.spec.parameters import CheckedValue, ParameterName
 from pgha_operator.core.spec.patterns import (
@@ -302,6 +303,8 @@ class ClusterSpec(Model):
     drills: Literal["allowed", "forbidden"] = "forbidden"
     failover: FailoverSpec = FailoverSpec()
     tls: TlsSpec = TlsSpec()
+    # None: no backups, no WAL archiving (core/spec/backup.py).
+    backup: BackupSpec | None = None
 
 
 class Metadata(Model):

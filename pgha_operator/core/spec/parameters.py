@@ -35,6 +35,12 @@ MANAGED_PARAMETERS: dict[str, str] = {
     "config_file": "Patroni writes the configuration files",
     "hba_file": "set spec.postgres.hba instead",
     "ident_file": "Patroni writes the configuration files",
+    # WAL archiving belongs to spec.backup (pgBackRest): another archiver would leave the
+    # repository's WAL stream with gaps, and Patroni writes restore_command itself.
+    "archive_mode": "set spec.backup instead (it turns WAL archiving on)",
+    "archive_command": "set spec.backup instead (the operator archives with pgBackRest)",
+    "archive_library": "set spec.backup instead (the operator archives with pgBackRest)",
+    "restore_command": "set spec.backup instead (replicas fetch WAL with pgBackRest)",
 }
 TLS_REASON = (
     "the operator manages TLS (ssl and every ssl_* setting) with the cluster's certificates"

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic.alias_generators import to_camel
 
+from pgha_operator.core.spec.backup import backup_problems
 from pgha_operator.core.spec.catalog_rules import catalog_problems
 from pgha_operator.core.spec.parameters import case_duplicates
 from pgha_operator.core.spec.problems import path_part
@@ -32,6 +33,7 @@ def cluster_problems(cluster: Cluster) -> Iterable[tuple[str, str]]:
     yield from _strict_needs_a_standby(spec)
     yield from _parameter_set_twice(spec)
     yield from catalog_problems(spec.postgres)
+    yield from backup_problems(spec.provider.type, spec.backup)
 
 
 def _odd_etcd_members(spec: ClusterSpec) -> Found:

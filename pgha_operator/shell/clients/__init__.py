@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from typing import Any, Protocol
 
 from pgha_operator.core.catalog_actions import RoleAttributes
+from pgha_operator.core.facts.backup import ArchiverFacts
 from pgha_operator.core.facts.catalog import CatalogFacts
 from pgha_operator.core.facts.types import (
     EtcdFacts,
@@ -120,6 +121,8 @@ class PostgresApi(Protocol):
     def set_password(self, role: str, password: str) -> None: ...
 
     def existing_databases(self, names: Sequence[str]) -> frozenset[str]: ...
+
+    def archiver(self) -> tuple[ArchiverFacts, int]: ...
 
     def create_database(self, name: str, owner: str) -> bool: ...
 

@@ -13,6 +13,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
+from pgha_operator.core.facts.backup import ArchiverFacts
 from pgha_operator.shell.clients.errors import ComponentError
 
 CONNECT_TIMEOUT = 5.0  # seconds; libpq rounds up to whole seconds, 2 at least
@@ -99,6 +100,28 @@ class PostgresClient:
             "SELECT rolname FROM pg_roles WHERE rolname = ANY(%s)", (list(names),), "reading roles"
         )
         return frozenset(r[0] for r in rows)
+
+    def archiver(self) -> tuple[ArchiverFacts, int]:
+        """pg_stat_archiver (times as Unix seconds) and the database's system identifier.
+        Raises ComponentError if the server does not answer."""
+        rows = self._read(
+            "SELECT archived_count, last_archived_wal, extract(epoch FROM last_archived_time),"
+            " failed_count, last_failed_wal, extract(epoch FROM last_failed_time),"
+            " (SELECT system_identifier FROM pg_control_system())"
+            " FROM pg_stat_archiver",
+            (),
+            "reading pg_stat_archiver",
+        )
+        count, wal, at, failed, failed_wal, failed_at, system_id = rows[0]
+        archiver = ArchiverFacts(
+            archived_count=int(count),
+            last_archived_wal=wal,
+            last_archived_time=None if at is None else float(at),
+            failed_count=int(failed),
+            last_failed_wal=failed_wal,
+            last_failed_time=None if failed_at is None else float(failed_at),
+        )
+        return archiver, int(system_id)
 
     def existing_databases(self, names: Sequence[str]) -> frozenset[str]:
         """Which of `names` exist as databases. Raises ComponentError if the server does not

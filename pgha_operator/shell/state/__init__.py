@@ -13,6 +13,7 @@
     operator.lock           held by whoever acts on the cluster (lock)
     switchover.lock         held for the length of a switchover (lock)
     rotation.lock           held for the length of `rotate passwords` (lock)
+    backup.lock             held for the length of a backup (shell/backups.py)
 
 Providers keep their machines under it too (machines/, vagrant/...), through their own
 modules. Read-only commands (`plan`, `status`, `render`, `dsn`) use only the methods that
