@@ -1,7 +1,7 @@
 """spec.pooler rendered (pure): off by default (nothing of it in any shipped manifest's files);
 on, every PostgreSQL node gets pgbouncer.ini, an auth file holding only the pooler's role,
-its certificates and its service, and HAProxy a pooler port routed like the primary port; `dsn --multi-host` and
-`dsn --role pooler`."""
+its certificates and its service, and HAProxy a pooler port routed like the primary
+port; `dsn --multi-host` and `dsn --role pooler`."""
 
 from __future__ import annotations
 
