@@ -107,6 +107,19 @@ def test_haproxy_routes_the_pooler_port_to_the_primarys_pooler() -> None:
     assert all("maxconn 300 check port 8008" in s for s in servers)
 
 
+def test_a_new_pooler_port_changes_the_definition_so_pgbouncer_restarts() -> None:
+    # PgBouncer cannot rebind on reload: only a changed definition (a restart) moves it.
+    before = service_definitions(pooler_ctx(), "node1")
+    after = service_definitions(pooler_ctx(port=6544), "node1")
+    assert [d for d in before if d.name == "pgbouncer"] != [
+        d for d in after if d.name == "pgbouncer"
+    ]
+    same = service_definitions(pooler_ctx(defaultPoolSize=9), "node1")
+    assert [d for d in before if d.name == "pgbouncer"] == [
+        d for d in same if d.name == "pgbouncer"
+    ]
+
+
 def test_systemd_unit_raises_the_descriptor_limit_for_every_client() -> None:
     ctx = make_ctx(variant(DEMO, pooler=POOLER), manager="systemd")
     node = ctx.topology.postgres[0]

@@ -52,11 +52,6 @@ def pgbouncer_userlist(ctx: RenderContext) -> str:
     return f'"{POOLER_USER}" "{password}"\n'
 
 
-def pooler_servers_maxconn(ctx: RenderContext) -> int:
-    """The connections HAProxy lets through to one node's pooler: all of its clients."""
-    return ctx.cluster.spec.pooler.max_client_conn
-
-
 def pooler_fd_limit(ctx: RenderContext) -> int:
     """File descriptors PgBouncer needs: a client and a server socket each, plus margin."""
     pooler = ctx.cluster.spec.pooler

@@ -85,12 +85,15 @@ def haproxy_definition(ctx: RenderContext, machine: str) -> ServiceDefinition:
 
 
 def pgbouncer_definition(ctx: RenderContext, machine: str) -> ServiceDefinition:
+    pooler = ctx.cluster.spec.pooler
     return ServiceDefinition(
         name="pgbouncer",
         # In the foreground (no -d): the supervisor or systemd keeps it and its stderr.
         argv=(ctx.binaries.pgbouncer, ctx.layout(machine).pgbouncer_config),
         user=daemon_user(ctx, "pgbouncer"),
-        env={},
+        # PgBouncer does not rebind on reload: the listening address in the definition makes
+        # a changed spec.pooler.port a changed definition, which restarts it.
+        env={"PGHA_POOLER_LISTEN": f"{ctx.topology.address(machine)}:{pooler.port}"},
         reload_signal="HUP",  # re-reads pgbouncer.ini, the auth file and the TLS files
         stop_timeout=PGBOUNCER_STOP_TIMEOUT,
     )
