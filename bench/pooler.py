@@ -27,6 +27,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 REPO = Path(__file__).resolve().parents[1]
 CLI = [sys.executable, "-m", "pgha_operator.cli"]
 PGBENCH = shutil.which("pgbench") or "/usr/lib/postgresql/15/bin/pgbench"
@@ -68,7 +70,8 @@ def _env(state: Path, port: int) -> dict[str, str]:
         "PGDATABASE": "app",
         "PGSSLMODE": "verify-full",
         "PGSSLROOTCERT": str(state / "tls" / "ca.crt"),
-        "PGPASSFILE": str(state / "passfiles" / "app"),
+        # The operator's passfile names its own ports; the bench's names any port.
+        "PGPASSFILE": str(state.parent / "bench.pgpass"),
         "PGCONNECT_TIMEOUT": "10",
     }
 
@@ -110,6 +113,7 @@ def pgbench_run(
         "connection_errors": len(re.findall(r"connection to server .* failed", out)),
         "failed_transactions": int(failed.group(1)) if failed else None,
         "exit_code": res.returncode,
+        "first_error": next((ln for ln in out.splitlines() if "error" in ln.lower()), None),
         "wall_s": round(time.monotonic() - started, 1),
         **_percentiles(log_dir),
     }
@@ -133,6 +137,9 @@ def start_lb_pooler(state: Path) -> subprocess.Popen[bytes]:
     log = (state / "lb-pooler.log").open("wb")
     proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     time.sleep(1.0)
+    if proc.poll() is not None:
+        tail = (state / "lb-pooler.log").read_text()[-2000:]
+        raise RuntimeError(f"PgBouncer on the load balancer exited:\n{tail}")
     return proc
 
 
@@ -146,6 +153,10 @@ def measure(seconds: int, clients: list[int], compare_placement: bool) -> dict[s
     runs: list[dict[str, Any]] = []
     try:
         _cli("apply", *args, "--timeout", "300")
+        password = yaml.safe_load((state / "secrets.yaml").read_text())["app_password"]
+        passfile = root / "bench.pgpass"
+        passfile.write_text(f"*:*:*:app:{password}\n")
+        passfile.chmod(0o600)
         init = subprocess.run([PGBENCH, "-i", "-s", "1", "-q"], env=_env(state, 5000),
                               capture_output=True, text=True, timeout=300)  # fmt: skip
         if init.returncode != 0:
