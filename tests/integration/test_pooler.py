@@ -6,7 +6,9 @@ restarted; `status` shows each node's pools."""
 
 from __future__ import annotations
 
+import os
 import shutil
+import signal
 import subprocess
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -146,6 +148,36 @@ def test_status_shows_each_nodes_pools(live: Live) -> None:
     text = cli("status", *live.args()).stdout
     assert "pooler (SHOW POOLS):" in text
     assert f"{primary}: app/app transaction" in text
+
+
+def test_a_dead_pgbouncer_and_an_edited_ini_are_repaired(live: Live) -> None:
+    ini = live.state / "machines" / "node2" / "etc" / "pgbouncer" / "pgbouncer.ini"
+    rendered = ini.read_text()
+    pid = service_pid(live.state, "node2", "pgbouncer")
+    assert pid is not None
+    ini.write_text(rendered.replace("pool_mode = transaction", "pool_mode = session"))
+    os.kill(pid, signal.SIGKILL)
+    res = cli("apply", *live.args(), "--timeout", "120", timeout=240)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert ini.read_text() == rendered
+    assert service_pid(live.state, "node2", "pgbouncer") not in (None, pid)
+    # node2's pooler answers again (its certificate names its own address too)
+    pooled = live.dsn("--role", "pooler", "--show-password")
+    assert served_by(pooled.replace(f"host={NET}.201", f"host={NET}.12"))
+
+
+def test_rotating_the_pooler_roles_password_keeps_the_pooler_working(live: Live) -> None:
+    before = live.secrets()["pooler_password"]
+    res = cli("rotate", "passwords", *live.args(), "--role", "pgha_pooler", "--timeout", "120",
+              timeout=240)  # fmt: skip
+    assert res.returncode == 0, res.stdout + res.stderr
+    after = live.secrets()["pooler_password"]
+    assert after != before
+    userlist = live.state / "machines" / "node1" / "etc" / "pgbouncer" / "userlist.txt"
+    assert after in userlist.read_text()
+    # A new login needs auth_query, which logs in as pgha_pooler with the new password.
+    wait_for("a login through the pooler",
+             lambda: served_by(live.dsn("--role", "pooler"))[1] is False, timeout=30)  # fmt: skip
 
 
 def test_switchover_is_followed_by_the_pooler_and_by_multi_host(live: Live) -> None:
