@@ -46,6 +46,13 @@ def add_commands(command: Any) -> None:
     p = command("dsn", DSN_HELP, cmd_dsn)
     _add_target_arguments(p)
     p.add_argument(
+        "--multi-host",
+        action="store_true",
+        help="libpq's multi-host form instead of the load balancer: every PostgreSQL node, "
+        "target_session_attrs=read-write (--role primary) or prefer-standby (--role "
+        "replicas), for clients that follow the primary themselves",
+    )
+    p.add_argument(
         "--show-password",
         action="store_true",
         help="put the password itself in the string (visible to `ps` once passed as an "
@@ -59,9 +66,10 @@ def add_commands(command: Any) -> None:
 def _add_target_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--role",
-        choices=("primary", "replicas"),
+        choices=("primary", "replicas", "pooler"),
         default="primary",
-        help="through the load balancer's primary port (default) or its replicas port",
+        help="through the load balancer's primary port (default), its replicas port, or its "
+        "pooler port (the primary's PgBouncer; spec.pooler.enabled)",
     )
     p.add_argument(
         "--user",
@@ -91,6 +99,8 @@ class Target:
     dbname: str
     sslrootcert: str
     passfile: Path
+    # libpq's target_session_attrs with several hosts (dsn --multi-host); None: one host
+    target_session_attrs: str | None = None
 
 
 def resolve(args: argparse.Namespace, ctl: Controller) -> Target:
@@ -102,7 +112,9 @@ def resolve(args: argparse.Namespace, ctl: Controller) -> Target:
             f"--user {args.user}: not a login of cluster {cluster.name} "
             f"(logins: {', '.join(logins)})"
         )
-    if args.node is not None:
+    if getattr(args, "multi_host", False):
+        host, port = _multi_host(args, cluster, ctl)
+    elif args.node is not None:
         if args.node not in topo.postgres:
             raise OperatorError(
                 f"--node {args.node}: not a PostgreSQL node of {cluster.name} "
@@ -115,12 +127,41 @@ def resolve(args: argparse.Namespace, ctl: Controller) -> Target:
                 f"the load balancer refuses {SUPERUSER} (pg_hba); use --node NODE to connect "
                 f"to a node directly, or set spec.postgres.superuserThroughLoadBalancer: true"
             )
-        ports = cluster.spec.load_balancer.ports
-        host = topo.address(topo.loadbalancers[0])
-        port = ports.primary if args.role == "primary" else ports.replicas
+        host, port = _balanced(args, cluster, ctl)
     dbname = args.dbname or default_database(cluster, args.user)
     ca = ctl.state.client_tls().ca
-    return Target(host, port, args.user, dbname, ca, ctl.state.passfile(args.user))
+    attrs = None
+    if getattr(args, "multi_host", False):
+        attrs = "read-write" if args.role == "primary" else "prefer-standby"
+    return Target(host, port, args.user, dbname, ca, ctl.state.passfile(args.user), attrs)
+
+
+def _balanced(args: argparse.Namespace, cluster: Cluster, ctl: Controller) -> tuple[str, int]:
+    """The load balancer's address and the port of --role."""
+    ports = cluster.spec.load_balancer.ports
+    if args.role == "pooler" and not cluster.spec.pooler.enabled:
+        raise OperatorError(
+            f"--role pooler: cluster {cluster.name} has no pooler (set spec.pooler.enabled)"
+        )
+    port = {"primary": ports.primary, "replicas": ports.replicas, "pooler": ports.pooler}
+    return ctl.topology.address(ctl.topology.loadbalancers[0]), port[args.role]
+
+
+def _multi_host(args: argparse.Namespace, cluster: Cluster, ctl: Controller) -> tuple[str, int]:
+    """Every node's address, comma-separated, and PostgreSQL's port (the same on each)."""
+    if args.node is not None:
+        raise OperatorError("--multi-host names every node: it cannot go with --node")
+    if args.role == "pooler":
+        raise OperatorError(
+            "--multi-host connects to the nodes' PostgreSQL; the pooler is reached through "
+            "the load balancer (--role pooler without --multi-host)"
+        )
+    if args.user == SUPERUSER and not cluster.spec.postgres.superuser_through_load_balancer:
+        raise OperatorError(
+            f"--multi-host is for clients: {SUPERUSER} connects to one node (--node NODE)"
+        )
+    topo = ctl.topology
+    return ",".join(topo.address(n) for n in topo.postgres), topo.pg_port
 
 
 def default_database(cluster: Cluster, user: str) -> str:
@@ -148,6 +189,8 @@ def dsn_text(target: Target, password: str | None = None) -> str:
     server's certificate against the cluster's CA and the address dialled; the password
     comes from the passfile unless given."""
     secret = {"password": password} if password is not None else {"passfile": str(target.passfile)}
+    if target.target_session_attrs is not None:
+        secret["target_session_attrs"] = target.target_session_attrs
     return make_conninfo(
         host=target.host,
         port=target.port,

@@ -9,6 +9,7 @@ from typing import Any
 
 from pgha_operator.cli.args import add_state_dir_argument, controller, print_progress
 from pgha_operator.core.status import format_status
+from pgha_operator.shell.pooler_status import format_pools, pooler_pools
 from pgha_operator.shell.switchover import switch_over
 
 # What the running operator saw beats what `status` works out on its own.
@@ -44,12 +45,17 @@ def cmd_status(args: argparse.Namespace) -> int:
         for key in OPERATOR_KEYS:
             if key in saved:
                 status[key] = saved[key]
+    pools = pooler_pools(ctl)
+    if pools:
+        status["pooler"] = pools
     if status.get("stateError"):
         print(f"warning: {status['stateError']}", file=sys.stderr)
     if args.json:
         print(json.dumps(status, indent=2, default=str))
     else:
         print(format_status(status))
+        if pools:
+            print(format_pools(pools))
     return 0 if status["phase"] == "Converged" else 3
 
 

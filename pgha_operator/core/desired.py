@@ -189,4 +189,5 @@ PLACEHOLDER_SECRETS = Secrets(
     rest_password="generated-on-first-apply",
     app_password="generated-on-first-apply",
     stats_password="generated-on-first-apply",
+    pooler_password="generated-on-first-apply",
 )

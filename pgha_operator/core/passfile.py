@@ -40,6 +40,8 @@ def endpoints(cluster: Cluster, topology: Topology, user: str) -> list[tuple[str
     if through:
         for lb in topology.loadbalancers:
             out += [(topology.address(lb), ports.primary), (topology.address(lb), ports.replicas)]
+            if cluster.spec.pooler.enabled:
+                out.append((topology.address(lb), ports.pooler))
     out += [(topology.address(node), topology.pg_port) for node in topology.postgres]
     return out
 

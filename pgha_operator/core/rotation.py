@@ -22,6 +22,7 @@ from pgha_operator.core.errors import PermanentError
 from pgha_operator.core.render.context import (
     ADMIN_USER,
     APP_USER,
+    POOLER_USER,
     REPLICATION_USER,
     REST_USER,
     SUPERUSER,
@@ -30,7 +31,7 @@ from pgha_operator.core.render.context import (
 
 STATS_USER = "stats"  # HAProxy's statistics page (basic auth)
 
-ConfigName = Literal["patroni.yml", "haproxy.cfg"]
+ConfigName = Literal["patroni.yml", "haproxy.cfg", "userlist.txt"]
 
 
 @dataclass(frozen=True)
@@ -53,10 +54,16 @@ LOGINS: tuple[Login, ...] = (
     Login(APP_USER, "app_password", True, (), "the application's role (what `dsn` gives)"),
     Login(REST_USER, "rest_password", False, ("patroni.yml",), "Patroni REST API"),
     Login(STATS_USER, "stats_password", False, ("haproxy.cfg",), "HAProxy stats page"),
+    # Exists only with spec.pooler on (ALTER ROLE skips a role that does not exist).
+    Login(POOLER_USER, "pooler_password", True, ("userlist.txt",), "PgBouncer's auth_query role"),
 )
 BY_NAME: Mapping[str, Login] = {login.name: login for login in LOGINS}
 # The service that re-reads each config on reload.
-RELOADS: Mapping[ConfigName, str] = {"patroni.yml": "patroni", "haproxy.cfg": "haproxy"}
+RELOADS: Mapping[ConfigName, str] = {
+    "patroni.yml": "patroni",
+    "haproxy.cfg": "haproxy",
+    "userlist.txt": "pgbouncer",
+}
 
 
 ROLE_FIELD = "role:"  # a declared role's password: "role:NAME" (Secrets.roles)

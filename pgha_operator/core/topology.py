@@ -264,6 +264,12 @@ class Layout:
     services_dir: str  # local supervisor's service definitions
     log_dir: str
     tls_dir: str  # the cluster's certificates, one folder per daemon (render/tls.py)
+    pgbouncer_config: str = ""  # pgbouncer.ini (spec.pooler); userlist.txt beside it
+
+    @property
+    def pgbouncer_userlist(self) -> str:
+        """The auth file: the pooler's own role only (everyone else through auth_query)."""
+        return f"{self.pgbouncer_config.rsplit('/', 1)[0]}/userlist.txt"
 
     def relative(self, path: str) -> str:
         """The path inside the machine (for `render --out`)."""
@@ -299,6 +305,7 @@ def layout(root: str = "/", cluster: str = "pgha") -> Layout:
             services_dir=f"{etc}/services",
             log_dir=log,
             tls_dir=f"{etc}/tls",
+            pgbouncer_config=f"{etc}/pgbouncer/pgbouncer.ini",
         )
     r = root.rstrip("/")
     return Layout(
@@ -314,4 +321,5 @@ def layout(root: str = "/", cluster: str = "pgha") -> Layout:
         services_dir=f"{r}/etc/pgha/services",
         log_dir=f"{r}/var/log/pgha",
         tls_dir=f"{r}/etc/pgha/tls",
+        pgbouncer_config=f"{r}/etc/pgbouncer/pgbouncer.ini",
     )

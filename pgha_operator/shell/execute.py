@@ -43,6 +43,7 @@ from pgha_operator.core.errors import OperatorError, PermanentError, TemporaryEr
 from pgha_operator.core.render import (
     ADMIN_USER,
     APP_USER,
+    POOLER_USER,
     REST_USER,
     SUPERUSER,
     Binaries,
@@ -222,6 +223,8 @@ def service_ports(env: Env, machine: str, service: str) -> list[tuple[str, int]]
     if service == "haproxy":
         p = env.cluster.spec.load_balancer.ports
         return [(address, p.primary), (address, p.replicas), (address, p.stats)]
+    if service == "pgbouncer":
+        return [(address, env.cluster.spec.pooler.port)]
     return []
 
 
@@ -248,6 +251,10 @@ APP_ROLE_ATTRIBUTES = ("LOGIN",)  # owns its database; nothing cluster-wide
 def _create_role(env: Env, action: CreateRole) -> None:
     if env.secrets is None:
         raise OperatorError(f"no generated password for role {action.role}")
+    if action.role == POOLER_USER and env.secrets.pooler_password:
+        db = _superuser(env, action.host, action.port)
+        db.set_up_pooler_auth(POOLER_USER, env.secrets.pooler_password)
+        return
     generated = {
         ADMIN_USER: (env.secrets.admin_password, ADMIN_ROLE_ATTRIBUTES),
         APP_USER: (env.secrets.app_password, APP_ROLE_ATTRIBUTES),

@@ -20,6 +20,7 @@ from pgha_operator.core.render import (
     ADMIN_USER,
     APP_DATABASE,
     APP_USER,
+    POOLER_USER,
     SUPERUSER,
     Secrets,
 )
@@ -31,7 +32,7 @@ from pgha_operator.shell.observe_backup import observe_backup
 from pgha_operator.shell.providers.base import Provider
 from pgha_operator.shell.start_failures import read_start_failures
 
-ALL_SERVICES = ("etcd", "patroni", "haproxy")
+ALL_SERVICES = ("etcd", "patroni", "pgbouncer", "haproxy")
 # etcd, Patroni and each HAProxy are read in parallel, on threads kept between cycles
 # (their own per-node reads run on shell/clients/transport.READERS).
 _COMPONENTS = ThreadPoolExecutor(max_workers=4, thread_name_prefix="pgha-observe")
@@ -165,7 +166,7 @@ def observe_roles(
         leader.host, leader.port, SUPERUSER, secrets.superuser_password, timeout=ROLES_TIMEOUT
     )
     try:
-        roles = db.existing_roles([ADMIN_USER, APP_USER])
+        roles = db.existing_roles([ADMIN_USER, APP_USER, POOLER_USER])
         databases = db.existing_databases([APP_DATABASE])
         return roles, databases, _catalog(db, spec)
     except ComponentError:

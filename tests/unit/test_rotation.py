@@ -39,6 +39,7 @@ OLD = Secrets(
     rest_password="rest-old",
     app_password="app-old",
     stats_password="stats-old",
+    pooler_password="pooler-old",
 )
 NEW = Secrets(
     superuser_password="su-new",
@@ -47,6 +48,7 @@ NEW = Secrets(
     rest_password="rest-new",
     app_password="app-new",
     stats_password="stats-new",
+    pooler_password="pooler-new",
 )
 
 
@@ -88,10 +90,11 @@ def test_rest_and_stats_logins_have_no_alter_only_their_config_reloaded() -> Non
 
 def test_all_roles_alter_the_superuser_last_and_before_any_reload() -> None:
     steps = kinds(None)
-    assert [k for k, _ in steps] == ["save", "alter", "reload", "reload", "verify"]
-    assert steps[1][1] == ("replicator", "admin", "app", "postgres")
+    assert [k for k, _ in steps] == ["save", "alter", "reload", "reload", "reload", "verify"]
+    assert steps[1][1] == ("replicator", "admin", "app", "pgha_pooler", "postgres")
     assert steps[2] == ("reload", ("postgres", "replicator", "patroni"))
     assert steps[3] == ("reload", ("stats",))
+    assert steps[4] == ("reload", ("pgha_pooler",))
     assert set(steps[0][1]) == set(BY_NAME) == set(steps[-1][1])
 
 
@@ -134,6 +137,7 @@ def test_begin_rotation_keeps_the_old_passwords_before_saving_the_new(tmp_path: 
         "replication_password": "repl-old",
         "admin_password": "admin-old",
         "app_password": "app-old",
+        "pooler_password": "pooler-old",
     }
     assert (tmp_path / "rotation.yaml").stat().st_mode & 0o777 == 0o600
     state.end_rotation()

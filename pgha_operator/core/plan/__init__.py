@@ -37,7 +37,7 @@ from pgha_operator.core.plan.patroni import (
     switchover_candidate,
 )
 from pgha_operator.core.plan.reinit import reinitialize_stuck
-from pgha_operator.core.render import ADMIN_USER, APP_DATABASE, APP_USER
+from pgha_operator.core.render import ADMIN_USER, APP_DATABASE, APP_USER, POOLER_USER
 from pgha_operator.core.render.context import DesiredFile
 from pgha_operator.core.render.tls import CA_FILE
 from pgha_operator.core.services import ServiceState
@@ -51,7 +51,7 @@ RESTART_ON_CHANGE = frozenset({"etcd"})
 # Their CA pool is read once at start, so a changed CA still takes a restart.
 RELOADS_CERTIFICATE_PER_HANDSHAKE = frozenset({"etcd"})
 # Start order: the DCS first, then the databases, then the router in front of them.
-START_ORDER = {"etcd": 0, "patroni": 1, "haproxy": 2}
+START_ORDER = {"etcd": 0, "patroni": 1, "pgbouncer": 2, "haproxy": 3}
 
 
 def plan(desired: Desired, observed: Observed) -> Plan:
@@ -92,7 +92,7 @@ def plan(desired: Desired, observed: Observed) -> Plan:
         actions += config_patch(desired, observed)
         actions += rolling_restart(desired, observed)
         actions += reinitialize_stuck(desired, observed)
-    actions += _roles(observed)
+    actions += _roles(observed, pooler=desired.cluster.spec.pooler.enabled)
     actions += catalog_diff(desired.cluster.spec.postgres, observed).actions
     actions += backup_actions(desired, observed)
     # A wait is a barrier: whatever else can be done this cycle goes before it.
@@ -269,9 +269,10 @@ def _leaving_voters_down(desired: Desired, observed: Observed) -> list[tuple[str
     ]
 
 
-def _roles(observed: Observed) -> list[Action]:
+def _roles(observed: Observed, *, pooler: bool = False) -> list[Action]:
     """Roles Patroni does not create (Patroni 4 ignores bootstrap.users), and the app's
-    database, owned by its role (so the role is made first, in the same cycle)."""
+    database, owned by its role (so the role is made first, in the same cycle); with the
+    pooler on, its role (made after its auth_query function is in every database)."""
     leader = observed.patroni.leader
     if observed.roles is None or leader is None:
         return []
@@ -282,6 +283,8 @@ def _roles(observed: Observed) -> list[Action]:
     ]
     if observed.databases is not None and APP_DATABASE not in observed.databases:
         actions.append(CreateDatabase(APP_DATABASE, APP_USER, leader.host, leader.port))
+    if pooler and POOLER_USER not in observed.roles:
+        actions.append(CreateRole(POOLER_USER, leader.host, leader.port))
     return actions
 
 

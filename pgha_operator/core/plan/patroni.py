@@ -23,7 +23,7 @@ from pgha_operator.core.facts.types import PatroniMember, thaw
 from pgha_operator.core.plan.etcd import etcd_has_quorum
 from pgha_operator.core.services import ServiceState
 
-SERVICES = ("haproxy", "patroni", "etcd")  # teardown order of a machine that leaves
+SERVICES = ("haproxy", "pgbouncer", "patroni", "etcd")  # teardown order of a machine that leaves
 
 
 def switchover_candidate(desired: Desired, observed: Observed, leader: str) -> str | None:

@@ -7,6 +7,7 @@ Per machine, by role:
   etcd member     layout.etcd_config      (YAML for `etcd --config-file`)
   postgres node   layout.patroni_config   (patroni.yml, 0600, owned by the service user)
   load balancer   layout.haproxy_config   (haproxy.cfg)
+  postgres node, spec.pooler enabled: layout.pgbouncer_config (+ its auth file, 0600)
 and the service definitions: JSON under layout.services_dir for the local supervisor, or
 /etc/systemd/system/pgha-<service>.service units.
 """
@@ -17,6 +18,7 @@ from pgha_operator.core.render.context import (
     ADMIN_USER,
     APP_DATABASE,
     APP_USER,
+    POOLER_USER,
     REPLICATION_USER,
     REST_USER,
     SUPERUSER,
@@ -31,6 +33,7 @@ from pgha_operator.core.render.etcd import etcd_config, etcd_yaml
 from pgha_operator.core.render.haproxy import haproxy_cfg
 from pgha_operator.core.render.patroni import dynamic_config, patroni_config, patroni_yaml, pg_hba
 from pgha_operator.core.render.pgbackrest import backup_files
+from pgha_operator.core.render.pgbouncer import pgbouncer_ini, pgbouncer_userlist
 from pgha_operator.core.render.services import (
     SYSTEMD_UNIT_DIR,
     service_definitions,
@@ -53,6 +56,7 @@ __all__ = [
     "APP_USER",
     "ETCD_USER",
     "HAPROXY_USER",
+    "POOLER_USER",
     "REPLICATION_USER",
     "REST_USER",
     "SUPERUSER",
@@ -110,6 +114,8 @@ def render_machine(ctx: RenderContext, machine: str) -> tuple[DesiredFile, ...]:
             )
         )
         files.extend(backup_files(ctx, machine))
+    if m.has(Role.POSTGRES) and ctx.cluster.spec.pooler.enabled:
+        files += pgbouncer_files(ctx, machine)
     if m.has(Role.LOADBALANCER):
         files.append(
             DesiredFile(
@@ -124,6 +130,26 @@ def render_machine(ctx: RenderContext, machine: str) -> tuple[DesiredFile, ...]:
         )
     files.extend(service_files(ctx, machine))
     return tuple(files)
+
+
+def pgbouncer_files(ctx: RenderContext, machine: str) -> list[DesiredFile]:
+    """The auth file (holds the pooler role's password) before the config that names it;
+    both read by PgBouncer, which re-reads them on reload."""
+    layout = ctx.layout(machine)
+    owner = daemon_user(ctx, "pgbouncer")
+    return [
+        DesiredFile(
+            machine, layout.pgbouncer_userlist, pgbouncer_userlist(ctx), 0o600, owner, "pgbouncer"
+        ),
+        DesiredFile(
+            machine,
+            layout.pgbouncer_config,
+            pgbouncer_ini(ctx, machine),
+            CONFIG_MODE,
+            owner,
+            "pgbouncer",
+        ),
+    ]
 
 
 def render_all(ctx: RenderContext) -> tuple[DesiredFile, ...]:

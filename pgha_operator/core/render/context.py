@@ -32,8 +32,11 @@ ADMIN_USER = "admin"
 APP_USER = "app"
 APP_DATABASE = "app"
 REST_USER = "patroni"  # basic auth of Patroni's REST API (unsafe endpoints only)
+# PgBouncer's own role (spec.pooler): looks up other roles' SCRAM secrets (auth_query)
+# through a SECURITY DEFINER function and reads SHOW POOLS; owns nothing.
+POOLER_USER = "pgha_pooler"
 
-ServiceName = Literal["etcd", "patroni", "haproxy"]
+ServiceName = Literal["etcd", "patroni", "haproxy", "pgbouncer"]
 
 
 @dataclass(frozen=True)
@@ -46,6 +49,8 @@ class Secrets:
     rest_password: str = field(repr=False)
     app_password: str = field(repr=False)  # APP_USER, the clients' role
     stats_password: str = field(repr=False)  # HAProxy's statistics page
+    # POOLER_USER's; empty in values made before the pooler existed (tests, old callers)
+    pooler_password: str = field(default="", repr=False)
     # Declared login roles (spec.postgres.roles) -> password, sorted by name: a tuple, so
     # Secrets stays hashable (the desired state is cached per Secrets).
     roles: tuple[tuple[str, str], ...] = field(default=(), repr=False)
@@ -73,6 +78,7 @@ class Binaries:
     patroni: str = PYPI_PATRONI
     etcd: str = "/usr/bin/etcd"
     haproxy: str = "/usr/sbin/haproxy"
+    pgbouncer: str = "/usr/sbin/pgbouncer"
     patroni_source: PatroniSource = "pypi"
 
     def for_patroni_source(self, source: PatroniSource) -> Binaries:

@@ -45,6 +45,9 @@ def haproxy_cfg(ctx: RenderContext, machine: str) -> str:
         raise ValueError(f"{machine!r} is not a load balancer of cluster {topo.cluster!r}")
     lb = ctx.cluster.spec.load_balancer
     servers = [Server(name, topo.address(name)) for name in topo.postgres]
+    pooler = ctx.cluster.spec.pooler
+    # Every node's pooler can take all of its clients through this port.
+    pooler_conns = len(servers) * pooler.max_client_conn if pooler.enabled else 0
     return render_template(
         TEMPLATE,
         cluster=topo.cluster,
@@ -54,7 +57,8 @@ def haproxy_cfg(ctx: RenderContext, machine: str) -> str:
         stats_user=STATS_USER,
         stats_password=ctx.secrets.stats_password,
         # Both frontends can fill every server slot; the rest is for the stats page.
-        global_maxconn=2 * len(servers) * lb.maxconn + STATS_CONNECTIONS,
+        global_maxconn=2 * len(servers) * lb.maxconn + pooler_conns + STATS_CONNECTIONS,
+        pooler=pooler,
         socket=ctx.layout(machine).haproxy_socket,
         timeout_connect=connect_timeout(ctx),
         timeout_check=ctx.cluster.timing.inter,

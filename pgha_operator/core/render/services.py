@@ -16,6 +16,7 @@ from pgha_operator.core.render.context import (
     ServiceName,
     render_template,
 )
+from pgha_operator.core.render.pgbouncer import pooler_fd_limit
 from pgha_operator.core.render.tls import daemon_user
 from pgha_operator.core.services import ServiceDefinition, definition_to_json
 from pgha_operator.core.topology import Role
@@ -26,6 +27,7 @@ SYSTEM_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 PATRONI_STOP_TIMEOUT = 120.0  # Patroni stops PostgreSQL (fast shutdown + checkpoint) first
 ETCD_STOP_TIMEOUT = 30.0
 HAPROXY_STOP_TIMEOUT = 30.0
+PGBOUNCER_STOP_TIMEOUT = 30.0
 
 
 def unit_prefix(cluster: str) -> str:
@@ -82,6 +84,21 @@ def haproxy_definition(ctx: RenderContext, machine: str) -> ServiceDefinition:
     )
 
 
+def pgbouncer_definition(ctx: RenderContext, machine: str) -> ServiceDefinition:
+    pooler = ctx.cluster.spec.pooler
+    return ServiceDefinition(
+        name="pgbouncer",
+        # In the foreground (no -d): the supervisor or systemd keeps it and its stderr.
+        argv=(ctx.binaries.pgbouncer, ctx.layout(machine).pgbouncer_config),
+        user=daemon_user(ctx, "pgbouncer"),
+        # PgBouncer does not rebind on reload: the listening address in the definition makes
+        # a changed spec.pooler.port a changed definition, which restarts it.
+        env={"PGHA_POOLER_LISTEN": f"{ctx.topology.address(machine)}:{pooler.port}"},
+        reload_signal="HUP",  # re-reads pgbouncer.ini, the auth file and the TLS files
+        stop_timeout=PGBOUNCER_STOP_TIMEOUT,
+    )
+
+
 def service_definitions(ctx: RenderContext, machine: str) -> tuple[ServiceDefinition, ...]:
     """The daemons of one machine, in start order (the DCS before Patroni, HAProxy last)."""
     m = ctx.topology.machine(machine)
@@ -90,6 +107,8 @@ def service_definitions(ctx: RenderContext, machine: str) -> tuple[ServiceDefini
         defs.append(etcd_definition(ctx, machine))
     if m.has(Role.POSTGRES):
         defs.append(patroni_definition(ctx, machine))
+        if ctx.cluster.spec.pooler.enabled:
+            defs.append(pgbouncer_definition(ctx, machine))
     if m.has(Role.LOADBALANCER):
         defs.append(haproxy_definition(ctx, machine))
     return tuple(defs)
@@ -168,6 +187,7 @@ def systemd_unit(ctx: RenderContext, machine: str, d: ServiceDefinition) -> str:
         reload_signal=d.reload_signal,
         stop_timeout=int(d.stop_timeout),
         **(_etcd_hardening(ctx, machine) if d.name == "etcd" else {}),
+        **({"limit_nofile": pooler_fd_limit(ctx)} if d.name == "pgbouncer" else {}),
     )
 
 

@@ -8,6 +8,8 @@ daemon that reads the file (it reloads or restarts, like for any other config fi
   <tls_dir>/postgres/  ca.crt  server.crt  server.key          PostgreSQL, Patroni's REST API
                        etcd-client.crt  etcd-client.key        Patroni's etcd client
   <tls_dir>/haproxy/   ca.crt                                  verifying Patroni's REST API
+  <tls_dir>/pgbouncer/ ca.crt  server.crt  server.key          PgBouncer (spec.pooler): its
+                                                               clients and its PostgreSQL
 """
 
 from __future__ import annotations
@@ -54,7 +56,9 @@ def daemon_user(ctx: RenderContext, service: ServiceName) -> str | None:
     switch users (not root), in which case it runs everything itself."""
     if ctx.service_user is None:
         return None
-    return {"etcd": ETCD_USER, "haproxy": HAPROXY_USER, "patroni": ctx.service_user}[service]
+    users = {"etcd": ETCD_USER, "haproxy": HAPROXY_USER}
+    # PgBouncer runs as the PostgreSQL service user, as Debian's own unit runs it.
+    return users.get(service, ctx.service_user)
 
 
 def tls_files(ctx: RenderContext, machine: str) -> list[DesiredFile]:
@@ -81,6 +85,12 @@ def tls_files(ctx: RenderContext, machine: str) -> list[DesiredFile]:
         add("patroni", paths.key, pair.key, KEY_MODE)
         add("patroni", paths.client_cert, tls.patroni_etcd.cert, CERT_MODE)
         add("patroni", paths.client_key, tls.patroni_etcd.key, KEY_MODE)
+    if m.has(Role.POSTGRES) and ctx.cluster.spec.pooler.enabled:
+        # Its own copy, so a renewal reloads PgBouncer (it re-reads them on SIGHUP) too.
+        paths = daemon_tls(layout, "pgbouncer")
+        add("pgbouncer", paths.ca, tls.ca_cert, CERT_MODE)
+        add("pgbouncer", paths.cert, pair.cert, CERT_MODE)
+        add("pgbouncer", paths.key, pair.key, KEY_MODE)
     if m.has(Role.LOADBALANCER):
         add("haproxy", daemon_tls(layout, "haproxy").ca, tls.ca_cert, CERT_MODE)
     return files

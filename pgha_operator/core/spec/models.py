@@ -213,6 +213,8 @@ class Ports(Model):
     primary: Annotated[int, Strict(), Field(ge=1, le=65535)] = 5000
     replicas: Annotated[int, Strict(), Field(ge=1, le=65535)] = 5001
     stats: Annotated[int, Strict(), Field(ge=1, le=65535)] = 7000
+    # The primary through the pooler (spec.pooler); bound only when the pooler is enabled.
+    pooler: Annotated[int, Strict(), Field(ge=1, le=65535)] = 6432
 
 
 Duration = Annotated[str, Field(pattern=DURATION_PATTERN)]
@@ -250,6 +252,32 @@ class FailoverSpec(Model):
     fencing: Literal["auto", "off"] = "auto"
     probe_interval_ms: Annotated[int, Field(ge=50, le=5000)] = 200
     probe_failures: Annotated[int, Field(ge=2, le=50)] = 3
+
+
+class PoolerSpec(Model):
+    """PgBouncer on every PostgreSQL node in front of its local PostgreSQL, reached through
+    the load balancer's `ports.pooler` (the primary's pooler). Off unless enabled."""
+
+    enabled: Annotated[bool, Strict()] = False
+    # transaction: a server connection per transaction (session state such as SET, advisory
+    # locks or prepared statements by name does not survive between transactions)
+    mode: Literal["transaction", "session", "statement"] = "transaction"
+    port: Annotated[int, Strict(), Field(ge=1, le=65535)] = 6432  # on each node
+    default_pool_size: Annotated[int, Strict(), Field(ge=1, le=10000)] = 20
+    min_pool_size: Annotated[int, Strict(), Field(ge=0, le=10000)] = 0
+    reserve_pool_size: Annotated[int, Strict(), Field(ge=0, le=10000)] = 5
+    max_client_conn: Annotated[int, Strict(), Field(ge=1, le=100000)] = 1000
+    # 0: no cap per database (PgBouncer's default)
+    max_db_connections: Annotated[int, Strict(), Field(ge=0, le=10000)] = 0
+
+    @model_validator(mode="after")
+    def _pool_sizes(self) -> PoolerSpec:
+        if self.min_pool_size > self.default_pool_size:
+            raise ValueError(
+                f"minPoolSize ({self.min_pool_size}) must not exceed defaultPoolSize "
+                f"({self.default_pool_size})"
+            )
+        return self
 
 
 # Context entry for Cluster validation: the folder of the manifest file, against which
@@ -305,6 +333,7 @@ class ClusterSpec(Model):
     tls: TlsSpec = TlsSpec()
     # None: no backups, no WAL archiving (core/spec/backup.py).
     backup: BackupSpec | None = None
+    pooler: PoolerSpec = PoolerSpec()
 
 
 class Metadata(Model):

@@ -29,6 +29,7 @@ def cluster_problems(cluster: Cluster) -> Iterable[tuple[str, str]]:
     yield from _machine_counts(spec)
     yield from _colocated_etcd(spec)
     yield from _port_clashes(spec)
+    yield from _pooler_port_clashes(spec)
     yield from _check_intervals(timing)
     yield from _strict_needs_a_standby(spec)
     yield from _parameter_set_twice(spec)
@@ -116,7 +117,12 @@ def _port_clashes(spec: ClusterSpec) -> Found:
         )
     ports = spec.load_balancer.ports
     seen: dict[int, str] = {}
-    for name in ("primary", "replicas", "stats"):
+    names = (
+        ("primary", "replicas", "stats", "pooler")
+        if spec.pooler.enabled
+        else ("primary", "replicas", "stats")
+    )
+    for name in names:
         port = getattr(ports, name)
         if port in seen:
             yield (
@@ -124,6 +130,24 @@ def _port_clashes(spec: ClusterSpec) -> Found:
                 f"port {port} is also the {seen[port]} port",
             )
         seen.setdefault(port, name)
+
+
+def _pooler_port_clashes(spec: ClusterSpec) -> Found:
+    """PgBouncer listens on each PostgreSQL node beside PostgreSQL and Patroni's REST API."""
+    if not spec.pooler.enabled:
+        return
+    node_ports = {
+        spec.postgres.port: "spec.postgres.port",
+        spec.patroni.rest_api_port: "spec.patroni.restApiPort",
+    }
+    if spec.etcd.placement == "colocated":
+        node_ports[spec.etcd.client_port] = "spec.etcd.clientPort"
+        node_ports[spec.etcd.peer_port] = "spec.etcd.peerPort"
+    if spec.pooler.port in node_ports:
+        yield (
+            "spec.pooler.port",
+            f"port {spec.pooler.port} is also {node_ports[spec.pooler.port]} on the nodes",
+        )
 
 
 def _check_intervals(timing: Timing) -> Found:

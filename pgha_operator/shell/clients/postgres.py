@@ -14,6 +14,7 @@ import psycopg
 from psycopg import sql
 
 from pgha_operator.core.facts.backup import ArchiverFacts
+from pgha_operator.shell.clients import pooler_auth
 from pgha_operator.shell.clients.errors import ComponentError
 
 CONNECT_TIMEOUT = 5.0  # seconds; libpq rounds up to whole seconds, 2 at least
@@ -49,7 +50,7 @@ class PostgresClient:
     def where(self) -> str:
         return f"postgresql://{self.user}@{self.host}:{self.port}/{self.dbname}"
 
-    def _connect(self) -> psycopg.Connection:
+    def _connect(self, dbname: str | None = None) -> psycopg.Connection:
         tls: dict[str, str] = {}
         if self.sslrootcert is not None:
             tls = {"sslmode": "verify-full", "sslrootcert": self.sslrootcert}
@@ -60,7 +61,7 @@ class PostgresClient:
                 port=self.port,
                 user=self.user,
                 password=self._password,
-                dbname=self.dbname,
+                dbname=dbname or self.dbname,
                 connect_timeout=max(2, round(self.timeout)),
                 autocommit=True,
             )
@@ -171,6 +172,22 @@ class PostgresClient:
                     url=self.where,
                 ) from exc
         return True
+
+    def set_up_pooler_auth(self, role: str, password: str) -> None:
+        """PgBouncer's auth_query function in every database, then its role (pooler_auth)."""
+        try:
+            with self._connect() as conn:
+                databases = pooler_auth.connectable_databases(conn)
+            for name in databases:
+                with self._connect(dbname=name) as conn:
+                    pooler_auth.install_function(conn, role)
+            with self._connect() as conn:
+                pooler_auth.create_login(conn, role, password)
+        except psycopg.Error as exc:
+            raise ComponentError(
+                f"PostgreSQL {self.where}: setting up the pooler's role {role}: {_reason(exc)}",
+                url=self.where,
+            ) from exc
 
     def set_password(self, role: str, password: str) -> None:
         """ALTER ROLE ... PASSWORD with the SCRAM verifier libpq computes on this side, so the

@@ -30,6 +30,7 @@ FIELDS = (
     "rest_password",
     "app_password",
     "stats_password",
+    "pooler_password",
 )
 # Passwords a cluster's daemons and roles already use once it exists: never generated anew.
 # The others (added later) are set by the operator itself, so a missing one is made.
