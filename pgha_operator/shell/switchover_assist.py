@@ -112,11 +112,13 @@ def _assist(
     started: float,
     window: float,
 ) -> Handover:
+    guarded = lease is not None and lease.guard() is not None
     while True:
-        guard = lease.guard() if lease is not None else None
-        decision = handover(_look(parties, guard is not None, answer, started, window))
+        decision = handover(_look(parties, guarded, answer, started, window))
         if decision.release:
-            assert guard is not None
+            guard = lease.guard() if lease is not None else None  # as of now, not the start
+            if guard is None:
+                return Handover(False, True, "this operator lost its lease: Patroni's own path")
             released = _release(parties, guard)
             if released is True:
                 return decision

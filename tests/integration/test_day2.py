@@ -121,8 +121,13 @@ def test_scale_postgres_up_to_4(live: Live, writer: Writer) -> None:
 
 
 def test_switchover_to_a_named_node(live: Live, writer: Writer) -> None:
+    """Assisted (no operator runs: the command holds the lease): the operator releases the
+    leader key once node1 shut down and node4 holds its WAL, not Patroni ~2 s later."""
+    since = time.monotonic()
     res = cli("switchover", *live.args(), "--to", "node4")
     assert res.returncode == 0, res.stderr
+    assert "assisted=True" in res.stderr, res.stderr
+    assert writer.longest_gap(since) < 1.5  # Patroni's own path: ~2.6 s
     assert live.primary() == "node4"
     assert (
         query(dsn(live.manifest, live.state), "SELECT host(inet_server_addr())")[0][0]

@@ -4,6 +4,7 @@ lease, and Patroni's own answer (or refusal) is the switchover's."""
 
 from __future__ import annotations
 
+import socket
 import threading
 import time
 from collections.abc import Sequence
@@ -12,8 +13,10 @@ from typing import Any
 import pytest
 
 from pgha_operator.core.leadership import LeaseGuard
+from pgha_operator.shell.clients import KeyHolder
 from pgha_operator.shell.clients.errors import ComponentError
 from pgha_operator.shell.hosts.base import CommandResult
+from pgha_operator.shell.switchover import BorrowedLease
 from pgha_operator.shell.switchover_assist import OldPrimary, Parties, assisted_switchover
 
 RUNNING = "Database cluster state:               in production\n"
@@ -146,3 +149,36 @@ def test_patronis_refusal_is_the_switchovers_error() -> None:
             parties(Host(shut_after=10**6), etcd, Patroni(etcd, refuse=True)), Lease(GUARD)
         )
     assert etcd.calls == []
+
+
+class LeaseKeys:
+    def __init__(self, held: KeyHolder | None = None, fails: bool = False) -> None:
+        self.held, self.fails = held, fails
+
+    def holder(self, key: str) -> KeyHolder | None:
+        assert key == "/pgha-operator/demo/leader"
+        if self.fails:
+            raise ComponentError("etcd: connection refused", url="etcd")
+        return self.held
+
+
+def test_borrowed_lease_is_the_running_operators_own_on_this_host() -> None:
+    mine = KeyHolder(f"{socket.gethostname()}/pid 4242/ab12cd34", 17, 99)
+    lease = BorrowedLease(LeaseKeys(mine), "demo", "pid 4242 (run)")  # type: ignore[arg-type]
+    assert lease.guard() == LeaseGuard("/pgha-operator/demo/leader", mine.value, 17)
+
+
+@pytest.mark.parametrize(
+    ("keys", "holder"),
+    [
+        (LeaseKeys(KeyHolder(f"{socket.gethostname()}/pid 4243/x", 1, 1)), "pid 4242 (run)"),
+        (LeaseKeys(KeyHolder("otherhost/pid 4242/x", 1, 1)), "pid 4242 (run)"),
+        (LeaseKeys(None), "pid 4242 (run)"),
+        (LeaseKeys(fails=True), "pid 4242 (run)"),
+        (LeaseKeys(KeyHolder(f"{socket.gethostname()}/pid 4242/x", 1, 1)), "another operator"),
+    ],
+)
+def test_no_borrowed_guard_unless_that_operator_leads(keys: LeaseKeys, holder: str) -> None:
+    """A standby beside us, another host's operator, no leader, etcd silent, an unknown
+    holder: Patroni's own path."""
+    assert BorrowedLease(keys, "demo", holder).guard() is None  # type: ignore[arg-type]
