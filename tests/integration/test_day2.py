@@ -137,6 +137,25 @@ def test_switchover_to_a_named_node(live: Live, writer: Writer) -> None:
     assert res.returncode == 1 and "no healthy candidate" in res.stderr
 
 
+def test_switchover_beside_a_running_operator_borrows_its_lease(live: Live, writer: Writer) -> None:
+    """The running operator leads: the command releases the key under that operator's lease
+    (its key in etcd names the process holding the state dir's operator lock)."""
+    op = Operator(live.manifest, live.state)
+    try:
+        wait_for("the operator leading", lambda: "holds the leader lease" in op.output(), 60)
+        for node in ("node1", "node4"):  # and back: the next test removes node4, the primary
+            wait_for(f"{node} streaming", lambda n=node: live.members()[n]["state"] == "streaming")
+            since = time.monotonic()
+            res = cli("switchover", *live.args(), "--to", node)
+            assert res.returncode == 0, res.stderr
+            assert "beside the running operator" in res.stderr
+            assert "assisted=True" in res.stderr, res.stderr
+            assert writer.longest_gap(since) < 1.5
+            assert live.primary() == node
+    finally:
+        op.stop()
+
+
 def test_scale_postgres_down_to_2_removes_the_primary_safely(live: Live, writer: Writer) -> None:
     live.edit(body(pg=2))
     plan = live.plan()
