@@ -18,6 +18,13 @@ Prints every run's figures, the medians, and seed/fast ratios of the median writ
 fenced crash (how the default profile's checks were chosen):
 
     .venv/bin/python bench/failover.py --compare-checks --runs 8
+
+`--switchover` instead compares the two switchover paths on the fast profile, runs
+interleaved: `assisted` (the operator releases Patroni's leader key once the old primary
+shut down and the candidate received all its WAL; the default) and `patroni` (Patroni's
+own demote, which waits ~2 s more before it releases the key):
+
+    .venv/bin/python bench/failover.py --switchover --runs 5
 """
 
 from __future__ import annotations
@@ -168,6 +175,35 @@ def compare_checks(runs: int) -> dict[str, Any]:
     }
 
 
+SWITCHOVER_PATHS = ("patroni", "assisted")  # spec.failover.switchover
+
+
+def compare_switchover(runs: int) -> dict[str, Any]:
+    """The `switchover` drill through each path, interleaved on one cluster (the drill runs
+    its own operator: its lease guards the assisted release)."""
+    cluster = Cluster("fast")
+    results: dict[str, list[dict[str, Any]]] = {p: [] for p in SWITCHOVER_PATHS}
+    try:
+        cluster.apply()
+        for _ in range(runs):
+            for path in SWITCHOVER_PATHS:
+                manifest = cluster.write("auto")
+                text = manifest.read_text().replace(
+                    "failover: {", f"failover: {{switchover: {path}, ", 1
+                )
+                manifest.write_text(text)
+                results[path].append(cluster.drill("switchover"))
+                print(f"switchover {path}: {results[path][-1]['writeGapSeconds']}", file=sys.stderr)
+    finally:
+        cluster.destroy()
+    return {
+        "benchmark": "switchover",
+        "scenario": "switchover, profile fast",
+        "runsPerPath": runs,
+        "paths": {p: summarize(r, switchover=p) for p, r in results.items()},
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -175,6 +211,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--profiles", default="seed,fast")
     parser.add_argument("--compare-checks", action="store_true")
+    parser.add_argument("--switchover", action="store_true", help="assisted vs Patroni's path")
     parser.add_argument(
         "--patroni-source",
         choices=("pypi", "debian"),
@@ -184,6 +221,9 @@ def main() -> None:
     args = parser.parse_args()
     if args.compare_checks:
         print(json.dumps(compare_checks(args.runs), indent=2))
+        return
+    if args.switchover:
+        print(json.dumps(compare_switchover(args.runs), indent=2))
         return
     profiles = args.profiles.split(",")
     results = {p: run_profile(p, args.runs, args.patroni_source) for p in profiles}

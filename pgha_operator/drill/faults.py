@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TypeVar
 
 from pgha_operator.core.actions import Switchover
@@ -147,8 +147,9 @@ def switchover(target: Target, live: Live, seconds: float | None) -> FaultWindow
     candidate = switchover_candidate(desired, observed, leader)
     if candidate is None:
         raise DrillError(f"no streaming replica to switch over to from {leader}")
+    env = replace(target.ctl.env(desired), lease=target.lease)
     started = time.monotonic()
-    outcome = execute([Switchover(leader, candidate, "(drill)")], target.ctl.env(desired))
+    outcome = execute([Switchover(leader, candidate, "(drill)")], env)
     if outcome.error:
         raise DrillError(outcome.error)
     return _window("switchover", target, leader, (leader,), started, etcd_hit=False)

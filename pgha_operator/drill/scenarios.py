@@ -219,6 +219,7 @@ def run_drill(
         raise DrillRefused(why_not)
     operator = BackgroundOperator(ctl.paths, ctl.state_dir, ctl.cluster.name)
     own = operator.start()
+    target.lease = operator.ctl.leadership if own else None
     try:
         runs, logs = [], []
         for number in range(1, options.repeat + 1):

@@ -21,6 +21,7 @@ from pgha_operator.shell.clients.tls import ClientTls
 from pgha_operator.shell.controller import Controller
 from pgha_operator.shell.cycle import verdict
 from pgha_operator.shell.providers.base import Provider
+from pgha_operator.shell.switchover_assist import LeaseGuardSource
 
 
 class DrillError(OperatorError):
@@ -35,6 +36,9 @@ class DrillRefused(PermanentError):
 class Target:
     ctl: Controller  # observes only; never takes the lock
     secrets: Secrets
+    # The lease of the operator the drill runs itself (None beside a running operator): a
+    # switchover fault acts under it, as `pgha-operator switchover` does.
+    lease: LeaseGuardSource | None = None
 
     @classmethod
     def of(cls, ctl: Controller) -> Target:

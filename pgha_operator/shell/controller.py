@@ -257,6 +257,7 @@ class Controller:
             secrets=secrets or self.secrets(),
             check_ports=self.provider.kind == "local",  # only local machines share this host
             clients=self.clients,
+            lease=self.leadership,
         )
 
     # --- one cycle ----------------------------------------------------------------------------

@@ -57,6 +57,12 @@ from pgha_operator.shell.catalog_execute import perform_catalog
 from pgha_operator.shell.clients import Clients, EtcdApi, PatroniApi, PostgresApi
 from pgha_operator.shell.hosts.base import HostError
 from pgha_operator.shell.providers.base import Provider
+from pgha_operator.shell.switchover_assist import (
+    LeaseGuardSource,
+    OldPrimary,
+    Parties,
+    assisted_switchover,
+)
 
 
 @dataclass(frozen=True)
@@ -68,6 +74,8 @@ class Env:
     clients: Clients
     secrets: Secrets | None = None
     check_ports: bool = True  # machines sharing this host (local) can collide with others
+    # The operator's lease: an assisted switchover releases Patroni's key under its guard.
+    lease: LeaseGuardSource | None = None
 
 
 @dataclass
@@ -291,6 +299,20 @@ def _patroni(env: Env, machine: str) -> PatroniApi:
     )
 
 
+def _parties(env: Env, leader: str, candidate: str) -> Parties:
+    layout = env.provider.layout(leader)
+    spec = env.cluster.spec
+    return Parties(
+        leader=leader,
+        candidate=candidate,
+        old=OldPrimary(env.provider.host(leader), env.binaries.pg_bin_dir, layout.pg_data),
+        patroni=_patroni(env, leader),
+        replica=_superuser(env, _address(env, candidate), env.topology.pg_port),
+        etcd=_etcd(env),
+        leader_key=f"{spec.patroni.namespace.rstrip('/')}/{env.cluster.name}/leader",
+    )
+
+
 def _address(env: Env, machine: str) -> str:
     """A machine of the manifest, or one that is leaving it (known to the provider only)."""
     if machine in {m.name for m in env.topology.machines}:
@@ -305,8 +327,13 @@ SWITCHOVER_WAIT_SECONDS = 60.0
 
 
 def _switchover(env: Env, leader: str, candidate: str) -> None:
-    """Ask Patroni (it demotes and promotes, never us), then wait until the candidate leads."""
-    _patroni(env, leader).switchover(leader, candidate)
+    """Ask Patroni (it demotes and promotes, never us), then wait until the candidate leads.
+    Assisted (the default, with a lease): the operator releases the leader key as soon as
+    nothing can be lost (shell/switchover_assist.py), else Patroni's own timing."""
+    if env.cluster.spec.failover.switchover == "assisted" and env.lease is not None:
+        assisted_switchover(_parties(env, leader, candidate), env.lease)
+    else:
+        _patroni(env, leader).switchover(leader, candidate)
     deadline = time.monotonic() + SWITCHOVER_WAIT_SECONDS
     while time.monotonic() < deadline:
         try:

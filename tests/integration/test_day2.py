@@ -121,8 +121,13 @@ def test_scale_postgres_up_to_4(live: Live, writer: Writer) -> None:
 
 
 def test_switchover_to_a_named_node(live: Live, writer: Writer) -> None:
+    """Assisted (no operator runs: the command holds the lease): the operator releases the
+    leader key once node1 shut down and node4 holds its WAL, not Patroni ~2 s later."""
+    since = time.monotonic()
     res = cli("switchover", *live.args(), "--to", "node4")
     assert res.returncode == 0, res.stderr
+    assert "assisted=True" in res.stderr, res.stderr
+    assert writer.longest_gap(since) < 1.5  # Patroni's own path: ~2.6 s
     assert live.primary() == "node4"
     assert (
         query(dsn(live.manifest, live.state), "SELECT host(inet_server_addr())")[0][0]
@@ -130,6 +135,25 @@ def test_switchover_to_a_named_node(live: Live, writer: Writer) -> None:
     )
     res = cli("switchover", *live.args(), "--to", "node9")
     assert res.returncode == 1 and "no healthy candidate" in res.stderr
+
+
+def test_switchover_beside_a_running_operator_borrows_its_lease(live: Live, writer: Writer) -> None:
+    """The running operator leads: the command releases the key under that operator's lease
+    (its key in etcd names the process holding the state dir's operator lock)."""
+    op = Operator(live.manifest, live.state)
+    try:
+        wait_for("the operator leading", lambda: "holds the leader lease" in op.output(), 60)
+        for node in ("node1", "node4"):  # and back: the next test removes node4, the primary
+            wait_for(f"{node} streaming", lambda n=node: live.members()[n]["state"] == "streaming")
+            since = time.monotonic()
+            res = cli("switchover", *live.args(), "--to", node)
+            assert res.returncode == 0, res.stderr
+            assert "beside the running operator" in res.stderr
+            assert "assisted=True" in res.stderr, res.stderr
+            assert writer.longest_gap(since) < 1.5
+            assert live.primary() == node
+    finally:
+        op.stop()
 
 
 def test_scale_postgres_down_to_2_removes_the_primary_safely(live: Live, writer: Writer) -> None:

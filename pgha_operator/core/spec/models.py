@@ -247,11 +247,14 @@ class LoadBalancerSpec(Model):
 
 class FailoverSpec(Model):
     """`auto`: where the provider can power machines off, the operator fences a dead primary's
-    machine and releases its leader key so Patroni elects at once; `off`: the lease decides."""
+    machine and releases its leader key so Patroni elects at once; `off`: the lease decides.
+    `switchover: assisted`: the operator releases the leader key as soon as the old primary
+    shut down and the candidate holds all its WAL; `patroni`: Patroni's own timing."""
 
     fencing: Literal["auto", "off"] = "auto"
     probe_interval_ms: Annotated[int, Field(ge=50, le=5000)] = 200
     probe_failures: Annotated[int, Field(ge=2, le=50)] = 3
+    switchover: Literal["assisted", "patroni"] = "assisted"
 
 
 class PoolerSpec(Model):

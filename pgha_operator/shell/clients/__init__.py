@@ -112,6 +112,10 @@ class PatroniApi(Protocol):
 class PostgresApi(Protocol):
     """One PostgreSQL server, logged in as one user."""
 
+    def received_wal(self) -> tuple[bool, int | None]:
+        """(in recovery, the WAL position a replica received), for an assisted switchover."""
+        ...
+
     def existing_roles(self, names: Sequence[str]) -> frozenset[str]: ...
 
     def create_role(

@@ -14,6 +14,7 @@ import psycopg
 from psycopg import sql
 
 from pgha_operator.core.facts.backup import ArchiverFacts
+from pgha_operator.core.facts.controldata import parse_lsn
 from pgha_operator.shell.clients import pooler_auth
 from pgha_operator.shell.clients.errors import ComponentError
 
@@ -94,6 +95,17 @@ class PostgresClient:
         if self._kept is not None:
             self._kept.close()
             self._kept = None
+
+    def received_wal(self) -> tuple[bool, int | None]:
+        """(in recovery, pg_last_wal_receive_lsn()): WAL a replica received and flushed,
+        kept after its walreceiver stopped; None before it ever streamed."""
+        rows = self._read(
+            "SELECT pg_is_in_recovery(), pg_last_wal_receive_lsn()::text",
+            (),
+            "reading WAL position",
+        )
+        in_recovery, lsn = rows[0]
+        return bool(in_recovery), parse_lsn(lsn) if lsn else None
 
     def existing_roles(self, names: Sequence[str]) -> frozenset[str]:
         """Which of `names` exist as roles. Raises ComponentError if the server does not answer."""
