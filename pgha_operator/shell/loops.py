@@ -17,6 +17,7 @@ from pgha_operator.shell.cycle import CycleReport
 from pgha_operator.shell.status_http import Snapshot
 
 if TYPE_CHECKING:
+    from pgha_operator.core.fence_decision import FenceDecision
     from pgha_operator.shell.controller import Controller
     from pgha_operator.shell.leadership import Leadership
 
@@ -161,15 +162,24 @@ def pause(ctl: Controller, delay: float, wake: threading.Event, stop: threading.
             wake.wait(left)
             continue
         started = time.monotonic()
-        decision = ctl.fencer.probe()
-        if decision is not None:
-            ctl.event(decision.reason)
-            if decision.fence:
-                return  # re-observe at once: the old primary's machine is down
+        if fenced(ctl, ctl.fencer.probe()):
+            return  # re-observe at once: the old primary's machine is down
         # Probes start every interval, however long one took (a TLS handshake is not free):
         # the death of a primary is then seen after probe_failures intervals, not more.
+        # Meanwhile the fencer waits on the leader's death watch: a death the provider
+        # reports is acted on at once (a manifest edit then wakes us within 0.1 s).
         next_probe = started + ctl.fencer.interval
-        wake.wait(max(0.0, min(next_probe - time.monotonic(), deadline - time.monotonic())))
+        left = max(0.0, min(next_probe - time.monotonic(), deadline - time.monotonic()))
+        if fenced(ctl, ctl.fencer.wait(left, wake)):
+            return
+
+
+def fenced(ctl: Controller, decision: FenceDecision | None) -> bool:
+    """Record a fencing decision as an event; True when a machine was fenced."""
+    if decision is None:
+        return False
+    ctl.event(decision.reason)
+    return decision.fence
 
 
 def watch_manifests(paths: list[str], wake: threading.Event, stop: threading.Event) -> None:

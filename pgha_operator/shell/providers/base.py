@@ -5,11 +5,11 @@ Every provider implements `Provider`. A capability is a Protocol the provider im
 explicitly (its class lists it as a base); callers ask with `isinstance(provider, Fencing)`
 or `capability(provider, Fencing)`, never by probing for a method name.
 
-    provider   Fencing  MachineStates  Freezing  Isolation
-    local      yes      yes            yes       -  (machines share this host's loopback)
-    nspawn     yes      yes            yes       yes
-    vagrant    yes      yes            -         -
-    ssh        -        -              -         -  (the operator does not own the power)
+    provider   Fencing  MachineStates  Freezing  Isolation  DeathReports
+    local      yes      yes            yes       -          yes  (machines share this host's loopback)
+    nspawn     yes      yes            yes       yes        yes
+    vagrant    yes      yes            -         -          -
+    ssh        -        -              -         -          -  (the operator does not own the power)
 """
 
 from __future__ import annotations
@@ -88,7 +88,19 @@ class Isolation(Protocol):
     def reconnect(self, name: str) -> None: ...
 
 
-CAPABILITIES: tuple[type, ...] = (Fencing, MachineStates, Freezing, Isolation)
+@runtime_checkable
+class DeathReports(Protocol):
+    """The provider can name the processes of this host that keep a machine alive, so the
+    fencer learns of the machine's death the moment they exit (a pidfd each, shell/
+    death_watch.py) instead of inferring it from failed probes."""
+
+    def vital_processes(self, name: str) -> dict[int, int]:
+        """pid -> start time (/proc's field 22) of each vital process running now; {} when
+        none runs (the machine is already down, or unknown)."""
+        ...
+
+
+CAPABILITIES: tuple[type, ...] = (Fencing, MachineStates, Freezing, Isolation, DeathReports)
 Cap = TypeVar("Cap")
 
 
