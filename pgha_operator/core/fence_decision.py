@@ -6,9 +6,10 @@ the ttl runs out. The operator owns the machines, so it can make sure one is rea
 Fencing the wrong machine, or releasing the key of a live primary, would be worse than the
 lease, so every guard below must hold; each refusal says which one did not.
 
-Death is seen two ways: `failures_needed` failed probes of the leader, or at once when the
-provider reports that every vital process of the machine exited (`death_reported`: a
-pidfd, shell/death_watch.py). Either way the provider's own view of the machine must say
+Death is seen two ways: `failures_needed` failed probes of the leader, or sooner when the
+provider reports it (`death_reported`): every vital process of the machine exited (a
+pidfd, shell/death_watch.py), or after one failed probe every process of the machine is
+stopped and stays so (frozen). Either way the provider's own view of the machine must say
 dead or frozen, and every other guard still holds.
 
 The anti-flap guard is about the operator itself: after a fence, no second one until the
@@ -42,7 +43,8 @@ class FenceView:
     # Seconds since this operator's last fence while no primary has answered its probes
     # since then (None: no fence yet, or the cluster was seen healthy after it).
     unhealthy_since_fence: float | None = None
-    death_reported: bool = False  # the provider saw every vital process of the machine exit
+    # The provider itself reported the machine dead (its vital processes exited) or frozen
+    death_reported: bool = False
 
 
 @dataclass(frozen=True)
@@ -83,7 +85,7 @@ def decide(v: FenceView) -> FenceDecision:
             f"{v.unhealthy_since_fence:.1f} s ago (no primary has answered its probes since): "
             "another fence could come from the operator's own blindness"
         )
-    seen = "its death reported by the provider" if v.death_reported else "probes failed"
+    seen = f"reported {v.machine} by the provider" if v.death_reported else "probes failed"
     return FenceDecision(
         True,
         f"fencing {v.leader}: {seen} ({v.failures} probes failed), machine {v.machine}, "

@@ -44,6 +44,7 @@ PROBE_TIMEOUT = 0.15  # seconds: a healthy Patroni answers GET /primary in a few
 REDECIDE_EVERY = 5  # failed probes between two evaluations of a refused fence
 SETTLE = 0.3  # seconds a reported death may take to show in the provider's machine state
 WAKE_CHECK = 0.1  # seconds between two looks at the loop's wake event while watching
+FROZEN_CONFIRM = 0.1  # seconds a machine the provider sees frozen must stay so
 
 Journal = Callable[[dict[str, Any]], None]
 
@@ -150,7 +151,7 @@ class Fencer:
         if self._is_primary(self.leader):
             return None  # it answers as primary: whatever exited, it was not its death
         self.failures += 1
-        return self.evaluate(seen, death_reported=True)
+        return self.evaluate(seen, "event")
 
     def holding(self) -> frozenset[str]:
         """A machine whose fate is being decided: the loop must not restart it meanwhile."""
@@ -169,17 +170,32 @@ class Fencer:
         due = self.failures == self.needed or (
             self.failures > self.needed and (self.failures - self.needed) % REDECIDE_EVERY == 0
         )
-        if not due:
-            return None
-        return self.evaluate(time.monotonic(), death_reported=False)
+        if due:
+            return self.evaluate(time.monotonic(), "probes")
+        if self.failures < self.needed and self._stays_frozen():
+            return self.evaluate(time.monotonic(), "frozen")
+        return None
 
-    def evaluate(self, seen: float, death_reported: bool) -> FenceDecision:
-        """Decide on the leader's fate (its death `seen` then), fence if allowed, tell."""
-        view = self.view(death_reported)
+    def _stays_frozen(self) -> bool:
+        """The provider sees every process of the leader's machine stopped, twice
+        FROZEN_CONFIRM apart: a hung machine reported by the provider itself, no need to
+        wait for more failed probes (a pause shorter than that is left alone)."""
+        states = capability(self.provider, MachineStates)
+        if not self.enabled or states is None or self.leader is None:
+            return False
+        if states.machine_state(self.leader) != MachineState.FROZEN:
+            return False
+        time.sleep(FROZEN_CONFIRM)
+        return states.machine_state(self.leader) == MachineState.FROZEN
+
+    def evaluate(self, seen: float, how: str) -> FenceDecision:
+        """Decide on the leader's fate (its death `seen` then, `how`: by "probes", or
+        reported by the provider: "event", "frozen"), fence if allowed, tell."""
+        view = self.view(death_reported=how != "probes")
         decision = decide(view)
         kind = "refused" if view.enabled and view.provider_can_fence else "off"
         if decision.fence:
-            decision = self.fence(decision, seen, "event" if death_reported else "probes")
+            decision = self.fence(decision, seen, how)
             kind = "taken" if decision.fence else "failed"
         if self.metrics:
             self.metrics.record_fencing(kind)

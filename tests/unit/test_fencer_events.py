@@ -104,7 +104,7 @@ def test_a_reported_death_is_fenced_at_once(
     decision = fencer.wait(2.0, threading.Event())
     assert decision is not None and decision.fence, decision
     assert time.monotonic() - started < 0.5  # not three 200 ms probes
-    assert "death reported by the provider (1 probes failed)" in decision.reason
+    assert "reported dead by the provider (1 probes failed)" in decision.reason
     assert LEADER_KEY not in world.etcd.keys
     (record,) = journal
     assert record["machine"] == "node1" and record["seenBy"] == "event"
@@ -140,3 +140,35 @@ def test_after_a_fence_the_guard_holds_until_a_primary_answered(
     assert fencer.view().unhealthy_since_fence is not None
     assert fencer.probe() is None  # the new primary answers
     assert fencer.view().unhealthy_since_fence is None
+
+
+def test_a_machine_the_provider_sees_frozen_is_fenced_after_one_failed_probe(
+    world: FakeWorld,  # noqa: F811
+) -> None:
+    journal: list[dict] = []
+    fencer = fencer_for(world)
+    fencer.journal = journal.append
+    world.provider.freeze("node1")
+    decision = fencer.probe()
+    assert decision is not None and decision.fence, decision
+    assert "reported frozen by the provider (1 probes failed)" in decision.reason
+    assert journal[0]["seenBy"] == "frozen"
+
+
+def test_a_freeze_that_ends_within_the_confirmation_is_not_fenced(
+    world: FakeWorld,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A pause shorter than FROZEN_CONFIRM (seen frozen, then running): no fence yet."""
+    fencer = fencer_for(world)
+    world.provider.freeze("node1")
+    real_sleep = time.sleep
+
+    def thaw_meanwhile(seconds: float) -> None:
+        world.provider.thaw("node1")
+        real_sleep(0)
+
+    monkeypatch.setattr(time, "sleep", thaw_meanwhile)
+    fencer._is_primary = lambda node: False  # type: ignore[method-assign]  # probe failed
+    assert fencer.probe() is None
+    assert world.machines["node1"].powered and world.etcd.keys[LEADER_KEY] == "node1"

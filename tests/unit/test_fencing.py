@@ -61,7 +61,7 @@ def test_an_operator_cut_off_from_every_node_fences_nothing() -> None:
 def test_a_reported_death_needs_no_failed_probes() -> None:
     """The provider saw the machine's vital processes exit: one failed probe is enough."""
     d = decide(replace(GOOD, failures=1, death_reported=True))
-    assert d.fence and "death reported by the provider" in d.reason
+    assert d.fence and "reported dead by the provider" in d.reason
 
 
 def test_a_reported_death_still_needs_every_other_guard() -> None:
