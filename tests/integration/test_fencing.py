@@ -172,7 +172,6 @@ def test_crashed_primary_is_fenced_and_replaced_at_once(fenced: Fenced, operator
     assert "reported dead by the provider" in operator.output()
     record = StateDir(fenced.state).fences()[-1]
     assert record["machine"] == old and record["seenBy"] == "event"
-    assert record["seen"] - since < 0.2, record
     assert writer.lost() == []
     assert watch.max_writable <= 1, "two nodes accepted writes at once"
     wait_for("the old primary back as a replica", fenced.converged, timeout=120)
