@@ -26,7 +26,7 @@ from pgha_operator.core.fence_decision import FenceDecision, FenceView, decide
 from pgha_operator.core.leadership import LeaseGuard
 from pgha_operator.core.plan import Desired
 from pgha_operator.core.plan.patroni import switchover_candidate
-from pgha_operator.shell.clients import Clients, PatroniApi
+from pgha_operator.shell.clients import Clients, EtcdApi, PatroniApi
 from pgha_operator.shell.death_watch import DeathWatch
 from pgha_operator.shell.hosts.base import HostError
 from pgha_operator.shell.metrics import ClusterMetrics
@@ -77,6 +77,7 @@ class Fencer:
         self.metrics = metrics
         self.journal = journal
         self._apis: dict[str, PatroniApi] = {}  # one per node: keeps its connection open
+        self._etcd_client: tuple[tuple[str, ...], EtcdApi] | None = None
         self.watch: DeathWatch | None = None  # the leader's vital processes
         self.last_fence: float | None = None
         self.healthy_since_fence = True  # a primary answered the probes since the last fence
@@ -292,8 +293,7 @@ class Fencer:
         if self.lease is not None and guard is None:
             return "leader key kept: this operator holds no lease"
         try:
-            etcd = self.clients.etcd(self.desired.topology.etcd_client_urls)
-            released = etcd.delete_key_if_value(self.leader_key(), self.leader, guard)
+            released = self._etcd().delete_key_if_value(self.leader_key(), self.leader, guard)
         except OperatorError as exc:
             return f"but releasing the key failed: {exc}"
         if released:
@@ -307,10 +307,17 @@ class Fencer:
     def _leader_key(self) -> tuple[str | None, bool]:
         """(holder, quorum): a successful read of the key proves a quorum answered."""
         try:
-            etcd = self.clients.etcd(self.desired.topology.etcd_client_urls, timeout=1)
-            return etcd.get(self.leader_key()), True
+            return self._etcd().get(self.leader_key()), True
         except OperatorError:
             return None, False
+
+    def _etcd(self) -> EtcdApi:
+        """One client for the key's read and its release: the release reuses the read's
+        connection (no second TLS handshake on the fast path)."""
+        urls = tuple(self.desired.topology.etcd_client_urls)
+        if self._etcd_client is None or self._etcd_client[0] != urls:
+            self._etcd_client = (urls, self.clients.etcd(urls, timeout=1))
+        return self._etcd_client[1]
 
     def _patroni(self, node: str) -> PatroniApi:
         url = self.desired.topology.rest_api_url(node)
