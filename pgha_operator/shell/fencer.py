@@ -19,6 +19,7 @@ from typing import Any, Protocol
 
 import structlog
 
+from pgha_operator.core.conditions import PRIMARY_BACKEND, REPLICAS_BACKEND
 from pgha_operator.core.errors import OperatorError
 from pgha_operator.core.facts.observed import Observed
 from pgha_operator.core.facts.types import MachineState
@@ -26,13 +27,15 @@ from pgha_operator.core.fence_decision import FenceDecision, FenceView, decide
 from pgha_operator.core.leadership import LeaseGuard
 from pgha_operator.core.plan import Desired
 from pgha_operator.core.plan.patroni import switchover_candidate
-from pgha_operator.shell.clients import Clients, EtcdApi, PatroniApi
+from pgha_operator.shell.clients import Clients, ComponentError, EtcdApi, PatroniApi
+from pgha_operator.shell.clients.haproxy_runtime import mark_down
 from pgha_operator.shell.death_watch import DeathWatch
 from pgha_operator.shell.hosts.base import HostError
 from pgha_operator.shell.metrics import ClusterMetrics
 from pgha_operator.shell.providers.base import (
     DeathReports,
     Fencing,
+    HostSockets,
     MachineStates,
     Provider,
     capability,
@@ -151,8 +154,25 @@ class Fencer:
             return None
         if self._is_primary(self.leader):
             return None  # it answers as primary: whatever exited, it was not its death
+        # It serves nothing any more: out of the load balancers now, before the decision,
+        # so that clients reconnecting meanwhile are not sent to a dead server.
+        self.out_of_load_balancers(self.leader)
         self.failures += 1
         return self.evaluate(seen, "event")
+
+    def out_of_load_balancers(self, node: str) -> None:
+        """Force `node` DOWN in every HAProxy (its own checks take over from there), where
+        the provider lets the operator reach their admin sockets; a failure only costs
+        time (HAProxy's next check does the same)."""
+        sockets = capability(self.provider, HostSockets)
+        if sockets is None:
+            return
+        for lb in self.desired.topology.loadbalancers:
+            path = sockets.host_path(lb, self.provider.layout(lb).haproxy_socket)
+            try:
+                mark_down(path, [PRIMARY_BACKEND, REPLICAS_BACKEND], node)
+            except ComponentError as exc:
+                log.info("load balancer not told", error=str(exc))
 
     def holding(self) -> frozenset[str]:
         """A machine whose fate is being decided: the loop must not restart it meanwhile."""
@@ -268,6 +288,8 @@ class Fencer:
         self.healthy_since_fence = False
         self.fenced = self.leader
         released = self.release()
+        if how != "event":  # (a reported death was taken out of them at once)
+            self.out_of_load_balancers(self.leader)
         if self.journal is not None:
             self.journal(
                 {

@@ -5,11 +5,12 @@ Every provider implements `Provider`. A capability is a Protocol the provider im
 explicitly (its class lists it as a base); callers ask with `isinstance(provider, Fencing)`
 or `capability(provider, Fencing)`, never by probing for a method name.
 
-    provider   Fencing  MachineStates  Freezing  Isolation  DeathReports
-    local      yes      yes            yes       -          yes  (machines share this host's loopback)
-    nspawn     yes      yes            yes       yes        yes
-    vagrant    yes      yes            -         -          -
-    ssh        -        -              -         -          -  (the operator does not own the power)
+    provider   Fencing  MachineStates  Freezing  Isolation  DeathReports  HostSockets
+    local      yes      yes            yes       -          yes           yes
+    nspawn     yes      yes            yes       yes        yes           -
+    vagrant    yes      yes            -         -          -             -
+    ssh        -        -              -         -          -             -
+(local: machines share this host's loopback; ssh: the operator does not own the power)
 """
 
 from __future__ import annotations
@@ -100,7 +101,24 @@ class DeathReports(Protocol):
         ...
 
 
-CAPABILITIES: tuple[type, ...] = (Fencing, MachineStates, Freezing, Isolation, DeathReports)
+@runtime_checkable
+class HostSockets(Protocol):
+    """The machines' Unix sockets are files the operator's host can connect to (HAProxy's
+    admin socket: the fencer takes a fenced primary out of the load balancer at once)."""
+
+    def host_path(self, name: str, path: str) -> str:
+        """Where `path` of machine `name` is on the operator's host."""
+        ...
+
+
+CAPABILITIES: tuple[type, ...] = (
+    Fencing,
+    MachineStates,
+    Freezing,
+    Isolation,
+    DeathReports,
+    HostSockets,
+)
 Cap = TypeVar("Cap")
 
 

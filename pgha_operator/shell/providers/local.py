@@ -32,6 +32,7 @@ from pgha_operator.shell.providers.base import (
     DeathReports,
     Fencing,
     Freezing,
+    HostSockets,
     MachineStates,
     ProviderBase,
     broken_machine,
@@ -73,7 +74,7 @@ def find_binaries(source: PatroniSource = "pypi") -> Binaries:
     return Binaries(patroni=patroni)
 
 
-class LocalProvider(ProviderBase, Fencing, MachineStates, Freezing, DeathReports):
+class LocalProvider(ProviderBase, Fencing, MachineStates, Freezing, DeathReports, HostSockets):
     kind = "local"
     service_manager: Literal["local", "systemd"] = "local"
 
@@ -171,6 +172,9 @@ class LocalProvider(ProviderBase, Fencing, MachineStates, Freezing, DeathReports
             if pid and st and st.state not in procfs.DEAD_STATES and env and marker in env:
                 found[pid] = st.starttime
         return found
+
+    def host_path(self, name: str, path: str) -> str:
+        return path  # a local machine's paths are this host's
 
     def freeze(self, name: str) -> None:
         """SIGSTOP every process of the machine (a hung VM), again until a scan finds
