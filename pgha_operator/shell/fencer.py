@@ -79,6 +79,8 @@ class Fencer:
         self.lease = lease
         self.metrics = metrics
         self.journal = journal
+        # `run` probes in a thread of its own while cycles call update() and holding().
+        self._lock = threading.RLock()
         self._apis: dict[str, PatroniApi] = {}  # one per node: keeps its connection open
         self._etcd_client: tuple[tuple[str, ...], EtcdApi] | None = None
         self.watch: DeathWatch | None = None  # the leader's vital processes
@@ -93,6 +95,10 @@ class Fencer:
 
     def update(self, desired: Desired, observed: Observed | None) -> None:
         """Follow each reconcile cycle's view: the manifest, the leader, the candidates."""
+        with self._lock:
+            self._update(desired, observed)
+
+    def _update(self, desired: Desired, observed: Observed | None) -> None:
         self.desired = desired
         spec = desired.cluster.spec
         self.enabled = spec.failover.fencing == "auto"
@@ -110,21 +116,24 @@ class Fencer:
             self.leader, self.failures, self.last_decision = name, 0, None
         candidate = switchover_candidate(desired, observed, name) if name else None
         self.candidates = (candidate,) if candidate else ()
-        self.arm()
 
     def arm(self) -> None:
         """Watch the leader's vital processes, anew when they changed (a restart, a new
-        leader); nothing when the provider cannot report deaths or fencing is off."""
+        leader); nothing when the provider cannot report deaths or fencing is off. Only
+        the thread that waits on the watch arms it (its pidfds are closed here)."""
         reports = capability(self.provider, DeathReports)
-        vital = reports.vital_processes(self.leader) if reports and self.leader else {}
-        if not self.enabled or not vital:
+        if not self.enabled or reports is None or self.leader is None:
             self._unwatch()
             return
+        vital = reports.vital_processes(self.leader)
         current = self.watch
-        if current and current.machine == self.leader and current.processes == vital:
+        # Kept when unchanged, and when its processes are gone: dying now, its pidfds
+        # report it (re-reading would lose a death that happened between two waits).
+        if current and current.machine == self.leader and (not vital or current.processes == vital):
             return
         self._unwatch()
-        self.watch = DeathWatch(self.leader, vital)
+        if vital:
+            self.watch = DeathWatch(self.leader, vital)
 
     def _unwatch(self) -> None:
         if self.watch is not None:
@@ -134,7 +143,9 @@ class Fencer:
     def wait(self, timeout: float, wake: threading.Event) -> FenceDecision | None:
         """Until the next probe is due (or `wake`): on the leader's death watch when there
         is one, acting the moment the provider reports the machine dead."""
-        watch = self.watch
+        with self._lock:
+            self.arm()
+            watch = self.watch
         if watch is None or not watch.armed:
             wake.wait(timeout)
             return None
@@ -150,6 +161,10 @@ class Fencer:
     def on_death(self) -> FenceDecision | None:
         """The provider saw every vital process of the leader's machine exit: decide now."""
         seen = time.monotonic()
+        with self._lock:
+            return self._on_death(seen)
+
+    def _on_death(self, seen: float) -> FenceDecision | None:
         if self.leader is None or (self.lease is not None and not self.lease.may_act()):
             return None
         if self._is_primary(self.leader):
@@ -176,11 +191,20 @@ class Fencer:
 
     def holding(self) -> frozenset[str]:
         """A machine whose fate is being decided: the loop must not restart it meanwhile."""
+        with self._lock:
+            return self._holding()
+
+    def _holding(self) -> frozenset[str]:
         if self.leader and self.failures > 0 and self.last_decision is None:
             return frozenset({self.leader})
         return frozenset()
 
     def probe(self) -> FenceDecision | None:
+        """One probe of the leader; a decision when one was due."""
+        with self._lock:
+            return self._probe()
+
+    def _probe(self) -> FenceDecision | None:
         if self.leader is None or (self.lease is not None and not self.lease.may_act()):
             return None  # a standby watches nothing: the leading operator fences
         if self._is_primary(self.leader):

@@ -97,9 +97,9 @@ def test_a_reported_death_is_fenced_at_once(
     journal: list[dict] = []
     fencer = fencer_for(world)
     fencer.journal = journal.append
-    assert fencer.watch is not None and fencer.watch.armed
     assert fencer.wait(0.05, threading.Event()) is None  # alive: nothing to report
-    reporting.crash("node1")
+    assert fencer.watch is not None and fencer.watch.armed  # armed by the waiting thread
+    reporting.crash("node1")  # between two waits: its death must not be lost
     started = time.monotonic()
     decision = fencer.wait(2.0, threading.Event())
     assert decision is not None and decision.fence, decision
@@ -119,6 +119,7 @@ def test_a_reported_death_of_a_running_machine_is_not_fenced(
     """The vital processes exited but the provider still sees the machine running (and
     Patroni answers): every guard still holds, the key stays."""
     fencer = fencer_for(world)
+    assert fencer.wait(0.01, threading.Event()) is None  # armed
     reporting.vital["node1"].kill()
     assert fencer.wait(2.0, threading.Event()) is None  # it still answers as primary
     assert world.etcd.keys[LEADER_KEY] == "node1" and world.machines["node1"].powered
