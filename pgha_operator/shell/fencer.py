@@ -19,7 +19,6 @@ from typing import Any, Protocol
 
 import structlog
 
-from pgha_operator.core.conditions import PRIMARY_BACKEND, REPLICAS_BACKEND
 from pgha_operator.core.errors import OperatorError
 from pgha_operator.core.facts.observed import Observed
 from pgha_operator.core.facts.types import MachineState
@@ -27,15 +26,14 @@ from pgha_operator.core.fence_decision import FenceDecision, FenceView, decide
 from pgha_operator.core.leadership import LeaseGuard
 from pgha_operator.core.plan import Desired
 from pgha_operator.core.plan.patroni import switchover_candidate
-from pgha_operator.shell.clients import Clients, ComponentError, EtcdApi, PatroniApi
-from pgha_operator.shell.clients.haproxy_runtime import mark_down
+from pgha_operator.shell import fence_routing as routing
+from pgha_operator.shell.clients import Clients, EtcdApi, PatroniApi
 from pgha_operator.shell.death_watch import DeathWatch
 from pgha_operator.shell.hosts.base import HostError
 from pgha_operator.shell.metrics import ClusterMetrics
 from pgha_operator.shell.providers.base import (
     DeathReports,
     Fencing,
-    HostSockets,
     MachineStates,
     Provider,
     capability,
@@ -48,6 +46,8 @@ REDECIDE_EVERY = 5  # failed probes between two evaluations of a refused fence
 SETTLE = 0.3  # seconds a reported death may take to show in the provider's machine state
 WAKE_CHECK = 0.1  # seconds between two looks at the loop's wake event while watching
 FROZEN_CONFIRM = 0.1  # seconds a machine the provider sees frozen must stay so
+
+RELEASED = "leader key released"
 
 Journal = Callable[[dict[str, Any]], None]
 
@@ -175,19 +175,14 @@ class Fencer:
         self.failures += 1
         return self.evaluate(seen, "event")
 
+    def route_to_new_leader(self, old: str) -> None:
+        """The member that takes the released key, UP in the load balancers at once."""
+        lbs = self.desired.topology.loadbalancers
+        routing.route_to_new_leader(self.provider, lbs, old, lambda: self._leader_key()[0])
+
     def out_of_load_balancers(self, node: str) -> None:
-        """Force `node` DOWN in every HAProxy (its own checks take over from there), where
-        the provider lets the operator reach their admin sockets; a failure only costs
-        time (HAProxy's next check does the same)."""
-        sockets = capability(self.provider, HostSockets)
-        if sockets is None:
-            return
-        for lb in self.desired.topology.loadbalancers:
-            path = sockets.host_path(lb, self.provider.layout(lb).haproxy_socket)
-            try:
-                mark_down(path, [PRIMARY_BACKEND, REPLICAS_BACKEND], node)
-            except ComponentError as exc:
-                log.info("load balancer not told", error=str(exc))
+        """A dead member, out of the load balancers at once."""
+        routing.out_of_load_balancers(self.provider, self.desired.topology.loadbalancers, node)
 
     def holding(self) -> frozenset[str]:
         """A machine whose fate is being decided: the loop must not restart it meanwhile."""
@@ -314,6 +309,8 @@ class Fencer:
         released = self.release()
         if how != "event":  # (a reported death was taken out of them at once)
             self.out_of_load_balancers(self.leader)
+        if released == RELEASED:
+            self.route_to_new_leader(self.leader)
         if self.journal is not None:
             self.journal(
                 {
@@ -343,7 +340,7 @@ class Fencer:
         except OperatorError as exc:
             return f"but releasing the key failed: {exc}"
         if released:
-            return "leader key released"
+            return RELEASED
         return "leader key not released (taken over, or this operator's lease ended)"
 
     def leader_key(self) -> str:

@@ -31,3 +31,9 @@ def mark_down(socket_path: str, backends: list[str], server: str) -> str:
     """Force `server`'s health DOWN in each backend. Its own checks take over again from
     there: a server that answers them comes back UP (`rise`), so this never sticks."""
     return run_commands(socket_path, [f"set server {b}/{server} health down" for b in backends])
+
+
+def mark_up(socket_path: str, backend: str, server: str) -> str:
+    """Force `server`'s health UP in `backend`: what its next check would find (the fencer
+    does it for the member that just took the leader key); its checks take over again."""
+    return run_commands(socket_path, [f"set server {backend}/{server} health up"])
