@@ -307,6 +307,7 @@ class Fencer:
         self.healthy_since_fence = False
         self.fenced = self.leader
         released = self.release()
+        released_at = time.monotonic()
         if how != "event":  # (a reported death was taken out of them at once)
             self.out_of_load_balancers(self.leader)
         if released == RELEASED:
@@ -321,7 +322,7 @@ class Fencer:
                     "seen": seen,
                     "decided": decided,
                     "fenced": fenced,
-                    "released": time.monotonic(),
+                    "released": released_at,
                     "release": released,
                 }
             )
