@@ -9,8 +9,9 @@ For the `seed` profile and the default (`fast`) one, a fresh 3 etcd + 3 PostgreS
   releases its leader key (the default for providers that can power machines off).
 
 Each run is one `pgha-operator drill --json` (the drill runs its own operator, fresh per
-run, so the fencer's one-fence-per-ttl guard never turns a fenced run into a lease run).
-Prints every run's figures, the medians, and seed/fast ratios of the median write gap.
+run). Prints every run's figures, the medians, the step timeline's medians (death seen ->
+fenced -> key released -> promoted -> HAProxy up -> first write, drill/timeline.py) and
+seed/fast ratios of the median write gap.
 
     .venv/bin/python bench/failover.py [--runs 5] [--profiles seed,fast] [--patroni-source debian]
 
@@ -40,6 +41,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from pgha_operator.core.spec import PROFILES  # noqa: E402
+from pgha_operator.drill.timeline import medians as timeline_medians  # noqa: E402
 from tests.integration.cluster_helpers import (  # noqa: E402
     cli,
     kill_leftovers,
@@ -128,6 +130,7 @@ def summarize(runs: list[dict[str, Any]], **extra: Any) -> dict[str, Any]:
         **{f: [r[f] for r in runs] for f in FIGURES},
         **{f"median{f[0].upper()}{f[1:]}": median([r[f] for r in runs]) for f in FIGURES},
         "clientTimeouts": runs[0]["clientTimeouts"] if runs else None,
+        "timelineMedians": timeline_medians([r["timeline"] for r in runs if r.get("timeline")]),
     }
 
 

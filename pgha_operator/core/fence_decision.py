@@ -5,6 +5,17 @@ the ttl runs out. The operator owns the machines, so it can make sure one is rea
 (fence it, like a STONITH device) and then delete the key, and the replicas elect at once.
 Fencing the wrong machine, or releasing the key of a live primary, would be worse than the
 lease, so every guard below must hold; each refusal says which one did not.
+
+Death is seen two ways: `failures_needed` failed probes of the leader, or sooner when the
+provider reports it (`death_reported`): every vital process of the machine exited (a
+pidfd, shell/death_watch.py), or after one failed probe every process of the machine is
+stopped and stays so (frozen). Either way the provider's own view of the machine must say
+dead or frozen, and every other guard still holds.
+
+The anti-flap guard is about the operator itself: after a fence, no second one until the
+operator has seen the cluster healthy again (a primary answered its probes). A storm of
+fences, each new primary fenced in turn, is what an operator that cannot see (its own
+network or load) would cause; two honest deaths a minute apart are not that.
 """
 
 from __future__ import annotations
@@ -29,8 +40,11 @@ class FenceView:
     reachable_nodes: int  # PostgreSQL machines whose Patroni answered, the leader excluded
     total_nodes: int  # PostgreSQL machines in the cluster, the leader included
     candidates: tuple[str, ...]  # healthy replicas within maximumLagOnFailover (sync if required)
-    seconds_since_last_fence: float | None
-    ttl: int
+    # Seconds since this operator's last fence while no primary has answered its probes
+    # since then (None: no fence yet, or the cluster was seen healthy after it).
+    unhealthy_since_fence: float | None = None
+    # The provider itself reported the machine dead (its vital processes exited) or frozen
+    death_reported: bool = False
 
 
 @dataclass(frozen=True)
@@ -47,7 +61,7 @@ def decide(v: FenceView) -> FenceDecision:
         return no("fencing is off (failover.fencing: off); the leader lease decides")
     if not v.provider_can_fence:
         return no("this provider cannot power machines off; the leader lease decides")
-    if v.failures < v.failures_needed:
+    if v.failures < v.failures_needed and not v.death_reported:
         return no(f"{v.failures} of {v.failures_needed} probes failed so far")
     if v.machine == MachineState.PATRONI_DOWN:
         return no("PostgreSQL still runs there; Patroni is restarted instead (no failover)")
@@ -65,11 +79,16 @@ def decide(v: FenceView) -> FenceDecision:
         return no(f"it no longer holds the leader key (held by {v.leader_key or 'nobody'})")
     if not v.candidates:
         return no("no healthy replica within maximumLagOnFailover could take over")
-    if v.seconds_since_last_fence is not None and v.seconds_since_last_fence < v.ttl:
-        return no(f"another fence happened {v.seconds_since_last_fence:.0f}s ago (< ttl {v.ttl}s)")
+    if v.unhealthy_since_fence is not None:
+        return no(
+            f"the cluster has not been healthy since this operator's last fence "
+            f"{v.unhealthy_since_fence:.1f} s ago (no primary has answered its probes since): "
+            "another fence could come from the operator's own blindness"
+        )
+    seen = f"reported {v.machine} by the provider" if v.death_reported else "probes failed"
     return FenceDecision(
         True,
-        f"fencing {v.leader}: {v.failures} probes failed, machine {v.machine}, "
+        f"fencing {v.leader}: {seen} ({v.failures} probes failed), machine {v.machine}, "
         f"{v.reachable_nodes + 1}/{v.total_nodes} nodes seen, "
         f"candidates {', '.join(v.candidates)}",
     )

@@ -72,6 +72,8 @@ class RunFigures:
     read_only_held_seconds: float | None = None
     converged_seconds: float | None = None
     problems: tuple[str, ...] = field(default_factory=tuple)
+    # The failover's steps, seconds from the fault's start (drill/timeline.py)
+    timeline: dict[str, Any] | None = None
 
     @property
     def verdict(self) -> str:
@@ -105,6 +107,7 @@ class RunFigures:
             "readOnlyAfterSeconds": r(self.read_only_after_seconds),
             "readOnlyHeldSeconds": r(self.read_only_held_seconds),
             "convergedSeconds": r(self.converged_seconds),
+            "timeline": self.timeline,
             "verdict": self.verdict,
             "problems": list(self.problems),
         }

@@ -103,6 +103,21 @@ def summary_line(run: RunFigures) -> str:
     )
 
 
+def timeline_line(t: dict) -> str:
+    """death seen (how) -> fenced -> key released -> promoted -> HAProxy -> first write."""
+    steps = [f"{name} {_s(t.get(key))}" for key, name in TIMELINE_WORDS]
+    return f"seen by {t.get('seenBy') or '-'}: " + " -> ".join(steps) + " s"
+
+
+TIMELINE_WORDS = (
+    ("deathSeen", "death seen"),
+    ("fenced", "fenced"),
+    ("keyReleased", "key released"),
+    ("promoted", "promoted"),
+    ("haproxyUp", "HAProxy up"),
+    ("firstWrite", "first write"),
+)
+
 COLUMNS = (
     ("run", 3),
     ("target", 12),
@@ -144,6 +159,8 @@ def format_table(result: DrillResult) -> str:
             run.verdict,
         )
         lines.append("  ".join(c.rjust(w) for c, (_, w) in zip(cells, COLUMNS, strict=True)))
+        if run.timeline and run.timeline.get("deathSeen") is not None:
+            lines.append(f"      timeline: {timeline_line(run.timeline)}")
         for problem in run.problems:
             lines.append(f"      {problem}")
         if run.read_only_held_seconds is not None:

@@ -10,6 +10,7 @@ from typing import Any
 
 from pgha_operator.drill.checker import FaultWindow, RunFigures
 from pgha_operator.drill.prober import Prober
+from pgha_operator.drill.timeline import medians
 from pgha_operator.drill.watch import Watcher
 from pgha_operator.drill.writer import ClientTimeouts, Writer
 
@@ -48,6 +49,7 @@ class DrillResult:
                 {**r.to_json(), **({"log": log} if log else {})}
                 for r, log in zip(self.runs, self.logs or [None] * len(self.runs), strict=True)
             ],
+            "timelineMedians": medians([r.timeline for r in self.runs if r.timeline]),
             "verdict": self.verdict,
         }
 

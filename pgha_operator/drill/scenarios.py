@@ -13,7 +13,7 @@ import contextlib
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -23,9 +23,11 @@ import structlog
 from pgha_operator.core.errors import PermanentError
 from pgha_operator.drill.checker import FaultWindow, RunFigures, analyse, rejoined_at
 from pgha_operator.drill.faults import FAULTS
+from pgha_operator.drill.lbwatch import LbWatcher
 from pgha_operator.drill.prober import Prober
 from pgha_operator.drill.report import DrillResult, save_run_log
 from pgha_operator.drill.target import DrillError, DrillRefused, Live, Target
+from pgha_operator.drill.timeline import fence_of, lb_up_at, timeline
 from pgha_operator.drill.watch import Watcher
 from pgha_operator.drill.writer import SCHEMA_SQL, ClientTimeouts, Writer
 from pgha_operator.shell.controller import Controller
@@ -141,8 +143,9 @@ def run_once(target: Target, options: DrillOptions, number: int) -> tuple[RunFig
     writer = Writer(target.lb_conninfo(), run_id, options.clients, timeouts=options.timeouts)
     prober = Prober(target.node_conninfos())
     watcher = Watcher(target.rest_urls(), target.etcd_urls(), tls=target.tls)
+    lb = LbWatcher(*target.lb_stats())
     live = Live(prober, watcher, writer)
-    for part in (watcher, prober, writer):
+    for part in (watcher, lb, prober, writer):
         part.start()
     try:
         time.sleep(WARM_UP)
@@ -165,6 +168,7 @@ def run_once(target: Target, options: DrillOptions, number: int) -> tuple[RunFig
         observed_until = time.monotonic()
         prober.stop()
         watcher.stop()
+        lb.stop()
     rows = _sql(
         target.lb_conninfo(),
         ["SELECT client_id, seq FROM pgha_drill.writes WHERE run_id = %s"],
@@ -181,7 +185,24 @@ def run_once(target: Target, options: DrillOptions, number: int) -> tuple[RunFig
         converged_at=converged_at,
         resume_limit=target.cluster.timing.ttl + RESUME_SLACK,
     )
-    return figures, log_path
+    return replace(figures, timeline=_timeline(target, window, figures, lb)), log_path
+
+
+def _timeline(target: Target, window: FaultWindow, run: RunFigures, lb: LbWatcher) -> dict:
+    """The failover's steps: the fencer's journal, then what prober, HAProxy and writers saw."""
+
+    def at(seconds: float | None) -> float | None:
+        return None if seconds is None else window.started + seconds
+
+    promoted = at(run.new_primary_accepted_seconds)
+    fence = fence_of(target.ctl.state.fences(), window.started, window.healed)
+    return timeline(
+        window.started,
+        fence,
+        promoted,
+        lb_up_at(lb.samples, run.new_primary, window.started),
+        at(run.writes_resumed_seconds),
+    )
 
 
 def _recover(target: Target, live: Live, window: FaultWindow, timeout: float) -> float | None:

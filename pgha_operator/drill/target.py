@@ -12,6 +12,7 @@ from psycopg.conninfo import make_conninfo
 from pgha_operator.core.errors import OperatorError, PermanentError
 from pgha_operator.core.plan import plan
 from pgha_operator.core.render import APP_DATABASE, APP_USER, Secrets
+from pgha_operator.core.render.haproxy import STATS_USER
 from pgha_operator.core.spec import Cluster
 from pgha_operator.core.topology import Topology
 from pgha_operator.drill.prober import Prober
@@ -94,6 +95,13 @@ class Target:
             sslrootcert=self.ctl.state.client_tls().ca,
             application_name="pgha-drill",
         )
+
+    def lb_stats(self) -> tuple[str, tuple[str, str]]:
+        """The first load balancer's stats page and its basic auth."""
+        topo = self.topology
+        port = self.cluster.spec.load_balancer.ports.stats
+        url = f"http://{topo.address(topo.loadbalancers[0])}:{port}/"
+        return url, (STATS_USER, self.secrets.stats_password)
 
     def rest_urls(self) -> dict[str, str]:
         topo = self.topology

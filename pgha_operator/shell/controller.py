@@ -408,6 +408,7 @@ class Controller:
             clients=self.clients,
             lease=self.leadership,
             metrics=self.metrics,
+            journal=self.state.record_fence,
         )
         return self.fencer
 

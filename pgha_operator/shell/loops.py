@@ -1,11 +1,13 @@
 """The two ways the controller's cycle is driven: `apply` (until converged) and `run`
-(forever, woken by manifest edits, probing the primary between cycles)."""
+(forever, woken by manifest edits and fences; the fencer watches the primary in a thread
+of its own)."""
 
 from __future__ import annotations
 
 import threading
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -17,7 +19,9 @@ from pgha_operator.shell.cycle import CycleReport
 from pgha_operator.shell.status_http import Snapshot
 
 if TYPE_CHECKING:
+    from pgha_operator.core.fence_decision import FenceDecision
     from pgha_operator.shell.controller import Controller
+    from pgha_operator.shell.fencer import Fencer
     from pgha_operator.shell.leadership import Leadership
 
 log = structlog.get_logger("pgha-operator")
@@ -98,7 +102,10 @@ def run_forever(ctl: Controller, stop: threading.Event) -> None:
     operator leads, stand by (core/leadership.py says who acts)."""
     wake = threading.Event()
     leadership = ctl.leadership or ctl.stand_by()
-    ctl.start_fencer()
+    fencer = ctl.start_fencer()
+    threading.Thread(
+        target=fence_loop, args=(ctl, fencer, wake, stop), name="fencer", daemon=True
+    ).start()
     watcher = threading.Thread(target=watch_manifests, args=(ctl.paths, wake, stop), daemon=True)
     watcher.start()
     from pgha_operator.shell.backup_schedule import BackupScheduler  # imports the controller
@@ -151,25 +158,50 @@ def stand_by(
 
 
 def pause(ctl: Controller, delay: float, wake: threading.Event, stop: threading.Event) -> None:
-    """Wait for the next cycle, probing the primary meanwhile (the fast failover path)."""
+    """Wait for the next cycle: woken at once by a manifest edit or a fence."""
     deadline = time.monotonic() + delay
     while not (stop.is_set() or wake.is_set()):
         left = deadline - time.monotonic()
         if left <= 0:
             return
-        if ctl.fencer is None:
-            wake.wait(left)
-            continue
+        wake.wait(min(left, 0.5))
+
+
+def fence_loop(
+    ctl: Controller, fencer: Fencer, wake: threading.Event, stop: threading.Event
+) -> None:
+    """The fencer's own thread: probe the primary every interval and, between probes,
+    wait on its death watch. A cycle never holds it up (a query to a frozen primary can
+    block a cycle until it thaws); after a fence it wakes the loop to re-observe at once."""
+    while not stop.is_set():
         started = time.monotonic()
-        decision = ctl.fencer.probe()
-        if decision is not None:
-            ctl.event(decision.reason)
-            if decision.fence:
-                return  # re-observe at once: the old primary's machine is down
+        if fenced(ctl, guarded(fencer.probe)):
+            wake.set()
         # Probes start every interval, however long one took (a TLS handshake is not free):
         # the death of a primary is then seen after probe_failures intervals, not more.
-        next_probe = started + ctl.fencer.interval
-        wake.wait(max(0.0, min(next_probe - time.monotonic(), deadline - time.monotonic())))
+        # Meanwhile the fencer waits on the leader's death watch: a death the provider
+        # reports is acted on at once.
+        left = max(0.0, started + fencer.interval - time.monotonic())
+        if fenced(ctl, guarded(partial(fencer.wait, left, stop))):
+            wake.set()
+
+
+def guarded(step: Callable[[], FenceDecision | None]) -> FenceDecision | None:
+    """One step of the fencer; the thread survives anything it throws."""
+    try:
+        return step()
+    except Exception as exc:  # noqa: BLE001 - logged; the next probe tries again
+        log.exception("fencer step failed", error=str(exc))
+        time.sleep(0.2)
+        return None
+
+
+def fenced(ctl: Controller, decision: FenceDecision | None) -> bool:
+    """Record a fencing decision as an event; True when a machine was fenced."""
+    if decision is None:
+        return False
+    ctl.event(decision.reason)
+    return decision.fence
 
 
 def watch_manifests(paths: list[str], wake: threading.Event, stop: threading.Event) -> None:

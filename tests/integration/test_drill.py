@@ -283,3 +283,8 @@ class TestStrictSynchronousCluster:
         # The operator fenced the dead machine and released its key (docs/architecture.md).
         assert "machine powered off" in op.output(), op.output()[-3000:]
         assert cluster.roles()[run["oldPrimary"]] in ("replica", "sync_standby")
+        # The running operator reported the death at once, and the drill read its journal.
+        timeline = run["timeline"]
+        assert timeline["seenBy"] == "event", timeline
+        assert None not in (timeline["deathSeen"], timeline["keyReleased"], timeline["firstWrite"])
+        assert report["timelineMedians"]["runs"] == 1

@@ -23,6 +23,7 @@ import pytest
 from pgha_operator.shell.controller import Controller
 from pgha_operator.shell.fencer import Fencer
 from pgha_operator.shell.hosts.local import LocalHost
+from pgha_operator.shell.state import StateDir
 from tests.integration.cluster_helpers import (
     Operator,
     Writer,
@@ -167,6 +168,10 @@ def test_crashed_primary_is_fenced_and_replaced_at_once(fenced: Fenced, operator
         f"decision='fencing {old}:" in operator.output()
         and "leader key released" in operator.output()
     )
+    # Not inferred from three failed probes: the provider's pidfds reported the death.
+    assert "reported dead by the provider" in operator.output()
+    record = StateDir(fenced.state).fences()[-1]
+    assert record["machine"] == old and record["seenBy"] == "event"
     assert writer.lost() == []
     assert watch.max_writable <= 1, "two nodes accepted writes at once"
     wait_for("the old primary back as a replica", fenced.converged, timeout=120)
@@ -189,7 +194,8 @@ def test_frozen_primary_is_fenced_and_never_writes_again(
                     os.kill(pid, signal.SIGCONT)
         time.sleep(2)
     assert (
-        f"decision='fencing {old}:" in operator.output() and "machine frozen" in operator.output()
+        f"decision='fencing {old}:" in operator.output()
+        and "reported frozen by the provider" in operator.output()
     )
     assert writer.lost() == []
     assert watch.max_writable <= 1, "two nodes accepted writes at once"

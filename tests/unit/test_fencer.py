@@ -56,12 +56,15 @@ def test_a_live_primary_is_never_fenced(world: FakeWorld) -> None:
     assert fencer.failures == 0 and world.machines["node1"].powered
 
 
-def test_a_frozen_primary_is_powered_off_and_its_key_released(world: FakeWorld) -> None:
+def test_a_dead_primary_is_fenced_after_three_failed_probes(world: FakeWorld) -> None:
+    """A provider that reports no death: the probes decide (a frozen machine, reported by
+    the provider after one failed probe: test_fencer_events.py)."""
     fencer = fencer_for(world)
-    world.provider.freeze("node1")
+    world.provider.power_off("node1")
     assert fencer.probe() is None and fencer.holding() == frozenset({"node1"})
     decision = probe_until_decided(fencer)
     assert decision.fence, decision.reason
+    assert fencer.failures == 3 and "probes failed (3 probes failed)" in decision.reason
     assert "machine powered off, leader key released" in decision.reason
     assert not world.machines["node1"].powered
     assert LEADER_KEY not in world.etcd.keys

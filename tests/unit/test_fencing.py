@@ -21,8 +21,6 @@ GOOD = FenceView(
     reachable_nodes=2,
     total_nodes=3,
     candidates=("node2",),
-    seconds_since_last_fence=None,
-    ttl=20,
 )
 
 
@@ -46,7 +44,7 @@ def test_all_guards_hold_fences() -> None:
         ({"leader_key": "node2"}, "no longer holds the leader key"),
         ({"leader_key": None}, "held by nobody"),
         ({"candidates": ()}, "no healthy replica"),
-        ({"seconds_since_last_fence": 5.0}, "another fence happened"),
+        ({"unhealthy_since_fence": 5.0}, "not been healthy since this operator's last fence"),
     ],
 )
 def test_each_guard_refuses(change: dict, words: str) -> None:
@@ -58,3 +56,31 @@ def test_each_guard_refuses(change: dict, words: str) -> None:
 def test_an_operator_cut_off_from_every_node_fences_nothing() -> None:
     cut_off = replace(GOOD, reachable_nodes=0, etcd_quorum=False, leader_key=None)
     assert not decide(cut_off).fence
+
+
+def test_a_reported_death_needs_no_failed_probes() -> None:
+    """The provider saw the machine's vital processes exit: one failed probe is enough."""
+    d = decide(replace(GOOD, failures=1, death_reported=True))
+    assert d.fence and "reported dead by the provider" in d.reason
+
+
+def test_a_reported_death_still_needs_every_other_guard() -> None:
+    reported = replace(GOOD, failures=1, death_reported=True)
+    for change in (
+        {"machine": MachineState.RUNNING},
+        {"machine": MachineState.PATRONI_DOWN},
+        {"etcd_quorum": False},
+        {"reachable_nodes": 1},
+        {"leader_key": "node2"},
+        {"candidates": ()},
+        {"unhealthy_since_fence": 3.0},
+    ):
+        assert not decide(replace(reported, **change)).fence, change
+
+
+def test_a_second_honest_death_soon_after_a_fence_is_fenced() -> None:
+    """The anti-flap guard keys on the cluster's health, not on time: once a primary
+    answered after the last fence (unhealthy_since_fence None), a death 3 s later fences."""
+    assert decide(replace(GOOD, unhealthy_since_fence=None)).fence
+    refused = decide(replace(GOOD, unhealthy_since_fence=19.6))
+    assert not refused.fence and "19.6 s ago" in refused.reason and "ttl" not in refused.reason

@@ -165,7 +165,7 @@ def test_fencing_taken_and_probe_latency_are_recorded(world: FakeWorld) -> None:
     fencer = fencer_for(world)
     fencer.metrics = metrics.cluster("demo")
     assert fencer.probe() is None
-    world.provider.freeze("node1")
+    world.provider.power_off("node1")  # dead, no death reported: the probes decide
     assert probe_until_decided(fencer).fence
     assert value(metrics, "pgha_fencing_decisions_total", decision="taken") == 1
     assert value(metrics, "pgha_fencing_decisions_total", decision="refused") == 0

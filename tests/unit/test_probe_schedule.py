@@ -1,7 +1,8 @@
-"""The fencer's probes start every interval, however long each one takes (shell/loops.pause)."""
+"""The fencer's probes start every interval, however long each one takes (shell/loops.fence_loop)."""
 
 from __future__ import annotations
 
+import threading
 from types import SimpleNamespace
 from typing import Any
 
@@ -18,18 +19,14 @@ class Clock:
         return self.now
 
 
-class ClockEvent:
-    """An Event that is never set: waiting moves the clock on."""
+class StopAt:
+    """A stop event that is set once the clock reaches `at`."""
 
-    def __init__(self, clock: Clock) -> None:
-        self.clock = clock
+    def __init__(self, clock: Clock, at: float) -> None:
+        self.clock, self.at = clock, at
 
     def is_set(self) -> bool:
-        return False
-
-    def wait(self, timeout: float | None = None) -> bool:
-        self.clock.now += timeout or 0.0
-        return False
+        return self.clock.now >= self.at - 1e-9
 
 
 class SlowProbes:
@@ -42,14 +39,42 @@ class SlowProbes:
         self.clock.now += self.takes  # a TLS handshake and an HTTP round trip
         return None
 
+    def wait(self, timeout: float, stop: StopAt) -> Any:
+        self.clock.now += timeout  # no death reported meanwhile
+        return None
+
 
 def test_a_slow_probe_does_not_stretch_the_interval(monkeypatch: pytest.MonkeyPatch) -> None:
     clock = Clock()
     monkeypatch.setattr(loops.time, "monotonic", clock.monotonic)
     fencer = SlowProbes(clock, interval=0.2, takes=0.05)
-    ctl = SimpleNamespace(fencer=fencer, event=lambda reason: None)
-    loops.pause(ctl, 2.0, ClockEvent(clock), ClockEvent(clock))  # type: ignore[arg-type]
+    ctl = SimpleNamespace(event=lambda reason: None)
+    loops.fence_loop(ctl, fencer, threading.Event(), StopAt(clock, 2.0))  # type: ignore[arg-type]
     gaps = [b - a for a, b in zip(fencer.starts, fencer.starts[1:], strict=False)]
     assert len(fencer.starts) >= 10  # (the 11th may start at 1.999...: float steps)
     assert all(gap == pytest.approx(0.2) for gap in gaps)
     assert clock.now == pytest.approx(2.0, abs=0.06)
+
+
+def test_a_fence_wakes_the_loop_and_a_failing_step_does_not_end_the_thread(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    clock = Clock()
+    monkeypatch.setattr(loops.time, "monotonic", clock.monotonic)
+    monkeypatch.setattr(loops.time, "sleep", lambda s: None)
+    events: list[str] = []
+
+    class Flaky(SlowProbes):
+        def probe(self) -> Any:
+            super().probe()
+            if len(self.starts) == 1:
+                raise RuntimeError("one step fails")
+            if len(self.starts) == 2:
+                return SimpleNamespace(fence=True, reason="fenced node1")
+            return None
+
+    fencer = Flaky(clock, interval=0.2, takes=0.01)
+    wake = threading.Event()
+    ctl = SimpleNamespace(event=events.append)
+    loops.fence_loop(ctl, fencer, wake, StopAt(clock, 1.0))  # type: ignore[arg-type]
+    assert len(fencer.starts) >= 4 and events == ["fenced node1"] and wake.is_set()

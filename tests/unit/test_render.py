@@ -617,6 +617,8 @@ def test_haproxy_timing_per_profile(ctx: RenderContext) -> None:
             ]
         defaults = s["defaults"]
         assert "mode tcp" in defaults and "retries 2" in defaults
+        # A refused connection is redispatched at once, never retried after a turn-around.
+        assert "option redispatch 1" in defaults
         timeouts = {line.split()[1]: line.split()[2] for line in directive(defaults, "timeout")}
         assert timeouts["client"] == timeouts["server"] == "30m"
         assert timeouts["check"] == inter

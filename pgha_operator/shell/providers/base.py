@@ -5,11 +5,12 @@ Every provider implements `Provider`. A capability is a Protocol the provider im
 explicitly (its class lists it as a base); callers ask with `isinstance(provider, Fencing)`
 or `capability(provider, Fencing)`, never by probing for a method name.
 
-    provider   Fencing  MachineStates  Freezing  Isolation
-    local      yes      yes            yes       -  (machines share this host's loopback)
-    nspawn     yes      yes            yes       yes
-    vagrant    yes      yes            -         -
-    ssh        -        -              -         -  (the operator does not own the power)
+    provider   Fencing  MachineStates  Freezing  Isolation  DeathReports  HostSockets
+    local      yes      yes            yes       -          yes           yes
+    nspawn     yes      yes            yes       yes        yes           -
+    vagrant    yes      yes            -         -          -             -
+    ssh        -        -              -         -          -             -
+(local: machines share this host's loopback; ssh: the operator does not own the power)
 """
 
 from __future__ import annotations
@@ -88,7 +89,36 @@ class Isolation(Protocol):
     def reconnect(self, name: str) -> None: ...
 
 
-CAPABILITIES: tuple[type, ...] = (Fencing, MachineStates, Freezing, Isolation)
+@runtime_checkable
+class DeathReports(Protocol):
+    """The provider can name the processes of this host that keep a machine alive, so the
+    fencer learns of the machine's death the moment they exit (a pidfd each, shell/
+    death_watch.py) instead of inferring it from failed probes."""
+
+    def vital_processes(self, name: str) -> dict[int, int]:
+        """pid -> start time (/proc's field 22) of each vital process running now; {} when
+        none runs (the machine is already down, or unknown)."""
+        ...
+
+
+@runtime_checkable
+class HostSockets(Protocol):
+    """The machines' Unix sockets are files the operator's host can connect to (HAProxy's
+    admin socket: the fencer takes a fenced primary out of the load balancer at once)."""
+
+    def host_path(self, name: str, path: str) -> str:
+        """Where `path` of machine `name` is on the operator's host."""
+        ...
+
+
+CAPABILITIES: tuple[type, ...] = (
+    Fencing,
+    MachineStates,
+    Freezing,
+    Isolation,
+    DeathReports,
+    HostSockets,
+)
 Cap = TypeVar("Cap")
 
 

@@ -26,10 +26,13 @@ from pgha_operator.core.services import ServiceState
 from pgha_operator.core.topology import Layout, Machine, Role, layout
 from pgha_operator.shell.hosts import procfs
 from pgha_operator.shell.hosts.local import LocalHost
+from pgha_operator.shell.hosts.supervisor import TAG_VAR
 from pgha_operator.shell.providers.base import (
     BrokenMachineFile,
+    DeathReports,
     Fencing,
     Freezing,
+    HostSockets,
     MachineStates,
     ProviderBase,
     broken_machine,
@@ -71,7 +74,7 @@ def find_binaries(source: PatroniSource = "pypi") -> Binaries:
     return Binaries(patroni=patroni)
 
 
-class LocalProvider(ProviderBase, Fencing, MachineStates, Freezing):
+class LocalProvider(ProviderBase, Fencing, MachineStates, Freezing, DeathReports, HostSockets):
     kind = "local"
     service_manager: Literal["local", "systemd"] = "local"
 
@@ -153,6 +156,26 @@ class LocalProvider(ProviderBase, Fencing, MachineStates, Freezing):
             return MachineState.PATRONI_DOWN
         return MachineState.RUNNING
 
+    def vital_processes(self, name: str) -> dict[int, int]:
+        """Patroni and the postmaster: once both have exited, the machine no longer serves
+        PostgreSQL (a crash). Patroni alone dying is not a death (Patroni is restarted)."""
+        host = self.host(name)
+        found: dict[int, int] = {}
+        patroni = host.service("patroni").pid()
+        postmaster = _postmaster_pid(self.layout(name).pg_data)
+        marker = f"{TAG_VAR}={host.tag}".encode()
+        for pid in (patroni, postmaster):
+            st = procfs.proc_stat(pid) if pid else None
+            env = procfs.read_environ(pid) if pid else None
+            # Only a live process of this machine (its tag): a stale pid file may name
+            # any process by now.
+            if pid and st and st.state not in procfs.DEAD_STATES and env and marker in env:
+                found[pid] = st.starttime
+        return found
+
+    def host_path(self, name: str, path: str) -> str:
+        return path  # a local machine's paths are this host's
+
     def freeze(self, name: str) -> None:
         """SIGSTOP every process of the machine (a hung VM), again until a scan finds
         nothing new (a process forked while we signalled). PostgreSQL's children each lead
@@ -171,6 +194,16 @@ class LocalProvider(ProviderBase, Fencing, MachineStates, Freezing):
         """SIGCONT every process of the machine: a hung VM resumes all at once."""
         for pid, starttime in self.host(name).process_table().items():
             procfs.signal_exact(pid, starttime, signal.SIGCONT)
+
+
+def _postmaster_pid(pg_data: str) -> int | None:
+    """The first line of postmaster.pid (PostgreSQL writes it at start, removes it at a
+    clean stop); None when absent or unreadable."""
+    try:
+        with open(Path(pg_data) / "postmaster.pid") as f:
+            return int(f.readline().strip())
+    except (OSError, ValueError):
+        return None
 
 
 def preflight(state_dir: Path, user: str | None, binaries: Binaries) -> None:

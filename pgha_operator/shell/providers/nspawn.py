@@ -40,6 +40,7 @@ from pgha_operator.shell.providers import nspawn_net as net
 from pgha_operator.shell.providers import nspawn_process as proc
 from pgha_operator.shell.providers.base import (
     BrokenMachineFile,
+    DeathReports,
     Fencing,
     Freezing,
     Isolation,
@@ -64,7 +65,7 @@ REQUIRED_TOOLS = ("systemd-nspawn", "ip", "nsenter", "mount", "umount", "ssh-key
 META_KEYS = ("address", "rootfs")
 
 
-class NspawnProvider(ProviderBase, Fencing, MachineStates, Freezing, Isolation):
+class NspawnProvider(ProviderBase, Fencing, MachineStates, Freezing, Isolation, DeathReports):
     kind = "nspawn"
     service_manager: Literal["local", "systemd"] = "systemd"
     service_user: str | None = SERVICE_USER
@@ -291,6 +292,12 @@ class NspawnProvider(ProviderBase, Fencing, MachineStates, Freezing, Isolation):
                 raise HostError(
                     f"machine {name}: systemd-nspawn (pid {nspawn.pid}) survived SIGKILL"
                 )
+
+    def vital_processes(self, name: str) -> dict[int, int]:
+        """The machine's systemd-nspawn: it exits when the container's PID 1 dies (a power
+        cut), and the machine is off."""
+        nspawn = proc.running(self._dir(name))
+        return {} if nspawn is None else {nspawn.pid: nspawn.starttime}
 
     def machine_state(self, name: str) -> MachineState:
         """What the host sees of a machine, whatever its network says (for fencing): no

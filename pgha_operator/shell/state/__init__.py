@@ -8,6 +8,7 @@
     last-applied.yaml       the manifest in force (last_applied)
     status.json             what the acting operator saw last
     down/<machine>.json     drill marks: do not repair this machine (marks)
+    fences.json             the timeline of the last fences, for the drill (fence_journal)
     reinit.json             the operator's reinitialisations of replicas (reinit_history)
     imported.json           made by `state import`: a standby's state dir (transfer)
     operator.lock           held by whoever acts on the cluster (lock)
@@ -48,6 +49,7 @@ from pgha_operator.shell.state import (
     transfer,
 )
 from pgha_operator.shell.state.errors import StateError
+from pgha_operator.shell.state.fence_journal import read_fences, record_fence
 from pgha_operator.shell.state.lock import (
     OPERATOR_LOCK,
     ROTATION_LOCK,
@@ -250,6 +252,14 @@ class StateDir:
 
     def clear_down(self, machine: str) -> None:
         clear_down(self.path, machine)
+
+    # --- fence journal ---------------------------------------------------------------------------
+
+    def record_fence(self, record: dict[str, Any]) -> None:
+        record_fence(self.path, record)
+
+    def fences(self) -> list[dict[str, Any]]:
+        return read_fences(self.path)
 
     # --- reinitialisations ---------------------------------------------------------------------
 
