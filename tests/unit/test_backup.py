@@ -128,6 +128,22 @@ def test_without_backup_nothing_archives() -> None:
     patroni = yaml.safe_load(file_text(desired, "node1", "patroni.yml"))
     assert "archive_mode" not in patroni["postgresql"]["parameters"]
     assert "recovery_conf" not in patroni["postgresql"]
+    assert "create_replica_methods" not in patroni["postgresql"]  # basebackup only
+
+
+def test_replicas_restore_from_the_repository_first_then_basebackup() -> None:
+    desired = desired_of(load())
+    config = backup_paths(topology.layout("/srv/st/machines/node2")).config
+    patroni = yaml.safe_load(file_text(desired, "node2", "patroni.yml"))["postgresql"]
+    assert patroni["create_replica_methods"] == ["pgbackrest", "basebackup"]
+    # Patroni adds no --scope/--datadir arguments pgBackRest would refuse, and leaves the
+    # data directory for --delta; the node's own config names its data directory.
+    assert patroni["pgbackrest"] == {
+        "command": f"/usr/bin/pgbackrest --config={config} --stanza=demo --delta restore",
+        "keep_data": True,
+        "no_params": True,
+    }
+    assert patroni["basebackup"] == [{"checkpoint": "fast"}]  # the fallback's options kept
 
 
 def test_each_node_archives_with_its_own_config_listing_itself_first() -> None:

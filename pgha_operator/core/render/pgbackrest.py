@@ -19,6 +19,7 @@ from __future__ import annotations
 import posixpath
 import shlex
 from dataclasses import dataclass
+from typing import Any
 
 from pgha_operator.core.render.context import SUPERUSER, DesiredFile, RenderContext
 from pgha_operator.core.spec.backup import BackupSpec, repository_path
@@ -83,6 +84,31 @@ def recovery_settings(ctx: RenderContext, machine: str) -> dict[str, str]:
         return {}
     get = shlex.join(pgbackrest_argv(ctx, machine, "archive-get"))
     return {"restore_command": f'{get} %f "%p"'}
+
+
+# Patroni's name for the replica-creation method below (postgresql.create_replica_methods).
+REPLICA_METHOD = "pgbackrest"
+
+
+def replica_creation(ctx: RenderContext, machine: str) -> dict[str, Any]:
+    """Patroni's replica creation with spec.backup: a new or reinitialised replica restores
+    the repository's latest backup first (its WAL then comes from the archive and from
+    streaming), so the primary is not read whole; pg_basebackup from the primary when the
+    restore fails (no backup yet, repository unreachable). Empty without spec.backup.
+
+    `no_params`: pgBackRest takes none of the --scope/--datadir/... arguments Patroni would
+    add (the node's pgbackrest.conf names its data directory). `keep_data`: Patroni leaves
+    the data directory in place before the restore (`--delta` reuses what matches); with
+    no_params Patroni drops that option before the command runs, so a failed restore's
+    leftovers are removed and pg_basebackup starts from an empty directory (Patroni 4.1's
+    bootstrap.create_replica, read)."""
+    if ctx.cluster.spec.backup is None:
+        return {}
+    restore = shlex.join(pgbackrest_argv(ctx, machine, "--delta", "restore"))
+    return {
+        "create_replica_methods": [REPLICA_METHOD, "basebackup"],
+        REPLICA_METHOD: {"command": restore, "keep_data": True, "no_params": True},
+    }
 
 
 def pgbackrest_conf(ctx: RenderContext, machine: str, backup: BackupSpec) -> str:
