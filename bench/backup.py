@@ -15,12 +15,16 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
+
+import yaml
+from psycopg.conninfo import make_conninfo
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from pgha_operator.core.render.pgbackrest import PGBACKREST  # noqa: E402
@@ -47,18 +51,16 @@ def body(repository: Path) -> str:
 
 
 def as_postgres(*argv: str, env: dict[str, str] | None = None) -> float:
-    """Run argv as PostgreSQL's user; its seconds."""
-    prefix = [
-        "runuser",
-        "-u",
-        "postgres",
-        "--",
-        "env",
-        *(f"{k}={v}" for k, v in (env or {}).items()),
-    ]
+    """Run argv as PostgreSQL's user (runuser keeps the environment); its seconds."""
     start = time.monotonic()
-    subprocess.run([*prefix, *argv], check=True, capture_output=True, text=True)
+    run(["runuser", "-u", "postgres", "--", *argv], env={**os.environ, **(env or {})})
     return time.monotonic() - start
+
+
+def run(argv: list[str], env: dict[str, str] | None = None) -> None:
+    res = subprocess.run(argv, capture_output=True, text=True, env=env)
+    if res.returncode != 0:
+        raise SystemExit(f"{argv[0]} ... exited {res.returncode}:\n{res.stdout}\n{res.stderr}")
 
 
 def scratch(root: Path, name: str) -> Path:
@@ -75,14 +77,9 @@ def figure(seconds: float, size: int) -> dict[str, float]:
 def measure(root: Path, args: list[str], scale: int) -> dict[str, Any]:
     node = root / "state" / "machines" / "node1"
     config = node / "etc" / "patroni" / "pgbackrest.conf"
-    passfile = node / "etc" / "patroni" / "pgbackrest.pgpass"
-    conninfo = cli("dsn", *args, "--user", "postgres", "--node", "node1", check=True).stdout
+    dsn = cli("dsn", *args, "--user", "postgres", "--node", "node1", check=True).stdout
     start = time.monotonic()
-    subprocess.run(
-        [PG_BIN / "pgbench", "-i", "-q", "-s", str(scale), conninfo.strip()],
-        check=True,
-        capture_output=True,
-    )
+    run([str(PG_BIN / "pgbench"), "-i", "-q", "-s", str(scale), dsn.strip()])
     generate = time.monotonic() - start
 
     start = time.monotonic()
@@ -99,15 +96,14 @@ def measure(root: Path, args: list[str], scale: int) -> dict[str, Any]:
         f"--pg1-path={scratch(root, 'restored')}",
         "restore",
     )
-    socket_dir = node / "pg" / "run"
+    conninfo, password = replication_login(node)
     basebackup_seconds = as_postgres(
         str(PG_BIN / "pg_basebackup"),
         f"--pgdata={scratch(root, 'basebackup')}",
-        f"--host={socket_dir}",
-        "--username=postgres",
+        f"--dbname={conninfo}",
         "--wal-method=stream",
         "--checkpoint=fast",
-        env={"PGPASSFILE": str(passfile), "PGPORT": str(pg_port(conninfo))},
+        env={"PGPASSWORD": password},
     )
     return {
         "benchmark": "backup",
@@ -125,9 +121,20 @@ def measure(root: Path, args: list[str], scale: int) -> dict[str, Any]:
     }
 
 
-def pg_port(conninfo: str) -> int:
-    fields = dict(item.split("=", 1) for item in conninfo.split() if "=" in item)
-    return int(fields["port"])
+def replication_login(node: Path) -> tuple[str, str]:
+    """What Patroni's pg_basebackup on a new node uses: the replication user over TLS to the
+    node's address (pg_hba has no local replication line), from node1's patroni.yml."""
+    pg = yaml.safe_load((node / "etc" / "patroni" / "patroni.yml").read_text())["postgresql"]
+    host, port = pg["listen"].rsplit(":", 1)
+    login = pg["authentication"]["replication"]
+    conninfo = make_conninfo(
+        host=host,
+        port=port,
+        user=login["username"],
+        sslmode=login["sslmode"],
+        sslrootcert=login["sslrootcert"],
+    )
+    return conninfo, login["password"]
 
 
 def main() -> None:
