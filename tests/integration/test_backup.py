@@ -32,13 +32,13 @@ from tests.integration.cluster_helpers import (
 
 pytestmark = pytest.mark.integration
 
-NET = "127.0.74"  # etcd1 .101, node1-2 .11-.12, haproxy1 .201
+NET = "127.0.74"  # etcd1 .101, node1-4 .11-.14, haproxy1 .201
 
 
-def body(repository: Path) -> str:
+def body(repository: Path, instances: int = 2) -> str:
     return (
         "  etcd: {members: 1}\n"
-        "  postgres: {instances: 2}\n"
+        f"  postgres: {{instances: {instances}}}\n"
         "  loadBalancer: {instances: 1}\n"
         f"  backup: {{repository: {{path: {repository}}}, retention: {{full: 2}}}}\n"
     )
@@ -247,3 +247,58 @@ def test_destroy_keeps_the_repository_and_a_new_cluster_continues_it(live: Live)
     info = live.backups()
     assert info["backups"] == [] and info["walMax"], info
     assert any((live.repository / "backup" / "bk").glob("*F"))  # the former ones stay
+
+
+# --- replicas from the repository (after the test above: a new database continuing the
+# stanza, whose former backups belong to another database) -----------------------------------
+
+
+def scale_to(live: Live, instances: int) -> str:
+    write_manifest(live.root, "bk", f"{NET}.0/24", body(live.repository, instances))
+    res = cli("apply", *live.args(), "--timeout", "240", timeout=360)
+    assert res.returncode == 0, f"apply failed:\n{res.stdout}\n{res.stderr}"
+    return res.stdout
+
+
+def patroni_log(live: Live, node: str) -> str:
+    return (live.state / "machines" / node / "var" / "log" / "pgha" / "patroni.log").read_text()
+
+
+def backup_label(live: Live, node: str) -> str:
+    """The label of the backup the node's data directory was made from (PostgreSQL renames
+    backup_label once recovery started)."""
+    return (live.state / "machines" / node / "pg" / "data" / "backup_label.old").read_text()
+
+
+def streaming(live: Live, node: str) -> bool:
+    rows = live.superuser("SELECT status FROM pg_stat_wal_receiver", node)
+    return rows == [("streaming",)]
+
+
+def test_a_new_replica_is_restored_from_the_repository(live: Live) -> None:
+    res = cli("backup", *live.args(), "--type", "full", timeout=300)
+    assert res.returncode == 0, res.stdout + res.stderr
+    live.superuser("CREATE TABLE after_backup AS SELECT 42 AS x")  # WAL after the backup
+    scale_to(live, 3)
+    log = patroni_log(live, "node3")
+    assert "replica has been created using pgbackrest" in log, log[-3000:]
+    assert "LABEL: pgBackRest backup" in backup_label(live, "node3")
+    wait_for("node3 streaming", lambda: streaming(live, "node3"), 60)
+    assert live.superuser("SELECT x FROM after_backup", "node3") == [(42,)]
+
+
+def test_a_replica_comes_up_by_basebackup_when_the_repository_is_unreadable(live: Live) -> None:
+    # The backups unreadable to PostgreSQL's user (its archive stays writable, so archiving
+    # and apply's convergence are untouched): the restore fails, pg_basebackup follows.
+    backups = live.repository / "backup" / "bk"
+    mode = backups.stat().st_mode & 0o777
+    backups.chmod(0)
+    try:
+        scale_to(live, 4)
+    finally:
+        backups.chmod(mode)
+    log = patroni_log(live, "node4")
+    assert "Error creating replica using method pgbackrest" in log, log[-3000:]
+    assert "replica has been created using basebackup" in log, log[-3000:]
+    assert "LABEL: pg_basebackup base backup" in backup_label(live, "node4")
+    wait_for("node4 streaming", lambda: streaming(live, "node4"), 60)

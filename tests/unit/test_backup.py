@@ -5,6 +5,8 @@ BackupsHealthy condition."""
 from __future__ import annotations
 
 import json
+import shlex
+import subprocess
 from dataclasses import replace
 from pathlib import Path
 
@@ -128,6 +130,40 @@ def test_without_backup_nothing_archives() -> None:
     patroni = yaml.safe_load(file_text(desired, "node1", "patroni.yml"))
     assert "archive_mode" not in patroni["postgresql"]["parameters"]
     assert "recovery_conf" not in patroni["postgresql"]
+    assert "create_replica_methods" not in patroni["postgresql"]  # basebackup only
+
+
+def replica_method(desired: Desired, machine: str) -> dict:
+    return yaml.safe_load(file_text(desired, machine, "patroni.yml"))["postgresql"]
+
+
+def test_replicas_restore_from_the_repository_first_then_basebackup() -> None:
+    desired = desired_of(load("  backup: {repository: {path: /srv/b}}"))
+    config = backup_paths(topology.layout("/srv/st/machines/node2")).config
+    patroni = replica_method(desired, "node2")
+    assert patroni["create_replica_methods"] == ["pgbackrest", "basebackup"]
+    # Patroni adds no --scope/--datadir arguments pgBackRest would refuse, and leaves the
+    # data directory for --delta; the node's own config names its data directory.
+    method = patroni["pgbackrest"]
+    assert (method["keep_data"], method["no_params"]) == (True, True)
+    sh, flag, script = shlex.split(method["command"])
+    assert (sh, flag) == ("/bin/sh", "-c")
+    assert script.startswith("if [ -e /srv/b/demo.destroyed-cluster.json ]; then ")
+    assert script.endswith(
+        f"; exec /usr/bin/pgbackrest --config={config} --stanza=demo --delta restore"
+    )
+    assert patroni["basebackup"] == [{"checkpoint": "fast"}]  # the fallback's options kept
+
+
+def test_no_restore_from_a_destroyed_clusters_stanza(tmp_path: Path) -> None:
+    """While destroy's marker is there the stanza's database is the former one: the method
+    fails (Patroni then runs pg_basebackup) before pgBackRest is ever started."""
+    desired = desired_of(load(f"  backup: {{repository: {{path: {tmp_path}}}}}"))
+    command = shlex.split(replica_method(desired, "node1")["pgbackrest"]["command"])
+    (tmp_path / "demo.destroyed-cluster.json").write_text("{}")
+    refused = subprocess.run(command, capture_output=True, text=True, timeout=10)
+    assert refused.returncode == 1
+    assert "the stanza is a destroyed cluster's; no restore" in refused.stderr
 
 
 def test_each_node_archives_with_its_own_config_listing_itself_first() -> None:

@@ -17,6 +17,7 @@ from pgha_operator.core.actions import (
     WriteFile,
 )
 from pgha_operator.core.desired import PLACEHOLDER_SECRETS, build_desired
+from pgha_operator.core.facts.backup import ArchiverFacts, BackupFacts
 from pgha_operator.core.facts.observed import MachineFact, Observed
 from pgha_operator.core.facts.types import (
     EtcdFacts,
@@ -76,7 +77,27 @@ def converged(desired: Desired) -> Observed:
         etcd=EtcdFacts(reachable=True, members=members, healthy=frozenset(topo.etcd)),
         patroni=PatroniFacts(reachable=True, members=pg, primaries=frozenset({topo.postgres[0]})),
         haproxy={lb: HaproxyFacts(reachable=True) for lb in topo.loadbalancers},
+        backup=healthy_backups(desired),
     )
+
+
+CONVERGED_SYSTEM_ID = 7_000_000_000_000_000_001
+
+
+def healthy_backups(desired: Desired) -> BackupFacts | None:
+    """With spec.backup, a healthy cluster's stanza is its own database's and its primary's
+    last archive attempt succeeded (no backup facts without spec.backup: none are read)."""
+    if desired.cluster.spec.backup is None:
+        return None
+    archiver = ArchiverFacts(
+        archived_count=1,
+        last_archived_wal="000000010000000000000001",
+        last_archived_time=None,
+        failed_count=0,
+        last_failed_wal=None,
+        last_failed_time=None,
+    )
+    return BackupFacts(True, CONVERGED_SYSTEM_ID, archiver, CONVERGED_SYSTEM_ID)
 
 
 def test_empty_observation_plans_full_bootstrap_in_dependency_order() -> None:

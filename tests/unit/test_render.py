@@ -5,6 +5,7 @@ from __future__ import annotations
 import configparser
 import dataclasses
 import json
+import posixpath
 import shlex
 from pathlib import Path
 from typing import Any
@@ -27,12 +28,14 @@ from pgha_operator.core.render import (
     service_definitions,
     validation_argv,
 )
+from pgha_operator.core.render.pgbackrest import CONFIG_NAME, PASSFILE_NAME
 from pgha_operator.core.render.services import runtime_directory, systemd_quote
 from pgha_operator.core.services import definition_from_json
 from pgha_operator.core.tls import placeholder_material
 from pgha_operator.core.topology import Role
 
 REPO = Path(__file__).resolve().parents[2]
+PGBACKREST_FILES = (CONFIG_NAME, PASSFILE_NAME)
 MANIFESTS = sorted((REPO / "manifests").glob("*.yaml"))
 LOCAL_ROOT = "/tmp/pgha-render-test"  # never touched: rendering is pure
 
@@ -244,6 +247,10 @@ def test_file_modes_and_owners(ctx: RenderContext) -> None:
             assert (f.mode, f.owner) == (0o600, "postgres"), "patroni.yml holds passwords"
         elif f.service == "haproxy":
             assert (f.mode, f.owner) == (0o600, "haproxy"), "haproxy.cfg holds the stats password"
+        elif f.path.endswith("/pgbackrest.conf"):  # read by archive-push, run by PostgreSQL
+            assert (f.mode, f.owner) == (0o640, "postgres"), f.path
+        elif f.path.endswith("/pgbackrest.pgpass"):  # libpq refuses a passfile others read
+            assert (f.mode, f.owner) == (0o600, "postgres"), f.path
         else:
             assert (f.mode, f.owner) == (0o644, None), f.path
 
@@ -263,6 +270,9 @@ def test_passwords_come_only_from_secrets(ctx: RenderContext) -> None:
             assert [line for line in f.content.splitlines() if SECRETS.stats_password in line] == [
                 f'    stats auth "pgha-stats:{SECRETS.stats_password}"'
             ]
+        elif f.path.endswith("/pgbackrest.pgpass"):
+            # pgBackRest's socket logins: the superuser's password, and only it.
+            assert f.content == f"*:*:*:{SUPERUSER}:{SECRETS.superuser_password}\n"
         else:
             for secret in SECRET_VALUES:
                 assert secret not in f.content, f"{f.path} leaks a password"
@@ -420,12 +430,23 @@ def test_patroni_postgresql_section(ctx: RenderContext) -> None:
             },
             "rewind": {"username": SUPERUSER, "password": SECRETS.superuser_password, **tls},
         }
+        archiving = {}
+        if ctx.cluster.spec.backup is not None:  # WAL to pgBackRest; replicas restore from it
+            config = f"{posixpath.dirname(layout.patroni_config)}/pgbackrest.conf"
+            pgbackrest = f"/usr/bin/pgbackrest --config={config} --stanza={ctx.cluster.name}"
+            archiving = {"archive_mode": "on", "archive_command": f'{pgbackrest} archive-push "%p"'}
+            assert pg["recovery_conf"] == {"restore_command": f'{pgbackrest} archive-get %f "%p"'}
+            assert pg["create_replica_methods"] == ["pgbackrest", "basebackup"]
+            assert pg["pgbackrest"]["command"].endswith(f"exec {pgbackrest} --delta restore'")
+        else:
+            assert not {"recovery_conf", "create_replica_methods", "pgbackrest"} & set(pg)
         assert pg["parameters"] == {
             "unix_socket_directories": layout.pg_socket_dir,
             "ssl": "on",
             "ssl_cert_file": f"{layout.tls_dir}/postgres/server.crt",
             "ssl_key_file": f"{layout.tls_dir}/postgres/server.key",
             "ssl_ca_file": ca,
+            **archiving,
         }
         sockets.add(pg["parameters"]["unix_socket_directories"])
     if ctx.cluster.spec.provider.type == "local":  # one host: each node its own directory
@@ -670,11 +691,17 @@ def test_service_definitions(ctx: RenderContext) -> None:
                 assert d.user == "haproxy" and d.reload_signal == "USR2"
 
 
+def service_file(f: DesiredFile) -> bool:
+    """A service's definition (local JSON or systemd unit), not another file no service
+    reads (pgBackRest's, which pgBackRest rereads on every run)."""
+    return f.service is None and posixpath.basename(f.path) not in PGBACKREST_FILES
+
+
 def test_local_service_files_are_the_definitions_as_json() -> None:
     ctx = make_ctx(load_manifest(REPO / "manifests/demo.yaml"))
     assert ctx.service_manager == "local"
     for m in ctx.topology.machines:
-        files = [f for f in render_machine(ctx, m.name) if f.service is None]
+        files = [f for f in render_machine(ctx, m.name) if service_file(f)]
         defs = service_definitions(ctx, m.name)
         assert [f.path for f in files] == [
             f"{ctx.layouts[m.name].services_dir}/{d.name}.json" for d in defs
@@ -697,7 +724,7 @@ def test_systemd_units(manifest_name: str) -> None:
     ctx = make_ctx(load_manifest(REPO / f"manifests/{manifest_name}.yaml"), manager="systemd")
     for m in ctx.topology.machines:
         defs = {d.name: d for d in service_definitions(ctx, m.name)}
-        units = {f.path: f for f in render_machine(ctx, m.name) if f.service is None}
+        units = {f.path: f for f in render_machine(ctx, m.name) if service_file(f)}
         prefix = f"/etc/systemd/system/pgha-{ctx.cluster.name}-"
         assert sorted(units) == sorted(f"{prefix}{n}.service" for n in defs)
         for path, f in units.items():

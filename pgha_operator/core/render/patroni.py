@@ -11,7 +11,11 @@ from pgha_operator.core.render.context import (
     RenderContext,
     dump_yaml,
 )
-from pgha_operator.core.render.pgbackrest import archive_parameters, recovery_settings
+from pgha_operator.core.render.pgbackrest import (
+    archive_parameters,
+    recovery_settings,
+    replica_creation,
+)
 from pgha_operator.core.render.tls import daemon_tls
 from pgha_operator.core.spec import HbaRule, ParameterValue
 
@@ -225,6 +229,8 @@ def _postgresql_section(ctx: RenderContext, machine: str, address: str) -> dict[
         # a replica made while the primary has dirty buffers (a CREATE DATABASE just ran)
         # waited 90 s for it. A fast one costs a short burst of writes.
         "basebackup": [{"checkpoint": "fast"}],
+        # With spec.backup: restore from the repository first, pg_basebackup after.
+        **replica_creation(ctx, machine),
     }
     if recovery := recovery_settings(ctx, machine):
         section["recovery_conf"] = recovery

@@ -19,7 +19,9 @@ from __future__ import annotations
 import posixpath
 import shlex
 from dataclasses import dataclass
+from typing import Any
 
+from pgha_operator.core.facts.backup import destroyed_marker
 from pgha_operator.core.render.context import SUPERUSER, DesiredFile, RenderContext
 from pgha_operator.core.spec.backup import BackupSpec, repository_path
 from pgha_operator.core.topology import Layout
@@ -83,6 +85,47 @@ def recovery_settings(ctx: RenderContext, machine: str) -> dict[str, str]:
         return {}
     get = shlex.join(pgbackrest_argv(ctx, machine, "archive-get"))
     return {"restore_command": f'{get} %f "%p"'}
+
+
+# Patroni's name for the replica-creation method below (postgresql.create_replica_methods).
+REPLICA_METHOD = "pgbackrest"
+
+
+def replica_creation(ctx: RenderContext, machine: str) -> dict[str, Any]:
+    """Patroni's replica creation with spec.backup: a new or reinitialised replica restores
+    the repository's latest backup first (its WAL then comes from the archive and from
+    streaming), so the primary is not read whole; pg_basebackup from the primary when the
+    restore fails (no backup yet, repository unreachable). Empty without spec.backup.
+
+    `no_params`: pgBackRest takes none of the --scope/--datadir/... arguments Patroni would
+    add (the node's pgbackrest.conf names its data directory). `keep_data`: Patroni leaves
+    the data directory in place before the restore (`--delta` reuses what matches); with
+    no_params Patroni drops that option before the command runs, so a failed restore's
+    leftovers are removed and pg_basebackup starts from an empty directory (Patroni 4.1's
+    bootstrap.create_replica, read)."""
+    backup = ctx.cluster.spec.backup
+    if backup is None:
+        return {}
+    return {
+        "create_replica_methods": [REPLICA_METHOD, "basebackup"],
+        REPLICA_METHOD: {
+            "command": shlex.join(["/bin/sh", "-c", restore_script(ctx, machine, backup)]),
+            "keep_data": True,
+            "no_params": True,
+        },
+    }
+
+
+def restore_script(ctx: RenderContext, machine: str, backup: BackupSpec) -> str:
+    """`pgbackrest --delta restore`, unless the stanza is still a destroyed cluster's: while
+    `destroy`'s marker is there (until the operator's stanza-upgrade), the stanza's current
+    database is the former one and pgBackRest would restore its latest backup, another
+    database whose node Patroni then refuses (system ID mismatch) again and again. After
+    the upgrade pgBackRest itself refuses a former database's backup ([075], measured)."""
+    marker = destroyed_marker(repository_path(backup, ctx.topology.cluster), stanza(ctx))
+    restore = shlex.join(pgbackrest_argv(ctx, machine, "--delta", "restore"))
+    refusal = shlex.quote(f"{marker} exists: the stanza is a destroyed cluster's; no restore")
+    return f"if [ -e {shlex.quote(marker)} ]; then echo {refusal} >&2; exit 1; fi; exec {restore}"
 
 
 def pgbackrest_conf(ctx: RenderContext, machine: str, backup: BackupSpec) -> str:
