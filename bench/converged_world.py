@@ -139,8 +139,13 @@ def answers(desired: Desired) -> dict[tuple[str, str], tuple[int, str]]:
 
 @dataclass
 class _Roles:
+    """Every role and database the operator looks for exists."""
+
     def existing_roles(self, names: Any) -> frozenset[str]:
-        return frozenset({ADMIN_USER})
+        return frozenset({ADMIN_USER, *names})
+
+    def existing_databases(self, names: Any) -> frozenset[str]:
+        return frozenset(names)
 
 
 class BenchClients(RealClients):
