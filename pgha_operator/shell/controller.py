@@ -23,7 +23,6 @@ import structlog
 from pgha_operator.core import topology
 from pgha_operator.core.actions import Action, Switchover
 from pgha_operator.core.desired import build_desired
-from pgha_operator.core.errors import PermanentError
 from pgha_operator.core.facts.observed import Observed
 from pgha_operator.core.leadership import Role
 from pgha_operator.core.passfile import passfiles
@@ -33,18 +32,20 @@ from pgha_operator.core.rotation import effective_secrets
 from pgha_operator.core.spec import Cluster, LoadedCluster
 from pgha_operator.core.spec.catalog import declared_logins
 from pgha_operator.core.status import build_status
-from pgha_operator.core.tls import TlsMaterial, days_left
+from pgha_operator.core.tls import TlsMaterial
 from pgha_operator.core.topology import Layout, Topology
 from pgha_operator.shell import teardown
+from pgha_operator.shell.certificate_hooks import CertificateHooks
 from pgha_operator.shell.clients import Clients, RealClients
 from pgha_operator.shell.cycle import CycleReport, Verdict, fencing_status, now, verdict
 from pgha_operator.shell.execute import Env, Outcome, execute
 from pgha_operator.shell.fencer import Fencer
-from pgha_operator.shell.leadership import Leadership, LeaseHeld
+from pgha_operator.shell.leadership import Leadership
 from pgha_operator.shell.loops import apply_until_converged, run_forever
 from pgha_operator.shell.manifest import ManifestInForce, load_one
 from pgha_operator.shell.metrics import OperatorMetrics
 from pgha_operator.shell.observe import observe
+from pgha_operator.shell.operator_claim import OperatorClaim
 from pgha_operator.shell.providers import make_provider
 from pgha_operator.shell.providers.base import Provider
 from pgha_operator.shell.role_passwords import settle_rotation
@@ -57,9 +58,10 @@ __all__ = ["Controller", "CycleReport", "load_one"]
 log = structlog.get_logger("pgha-operator")
 
 
-class Controller:
+class Controller(OperatorClaim, CertificateHooks):
     """One cluster. `provider` and `clients` may be injected (tests drive the cycle against
-    a fake world); by default the manifest's provider and the real clients are used."""
+    a fake world); by default the manifest's provider and the real clients are used. The
+    lock and lease hooks are operator_claim.py's, the certificate hooks certificate_hooks.py's."""
 
     def __init__(
         self,
@@ -122,61 +124,6 @@ class Controller:
     def reload_manifest(self) -> None:
         self.manifest.reload()
 
-    # --- the operator lock --------------------------------------------------------------------
-
-    def prepare(self, standby: bool = False) -> None:
-        """Checks before anything starts; takes the operator lock of this cluster (the flock,
-        and the leader lease once etcd answers). `standby` (run): waits for both instead."""
-        self.provider.preflight()
-        if standby:
-            self.stand_by()
-        else:
-            self.lock()
-
-    def stand_by(self, who: str = "run") -> Leadership:
-        """`run`: claim nothing yet; the loop takes the flock and the lease when it can."""
-        self.leadership = self._leadership(who)
-        return self.leadership
-
-    def lock(self, who: str = "operator") -> None:
-        """For one-shot commands: act only as the cluster's one operator, or refuse. Taken
-        again by the same controller, it keeps its claim (like the flock)."""
-        leadership = self.leadership or self._leadership(who)
-        try:
-            leadership.claim()
-        except LockHeld as exc:
-            raise PermanentError(
-                f"another operator ({exc.holder}) already manages cluster {self.cluster.name} "
-                f"from {self.state_dir}; stop it first"
-            ) from None
-        except LeaseHeld as exc:
-            raise PermanentError(
-                f"another operator ({exc.holder}) leads cluster {self.cluster.name} "
-                f"(its lease in etcd, {exc.key}); stop it first"
-            ) from None
-        self.leadership = leadership
-
-    def unlock(self) -> None:
-        if self.leadership is not None:
-            self.leadership.release()
-            self.leadership = None
-        self.state.operator_lock.release()
-
-    def _leadership(self, who: str) -> Leadership:
-        return Leadership(
-            self.state, self.cluster.name, lambda: self.topology.etcd_client_urls, self.clients, who
-        )
-
-    @property
-    def role(self) -> Role:
-        """leader or standby, for status and metrics; a controller without a claim (tests,
-        read-only commands) counts as leader: nothing else gates it."""
-        return self.leadership.role if self.leadership is not None else Role.LEADER
-
-    def may_act(self) -> bool:
-        """Right now: this operator holds the lease (or the flock decides, before etcd)."""
-        return self.leadership is None or self.leadership.may_act()
-
     # --- derived values, built once -----------------------------------------------------------
 
     @property
@@ -204,32 +151,11 @@ class Controller:
         the old ones of roles whose ALTER ROLE is still pending."""
         return self._secrets_in_force(self.state.secrets_or_placeholder())[0]
 
-    def tls(self, act: bool = False) -> TlsMaterial | None:
-        """The cluster's certificates: issued or renewed when due if `act`, else as they
-        are (None before the first apply: render shows placeholders)."""
-        if act:
-            issued = self.state.issue_tls(self.cluster, self.topology, self.clock())
-            by_reason: dict[str, list[str]] = {}
-            for name, why in issued.renewed:
-                by_reason.setdefault(why, []).append(name)
-            for why, names in by_reason.items():  # one event per reason: a renewal is ~10
-                self.event(f"certificates issued ({why}): {', '.join(names)}")
-            self.certificates_end = issued.not_after
-            return issued.material
-        self.certificates_end = self.state.certificates_end()
-        return self.state.tls(self.topology)
-
     def _secrets_in_force(self, saved: Secrets) -> tuple[Secrets, dict[str, str] | None]:
         """While a rotation's ALTER ROLE is pending, the roles keep their old passwords, and
         so do the configs and the operator's logins (core/rotation.py)."""
         pending = self.state.pending_rotation()
         return effective_secrets(saved, pending), pending
-
-    def certificate_days(self) -> float | None:
-        """Days until the first certificate ends (None before any was issued)."""
-        if self.certificates_end is None:
-            return None
-        return days_left(self.certificates_end, self.clock())
 
     def desired(self, secrets: Secrets | None = None, tls: TlsMaterial | None = None) -> Desired:
         secrets = secrets or self.secrets()
@@ -347,13 +273,6 @@ class Controller:
             result.failed,
         )
 
-    def _may_act_now(self) -> bool:
-        """Leadership, level-based, every acting cycle after the observation: the key is
-        read (and campaigned for when free)."""
-        if self.leadership is None:
-            return True
-        return self.leadership.refresh().act
-
     def _act(
         self, the_plan: Plan, desired: Desired, observed: Observed, secrets: Secrets
     ) -> Verdict | None:
@@ -392,12 +311,9 @@ class Controller:
             extra["operator"] = self.leadership.status()
         if self.manifest.state_error:
             extra["stateError"] = self.manifest.state_error
-        if self.certificates_end is not None:
-            days = self.certificate_days()
-            extra["certificates"] = {
-                "firstEnds": self.certificates_end.isoformat(timespec="seconds"),
-                "daysLeft": None if days is None else round(days, 1),
-            }
+        certificates = self.certificates_status()
+        if certificates is not None:
+            extra["certificates"] = certificates
         return extra
 
     def start_fencer(self) -> Fencer:
