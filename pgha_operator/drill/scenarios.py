@@ -21,9 +21,10 @@ import psycopg
 import structlog
 
 from pgha_operator.core.errors import PermanentError
-from pgha_operator.drill.checker import FaultWindow, RunFigures, analyse, rejoined_at
+from pgha_operator.drill.checker import FaultWindow, RunFigures, analyse
 from pgha_operator.drill.faults import FAULTS
 from pgha_operator.drill.lbwatch import LbWatcher
+from pgha_operator.drill.measures import rejoined_at
 from pgha_operator.drill.prober import Prober
 from pgha_operator.drill.report import DrillResult, save_run_log
 from pgha_operator.drill.target import DrillError, DrillRefused, Live, Target

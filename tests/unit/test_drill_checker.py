@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from pgha_operator.drill.checker import (
-    FaultWindow,
+from pgha_operator.drill.checker import FaultWindow, analyse
+from pgha_operator.drill.measures import (
     accepting_spans,
-    analyse,
     dual_primary,
     read_only_window,
     rejoined_at,
