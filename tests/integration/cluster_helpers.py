@@ -5,15 +5,17 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import psycopg
 
@@ -115,6 +117,51 @@ def kill_leftovers(state: Path) -> None:
     for pm in state.glob("machines/*/pg/data/postmaster.pid"):
         with contextlib.suppress(OSError, ValueError, IndexError):
             os.kill(int(pm.read_text().splitlines()[0]), signal.SIGKILL)
+
+
+@dataclass
+class ClusterFiles:
+    """A test cluster's files: its temporary root, its manifest and its state dir."""
+
+    root: Path
+    manifest: Path
+    state: Path
+
+    def args(self) -> list[str]:
+        return ["-f", str(self.manifest), "--state-dir", str(self.state)]
+
+
+Files = TypeVar("Files", bound=ClusterFiles)
+
+
+def destroy_cluster(manifest: Path, state: Path) -> None:
+    """`destroy`, then the safety net for whatever it left running."""
+    cli("destroy", "-f", str(manifest), "--state-dir", str(state), "--yes", timeout=180)
+    kill_leftovers(state)
+
+
+@contextlib.contextmanager
+def running_cluster(
+    name: str,
+    network: str,
+    body: str,
+    files: type[Files],
+    apply_timeout: int = 240,
+) -> Iterator[Files]:
+    """A cluster applied from a fresh root, yielded as `files` (the test's own subclass of
+    ClusterFiles, or ClusterFiles) once converged; destroyed and its root removed
+    afterwards, whatever happened."""
+    root = make_state_root()
+    cluster = files(root, write_manifest(root, name, network, body), root / "state")
+    try:
+        res = cli(
+            "apply", *cluster.args(), "--timeout", str(apply_timeout), timeout=apply_timeout + 120
+        )
+        assert res.returncode == 0, f"apply failed:\n{res.stdout}\n{res.stderr}"
+        yield cluster
+    finally:
+        destroy_cluster(cluster.manifest, cluster.state)
+        shutil.rmtree(root, ignore_errors=True)
 
 
 def query(conninfo: str, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:

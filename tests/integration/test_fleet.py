@@ -24,8 +24,7 @@ import pytest
 
 from tests.integration.cluster_helpers import (
     CLI,
-    cli,
-    kill_leftovers,
+    destroy_cluster,
     make_state_root,
     service_pid,
     status,
@@ -103,16 +102,7 @@ def fleet() -> Iterator[Fleet]:
                 proc.kill()
         for name in NETS:
             write_manifest(root, name, f"{NETS[name]}.0/24", BODY)
-            cli(
-                "destroy",
-                "-f",
-                str(f.manifest(name)),
-                "--state-dir",
-                str(f.state(name)),
-                "--yes",
-                timeout=180,
-            )
-            kill_leftovers(f.state(name))
+            destroy_cluster(f.manifest(name), f.state(name))
         shutil.rmtree(root, ignore_errors=True)
 
 

@@ -7,26 +7,23 @@ restarted; `status` shows each node's pools."""
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import subprocess
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from pathlib import Path
 
 import psycopg
 import pytest
 import yaml
 
 from tests.integration.cluster_helpers import (
+    ClusterFiles,
     cli,
-    kill_leftovers,
-    make_state_root,
+    running_cluster,
     service_pid,
     status,
     wait_for,
-    write_manifest,
 )
 
 pytestmark = pytest.mark.integration
@@ -46,14 +43,7 @@ BODY = f"""  etcd: {{members: 1}}
 
 
 @dataclass
-class Live:
-    root: Path
-    manifest: Path
-    state: Path
-
-    def args(self) -> list[str]:
-        return ["-f", str(self.manifest), "--state-dir", str(self.state)]
-
+class Live(ClusterFiles):
     def dsn(self, *extra: str) -> str:
         # connect_timeout 2: a refused or dead address is given up quickly
         return cli("dsn", *self.args(), *extra, check=True).stdout.strip() + " connect_timeout=2"
@@ -68,17 +58,8 @@ class Live:
 
 @pytest.fixture(scope="module")
 def live() -> Iterator[Live]:
-    root = make_state_root()
-    manifest = write_manifest(root, "pool", f"{NET}.0/24", BODY)
-    c = Live(root, manifest, root / "state")
-    try:
-        res = cli("apply", *c.args(), "--timeout", "240", timeout=360)
-        assert res.returncode == 0, f"apply failed:\n{res.stdout}\n{res.stderr}"
+    with running_cluster("pool", f"{NET}.0/24", BODY, Live) as c:
         yield c
-    finally:
-        cli("destroy", *c.args(), "--yes", timeout=180)
-        kill_leftovers(c.state)
-        shutil.rmtree(root, ignore_errors=True)
 
 
 def connect(conninfo: str) -> psycopg.Connection:

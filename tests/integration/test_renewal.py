@@ -10,7 +10,6 @@ the cluster is Converged with CertificatesValid.
 
 from __future__ import annotations
 
-import shutil
 import socket
 import ssl
 from collections.abc import Iterator
@@ -23,16 +22,15 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 
 from tests.integration.cluster_helpers import (
+    ClusterFiles,
     Writer,
     cli,
     dsn,
-    kill_leftovers,
-    make_state_root,
     postmaster_pid,
+    running_cluster,
     service_pid,
     status,
     wait_for,
-    write_manifest,
 )
 
 pytestmark = pytest.mark.integration
@@ -52,14 +50,7 @@ SSL_REQUEST = (8).to_bytes(4, "big") + (80877103).to_bytes(4, "big")
 
 
 @dataclass
-class Live:
-    root: Path
-    manifest: Path
-    state: Path
-
-    def args(self) -> list[str]:
-        return ["-f", str(self.manifest), "--state-dir", str(self.state)]
-
+class Live(ClusterFiles):
     def apply(self) -> None:
         res = cli("apply", *self.args(), "--timeout", "240")
         assert res.returncode == 0, f"apply failed:\n{res.stdout}\n{res.stderr}"
@@ -74,16 +65,8 @@ class Live:
 
 @pytest.fixture(scope="module")
 def live() -> Iterator[Live]:
-    root = make_state_root()
-    manifest = write_manifest(root, "renewal", f"{NET}.0/24", BODY)
-    c = Live(root, manifest, root / "state")
-    try:
-        c.apply()
+    with running_cluster("renewal", f"{NET}.0/24", BODY, Live) as c:
         yield c
-    finally:
-        cli("destroy", *c.args(), "--yes", timeout=180)
-        kill_leftovers(c.state)
-        shutil.rmtree(root, ignore_errors=True)
 
 
 def served_serial(live: Live, address: str, port: int, start: str) -> int | None:

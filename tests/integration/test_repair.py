@@ -26,12 +26,12 @@ from pathlib import Path
 import pytest
 
 from tests.integration.cluster_helpers import (
+    ClusterFiles,
     Operator,
     cli,
     etcdctl_tls,
-    kill_leftovers,
-    make_state_root,
     postmaster_pid,
+    running_cluster,
     service_pid,
     status,
     wait_for,
@@ -52,14 +52,7 @@ def body(etcd: int = 3) -> str:
 
 
 @dataclass
-class Live:
-    root: Path
-    manifest: Path
-    state: Path
-
-    def args(self) -> list[str]:
-        return ["-f", str(self.manifest), "--state-dir", str(self.state)]
-
+class Live(ClusterFiles):
     def apply(self, timeout: int = 120) -> None:
         res = cli("apply", *self.args(), "--timeout", str(timeout))
         assert res.returncode == 0, f"apply failed:\n{res.stdout}\n{res.stderr}"
@@ -86,16 +79,9 @@ def etcdctl(live: Live, *args: str) -> subprocess.CompletedProcess[str]:
 
 @pytest.fixture(scope="module")
 def live() -> Iterator[Live]:
-    root = make_state_root()
-    manifest = write_manifest(root, "repair", f"{NET}.0/24", body())
-    c = Live(root, manifest, root / "state")
-    try:
-        c.apply(timeout=240)
+    with running_cluster("repair", f"{NET}.0/24", body(), Live) as c:
+        assert cli("plan", *c.args(), check=True).stdout.strip() == "no changes"
         yield c
-    finally:
-        cli("destroy", *c.args(), "--yes", timeout=180)
-        kill_leftovers(c.state)
-        shutil.rmtree(root, ignore_errors=True)
 
 
 def test_a_dead_foreign_etcd_member_is_removed(live: Live) -> None:

@@ -5,7 +5,6 @@ or environment; `rotate passwords --role` for a declared role."""
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -17,10 +16,10 @@ import yaml
 
 from tests.integration.cluster_helpers import (
     CLI,
+    ClusterFiles,
     cli,
-    kill_leftovers,
-    make_state_root,
     query,
+    running_cluster,
     status,
     wait_for,
     write_manifest,
@@ -50,14 +49,7 @@ def body(roles: str = ROLES, databases: str = DATABASES) -> str:
 
 
 @dataclass
-class Live:
-    root: Path
-    manifest: Path
-    state: Path
-
-    def args(self) -> list[str]:
-        return ["-f", str(self.manifest), "--state-dir", str(self.state)]
-
+class Live(ClusterFiles):
     def edit(self, roles: str = ROLES, databases: str = DATABASES) -> None:
         write_manifest(self.root, "roles", f"{NET}.0/24", body(roles, databases))
 
@@ -80,17 +72,8 @@ class Live:
 
 @pytest.fixture(scope="module")
 def live() -> Iterator[Live]:
-    root = make_state_root()
-    manifest = write_manifest(root, "roles", f"{NET}.0/24", body())
-    c = Live(root, manifest, root / "state")
-    try:
-        res = c.apply(240)
-        assert res.returncode == 0, f"apply failed:\n{res.stdout}\n{res.stderr}"
+    with running_cluster("roles", f"{NET}.0/24", body(), Live) as c:
         yield c
-    finally:
-        cli("destroy", *c.args(), "--yes", timeout=180)
-        kill_leftovers(c.state)
-        shutil.rmtree(root, ignore_errors=True)
 
 
 def role_row(live: Live, name: str) -> tuple:

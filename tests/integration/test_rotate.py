@@ -7,11 +7,9 @@ running `run` operator, then a replica restarted on the new passwords.
 
 from __future__ import annotations
 
-import shutil
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import psycopg
 import pytest
@@ -23,16 +21,15 @@ from pgha_operator.shell.clients import ComponentError, RealClients
 from pgha_operator.shell.controller import Controller
 from pgha_operator.shell.state import StateDir
 from tests.integration.cluster_helpers import (
+    ClusterFiles,
     Operator,
     Writer,
     cli,
     dsn,
-    kill_leftovers,
-    make_state_root,
     query,
+    running_cluster,
     status,
     wait_for,
-    write_manifest,
 )
 
 pytestmark = pytest.mark.integration
@@ -45,14 +42,8 @@ BODY = """  etcd: {members: 1}
 
 
 @dataclass
-class Live:
-    root: Path
-    manifest: Path
-    state: Path
+class Live(ClusterFiles):
     rotated_from: dict[str, str] | None = None  # the passwords before the first rotation
-
-    def args(self) -> list[str]:
-        return ["-f", str(self.manifest), "--state-dir", str(self.state)]
 
     def secrets(self) -> dict[str, str]:
         return yaml.safe_load((self.state / "secrets.yaml").read_text())
@@ -111,17 +102,8 @@ class RotatingWriter(Writer):
 
 @pytest.fixture(scope="module")
 def live() -> Iterator[Live]:
-    root = make_state_root()
-    manifest = write_manifest(root, "rotate", f"{NET}.0/24", BODY)
-    c = Live(root, manifest, root / "state")
-    try:
-        res = cli("apply", *c.args(), "--timeout", "240")
-        assert res.returncode == 0, f"apply failed:\n{res.stdout}\n{res.stderr}"
+    with running_cluster("rotate", f"{NET}.0/24", BODY, Live) as c:
         yield c
-    finally:
-        cli("destroy", *c.args(), "--yes", timeout=180)
-        kill_leftovers(c.state)
-        shutil.rmtree(root, ignore_errors=True)
 
 
 def refused(conninfo: str) -> bool:
