@@ -243,7 +243,8 @@ class Controller(OperatorClaim, CertificateHooks):
         acted = None
         if act:
             self.state.save_last_applied(self.cluster)
-            self.scrape_targets.write(desired.topology)  # for Prometheus' file_sd
+            stats_port = desired.cluster.spec.load_balancer.ports.stats
+            self.scrape_targets.write(desired.topology, stats_port)  # for Prometheus' file_sd
             self.state.sync_passfiles(passfiles(self.cluster, desired.topology, secrets))
             acted = self._act(the_plan, desired, observed, secrets)
             # count reinitialisations just done; forget members healthy again

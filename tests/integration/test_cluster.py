@@ -418,10 +418,18 @@ def test_run_serves_metrics_scrape_targets_and_json_decisions(cluster: Cluster) 
         assert samples[("pgha_primaries", itest)] == 1
         # The file_sd list names real exporters: every target answers GET /metrics.
         groups = json.loads((cluster.state / "scrape-targets.json").read_text())
-        assert {g["labels"]["job"] for g in groups} == {"patroni", "etcd"}
+        assert {g["labels"]["job"] for g in groups} == {"patroni", "etcd", "haproxy"}
         for group in groups:
             labels = group["labels"]
             url = f"{labels['__scheme__']}://{group['targets'][0]}{labels['__metrics_path__']}"
+            if labels["job"] == "haproxy":
+                # HAProxy's own exporter, behind the stats page's basic auth.
+                assert requests.get(url, timeout=5).status_code == 401, url
+                auth = (checks.STATS_USER, checks.stats_password(cluster.state))
+                resp = requests.get(url, timeout=5, auth=auth)
+                assert resp.status_code == 200, url
+                assert "haproxy_backend_status" in resp.text
+                continue
             # Both serve TLS only: the cluster's CA; etcd also asks for a client certificate.
             tls = checks.pki.client_files(cluster.state)
             resp = requests.get(url, timeout=5, verify=tls.ca, cert=(tls.cert, tls.key))

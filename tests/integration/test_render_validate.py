@@ -37,7 +37,7 @@ from pgha_operator.core.render import (
     render_all,
     service_definitions,
 )
-from pgha_operator.core.render.haproxy import STATS_USER
+from pgha_operator.core.render.haproxy import METRICS_PATH, STATS_USER
 from pgha_operator.core.tls import placeholder_material
 from pgha_operator.shell.clients.tls import ClientTls
 from pgha_operator.shell.state.pki import client_files, load_or_issue
@@ -258,6 +258,11 @@ def test_haproxy_runs_from_its_definition_and_reloads(netns: Netns, tmp_path: Pa
     assert netns.http(page_url) is None and "401" in netns.last_error  # no credentials
     page = netns.http(page_url, auth=(STATS_USER, SECRETS.stats_password))
     assert page is not None and "primary,BACKEND" in page, log.read_text()
+    # HAProxy's Prometheus exporter: the same port, the same credentials.
+    metrics_url = f"http://{ctx.topology.address(lb)}:{ports.stats}{METRICS_PATH}"
+    assert netns.http(metrics_url) is None and "401" in netns.last_error
+    metrics = netns.http(metrics_url, auth=(STATS_USER, SECRETS.stats_password))
+    assert metrics is not None and 'haproxy_backend_status{proxy="primary"' in metrics
 
     # The reload the supervisor sends: the master re-executes, the old worker finishes.
     assert definition.reload_signal == "USR2"

@@ -97,6 +97,7 @@ def test_the_scrape_target_list_names_every_exporter_and_is_written_once(
     groups = json.loads(path.read_text())
     patroni = [g for g in groups if g["labels"]["job"] == "patroni"]
     etcd = [g for g in groups if g["labels"]["job"] == "etcd"]
+    haproxy = [g for g in groups if g["labels"]["job"] == "haproxy"]
     assert [g["labels"]["member"] for g in patroni] == ["node1", "node2", "node3"]
     assert len(etcd) == 3
     topo = ctl.topology
@@ -104,6 +105,13 @@ def test_the_scrape_target_list_names_every_exporter_and_is_written_once(
     assert {g["labels"]["__scheme__"] for g in etcd} == {"https"}  # etcd serves TLS only
     rest_scheme = topo.rest_api_url("node1").split("://")[0]
     assert {g["labels"]["__scheme__"] for g in patroni} == {rest_scheme}
+    # HAProxy's exporter: the stats port, plain HTTP behind the stats page's basic auth.
+    stats_port = ctl.cluster.spec.load_balancer.ports.stats
+    assert [g["targets"] for g in haproxy] == [
+        [f"{topo.address(lb)}:{stats_port}"] for lb in topo.loadbalancers
+    ]
+    assert {g["labels"]["__scheme__"] for g in haproxy} == {"http"}
+    assert len(groups) == len(patroni) + len(etcd) + len(haproxy)
     assert all(g["labels"]["cluster"] == "demo" for g in groups)
     inode = path.stat().st_ino  # an atomic write replaces the file: a new inode
     ctl.cycle()
@@ -116,10 +124,10 @@ def test_the_scrape_target_list_is_rewritten_when_lost(tmp_path: Path) -> None:
     world = FakeWorld.for_cluster(manifest())
     topo = world.desired().topology
     targets = ScrapeTargets(tmp_path)
-    assert targets.write(topo)
-    assert not ScrapeTargets(tmp_path).write(topo)  # an operator restarted: file unchanged
+    assert targets.write(topo, 7000)
+    assert not ScrapeTargets(tmp_path).write(topo, 7000)  # operator restarted: file unchanged
     (tmp_path / FILE_NAME).write_text("[]\n")
-    assert ScrapeTargets(tmp_path).write(topo)
+    assert ScrapeTargets(tmp_path).write(topo, 7000)
 
 
 def test_a_change_of_primary_is_counted_once() -> None:

@@ -264,11 +264,11 @@ def test_passwords_come_only_from_secrets(ctx: RenderContext) -> None:
             assert not set(passwords) & SEED_PASSWORDS
             assert SECRETS.admin_password not in f.content  # created by the operator, later
         elif f.service == "haproxy" and not f.certificate:
-            # The stats page's password, on its `stats auth` line only.
+            # The stats page's password, on its userlist line only.
             leaks = [s for s in SECRET_VALUES - {SECRETS.stats_password} if s in f.content]
             assert not leaks, f"{f.path} leaks a password"
             assert [line for line in f.content.splitlines() if SECRETS.stats_password in line] == [
-                f'    stats auth "pgha-stats:{SECRETS.stats_password}"'
+                f'    user "pgha-stats" insecure-password "{SECRETS.stats_password}"'
             ]
         elif f.path.endswith("/pgbackrest.pgpass"):
             # pgBackRest's socket logins: the superuser's password, and only it.
@@ -585,6 +585,7 @@ def test_haproxy_routing(ctx: RenderContext) -> None:
         assert set(s) == {
             "global",
             "defaults",
+            "userlist stats_users",
             "listen stats",
             "frontend primary",
             "backend primary",
@@ -592,7 +593,9 @@ def test_haproxy_routing(ctx: RenderContext) -> None:
             "backend replicas",
         }
         binds = {
-            section: directive(lines, "bind") for section, lines in s.items() if section != "global"
+            section: directive(lines, "bind")
+            for section, lines in s.items()
+            if section not in ("global", "userlist stats_users")
         }
         assert binds["listen stats"] == [f"bind {address}:{ports.stats}"]
         assert binds["frontend primary"] == [f"bind {address}:{ports.primary}"]

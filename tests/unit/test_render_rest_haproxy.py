@@ -11,7 +11,7 @@ import yaml
 
 from pgha_operator.core import topology
 from pgha_operator.core.render import REST_USER, RenderContext, render_machine
-from pgha_operator.core.render.haproxy import STATS_USER
+from pgha_operator.core.render.haproxy import METRICS_PATH, STATS_USER
 from pgha_operator.core.render.services import haproxy_definition
 from tests.unit.test_render import (
     SECRETS,
@@ -82,11 +82,18 @@ def test_haproxy_checks_verify_the_nodes_certificate(ctx: RenderContext) -> None
                 assert "ssl" not in words  # PostgreSQL's traffic passes through as TCP
 
 
-def test_stats_page_asks_for_the_generated_password(ctx: RenderContext) -> None:
+def test_stats_page_and_metrics_ask_for_the_generated_password(ctx: RenderContext) -> None:
     for lb in ctx.topology.loadbalancers:
-        stats = haproxy_sections(file_for(render_machine(ctx, lb), "haproxy").content)
-        assert f'stats auth "{STATS_USER}:{SECRETS.stats_password}"' in stats["listen stats"]
-        assert not any(line.startswith("stats admin") for line in stats["listen stats"])
+        sections = haproxy_sections(file_for(render_machine(ctx, lb), "haproxy").content)
+        users = sections["userlist stats_users"]
+        assert users == [f'user "{STATS_USER}" insecure-password "{SECRETS.stats_password}"']
+        stats = sections["listen stats"]
+        auth = "http-request auth realm pgha-stats unless { http_auth(stats_users) }"
+        exporter = f"http-request use-service prometheus-exporter if {{ path {METRICS_PATH} }}"
+        # HAProxy runs http-request rules in order: the auth rule must come before the
+        # exporter, which answers at once (`stats auth` would not guard it).
+        assert stats.index(auth) < stats.index(exporter)
+        assert not any(line.startswith(("stats admin", "stats auth")) for line in stats)
 
 
 def test_haproxy_runs_as_haproxy_and_owns_its_files(ctx: RenderContext) -> None:

@@ -15,6 +15,7 @@ MAX_CONNECT_MS = 1000
 QUEUE_TIMEOUT = "10s"
 STATS_CONNECTIONS = 100  # headroom in global maxconn for the stats page
 STATS_USER = "pgha-stats"  # basic auth of the stats page; its password is Secrets.stats_password
+METRICS_PATH = "/metrics"  # HAProxy's Prometheus exporter, on the stats port behind the same auth
 
 
 @dataclass(frozen=True)
@@ -56,6 +57,7 @@ def haproxy_cfg(ctx: RenderContext, machine: str) -> str:
         ports=lb.ports,
         stats_user=STATS_USER,
         stats_password=ctx.secrets.stats_password,
+        metrics_path=METRICS_PATH,
         # Both frontends can fill every server slot; the rest is for the stats page.
         global_maxconn=2 * len(servers) * lb.maxconn + pooler_conns + STATS_CONNECTIONS,
         pooler=pooler,
