@@ -182,7 +182,9 @@ def one_run(advert: float, idle: float, work: Path, probe_log: Path) -> dict:
         os.kill(child, signal.SIGKILL)  # the VRRP child first: no priority-0 goodbye
         os.kill(a.pid, signal.SIGKILL)
         a.wait(5)
-        moved = wait_for(lambda: any(t > t0 and n == "kvb" for t, n in probe_answers(probe_log)), 15)
+        moved = wait_for(
+            lambda: any(t > t0 and n == "kvb" for t, n in probe_answers(probe_log)), 15
+        )
         after_kill = [(t, n) for t, n in probe_answers(probe_log) if t > t0]
         first_b = next((t for t, n in after_kill if n == "kvb"), None)
         result["takeover_s"] = round(first_b - t0, 3) if moved and first_b else None
@@ -191,7 +193,9 @@ def one_run(advert: float, idle: float, work: Path, probe_log: Path) -> dict:
     finally:
         stop(b)
         stop(a, signal.SIGKILL)
-        subprocess.run(["ip", "-n", "kva", "addr", "del", f"{VIP}/24", "dev", "eth0"], capture_output=True)
+        subprocess.run(
+            ["ip", "-n", "kva", "addr", "del", f"{VIP}/24", "dev", "eth0"], capture_output=True
+        )
         time.sleep(0.3)
 
 
@@ -206,15 +210,23 @@ def main() -> None:
     (work / "check.sh").write_text(CHECK)
     (work / "check.sh").chmod(0o755)
     procs: list[subprocess.Popen] = []
-    report: dict = {"keepalived": subprocess.run(["keepalived", "--version"], capture_output=True, text=True).stderr.splitlines()[0]}
+    report: dict = {
+        "keepalived": subprocess.run(
+            ["keepalived", "--version"], capture_output=True, text=True
+        ).stderr.splitlines()[0]
+    }
     lab_up()
     try:
         for ns in ("kva", "kvb"):
             procs.append(subprocess.Popen(in_ns(ns, "python3", "-c", SERVER, ns)))
         probe_log = work / "probe.log"
-        procs.append(subprocess.Popen(in_ns("kvc", "python3", "-c", PROBE, VIP), stdout=open(probe_log, "w")))  # noqa: SIM115
+        probe_out = open(probe_log, "w")  # noqa: SIM115 (lives as long as the probe)
+        procs.append(subprocess.Popen(in_ns("kvc", "python3", "-c", PROBE, VIP), stdout=probe_out))
         for advert in args.intervals:
-            runs = [one_run(advert, args.idle if i == 0 else 0, work, probe_log) for i in range(args.runs)]
+            runs = [
+                one_run(advert, args.idle if i == 0 else 0, work, probe_log)
+                for i in range(args.runs)
+            ]
             times = [r["takeover_s"] for r in runs if r.get("takeover_s") is not None]
             report[str(advert)] = {
                 "runs": runs,

@@ -41,6 +41,7 @@ from pgha_operator.core.spec.models import (
     SshProviderSpec,
     TlsSpec,
     VagrantProviderSpec,
+    VipSpec,
 )
 from pgha_operator.core.spec.parameters import (
     MANAGED_PARAMETERS,
@@ -70,6 +71,7 @@ __all__ = [
     "BOUND_HINTS",
     "BroughtCa",
     "TlsSpec",
+    "VipSpec",
     "DURATION_PATTERN",
     "FIXED_FIELDS",
     "HBA_TOKEN_PATTERN",

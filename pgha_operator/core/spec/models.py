@@ -237,12 +237,41 @@ class HealthCheck(Model):
         return value
 
 
+# VRRP version 3 carries the advertisement interval in centiseconds, 12 bits (RFC 5798).
+VRRP_ADVERT_MS = (10, 40950)
+
+
+class VipSpec(Model):
+    """A virtual IP in front of the load balancers: keepalived on each, VRRP version 3 with
+    unicast peers. VRRPv3 has no authentication: the cluster's own network only
+    (docs/vip-notes.md has the measured takeover times and why this interval)."""
+
+    address: IPv4Address
+    prefix: Annotated[int, Strict(), Field(ge=1, le=32)] = 24
+    # None: the interface carrying the machine's own address (observed on the machine).
+    interface: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.:-]{1,15}$")] | None = None
+    virtual_router_id: Annotated[int, Strict(), Field(ge=1, le=255)] = 51
+    advert_interval: Duration = "200ms"
+
+    @field_validator("advert_interval")
+    @classmethod
+    def _vrrp3_interval(cls, value: str) -> str:
+        ms = duration_ms(value)
+        low, high = VRRP_ADVERT_MS
+        if ms % 10 or not low <= ms <= high:
+            raise ValueError(
+                f"{value!r}: VRRP version 3 counts in steps of 10ms from {low}ms to {high}ms"
+            )
+        return value
+
+
 class LoadBalancerSpec(Model):
     instances: Annotated[int, Strict(), Field(ge=1, le=50)] = 1
     machines: list[MachineRef] | None = None
     ports: Ports = Ports()
     health_check: HealthCheck = HealthCheck()
     maxconn: Annotated[int, Strict(), Field(ge=1)] = 200
+    vip: VipSpec | None = None
 
 
 class FailoverSpec(Model):
