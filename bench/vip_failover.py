@@ -4,11 +4,15 @@ Builds its own lab and removes it: a switch namespace with a bridge, two load-ba
 namespaces (kva, kvb) and a client namespace (kvc) on 10.231.0.0/24, VIP 10.231.0.50.
 Each load balancer runs a tiny TCP server on :8080 answering its name (stand-in for HAProxy,
 and the port the track script checks) and keepalived (A priority 150, B 100).
-Per run: kill -9 A's keepalived (VRRP child and parent, so no priority-0 advert is sent: a
+Per run (--mode crash): kill -9 A's keepalived (VRRP child and parent, so no priority-0 advert is sent: a
 crash) and time until a client connecting to VIP:8080 every 10 ms is answered by B.
 Per interval, first run only: --idle seconds with both up, counting VRRP state changes (flaps).
 
     python3 bench/vip_failover.py [--intervals 1 0.5 0.2 0.1] [--runs 3] [--idle 60]
+                                  [--mode crash|term|haproxy]
+
+--mode term: keepalived stopped cleanly instead; --mode haproxy: A's server killed instead
+(the tracked script fails, A enters FAULT and releases the VIP).
 
 Root only; touches nothing outside the namespaces it creates (kvsw, kva, kvb, kvc).
 """
@@ -106,6 +110,7 @@ vrrp_script chk_port {{
 }}
 vrrp_instance VI_1 {{
   state BACKUP
+  nopreempt
   interface eth0
   virtual_router_id 51
   priority {PRIORITY[ns]}
@@ -131,6 +136,10 @@ def start_keepalived(ns: str, advert: float, work: Path) -> tuple[subprocess.Pop
     pids = [f"--pid={work}/{ns}.pid", f"--vrrp_pid={work}/{ns}-vrrp.pid"]
     cmd = in_ns(ns, "keepalived", "-n", "-l", "-D", "-P", "-f", str(conf), *pids)
     return subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT), work / f"{ns}-vrrp.pid"
+
+
+def start_server(ns: str) -> subprocess.Popen:
+    return subprocess.Popen(in_ns(ns, "python3", "-c", SERVER, ns))
 
 
 def has_vip(ns: str) -> bool:
@@ -163,7 +172,22 @@ def stop(proc: subprocess.Popen, sig: int = signal.SIGTERM) -> None:
         proc.wait(10)
 
 
-def one_run(advert: float, idle: float, work: Path, probe_log: Path) -> dict:
+def inject(mode: str, a: subprocess.Popen, a_vrrp: Path, servers: dict) -> None:
+    """The fault on A: `crash` kills keepalived with -9 (the VRRP child first, so no
+    priority-0 goodbye is sent), `term` stops it cleanly (it sends priority 0), `haproxy`
+    kills A's server so the tracked script fails and A goes to FAULT."""
+    if mode == "crash":
+        os.kill(int(a_vrrp.read_text()), signal.SIGKILL)
+        os.kill(a.pid, signal.SIGKILL)
+    elif mode == "term":
+        os.kill(a.pid, signal.SIGTERM)
+    else:
+        servers["kva"].kill()
+
+
+def one_run(
+    advert: float, idle: float, work: Path, probe_log: Path, mode: str, servers: dict
+) -> dict:
     a, a_vrrp = start_keepalived("kva", advert, work)
     b, _ = start_keepalived("kvb", advert, work)
     try:
@@ -177,11 +201,8 @@ def one_run(advert: float, idle: float, work: Path, probe_log: Path) -> dict:
             time.sleep(idle)
             after = {ns: transitions(work / f"{ns}-{advert}.log") for ns in ("kva", "kvb")}
             result["idle_transitions"] = sum(after[n] - before[n] for n in after)
-        child = int(a_vrrp.read_text())
         t0 = time.monotonic()
-        os.kill(child, signal.SIGKILL)  # the VRRP child first: no priority-0 goodbye
-        os.kill(a.pid, signal.SIGKILL)
-        a.wait(5)
+        inject(mode, a, a_vrrp, servers)
         moved = wait_for(
             lambda: any(t > t0 and n == "kvb" for t, n in probe_answers(probe_log)), 15
         )
@@ -193,6 +214,8 @@ def one_run(advert: float, idle: float, work: Path, probe_log: Path) -> dict:
     finally:
         stop(b)
         stop(a, signal.SIGKILL)
+        if servers["kva"].poll() is not None:
+            servers["kva"] = start_server("kva")
         subprocess.run(
             ["ip", "-n", "kva", "addr", "del", f"{VIP}/24", "dev", "eth0"], capture_output=True
         )
@@ -204,27 +227,29 @@ def main() -> None:
     ap.add_argument("--intervals", type=float, nargs="+", default=[1, 0.5, 0.2, 0.1])
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--idle", type=float, default=60)
+    ap.add_argument("--mode", choices=["crash", "term", "haproxy"], default="crash")
     ap.add_argument("--keep-logs", default=None, help="copy keepalived logs into this folder")
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="vip-lab-"))
     (work / "check.sh").write_text(CHECK)
     (work / "check.sh").chmod(0o755)
     procs: list[subprocess.Popen] = []
+    servers: dict[str, subprocess.Popen] = {}
     report: dict = {
+        "mode": args.mode,
         "keepalived": subprocess.run(
             ["keepalived", "--version"], capture_output=True, text=True
         ).stderr.splitlines()[0]
     }
     lab_up()
     try:
-        for ns in ("kva", "kvb"):
-            procs.append(subprocess.Popen(in_ns(ns, "python3", "-c", SERVER, ns)))
+        servers = {ns: start_server(ns) for ns in ("kva", "kvb")}
         probe_log = work / "probe.log"
         probe_out = open(probe_log, "w")  # noqa: SIM115 (lives as long as the probe)
         procs.append(subprocess.Popen(in_ns("kvc", "python3", "-c", PROBE, VIP), stdout=probe_out))
         for advert in args.intervals:
             runs = [
-                one_run(advert, args.idle if i == 0 else 0, work, probe_log)
+                one_run(advert, args.idle if i == 0 else 0, work, probe_log, args.mode, servers)
                 for i in range(args.runs)
             ]
             times = [r["takeover_s"] for r in runs if r.get("takeover_s") is not None]
@@ -236,7 +261,7 @@ def main() -> None:
             }
             print(json.dumps({str(advert): report[str(advert)]}), file=sys.stderr, flush=True)
     finally:
-        for p in procs:
+        for p in [*procs, *servers.values()]:
             stop(p, signal.SIGKILL)
         lab_down()
         if args.keep_logs:
