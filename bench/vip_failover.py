@@ -239,7 +239,7 @@ def main() -> None:
         "mode": args.mode,
         "keepalived": subprocess.run(
             ["keepalived", "--version"], capture_output=True, text=True
-        ).stderr.splitlines()[0]
+        ).stderr.splitlines()[0],
     }
     lab_up()
     try:
