@@ -162,6 +162,15 @@ def probe_answers(path: Path) -> list[tuple[float, str]]:
     return [(float(t), name) for t, name in rows]
 
 
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU time of these processes (/proc/PID/stat fields 14 and 15)."""
+    ticks = 0
+    for pid in pids:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        ticks += int(fields[11]) + int(fields[12])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
 def transitions(log: Path) -> int:
     words = ("Entering MASTER STATE", "Entering BACKUP STATE", "Entering FAULT STATE")
     return sum(any(w in line for w in words) for line in log.read_text().splitlines())
@@ -190,7 +199,7 @@ def one_run(
     advert: float, idle: float, work: Path, probe_log: Path, mode: str, servers: dict
 ) -> dict:
     a, a_vrrp = start_keepalived("kva", advert, work)
-    b, _ = start_keepalived("kvb", advert, work)
+    b, b_vrrp = start_keepalived("kvb", advert, work)
     try:
         if not wait_for(lambda: has_vip("kva") and not has_vip("kvb"), 15):
             return {"error": "A never became the only master"}
@@ -199,7 +208,10 @@ def one_run(
         result: dict = {}
         if idle:
             before = {ns: transitions(work / f"{ns}-{advert}.log") for ns in ("kva", "kvb")}
+            cpu0 = cpu_seconds([a.pid, b.pid, int(a_vrrp.read_text()), int(b_vrrp.read_text())])
             time.sleep(idle)
+            cpu1 = cpu_seconds([a.pid, b.pid, int(a_vrrp.read_text()), int(b_vrrp.read_text())])
+            result["idle_cpu_percent_both"] = round(100 * (cpu1 - cpu0) / idle, 2)
             after = {ns: transitions(work / f"{ns}-{advert}.log") for ns in ("kva", "kvb")}
             result["idle_transitions"] = sum(after[n] - before[n] for n in after)
         # A random phase against A's last advertisement: right after A's first one the
