@@ -9,8 +9,9 @@ crash) and time until a client connecting to VIP:8080 every 10 ms is answered by
 Per interval, first run only: --idle seconds with both up, counting VRRP state changes (flaps).
 
     python3 bench/vip_failover.py [--intervals 1 0.5 0.2 0.1] [--runs 3] [--idle 60]
-                                  [--mode crash|term|haproxy]
+                                  [--mode crash|crash-restart|term|haproxy]
 
+--mode crash-restart: as crash, then A's keepalived started again (stale VIP?);
 --mode term: keepalived stopped cleanly instead; --mode haproxy: A's server killed instead
 (the tracked script fails, A enters FAULT and releases the VIP).
 
@@ -186,13 +187,28 @@ def inject(mode: str, a: subprocess.Popen, a_vrrp: Path, servers: dict) -> None:
     """The fault on A: `crash` kills keepalived with -9 (the VRRP child first, so no
     priority-0 goodbye is sent), `term` stops it cleanly (it sends priority 0), `haproxy`
     kills A's server so the tracked script fails and A goes to FAULT."""
-    if mode == "crash":
+    if mode in ("crash", "crash-restart"):
         os.kill(int(a_vrrp.read_text()), signal.SIGKILL)
         os.kill(a.pid, signal.SIGKILL)
     elif mode == "term":
         os.kill(a.pid, signal.SIGTERM)
     else:
         servers["kva"].kill()
+
+
+def restart_a(advert: float, work: Path, probe_log: Path) -> dict:
+    """After a crash: start A's keepalived again (as systemd's Restart= would) and look at
+    who holds the VIP and who answers once things settled."""
+    a2, _ = start_keepalived("kva", advert, work)
+    try:
+        time.sleep(2 + 5 * advert)
+        return {
+            "after_restart_vip_on_a": has_vip("kva"),
+            "after_restart_vip_on_b": has_vip("kvb"),
+            "after_restart_answering": probe_answers(probe_log)[-1][1],
+        }
+    finally:
+        stop(a2)
 
 
 def one_run(
@@ -226,6 +242,8 @@ def one_run(
         first_b = next((t for t, n in after_kill if n == "kvb"), None)
         result["takeover_s"] = round(first_b - t0, 3) if moved and first_b else None
         result["stale_vip_on_a"] = has_vip("kva")
+        if mode == "crash-restart":
+            result.update(restart_a(advert, work, probe_log))
         return result
     finally:
         stop(b)
@@ -243,7 +261,9 @@ def main() -> None:
     ap.add_argument("--intervals", type=float, nargs="+", default=[1, 0.5, 0.2, 0.1])
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--idle", type=float, default=60)
-    ap.add_argument("--mode", choices=["crash", "term", "haproxy"], default="crash")
+    ap.add_argument(
+        "--mode", choices=["crash", "crash-restart", "term", "haproxy"], default="crash"
+    )
     ap.add_argument("--keep-logs", default=None, help="copy keepalived logs into this folder")
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="vip-lab-"))
