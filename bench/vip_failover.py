@@ -4,16 +4,19 @@ Builds its own lab and removes it: a switch namespace with a bridge, two load-ba
 namespaces (kva, kvb) and a client namespace (kvc) on 10.231.0.0/24, VIP 10.231.0.50.
 Each load balancer runs a tiny TCP server on :8080 answering its name (stand-in for HAProxy,
 and the port the track script checks) and keepalived (A priority 150, B 100).
-Per run (--mode crash): kill -9 A's keepalived (VRRP child and parent, so no priority-0 advert is sent: a
-crash) and time until a client connecting to VIP:8080 every 10 ms is answered by B.
-Per interval, first run only: --idle seconds with both up, counting VRRP state changes (flaps).
+Per run (--mode crash): kill -9 the master's keepalived (VRRP child and parent, so no
+priority-0 advert is sent: a crash) and time until a client connecting to VIP:8080 every
+10 ms is answered by the other one. keepalived runs with nopreempt, as rendered, so the
+first master is whoever passes its tracked script first (usually A, not always).
+Per interval, first run only: --idle seconds with both up, counting VRRP state changes
+(flaps) and keepalived's CPU.
 
     python3 bench/vip_failover.py [--intervals 1 0.5 0.2 0.1] [--runs 3] [--idle 60]
                                   [--mode crash|crash-restart|term|haproxy]
 
---mode crash-restart: as crash, then A's keepalived started again (stale VIP?);
---mode term: keepalived stopped cleanly instead; --mode haproxy: A's server killed instead
-(the tracked script fails, A enters FAULT and releases the VIP).
+--mode crash-restart: as crash, then the old master's keepalived started again;
+--mode term: keepalived stopped cleanly instead; --mode haproxy: the master's server killed
+instead (its tracked script fails, it enters FAULT and releases the VIP).
 
 Root only; touches nothing outside the namespaces it creates (kvsw, kva, kvb, kvc).
 """
@@ -36,6 +39,7 @@ NET = "10.231.0"
 VIP = f"{NET}.50"
 NODES = {"kva": 11, "kvb": 12, "kvc": 100}
 PRIORITY = {"kva": 150, "kvb": 100}
+LBS = ("kva", "kvb")
 SWITCH = "kvsw"
 
 SERVER = """
@@ -136,7 +140,9 @@ def start_keepalived(ns: str, advert: float, work: Path) -> tuple[subprocess.Pop
     conf.write_text(keepalived_conf(ns, advert, work / "check.sh"))
     log = open(work / f"{ns}-{advert}.log", "a")  # noqa: SIM115 (lives as long as the process)
     pids = [f"--pid={work}/{ns}.pid", f"--vrrp_pid={work}/{ns}-vrrp.pid"]
-    cmd = in_ns(ns, "keepalived", "-n", "-l", "-D", "-P", "-f", str(conf), *pids)
+    # -l logs through stdio: line-buffer it, or the log only reaches the file at exit.
+    cmd = in_ns(ns, "stdbuf", "-oL", "-eL", "keepalived", "-n", "-l", "-D", "-P", "-f", str(conf))
+    cmd += pids
     return subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT), work / f"{ns}-vrrp.pid"
 
 
@@ -172,9 +178,9 @@ def cpu_seconds(pids: list[int]) -> float:
     return ticks / os.sysconf("SC_CLK_TCK")
 
 
-def transitions(log: Path) -> int:
-    words = ("Entering MASTER STATE", "Entering BACKUP STATE", "Entering FAULT STATE")
-    return sum(any(w in line for w in words) for line in log.read_text().splitlines())
+def transitions(log: Path, words: tuple[str, ...] = ("MASTER", "BACKUP", "FAULT")) -> int:
+    lines = log.read_text().splitlines() if log.exists() else []
+    return sum(any(f"Entering {w} STATE" in line for w in words) for line in lines)
 
 
 def stop(proc: subprocess.Popen, sig: int = signal.SIGTERM) -> None:
@@ -183,76 +189,109 @@ def stop(proc: subprocess.Popen, sig: int = signal.SIGTERM) -> None:
         proc.wait(10)
 
 
-def inject(mode: str, a: subprocess.Popen, a_vrrp: Path, servers: dict) -> None:
-    """The fault on A: `crash` kills keepalived with -9 (the VRRP child first, so no
-    priority-0 goodbye is sent), `term` stops it cleanly (it sends priority 0), `haproxy`
-    kills A's server so the tracked script fails and A goes to FAULT."""
+def inject(mode: str, ns: str, kept: dict, servers: dict) -> None:
+    """The fault on the master `ns`: `crash` kills keepalived with -9 (the VRRP child first,
+    so no priority-0 goodbye is sent), `term` stops it cleanly (it sends priority 0),
+    `haproxy` kills its server so the tracked script fails and it goes to FAULT."""
+    proc, vrrp_pid = kept[ns]
     if mode in ("crash", "crash-restart"):
-        os.kill(int(a_vrrp.read_text()), signal.SIGKILL)
-        os.kill(a.pid, signal.SIGKILL)
+        os.kill(int(vrrp_pid.read_text()), signal.SIGKILL)
+        os.kill(proc.pid, signal.SIGKILL)
     elif mode == "term":
-        os.kill(a.pid, signal.SIGTERM)
+        os.kill(proc.pid, signal.SIGTERM)
     else:
-        servers["kva"].kill()
+        servers[ns].kill()
 
 
-def restart_a(advert: float, work: Path, probe_log: Path) -> dict:
-    """After a crash: start A's keepalived again (as systemd's Restart= would) and look at
-    who holds the VIP and who answers once things settled."""
-    a2, _ = start_keepalived("kva", advert, work)
+def restart(ns: str, other: str, advert: float, work: Path, probe_log: Path) -> dict:
+    """After a crash: start the old master's keepalived again (as systemd's Restart= would)
+    and look at who holds the VIP and who answers once things settled."""
+    again, _ = start_keepalived(ns, advert, work)
     try:
         time.sleep(2 + 5 * advert)
         return {
-            "after_restart_vip_on_a": has_vip("kva"),
-            "after_restart_vip_on_b": has_vip("kvb"),
+            "after_restart_vip_on_old_master": has_vip(ns),
+            "after_restart_vip_on_new_master": has_vip(other),
             "after_restart_answering": probe_answers(probe_log)[-1][1],
         }
     finally:
-        stop(a2)
+        stop(again)
+
+
+def settled_master(probe_log: Path) -> str | None:
+    """The one load balancer holding the VIP and answering on it. With nopreempt whoever
+    passes its tracked script first takes the VIP at start, so it is not always A."""
+    holders = [ns for ns in LBS if has_vip(ns)]
+    answers = probe_answers(probe_log)
+    if len(holders) == 1 and answers and answers[-1][1] == holders[0]:
+        return holders[0]
+    return None
+
+
+def idle_window(idle: float, advert: float, kept: dict, work: Path) -> dict:
+    """VRRP state changes (flaps) and keepalived's CPU while nothing happens."""
+    pids = [p for proc, vrrp in kept.values() for p in (proc.pid, int(vrrp.read_text()))]
+    logs = [work / f"{ns}-{advert}.log" for ns in LBS]
+    before = [
+        sum(transitions(log) for log in logs),
+        sum(transitions(log, ("MASTER",)) for log in logs),
+    ]
+    cpu0 = cpu_seconds(pids)
+    answers0 = len(probe_answers(work / "probe.log"))
+    time.sleep(idle)
+    cpu1 = cpu_seconds(pids)
+    answers1 = len(probe_answers(work / "probe.log"))
+    after = [
+        sum(transitions(log) for log in logs),
+        sum(transitions(log, ("MASTER",)) for log in logs),
+    ]
+    return {
+        "idle_transitions": after[0] - before[0],
+        "idle_new_masters": after[1] - before[1],
+        "idle_client_answer_changes": answers1 - answers0,
+        "idle_cpu_percent_both": round(100 * (cpu1 - cpu0) / idle, 2),
+    }
 
 
 def one_run(
     advert: float, idle: float, work: Path, probe_log: Path, mode: str, servers: dict
 ) -> dict:
-    a, a_vrrp = start_keepalived("kva", advert, work)
-    b, b_vrrp = start_keepalived("kvb", advert, work)
+    backups = {ns: transitions(work / f"{ns}-{advert}.log", ("BACKUP",)) for ns in LBS}
+    kept = {ns: start_keepalived(ns, advert, work) for ns in LBS}
     try:
-        if not wait_for(lambda: has_vip("kva") and not has_vip("kvb"), 15):
-            return {"error": "A never became the only master"}
-        if not wait_for(lambda: probe_answers(probe_log)[-1][1] == "kva", 5):
-            return {"error": "client never reached A through the VIP"}
-        result: dict = {}
+        if not wait_for(lambda: settled_master(probe_log) is not None, 20):
+            return {"error": "no single master answering on the VIP"}
+        master = settled_master(probe_log) or ""
+        other = next(ns for ns in LBS if ns != master)
+        result: dict = {"master": master}
+        # The other one must have passed its own tracked script (FAULT -> BACKUP) first:
+        # a backup still in FAULT never takes over.
+        if not wait_for(
+            lambda: transitions(work / f"{other}-{advert}.log", ("BACKUP",)) > backups[other], 10
+        ):
+            return {**result, "error": "the other one never left FAULT"}
         if idle:
-            before = {ns: transitions(work / f"{ns}-{advert}.log") for ns in ("kva", "kvb")}
-            cpu0 = cpu_seconds([a.pid, b.pid, int(a_vrrp.read_text()), int(b_vrrp.read_text())])
-            time.sleep(idle)
-            cpu1 = cpu_seconds([a.pid, b.pid, int(a_vrrp.read_text()), int(b_vrrp.read_text())])
-            result["idle_cpu_percent_both"] = round(100 * (cpu1 - cpu0) / idle, 2)
-            after = {ns: transitions(work / f"{ns}-{advert}.log") for ns in ("kva", "kvb")}
-            result["idle_transitions"] = sum(after[n] - before[n] for n in after)
-        # A random phase against A's last advertisement: right after A's first one the
-        # takeover is always the longest (3 intervals + skew), which is not the typical case.
+            result.update(idle_window(idle, advert, kept, work))
+        # A random phase against the master's last advertisement: right after its first one
+        # the takeover is always the longest (3 intervals + skew), not the typical case.
         time.sleep(1 + random.uniform(0, advert))
         t0 = time.monotonic()
-        inject(mode, a, a_vrrp, servers)
-        moved = wait_for(
-            lambda: any(t > t0 and n == "kvb" for t, n in probe_answers(probe_log)), 15
-        )
-        after_kill = [(t, n) for t, n in probe_answers(probe_log) if t > t0]
-        first_b = next((t for t, n in after_kill if n == "kvb"), None)
-        result["takeover_s"] = round(first_b - t0, 3) if moved and first_b else None
-        result["stale_vip_on_a"] = has_vip("kva")
+        inject(mode, master, kept, servers)
+        wait_for(lambda: any(t > t0 and n == other for t, n in probe_answers(probe_log)), 15)
+        first = next((t for t, n in probe_answers(probe_log) if t > t0 and n == other), None)
+        result["takeover_s"] = round(first - t0, 3) if first else None
+        result["stale_vip_on_old_master"] = has_vip(master)
         if mode == "crash-restart":
-            result.update(restart_a(advert, work, probe_log))
+            result.update(restart(master, other, advert, work, probe_log))
         return result
     finally:
-        stop(b)
-        stop(a, signal.SIGKILL)
-        if servers["kva"].poll() is not None:
-            servers["kva"] = start_server("kva")
-        subprocess.run(
-            ["ip", "-n", "kva", "addr", "del", f"{VIP}/24", "dev", "eth0"], capture_output=True
-        )
+        for ns, (proc, _) in kept.items():
+            stop(proc)  # TERM: the parent takes its VRRP child down with it
+            if servers[ns].poll() is not None:
+                servers[ns] = start_server(ns)
+            subprocess.run(
+                ["ip", "-n", ns, "addr", "del", f"{VIP}/24", "dev", "eth0"], capture_output=True
+            )
         time.sleep(0.3)
 
 
@@ -266,6 +305,8 @@ def main() -> None:
     )
     ap.add_argument("--keep-logs", default=None, help="copy keepalived logs into this folder")
     args = ap.parse_args()
+    # A TERM (from `kill PID`) still removes the namespaces and processes (finally below).
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
     work = Path(tempfile.mkdtemp(prefix="vip-lab-"))
     (work / "check.sh").write_text(CHECK)
     (work / "check.sh").chmod(0o755)
