@@ -197,6 +197,7 @@ def inject(mode: str, ns: str, kept: dict, servers: dict) -> None:
     if mode in ("crash", "crash-restart"):
         os.kill(int(vrrp_pid.read_text()), signal.SIGKILL)
         os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(5)  # reaped, as systemd would: a zombie's pid file blocks a restart
     elif mode == "term":
         os.kill(proc.pid, signal.SIGTERM)
     else:
@@ -206,6 +207,10 @@ def inject(mode: str, ns: str, kept: dict, servers: dict) -> None:
 def restart(ns: str, other: str, advert: float, work: Path, probe_log: Path) -> dict:
     """After a crash: start the old master's keepalived again (as systemd's Restart= would)
     and look at who holds the VIP and who answers once things settled."""
+    # The killed VRRP child stays a zombie until PID 1 reaps it (slowly on this machine, whose
+    # PID 1 is not an init); keepalived then says "daemon is already running": drop its pid files.
+    for pid_file in (work / f"{ns}.pid", work / f"{ns}-vrrp.pid"):
+        pid_file.unlink(missing_ok=True)
     again, _ = start_keepalived(ns, advert, work)
     try:
         time.sleep(2 + 5 * advert)
