@@ -129,3 +129,11 @@ def test_keepalived_itself_accepts_the_rendered_config(tmp_path: Path) -> None:
     broken = conf.read_text().replace("virtual_router_id 51", "virtual_router_id 300")
     conf.write_text(broken)
     assert subprocess.run(["keepalived", "-t", "-f", str(conf)], capture_output=True).returncode
+
+
+def test_the_default_interval_is_the_measured_choice() -> None:
+    # docs/vip-notes.md: 100ms (crash takeover <= 0.36 s, no flap down to a lower interval).
+    ctx = make_ctx(
+        variant(NSPAWN, loadBalancer={"instances": 2, "vip": {"address": "10.231.0.50"}})
+    )
+    assert "advert_int 0.1" in lines(keepalived_conf(ctx, "haproxy1", interface="host0"))

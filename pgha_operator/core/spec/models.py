@@ -251,7 +251,7 @@ class VipSpec(Model):
     # None: the interface carrying the machine's own address (observed on the machine).
     interface: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.:-]{1,15}$")] | None = None
     virtual_router_id: Annotated[int, Strict(), Field(ge=1, le=255)] = 51
-    advert_interval: Duration = "200ms"
+    advert_interval: Duration = "100ms"
 
     @field_validator("advert_interval")
     @classmethod
