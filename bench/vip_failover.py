@@ -136,6 +136,10 @@ vrrp_instance VI_1 {{
 
 
 def start_keepalived(ns: str, advert: float, work: Path) -> tuple[subprocess.Popen, Path]:
+    # A killed VRRP child stays a zombie until PID 1 reaps it (late on this machine, whose
+    # PID 1 is not an init); keepalived then says "daemon is already running": drop the files.
+    for pid_file in (work / f"{ns}.pid", work / f"{ns}-vrrp.pid"):
+        pid_file.unlink(missing_ok=True)
     conf = work / f"{ns}.conf"
     conf.write_text(keepalived_conf(ns, advert, work / "check.sh"))
     log = open(work / f"{ns}-{advert}.log", "a")  # noqa: SIM115 (lives as long as the process)
@@ -207,10 +211,6 @@ def inject(mode: str, ns: str, kept: dict, servers: dict) -> None:
 def restart(ns: str, other: str, advert: float, work: Path, probe_log: Path) -> dict:
     """After a crash: start the old master's keepalived again (as systemd's Restart= would)
     and look at who holds the VIP and who answers once things settled."""
-    # The killed VRRP child stays a zombie until PID 1 reaps it (slowly on this machine, whose
-    # PID 1 is not an init); keepalived then says "daemon is already running": drop its pid files.
-    for pid_file in (work / f"{ns}.pid", work / f"{ns}-vrrp.pid"):
-        pid_file.unlink(missing_ok=True)
     again, _ = start_keepalived(ns, advert, work)
     try:
         time.sleep(2 + 5 * advert)
