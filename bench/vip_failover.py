@@ -27,6 +27,7 @@ import argparse
 import json
 import os
 import random
+import shutil
 import signal
 import statistics
 import subprocess
@@ -347,7 +348,8 @@ def main() -> None:
             stop(p, signal.SIGKILL)
         lab_down()
         if args.keep_logs:
-            subprocess.run(["cp", "-r", f"{work}/.", args.keep_logs], check=False)
+            shutil.copytree(work, args.keep_logs, dirs_exist_ok=True)
+        shutil.rmtree(work, ignore_errors=True)
     print(json.dumps(report, indent=2))
 
 
