@@ -8,6 +8,7 @@ from functools import cached_property
 from ipaddress import IPv4Address, IPv4Network
 
 from pgha_operator.core.spec import Cluster, ClusterSpec, MachineRef
+from pgha_operator.core.vip import vip_problems
 
 # Derived addresses: host offsets inside the provider's network, one block per role.
 OFFSETS = {"postgres": 10, "etcd": 100, "loadbalancer": 200}
@@ -122,8 +123,8 @@ _Section = tuple[str, list[MachineRef] | None, int, str]
 
 def topology_problems(cluster: Cluster) -> list[tuple[str, str]]:
     """Machines the spec cannot have, as (field path, reason): a network too small for the
-    derived addresses, listed addresses outside the provider's network, and names or
-    addresses used twice (within a role or across roles)."""
+    derived addresses, listed addresses outside the provider's network, names or
+    addresses used twice (within a role or across roles), and a VIP it cannot carry."""
     spec = cluster.spec
     network = spec.provider.network
     problems: list[tuple[str, str]] = []
@@ -145,7 +146,7 @@ def topology_problems(cluster: Cluster) -> list[tuple[str, str]]:
                 where = path
                 what = f"{path} (derived {name})"
             problems.extend(_reuse_problems(where, what, name, address, names, addresses))
-    return problems + _balancer_source_problems(spec)
+    return problems + _balancer_source_problems(spec) + vip_problems(spec, addresses)
 
 
 # Where a host's own outgoing loopback connections come from, whatever address they dial.

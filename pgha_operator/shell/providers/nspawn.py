@@ -83,6 +83,8 @@ class NspawnProvider(ProviderBase, Fencing, MachineStates, Freezing, Isolation, 
         self.key_file = state_dir / "ssh" / "id_ed25519"
         self.known_hosts = state_dir / "known_hosts"
         used = {m.address for m in self.topology.machines}
+        if spec_vip := cluster.spec.load_balancer.vip:
+            used.add(str(spec_vip.address))  # never the operator's own link
         self.net = net.LabNetwork(
             cluster.name, spec.network, net.operator_address(spec.network, used)
         )
