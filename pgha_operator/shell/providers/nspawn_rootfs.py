@@ -48,6 +48,7 @@ PACKAGES = (
     "etcd-server",
     "etcd-client",
     "haproxy",
+    "keepalived",  # spec.loadBalancer.vip
     # spec.patroni.source "debian": the machines have no network to fetch it later.
     *DEBIAN_PATRONI_PACKAGES,
 )
@@ -56,6 +57,7 @@ PACKAGES = (
 MASKED_UNITS = (
     "etcd.service",
     "haproxy.service",
+    "keepalived.service",
     "postgresql.service",
     *DEBIAN_PATRONI_UNITS,
     "apt-daily.timer",

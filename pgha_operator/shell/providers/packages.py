@@ -22,7 +22,9 @@ PYTHON = "/usr/bin/python3"  # Debian's: the postgres user must be able to run t
 ROLE_PACKAGES: dict[Role, tuple[str, ...]] = {
     Role.ETCD: ("etcd-server", "etcd-client"),
     Role.POSTGRES: ("postgresql-15",),
-    Role.LOADBALANCER: ("haproxy",),
+    # keepalived: the VIP (spec.loadBalancer.vip); Debian's unit is disabled like the others
+    # and does nothing without /etc/keepalived/keepalived.conf.
+    Role.LOADBALANCER: ("haproxy", "keepalived"),
 }
 # What a PostgreSQL machine needs for Patroni, per spec.patroni.source. pypi: the venv module
 # for our pinned Patroni. debian: Debian's Patroni and the etcd client library it runs on
@@ -43,6 +45,7 @@ DEBIAN_PATRONI_UNITS = ("patroni.service",)
 PACKAGE_UNITS: dict[str, tuple[str, ...]] = {
     "etcd-server": ("etcd.service",),
     "haproxy": ("haproxy.service",),
+    "keepalived": ("keepalived.service",),
     "postgresql-15": ("postgresql@15-main.service",),
     "patroni": DEBIAN_PATRONI_UNITS,
 }
