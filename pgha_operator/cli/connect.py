@@ -21,6 +21,7 @@ from pgha_operator.core.passfile import login_passwords
 from pgha_operator.core.render import ADMIN_USER, APP_DATABASE, APP_USER, SUPERUSER
 from pgha_operator.core.spec import Cluster
 from pgha_operator.core.spec.catalog import declared_logins
+from pgha_operator.core.vip import client_address
 from pgha_operator.shell.controller import Controller
 
 CONNECT_TIMEOUT = 5
@@ -137,14 +138,14 @@ def resolve(args: argparse.Namespace, ctl: Controller) -> Target:
 
 
 def _balanced(args: argparse.Namespace, cluster: Cluster, ctl: Controller) -> tuple[str, int]:
-    """The load balancer's address and the port of --role."""
+    """The load balancers' address (their VIP, or the first) and the port of --role."""
     ports = cluster.spec.load_balancer.ports
     if args.role == "pooler" and not cluster.spec.pooler.enabled:
         raise OperatorError(
             f"--role pooler: cluster {cluster.name} has no pooler (set spec.pooler.enabled)"
         )
     port = {"primary": ports.primary, "replicas": ports.replicas, "pooler": ports.pooler}
-    return ctl.topology.address(ctl.topology.loadbalancers[0]), port[args.role]
+    return client_address(cluster.spec, ctl.topology), port[args.role]
 
 
 def _multi_host(args: argparse.Namespace, cluster: Cluster, ctl: Controller) -> tuple[str, int]:

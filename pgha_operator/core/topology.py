@@ -266,6 +266,13 @@ class Layout:
     log_dir: str
     tls_dir: str  # the cluster's certificates, one folder per daemon (render/tls.py)
     pgbouncer_config: str = ""  # pgbouncer.ini (spec.pooler); userlist.txt beside it
+    keepalived_config: str = ""  # keepalived.conf (spec.loadBalancer.vip); its check beside it
+    keepalived_run: str = ""  # keepalived's pid files
+
+    @property
+    def keepalived_check(self) -> str:
+        """keepalived's tracked HAProxy check (a root-owned folder: enable_script_security)."""
+        return f"{self.keepalived_config.rsplit('/', 1)[0]}/check-haproxy.sh"
 
     @property
     def pgbouncer_userlist(self) -> str:
@@ -307,6 +314,8 @@ def layout(root: str = "/", cluster: str = "pgha") -> Layout:
             log_dir=log,
             tls_dir=f"{etc}/tls",
             pgbouncer_config=f"{etc}/pgbouncer/pgbouncer.ini",
+            keepalived_config=f"{etc}/keepalived/keepalived.conf",
+            keepalived_run=f"{run}/keepalived",
         )
     r = root.rstrip("/")
     return Layout(
@@ -323,4 +332,6 @@ def layout(root: str = "/", cluster: str = "pgha") -> Layout:
         log_dir=f"{r}/var/log/pgha",
         tls_dir=f"{r}/etc/pgha/tls",
         pgbouncer_config=f"{r}/etc/pgbouncer/pgbouncer.ini",
+        keepalived_config=f"{r}/etc/keepalived/keepalived.conf",
+        keepalived_run=f"{r}/run/keepalived",
     )

@@ -10,8 +10,12 @@ link) uses.
 from __future__ import annotations
 
 from ipaddress import IPv4Address
+from typing import TYPE_CHECKING
 
 from pgha_operator.core.spec import ClusterSpec, VipSpec
+
+if TYPE_CHECKING:  # topology imports this module (its rules)
+    from pgha_operator.core.topology import Topology
 
 # The interface carrying each machine's own address, per provider, when vip.interface is
 # unset: nspawn wires eth0 to its bridge (shell/providers/nspawn_net.py); a Vagrant box's
@@ -29,6 +33,12 @@ def vip_interface(spec: ClusterSpec) -> str:
     if chosen is None:
         raise ValueError(f"{VIP_FIELD}.interface is unset on provider {spec.provider.type!r}")
     return chosen
+
+
+def client_address(spec: ClusterSpec, topo: Topology) -> str:
+    """Where clients connect: the VIP when the load balancers have one, else the first."""
+    vip = spec.load_balancer.vip
+    return str(vip.address) if vip else topo.address(topo.loadbalancers[0])
 
 
 def _vip(spec: ClusterSpec) -> VipSpec:

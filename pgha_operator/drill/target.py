@@ -15,6 +15,7 @@ from pgha_operator.core.render import APP_DATABASE, APP_USER, Secrets
 from pgha_operator.core.render.haproxy import STATS_USER
 from pgha_operator.core.spec import Cluster
 from pgha_operator.core.topology import Topology
+from pgha_operator.core.vip import client_address
 from pgha_operator.drill.prober import Prober
 from pgha_operator.drill.watch import Watcher
 from pgha_operator.drill.writer import Writer
@@ -74,9 +75,8 @@ class Target:
 
     def lb_conninfo(self) -> str:
         topo = self.topology
-        lb = topo.address(topo.loadbalancers[0])
         port = self.cluster.spec.load_balancer.ports.primary
-        return self._conninfo(lb, port)
+        return self._conninfo(client_address(self.cluster.spec, topo), port)  # the VIP if any
 
     def node_conninfos(self) -> dict[str, str]:
         topo = self.topology

@@ -188,17 +188,36 @@ def _write_file(action: WriteFile, env: Env) -> None:
             yaml.safe_load(action.content)  # never install a file its reader cannot parse
         except yaml.YAMLError as exc:
             raise PermanentError(f"{action.path}: not valid YAML, not written: {exc}") from exc
-    if action.path.endswith("haproxy.cfg"):
+    checker = _checker(action.path, env.binaries)
+    if checker is not None:
         # Rule 5: validate a candidate beside the live file, then rename it into place.
         candidate = action.path + ".pgha-new"
         host.write(candidate, data, mode=action.mode, owner=action.owner)
         try:
-            res = host.run([env.binaries.haproxy, "-c", "-q", "-f", candidate], check=False)
-            if not res.ok:
-                raise OperatorError(f"haproxy -c refused the new config: {res.stderr.strip()}")
+            res = host.run([*checker, candidate], check=False)
+            if not res.ok and not _checker_missing(res.stdout + res.stderr):
+                said = (res.stderr.strip() or res.stdout.strip())[-2000:]
+                name = f"{checker[0].rsplit('/', 1)[-1]} {checker[1]}"  # haproxy -c
+                raise OperatorError(f"{name} refused the new config: {said}")
         finally:
             host.remove(candidate)
     host.write(action.path, data, mode=action.mode, owner=action.owner)
+
+
+def _checker(path: str, binaries: Binaries) -> tuple[str, ...] | None:
+    """The command (the candidate's path goes last) that checks a config before it is used."""
+    if path.endswith("haproxy.cfg"):
+        return (binaries.haproxy, "-c", "-q", "-f")
+    if path.endswith("keepalived.conf"):
+        # keepalived >= 2.0.?: exit 0 only on a clean config (the interface, the tracked
+        # script written before it, every keyword).
+        return (binaries.keepalived, "--config-test", "--use-file")
+    return None
+
+
+def _checker_missing(output: str) -> bool:
+    """A keepalived too old for --config-test: the file is used as rendered (unchecked)."""
+    return "unrecognized option" in output or "invalid option" in output
 
 
 def _write_files(writes: Sequence[WriteFile], env: Env) -> None:

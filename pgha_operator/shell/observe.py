@@ -32,7 +32,7 @@ from pgha_operator.shell.observe_backup import observe_backup
 from pgha_operator.shell.providers.base import Provider
 from pgha_operator.shell.start_failures import read_start_failures
 
-ALL_SERVICES = ("etcd", "patroni", "pgbouncer", "haproxy")
+ALL_SERVICES = ("etcd", "patroni", "pgbouncer", "haproxy", "keepalived")
 # etcd, Patroni and each HAProxy are read in parallel, on threads kept between cycles
 # (their own per-node reads run on shell/clients/transport.READERS).
 _COMPONENTS = ThreadPoolExecutor(max_workers=4, thread_name_prefix="pgha-observe")

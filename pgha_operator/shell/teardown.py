@@ -20,7 +20,7 @@ log = structlog.get_logger("pgha-operator")
 
 # Rank of a service in the stop order; a service not named here stops between the load
 # balancers and Patroni (whatever it is, it may use PostgreSQL, which needs etcd).
-STOP_RANK = {"haproxy": 0, "pgbouncer": 1, "patroni": 2, "etcd": 3}
+STOP_RANK = {"keepalived": -1, "haproxy": 0, "pgbouncer": 1, "patroni": 2, "etcd": 3}
 OTHER_RANK = 1
 
 

@@ -12,11 +12,7 @@ import pydantic
 import pytest
 
 from pgha_operator.core.render import RenderContext
-from pgha_operator.core.render.keepalived import (
-    CHECK_SCRIPT_PATH,
-    check_script,
-    keepalived_conf,
-)
+from pgha_operator.core.render.keepalived import check_script, keepalived_conf
 from pgha_operator.core.spec import VipSpec
 from tests.unit.test_render import REPO, make_ctx, variant
 
@@ -80,7 +76,7 @@ def test_intervals_vrrp3_cannot_carry_are_refused(interval: str) -> None:
 def test_the_track_script_is_tracked_and_checks_haproxys_own_stats_port() -> None:
     ctx = vip_ctx()
     conf = keepalived_conf(ctx, "haproxy1")
-    assert f'script "{CHECK_SCRIPT_PATH}"' in lines(conf)
+    assert f'script "{ctx.layout("haproxy1").keepalived_check}"' in lines(conf)
     assert block(conf, "track_script") == ["pgha_haproxy"]
     assert "enable_script_security" in lines(conf)
     script = check_script(ctx, "haproxy1")
@@ -89,11 +85,9 @@ def test_the_track_script_is_tracked_and_checks_haproxys_own_stats_port() -> Non
     assert f"/dev/tcp/{ctx.topology.address('haproxy1')}/{port}" in script
 
 
-def test_the_observed_interface_is_used_when_the_spec_names_none() -> None:
+def test_the_providers_interface_is_used_when_the_spec_names_none() -> None:
     ctx = vip_ctx(interface=None)
-    assert "interface eth7" in lines(keepalived_conf(ctx, "haproxy1", interface="eth7"))
-    with pytest.raises(ValueError, match="interface is unset"):
-        keepalived_conf(ctx, "haproxy1")
+    assert "interface eth0" in lines(keepalived_conf(ctx, "haproxy1"))  # nspawn's link
 
 
 def test_refused_without_a_vip_or_on_a_machine_that_is_no_load_balancer() -> None:
@@ -123,7 +117,8 @@ def test_keepalived_itself_accepts_the_rendered_config(tmp_path: Path) -> None:
     script.write_text(check_script(ctx, "haproxy1"))
     script.chmod(0o755)
     conf = tmp_path / "keepalived.conf"
-    conf.write_text(keepalived_conf(ctx, "haproxy1").replace(CHECK_SCRIPT_PATH, str(script)))
+    rendered = keepalived_conf(ctx, "haproxy1")
+    conf.write_text(rendered.replace(ctx.layout("haproxy1").keepalived_check, str(script)))
     done = subprocess.run(["keepalived", "-t", "-f", str(conf)], capture_output=True, text=True)
     assert done.returncode == 0, done.stdout + done.stderr
     broken = conf.read_text().replace("virtual_router_id 51", "virtual_router_id 300")
@@ -132,8 +127,8 @@ def test_keepalived_itself_accepts_the_rendered_config(tmp_path: Path) -> None:
 
 
 def test_the_default_interval_is_the_measured_choice() -> None:
-    # docs/vip-notes.md: 100ms (crash takeover <= 0.36 s; survives a 260 ms stall).
+    # docs/connections.md: 100ms (crash takeover <= 0.36 s; survives a 260 ms stall).
     ctx = make_ctx(
         variant(NSPAWN, loadBalancer={"instances": 2, "vip": {"address": "10.231.0.50"}})
     )
-    assert "advert_int 0.1" in lines(keepalived_conf(ctx, "haproxy1", interface="host0"))
+    assert "advert_int 0.1" in lines(keepalived_conf(ctx, "haproxy1"))

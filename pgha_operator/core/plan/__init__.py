@@ -50,8 +50,9 @@ RESTART_ON_CHANGE = frozenset({"etcd"})
 # pkg/transport's GetCertificate/GetClientCertificate): a renewed pair is just written.
 # Their CA pool is read once at start, so a changed CA still takes a restart.
 RELOADS_CERTIFICATE_PER_HANDSHAKE = frozenset({"etcd"})
-# Start order: the DCS first, then the databases, then the router in front of them.
-START_ORDER = {"etcd": 0, "patroni": 1, "pgbouncer": 2, "haproxy": 3}
+# Start order: the DCS first, then the databases, then the router in front of them, then
+# the VIP in front of the routers.
+START_ORDER = {"etcd": 0, "patroni": 1, "pgbouncer": 2, "haproxy": 3, "keepalived": 4}
 
 
 def plan(desired: Desired, observed: Observed) -> Plan:

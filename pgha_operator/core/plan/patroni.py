@@ -23,7 +23,8 @@ from pgha_operator.core.facts.types import PatroniMember, thaw
 from pgha_operator.core.plan.etcd import etcd_has_quorum
 from pgha_operator.core.services import ServiceState
 
-SERVICES = ("haproxy", "pgbouncer", "patroni", "etcd")  # teardown order of a machine that leaves
+# teardown order of a machine that leaves: the VIP first, so a peer takes it at once
+SERVICES = ("keepalived", "haproxy", "pgbouncer", "patroni", "etcd")
 
 
 def switchover_candidate(desired: Desired, observed: Observed, leader: str) -> str | None:

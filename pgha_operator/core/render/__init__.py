@@ -8,6 +8,7 @@ Per machine, by role:
   postgres node   layout.patroni_config   (patroni.yml, 0600, owned by the service user)
   load balancer   layout.haproxy_config   (haproxy.cfg)
   postgres node, spec.pooler enabled: layout.pgbouncer_config (+ its auth file, 0600)
+  load balancer, spec.loadBalancer.vip: layout.keepalived_config (+ its check script)
 and the service definitions: JSON under layout.services_dir for the local supervisor, or
 /etc/systemd/system/pgha-<service>.service units.
 """
@@ -31,6 +32,7 @@ from pgha_operator.core.render.context import (
 )
 from pgha_operator.core.render.etcd import etcd_config, etcd_yaml
 from pgha_operator.core.render.haproxy import haproxy_cfg
+from pgha_operator.core.render.keepalived import has_vip, keepalived_files
 from pgha_operator.core.render.patroni import dynamic_config, patroni_config, patroni_yaml, pg_hba
 from pgha_operator.core.render.pgbackrest import backup_files
 from pgha_operator.core.render.pgbouncer import pgbouncer_ini, pgbouncer_userlist
@@ -128,6 +130,8 @@ def render_machine(ctx: RenderContext, machine: str) -> tuple[DesiredFile, ...]:
                 service="haproxy",
             )
         )
+    if has_vip(ctx, machine):
+        files += keepalived_files(ctx, machine)
     files.extend(service_files(ctx, machine))
     return tuple(files)
 

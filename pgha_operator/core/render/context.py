@@ -36,7 +36,7 @@ REST_USER = "patroni"  # basic auth of Patroni's REST API (unsafe endpoints only
 # through a SECURITY DEFINER function and reads SHOW POOLS; owns nothing.
 POOLER_USER = "pgha_pooler"
 
-ServiceName = Literal["etcd", "patroni", "haproxy", "pgbouncer"]
+ServiceName = Literal["etcd", "patroni", "haproxy", "pgbouncer", "keepalived"]
 
 
 @dataclass(frozen=True)
@@ -79,6 +79,7 @@ class Binaries:
     etcd: str = "/usr/bin/etcd"
     haproxy: str = "/usr/sbin/haproxy"
     pgbouncer: str = "/usr/sbin/pgbouncer"
+    keepalived: str = "/usr/sbin/keepalived"
     patroni_source: PatroniSource = "pypi"
 
     def for_patroni_source(self, source: PatroniSource) -> Binaries:

@@ -47,6 +47,7 @@ def haproxy_cfg(ctx: RenderContext, machine: str) -> str:
     lb = ctx.cluster.spec.load_balancer
     servers = [Server(name, topo.address(name)) for name in topo.postgres]
     pooler = ctx.cluster.spec.pooler
+    vip = lb.vip.address if lb.vip else None
     # Every node's pooler can take all of its clients through this port.
     pooler_conns = len(servers) * pooler.max_client_conn if pooler.enabled else 0
     return render_template(
@@ -54,6 +55,7 @@ def haproxy_cfg(ctx: RenderContext, machine: str) -> str:
         cluster=topo.cluster,
         machine=machine,
         address=topo.address(machine),
+        vip=vip,
         ports=lb.ports,
         stats_user=STATS_USER,
         stats_password=ctx.secrets.stats_password,

@@ -16,6 +16,7 @@ from pgha_operator.core.render.context import (
     ServiceName,
     render_template,
 )
+from pgha_operator.core.render.keepalived import has_vip, keepalived_definition
 from pgha_operator.core.render.pgbouncer import pooler_fd_limit
 from pgha_operator.core.render.tls import daemon_user
 from pgha_operator.core.services import ServiceDefinition, definition_to_json
@@ -111,6 +112,8 @@ def service_definitions(ctx: RenderContext, machine: str) -> tuple[ServiceDefini
             defs.append(pgbouncer_definition(ctx, machine))
     if m.has(Role.LOADBALANCER):
         defs.append(haproxy_definition(ctx, machine))
+    if has_vip(ctx, machine):
+        defs.append(keepalived_definition(ctx, machine))  # the VIP once HAProxy serves
     return tuple(defs)
 
 
@@ -153,6 +156,8 @@ def _runtime_directory_of(ctx: RenderContext, machine: str, service: str) -> str
         return runtime_directory(layout.pg_socket_dir)
     if service == "haproxy":
         return runtime_directory(posixpath.dirname(layout.haproxy_socket))
+    if service == "keepalived":
+        return runtime_directory(layout.keepalived_run)
     return None
 
 
@@ -174,6 +179,8 @@ def systemd_unit(ctx: RenderContext, machine: str, d: ServiceDefinition) -> str:
     after = ["network-online.target"]
     if d.name == "patroni" and m.has(Role.ETCD):
         after.append(unit_name(ctx.topology.cluster, "etcd"))
+    if d.name == "keepalived":
+        after.append(unit_name(ctx.topology.cluster, "haproxy"))
     return render_template(
         f"{d.name}.service.j2",
         cluster=ctx.topology.cluster,
@@ -231,6 +238,8 @@ def validation_argv(binaries: Binaries, service: ServiceName, path: str) -> tupl
     None when the service has no checker (etcd: parse the YAML instead)."""
     if service == "haproxy":
         return (binaries.haproxy, "-c", "-f", path)
+    if service == "keepalived":
+        return (binaries.keepalived, "--config-test", "--use-file", path)
     if service == "patroni" and binaries.patroni_source == "debian":
         # Debian 12's Patroni 3.0.2 has no --ignore-listen-port and its validator requires
         # every etcd host to answer, so it cannot check a candidate file beside a live node.

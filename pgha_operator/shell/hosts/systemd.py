@@ -23,7 +23,13 @@ _FAILED = {"failed"}
 START_TIMEOUT = 180.0  # Patroni's TimeoutStopSec is 120 s: a restart may wait that long
 START_GRACE = 0.3  # a Type=simple daemon that dies at once is seen failing within this
 JOURNAL_LINES = 20
-SERVICES = ("etcd", "patroni", "pgbouncer", "haproxy")  # the daemons the operator runs
+SERVICES = (
+    "etcd",
+    "patroni",
+    "pgbouncer",
+    "haproxy",
+    "keepalived",
+)  # the daemons the operator runs
 
 
 class Runner(Protocol):

@@ -46,7 +46,8 @@ from pgha_operator.shell.providers.packages import (
 from pgha_operator.shell.state.identity import ensure_cluster_id, read_cluster_id
 
 log = structlog.get_logger("pgha-operator")
-SERVICES = ("haproxy", "pgbouncer", "patroni", "etcd")  # stop order: the router first, the DCS last
+# stop order: the VIP first (a peer takes it over), the router, the DCS last
+SERVICES = ("keepalived", "haproxy", "pgbouncer", "patroni", "etcd")
 # The host's own daemons of the kinds the operator runs: named in what destroy says it left.
 FOREIGN_UNITS = ("postgresql*", "haproxy*", "etcd*", "patroni*")
 PARENT_DIRS = tuple(d.rsplit("/", 1)[0] for d in host_dirs("x"))  # /etc/pgha, ...

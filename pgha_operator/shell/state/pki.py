@@ -81,7 +81,11 @@ def load_or_issue(state: Path, cluster: Cluster, topo: Topology, now: datetime) 
         timedelta(days=tls.renew_before_days),
         [ca_cert.not_valid_after_utc],
     )
+    # Clients name a load balancer (or the VIP in front of them) and verify the node's
+    # certificate through it: every server certificate holds those addresses.
     balancers = [topo.address(name) for name in topo.loadbalancers]
+    if vip := cluster.spec.load_balancer.vip:
+        balancers.append(str(vip.address))
     servers = {
         m.name: leaves.pair(
             folder / MACHINES / m.name,
