@@ -27,6 +27,7 @@ from pgha_operator.core.actions import Switchover
 from pgha_operator.core.plan.patroni import switchover_candidate
 from pgha_operator.core.topology import Role
 from pgha_operator.drill.checker import FaultWindow
+from pgha_operator.drill.lb_faults import LB_FAULTS
 from pgha_operator.drill.target import DrillError, Live, Target
 from pgha_operator.shell.clients.etcd import collect_etcd
 from pgha_operator.shell.execute import execute
@@ -302,5 +303,6 @@ FAULTS: dict[str, Fault] = {
             partition_primary,
             needs=Isolation,
         ),
+        *(Fault(*lb) for lb in LB_FAULTS),  # the VIP's machine: drill/lb_faults.py
     )
 }

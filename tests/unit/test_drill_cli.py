@@ -67,6 +67,8 @@ def test_parser_knows_every_scenario_and_the_options() -> None:
         "kill-etcd-member",
         "etcd-quorum-loss",
         "partition-primary",
+        "crash-loadbalancer",
+        "freeze-loadbalancer",
     }
     with pytest.raises(SystemExit):
         build_parser().parse_args(["drill", "--scenario", "meteor", "--yes"])
@@ -189,7 +191,7 @@ def test_each_fault_asks_the_provider_for_the_capability_it_needs() -> None:
     assert all(refusals(nspawn).values())
     vagrant = FakeProvider("vagrant", True, "power_off")
     assert refusals(vagrant) == {
-        n: n not in ("freeze-primary", "partition-primary") for n in FAULTS
+        n: n not in ("freeze-primary", "partition-primary", "freeze-loadbalancer") for n in FAULTS
     }
     ssh = FakeProvider("ssh", False)
     assert [n for n, ok in refusals(ssh).items() if ok] == ["switchover"]
