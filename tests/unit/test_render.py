@@ -222,13 +222,16 @@ def test_each_machine_gets_the_files_of_its_roles(ctx: RenderContext) -> None:
             "patroni": (Role.POSTGRES, layout.patroni_config),
             "haproxy": (Role.LOADBALANCER, layout.haproxy_config),
         }
+        if ctx.cluster.spec.load_balancer.vip is not None:
+            expected["keepalived"] = (Role.LOADBALANCER, layout.keepalived_config)
         assert set(configs) == {s for s, (role, _) in expected.items() if m.has(role)}
         for service, f in configs.items():
             assert f.path == expected[service][1]
             assert f.machine == m.name
         services = [d.name for d in service_definitions(ctx, m.name)]
-        # Start order: the DCS first, Patroni, HAProxy last.
-        assert services == [s for s in ("etcd", "patroni", "haproxy") if s in configs]
+        # Start order: the DCS first, Patroni, HAProxy, the VIP (keepalived) last.
+        order = ("etcd", "patroni", "haproxy", "keepalived")
+        assert services == [s for s in order if s in configs]
     assert render_all(ctx) == tuple(
         f for m in ctx.topology.machines for f in render_machine(ctx, m.name)
     )
@@ -251,6 +254,8 @@ def test_file_modes_and_owners(ctx: RenderContext) -> None:
             assert (f.mode, f.owner) == (0o640, "postgres"), f.path
         elif f.path.endswith("/pgbackrest.pgpass"):  # libpq refuses a passfile others read
             assert (f.mode, f.owner) == (0o600, "postgres"), f.path
+        elif f.path.endswith("/check-haproxy.sh"):  # keepalived runs it as root
+            assert (f.mode, f.owner) == (0o755, None), f.path
         else:
             assert (f.mode, f.owner) == (0o644, None), f.path
 
@@ -598,11 +603,19 @@ def test_haproxy_routing(ctx: RenderContext) -> None:
             if section not in ("global", "userlist stats_users")
         }
         assert binds["listen stats"] == [f"bind {address}:{ports.stats}"]
-        assert binds["frontend primary"] == [f"bind {address}:{ports.primary}"]
-        assert binds["frontend replicas"] == [f"bind {address}:{ports.replicas}"]
+        vip = ctx.cluster.spec.load_balancer.vip
+        on_vip = [] if vip is None else [f"bind {vip.address}:{{}} freebind"]
+        assert binds["frontend primary"] == [
+            f"bind {address}:{ports.primary}",
+            *(b.format(ports.primary) for b in on_vip),
+        ]
+        assert binds["frontend replicas"] == [
+            f"bind {address}:{ports.replicas}",
+            *(b.format(ports.replicas) for b in on_vip),
+        ]
         assert "default_backend primary" in s["frontend primary"]
         assert not directive(s["frontend primary"], "use_backend")
-        assert s["frontend replicas"][1:] == [
+        assert s["frontend replicas"][1 + len(on_vip) :] == [
             "use_backend replicas if { nbsrv(replicas) gt 0 }",
             "default_backend primary",
         ]
@@ -688,6 +701,8 @@ def test_service_definitions(ctx: RenderContext) -> None:
                 assert d.stop_timeout == 120
                 assert d.env["PATH"].split(":")[0] == b.pg_bin_dir
                 assert d.cwd is not None and layout.pg_data.startswith(d.cwd + "/")
+            elif d.name == "keepalived":  # tests/unit/test_vip_converge.py
+                assert d.argv[0] == b.keepalived and layout.keepalived_config in d.argv
             else:
                 assert d.name == "haproxy"
                 assert d.argv == (b.haproxy, "-W", "-db", "-f", layout.haproxy_config)
@@ -736,6 +751,9 @@ def test_systemd_units(manifest_name: str) -> None:
             unit = parse_unit(f.content)
             svc = unit["Service"]
             assert (f.mode, f.owner) == (0o644, None)
+            if name == "keepalived":  # a dead one leaves the VIP behind: systemd restarts it
+                assert svc["Restart"] == "always"
+                continue
             assert svc["Restart"] == "no"
             assert "LimitNOFILE" in svc
             assert int(svc["TimeoutStopSec"]) == int(d.stop_timeout)

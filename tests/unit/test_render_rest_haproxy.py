@@ -127,7 +127,7 @@ HARDENING = {
 
 def test_systemd_unit_runs_haproxy_as_haproxy_hardened() -> None:
     ctx = make_ctx(load_manifest(REPO / "manifests/nspawn.yaml"))
-    (lb,) = ctx.topology.loadbalancers
+    lb = ctx.topology.loadbalancers[0]
     unit = next(f for f in render_machine(ctx, lb) if f.path.endswith("-haproxy.service"))
     svc = parse_unit(unit.content)["Service"]
     assert svc["User"] == "haproxy"

@@ -97,8 +97,9 @@ def test_nspawn_colocated_three() -> None:
     topo = topology.build(shipped("nspawn"))
     assert topo.etcd == topo.postgres == ("node1", "node2", "node3")
     assert addresses(topo, topo.postgres) == ["10.231.0.11", "10.231.0.12", "10.231.0.13"]
-    assert topo.loadbalancers == ("haproxy1",)
+    assert topo.loadbalancers == ("haproxy1", "haproxy2")  # behind the VIP 10.231.0.250
     assert topo.address("haproxy1") == "10.231.0.201"
+    assert topo.address("haproxy2") == "10.231.0.202"
     assert all(topo.machine(n).roles == {Role.ETCD, Role.POSTGRES} for n in topo.postgres)
 
 
