@@ -207,7 +207,7 @@ def _write_file(action: WriteFile, env: Env) -> None:
 def _checker(path: str, binaries: Binaries) -> tuple[str, ...] | None:
     """The command (the candidate's path goes last) that checks a config before it is used."""
     if path.endswith("haproxy.cfg"):
-        return (binaries.haproxy, "-c", "-q", "-f")
+        return (binaries.haproxy, "-c", "-f")
     if path.endswith("keepalived.conf"):
         # keepalived >= 2.0.?: exit 0 only on a clean config (the interface, the tracked
         # script written before it, every keyword).

@@ -604,7 +604,7 @@ def test_haproxy_routing(ctx: RenderContext) -> None:
         }
         assert binds["listen stats"] == [f"bind {address}:{ports.stats}"]
         vip = ctx.cluster.spec.load_balancer.vip
-        on_vip = [] if vip is None else [f"bind {vip.address}:{{}} freebind"]
+        on_vip = [] if vip is None else [f"bind {vip.address}:{{}} transparent"]
         assert binds["frontend primary"] == [
             f"bind {address}:{ports.primary}",
             *(b.format(ports.primary) for b in on_vip),

@@ -73,7 +73,7 @@ def test_the_unit_restarts_keepalived_and_keeps_its_pid_files_apart() -> None:
 def test_haproxy_listens_on_the_vip_before_it_holds_it() -> None:
     cfg = haproxy_cfg(make_ctx(cluster()), "haproxy2")
     binds = [line.strip() for line in cfg.splitlines() if line.strip().startswith("bind ")]
-    assert f"bind {VIP}:5000 freebind" in binds and f"bind {VIP}:5001 freebind" in binds
+    assert f"bind {VIP}:5000 transparent" in binds and f"bind {VIP}:5001 transparent" in binds
     assert "bind 10.231.0.202:5000" in binds
     assert not any(VIP in b and ":7000" in b for b in binds)  # the stats page stays private
     assert VIP not in haproxy_cfg(make_ctx(cluster(vip=False)), "haproxy2")
