@@ -658,7 +658,13 @@ def refused(*paths: Path | str) -> tuple[Problem, ...]:
 
 def test_shipped_manifests_validate() -> None:
     loaded = load([MANIFESTS])
-    assert sorted(item.cluster.name for item in loaded) == ["demo", "lab", "postgres", "postgres-ha", "prod"]
+    assert sorted(item.cluster.name for item in loaded) == [
+        "demo",
+        "lab",
+        "postgres",
+        "postgres-ha",
+        "prod",
+    ]
     assert all(isinstance(item, LoadedCluster) for item in loaded)
     for name in ("demo", "nspawn", "ssh.example", "vagrant", "vagrant-ha"):
         assert len(load([MANIFESTS / f"{name}.yaml"])) == 1
