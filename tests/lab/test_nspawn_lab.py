@@ -1,7 +1,7 @@
 """The SSH + systemd path end to end, on systemd-nspawn machines (root only).
 
-manifests/nspawn.yaml as shipped: 3 PostgreSQL machines (etcd beside them) and 1 HAProxy
-machine, each a booted Debian 12 with systemd and sshd in its own network namespace. The
+manifests/nspawn.yaml as shipped: 3 PostgreSQL machines (etcd beside them) and 2 HAProxy
+machines behind a VIP (keepalived), each a booted Debian 12 with systemd and sshd in its own network namespace. The
 tests run in order against one cluster; the module's fixture destroys it (and sweeps up
 anything the provider made) even when a test fails. The rootfs is built once when absent
 and cached in /var/cache/pgha-operator/rootfs (outside the repository).
@@ -32,6 +32,7 @@ from pgha_operator.shell.providers import make_provider
 from pgha_operator.shell.providers.nspawn import NspawnProvider
 from pgha_operator.shell.state import StateDir, pki
 from tests.integration.cluster_helpers import wait_for
+from tests.lab.vip_helpers import BALANCERS, holder_changes, holders, write_through_vip
 
 REPO = Path(__file__).parents[2]
 MANIFEST = REPO / "manifests" / "nspawn.yaml"
@@ -198,7 +199,7 @@ def test_apply_then_write_through_5000_and_read_through_5001(lab: Lab) -> None:
     assert "cluster lab converged" in res.stdout
     primary_dsn = lab.dsn("primary") + " connect_timeout=5"
     replica_dsn = lab.dsn("replicas") + " connect_timeout=5"
-    assert "host=10.231.0.201 port=5000" in primary_dsn
+    assert "host=10.231.0.250 port=5000" in primary_dsn  # the VIP in front of haproxy1-2
     with psycopg.connect(primary_dsn, autocommit=True) as conn:
         conn.execute("CREATE TABLE IF NOT EXISTS lab_rows (id int PRIMARY KEY, note text)")
         conn.execute("INSERT INTO lab_rows VALUES (1, 'through :5000')")
@@ -444,7 +445,47 @@ def test_hard_stopped_primary_fails_over_and_rejoins_as_replica(lab: Lab) -> Non
     )
     assert lab.primary() == new
     with psycopg.connect(lab.dsn("primary") + " connect_timeout=5") as conn:
-        assert conn.execute("SELECT id FROM lab_rows ORDER BY id").fetchall() == [(1,), (2,), (3,)]
+        ids = conn.execute("SELECT id FROM lab_rows WHERE id < 10 ORDER BY id").fetchall()
+        assert ids == [(1,), (2,), (3,)]
+
+
+def test_the_vip_is_held_by_exactly_one_load_balancer(lab: Lab) -> None:
+    for m in BALANCERS:
+        active = lab.ssh(m, "systemctl", "is-active", "pgha-lab-keepalived").stdout.strip()
+        assert active == "active", m
+    assert len(wait_for("one VIP holder", lambda: len(holders(lab)) == 1 and holders(lab), 30)) == 1
+    write_through_vip(lab, 10, "through the VIP")
+    assert holder_changes(lab, 3) == [tuple(holders(lab))]  # it stays put while all is well
+
+
+def test_the_vip_moves_when_its_machine_dies_and_stays_when_it_returns(lab: Lab) -> None:
+    (old,) = holders(lab)
+    other = next(m for m in BALANCERS if m != old)
+    lab.provider.power_off(old)  # from outside: the container's PID 1 is SIGKILLed
+    wait_for(f"the VIP on {other}", lambda: holders(lab, (other,)) == [other], 30)
+    write_through_vip(lab, 11, f"after {old} died")
+    res = lab.apply()  # boots it again; its keepalived drops the stale copy, stays BACKUP
+    assert f"create machine {old}" in res.stdout
+    wait_for("one VIP holder again", lambda: holders(lab) == [other], 30)
+    assert holder_changes(lab, 3) == [(other,)]  # no move back (nopreempt)
+
+
+def test_the_vip_leaves_a_frozen_machine_and_does_not_flap_after(lab: Lab) -> None:
+    (old,) = holders(lab)
+    other = next(m for m in BALANCERS if m != old)
+    lab.provider.freeze(old)  # every process stopped: a hung VM
+    try:
+        wait_for(f"the VIP on {other}", lambda: holders(lab, (other,)) == [other], 30)
+        write_through_vip(lab, 12, f"while {old} was frozen")
+    finally:
+        lab.provider.thaw(old)
+    # Resumed, the old master may take the VIP back once (its priority may be higher);
+    # never more than that.
+    seen = holder_changes(lab, 10)
+    settled = [h for h in seen if len(h) == 1]
+    assert len(settled) <= 2 and len(set(settled)) == len(settled), seen
+    assert len(seen[-1]) == 1, seen
+    write_through_vip(lab, 13, f"after {old} resumed")
 
 
 def test_destroy_leaves_no_machine_mount_or_namespace(lab: Lab) -> None:
