@@ -244,7 +244,7 @@ VRRP_ADVERT_MS = (10, 40950)
 class VipSpec(Model):
     """A virtual IP in front of the load balancers: keepalived on each, VRRP version 3 with
     unicast peers. VRRPv3 has no authentication: the cluster's own network only
-    (docs/vip-notes.md has the measured takeover times and why this interval)."""
+    (docs/connections.md has the measured takeover times and why this interval)."""
 
     address: IPv4Address
     prefix: Annotated[int, Strict(), Field(ge=1, le=32)] = 24
