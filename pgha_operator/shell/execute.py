@@ -217,7 +217,8 @@ def _checker(path: str, binaries: Binaries) -> tuple[str, ...] | None:
 
 def _checker_missing(output: str) -> bool:
     """A keepalived too old for --config-test: the file is used as rendered (unchecked)."""
-    return "unrecognized option" in output or "invalid option" in output
+    said = output.lower()
+    return any(w in said for w in ("unrecognized option", "invalid option", "unknown option"))
 
 
 def _write_files(writes: Sequence[WriteFile], env: Env) -> None:

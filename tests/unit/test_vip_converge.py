@@ -7,17 +7,22 @@ import ipaddress
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
+from types import SimpleNamespace
+from typing import cast
 
 from cryptography import x509
 
 from pgha_operator.core import topology
-from pgha_operator.core.actions import ReloadService, StartService
+from pgha_operator.core.actions import ReloadService, StartService, WriteFile
 from pgha_operator.core.desired import PLACEHOLDER_SECRETS, build_desired
+from pgha_operator.core.errors import OperatorError
 from pgha_operator.core.plan import Desired, plan
 from pgha_operator.core.render import Binaries, render_machine, service_definitions
 from pgha_operator.core.render.haproxy import haproxy_cfg
 from pgha_operator.core.services import ServiceState
 from pgha_operator.core.spec import Cluster
+from pgha_operator.shell.execute import Env, _write_file
+from pgha_operator.shell.hosts.base import CommandResult
 from pgha_operator.shell.state.pki import load_or_issue
 from tests.unit.test_plan import converged
 from tests.unit.test_render import REPO, make_ctx, variant
@@ -103,3 +108,58 @@ def test_the_vip_joins_every_server_certificate(tmp_path: Path) -> None:
     crt = x509.load_pem_x509_certificate((state / "tls/machines/node1.crt").read_bytes())
     san = crt.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     assert ipaddress.ip_address(VIP) in san.get_values_for_type(x509.IPAddress)
+
+
+class CheckingHost:
+    """A host whose keepalived refuses a config holding 'bogus' (or knows no --config-test)."""
+
+    def __init__(self, answer: str = "") -> None:
+        self.files: dict[str, bytes] = {}
+        self.checked: list[list[str]] = []
+        self.answer = answer
+
+    def write(self, path: str, data: bytes, *, mode: int = 0o644, owner: str | None = None) -> bool:
+        self.files[path] = data
+        return True
+
+    def remove(self, path: str) -> None:
+        self.files.pop(path, None)
+
+    def run(self, argv: list[str], check: bool = True, **_: object) -> CommandResult:
+        self.checked.append(list(argv))
+        if self.answer:
+            return CommandResult(tuple(argv), 1, "", self.answer)
+        bad = b"bogus" in self.files[argv[-1]]
+        return CommandResult(tuple(argv), int(bad), "", "unknown keyword 'bogus'" if bad else "")
+
+
+def write_conf(host: CheckingHost, content: str) -> str | None:
+    path = "/etc/pgha/lab/keepalived/keepalived.conf"
+    env = cast(
+        Env, SimpleNamespace(provider=SimpleNamespace(host=lambda _: host), binaries=Binaries())
+    )
+    try:
+        _write_file(WriteFile("haproxy1", path, content, 0o644, None, "changed"), env)
+    except OperatorError as exc:
+        return str(exc)
+    return None
+
+
+def test_keepalived_checks_a_candidate_before_it_replaces_the_live_config() -> None:
+    host = CheckingHost()
+    assert write_conf(host, "global_defs {}\n") is None
+    assert host.checked == [
+        [
+            "/usr/sbin/keepalived",
+            "--config-test",
+            "--use-file",
+            "/etc/pgha/lab/keepalived/keepalived.conf.pgha-new",
+        ]
+    ]
+    live = dict(host.files)
+    error = write_conf(host, "bogus\n")
+    assert error is not None and "keepalived --config-test refused" in error and "bogus" in error
+    assert host.files == live  # the live file kept, the candidate removed
+    # A keepalived without --config-test: the file is used as rendered.
+    old = CheckingHost(answer="keepalived: unrecognized option '--config-test'")
+    assert write_conf(old, "global_defs {}\n") is None
