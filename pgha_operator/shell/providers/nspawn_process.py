@@ -37,6 +37,9 @@ def boot_argv(machine_dir: Path, machine: str, hostname: str, netns_path: str) -
         "--register=no",
         "--keep-unit",
         f"--network-namespace-path={netns_path}",
+        # Its own namespace's network, as a VM has: keepalived adds and removes the VIP
+        # (nspawn grants it only with the network options it makes itself).
+        "--capability=CAP_NET_ADMIN",
         "--resolv-conf=off",
         "--timezone=off",
         "--link-journal=no",
