@@ -32,16 +32,19 @@ def passfile_text(user: str, password: str, endpoints: Iterable[tuple[str, int]]
 
 
 def endpoints(cluster: Cluster, topology: Topology, user: str) -> list[tuple[str, int]]:
-    """Where `user` may connect: the load balancers (not for the superuser, which they
+    """Where `user` may connect: the load balancers and their VIP (not for the superuser, which they
     refuse unless spec.postgres.superuserThroughLoadBalancer), then every node."""
     ports = cluster.spec.load_balancer.ports
     through = user != SUPERUSER or cluster.spec.postgres.superuser_through_load_balancer
     out = []
     if through:
-        for lb in topology.loadbalancers:
-            out += [(topology.address(lb), ports.primary), (topology.address(lb), ports.replicas)]
+        balancers = [topology.address(lb) for lb in topology.loadbalancers]
+        if vip := cluster.spec.load_balancer.vip:
+            balancers.append(str(vip.address))  # what dsn names when there is one
+        for address in balancers:
+            out += [(address, ports.primary), (address, ports.replicas)]
             if cluster.spec.pooler.enabled:
-                out.append((topology.address(lb), ports.pooler))
+                out.append((address, ports.pooler))
     out += [(topology.address(node), topology.pg_port) for node in topology.postgres]
     return out
 

@@ -16,6 +16,7 @@ from pgha_operator.core import topology
 from pgha_operator.core.actions import ReloadService, StartService, WriteFile
 from pgha_operator.core.desired import PLACEHOLDER_SECRETS, build_desired
 from pgha_operator.core.errors import OperatorError
+from pgha_operator.core.passfile import endpoints
 from pgha_operator.core.plan import Desired, plan
 from pgha_operator.core.render import Binaries, render_machine, service_definitions
 from pgha_operator.core.render.haproxy import haproxy_cfg
@@ -163,3 +164,10 @@ def test_keepalived_checks_a_candidate_before_it_replaces_the_live_config() -> N
     # A keepalived without --config-test: the file is used as rendered.
     old = CheckingHost(answer="keepalived: unrecognized option '--config-test'")
     assert write_conf(old, "global_defs {}\n") is None
+
+
+def test_the_passfiles_list_the_vip_for_the_logins_that_go_through_it() -> None:
+    c = cluster()
+    app = endpoints(c, topology.build(c), "app")
+    assert (VIP, 5000) in app and (VIP, 5001) in app
+    assert all(host != VIP for host, _ in endpoints(c, topology.build(c), "postgres"))
