@@ -22,6 +22,7 @@ from pgha_operator.cli.logs import configure as configure_logs
 from pgha_operator.cli.progress import ApplyProgress
 from pgha_operator.core.render.haproxy import STATS_USER
 from pgha_operator.core.spec import Cluster
+from pgha_operator.core.vip import client_address
 from pgha_operator.shell.backups import delete_backups, kept_backups, mark_destroyed
 from pgha_operator.shell.controller import Controller
 from pgha_operator.shell.cycle import CycleReport
@@ -102,11 +103,12 @@ def cmd_apply(args: argparse.Namespace) -> int:
 def connect_hint(ctl: Controller) -> str:
     topo = ctl.topology
     ports = ctl.cluster.spec.load_balancer.ports
-    address = topo.address(topo.loadbalancers[0])
+    address = client_address(ctl.cluster.spec, topo)  # the VIP when there is one
+    stats = topo.address(topo.loadbalancers[0])  # each load balancer's own page
     return (
         f"connect: pgha-operator psql -f {' -f '.join(ctl.paths)}   "
         f"writes {address}:{ports.primary}, reads {address}:{ports.replicas}, "
-        f"stats http://{address}:{ports.stats}/ (user {STATS_USER}, password: stats_password "
+        f"stats http://{stats}:{ports.stats}/ (user {STATS_USER}, password: stats_password "
         "in the state dir's secrets.yaml)"
     )
 
