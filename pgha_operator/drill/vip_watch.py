@@ -57,9 +57,16 @@ def machine_macs(target: Target) -> dict[str, str]:
     iface = vip_interface(target.cluster.spec)
     macs = {}
     for name in target.topology.loadbalancers:
-        res = target.provider.host(name).run(["cat", f"/sys/class/net/{iface}/address"])
-        macs[res.stdout.strip().lower()] = name
+        # Asked over netlink: a container's /sys/class/net may show another namespace's.
+        res = target.provider.host(name).run(["ip", "-o", "link", "show", "dev", iface])
+        macs[link_mac(res.stdout)] = name
     return macs
+
+
+def link_mac(ip_link: str) -> str:
+    """The MAC in `ip -o link show dev IF`'s line ('... link/ether aa:bb:... brd ...')."""
+    words = ip_link.split()
+    return words[words.index("link/ether") + 1].lower()
 
 
 def arp_entry(table: str, address: str) -> str | None:

@@ -6,7 +6,7 @@ import time
 from pathlib import Path
 
 from pgha_operator.drill.faults import FAULTS
-from pgha_operator.drill.vip_watch import VipChange, VipWatcher, arp_entry, moves
+from pgha_operator.drill.vip_watch import VipChange, VipWatcher, arp_entry, link_mac, moves
 from pgha_operator.shell.providers.base import Fencing, Freezing
 
 TABLE = """\
@@ -50,3 +50,12 @@ def test_the_watcher_records_each_change_of_holder(tmp_path: Path) -> None:
 def test_both_load_balancer_scenarios_are_registered_with_their_capability() -> None:
     assert FAULTS["crash-loadbalancer"].needs is Fencing
     assert FAULTS["freeze-loadbalancer"].needs is Freezing
+
+
+def test_the_mac_is_read_from_ip_link() -> None:
+    line = (
+        "2: eth0@if7: <BROADCAST,MULTICAST,UP,LOWER_UP> mtu 1500 qdisc noqueue state UP mode "
+        "DEFAULT group default qlen 1000\\    link/ether DA:2B:EE:0B:15:31 brd ff:ff:ff:ff:ff:ff "
+        "link-netnsid 0\n"
+    )
+    assert link_mac(line) == "da:2b:ee:0b:15:31"
