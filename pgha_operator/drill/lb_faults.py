@@ -162,10 +162,12 @@ def freeze_loadbalancer(target: Target, live: Live, seconds: float | None) -> Fa
         freezing.freeze(run.holder)
         run.hold(seconds)
     finally:
+        # Moves are counted from the first SIGCONT: keepalived may act before all resumed.
+        resuming = time.monotonic()
         freezing.thaw(run.holder)  # a hung VM resumes all at once
     healed = time.monotonic()
     time.sleep(FLAP_WATCH)  # the VIP may move back once to the resumed machine, no more
-    run.report("freeze-loadbalancer", after=healed)
+    run.report("freeze-loadbalancer", after=resuming)
     return run.window("freeze-loadbalancer", healed)
 
 
