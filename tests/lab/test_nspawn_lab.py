@@ -458,6 +458,30 @@ def test_the_vip_is_held_by_exactly_one_load_balancer(lab: Lab) -> None:
     assert holder_changes(lab, 3) == [tuple(holders(lab))]  # it stays put while all is well
 
 
+def test_keepalived_is_reloaded_on_a_changed_config_and_restarted_when_killed(lab: Lab) -> None:
+    (holder,) = holders(lab)
+    backup = next(m for m in BALANCERS if m != holder)
+    conf = "/etc/pgha/lab/keepalived/keepalived.conf"
+    rendered = lab.ssh(holder, "cat", conf).stdout
+    pid = _main_pid(lab, holder, "pgha-lab-keepalived")
+    lab.ssh(holder, "sh", "-c", f"echo '# edited by hand' >> {conf}")
+    res = lab.apply()  # checked with keepalived --config-test, then a reload: no move
+    assert f"reload keepalived on {holder}" in res.stdout
+    assert lab.ssh(holder, "cat", conf).stdout == rendered
+    assert _main_pid(lab, holder, "pgha-lab-keepalived") == pid
+    assert holders(lab) == [holder]
+    # A killed keepalived (on the backup: the holder's would leave its VIP behind) comes
+    # back by itself (Restart=always), before the operator's next cycle would.
+    old_pid = _main_pid(lab, backup, "pgha-lab-keepalived")
+    lab.ssh(backup, "systemctl", "kill", "-s", "KILL", "pgha-lab-keepalived")
+    wait_for(
+        f"keepalived on {backup} again",
+        lambda: _main_pid(lab, backup, "pgha-lab-keepalived") not in ("0", old_pid),
+        10,
+    )
+    assert holder_changes(lab, 2) == [(holder,)]
+
+
 def test_the_vip_moves_when_its_machine_dies_and_stays_when_it_returns(lab: Lab) -> None:
     (old,) = holders(lab)
     other = next(m for m in BALANCERS if m != old)
