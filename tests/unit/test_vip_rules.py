@@ -97,3 +97,12 @@ def test_nspawn_and_vagrant_default_interfaces() -> None:
         BASE.format(provider=vagrant, vip="{address: 192.168.50.40}"), "b"
     )
     assert found == [] and vip_interface(loaded.cluster.spec) == "eth1"
+
+
+def test_a_vip_with_one_load_balancer_is_accepted_with_a_warning() -> None:
+    text = BASE.format(provider=NSPAWN, vip="{address: 10.231.0.250}").replace(
+        "instances: 2", "instances: 1"
+    )
+    (loaded,), found = parse_text(text, "one.yaml")
+    assert found == []
+    assert any("nowhere to move" in w for w in loaded.warnings)

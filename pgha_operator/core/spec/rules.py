@@ -203,6 +203,14 @@ def cluster_warnings(cluster: Cluster) -> list[tuple[str, str]]:
                 "them; leave it false and connect as the application role",
             )
         )
+    if spec.load_balancer.vip is not None and spec.load_balancer.instances < 2:
+        warnings.append(
+            (
+                "spec.loadBalancer.vip",
+                "with one load balancer the VIP has nowhere to move; set "
+                "spec.loadBalancer.instances to 2 or more",
+            )
+        )
     if spec.patroni.source == "debian":
         warnings.append(
             (
