@@ -473,7 +473,7 @@ def test_keepalived_is_reloaded_on_a_changed_config_and_restarted_when_killed(la
     # A killed keepalived (on the backup: the holder's would leave its VIP behind) comes
     # back by itself (Restart=always), before the operator's next cycle would.
     old_pid = _main_pid(lab, backup, "pgha-lab-keepalived")
-    lab.ssh(backup, "systemctl", "kill", "-s", "KILL", "pgha-lab-keepalived")
+    lab.ssh(backup, "kill", "-KILL", old_pid)  # its VRRP child goes with its parent
     wait_for(
         f"keepalived on {backup} again",
         lambda: _main_pid(lab, backup, "pgha-lab-keepalived") not in ("0", old_pid),
