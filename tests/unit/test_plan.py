@@ -268,10 +268,11 @@ def test_plan_is_deterministic_and_repairs_exactly_the_drift(
 def test_missing_roles_and_app_database_are_created_once_a_primary_answers() -> None:
     desired = demo_desired()
     observed = replace(converged(desired), roles=frozenset(), databases=frozenset())
+    # The app's role and database first: a new cluster's first write waits on them.
     assert [a.describe for a in plan(desired, observed).actions] == [
-        "create role admin on the primary",
         "create role app on the primary",
         "create database app (owner app) on the primary",
+        "create role admin on the primary",
     ]
     made = replace(observed, roles=frozenset({"admin", "app"}), databases=frozenset({"app"}))
     assert plan(desired, made).actions == ()

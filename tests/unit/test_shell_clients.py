@@ -246,8 +246,8 @@ def test_plan_gives_create_role_the_primarys_address() -> None:
     assert leader is not None
     roles = [a for a in plan(desired, observed).actions if isinstance(a, CreateRole)]
     assert roles == [
-        CreateRole(ADMIN_USER, leader.host, leader.port),
         CreateRole(APP_USER, leader.host, leader.port),
+        CreateRole(ADMIN_USER, leader.host, leader.port),
     ]
 
 
@@ -257,7 +257,7 @@ def test_plan_creates_the_app_database_after_its_role_on_the_primary() -> None:
     leader = observed.patroni.leader
     assert leader is not None
     actions = plan(desired, observed).actions
-    assert actions[-2:] == (
+    assert actions[-3:-1] == (
         CreateRole(APP_USER, leader.host, leader.port),
         CreateDatabase(APP_DATABASE, APP_USER, leader.host, leader.port),
     )

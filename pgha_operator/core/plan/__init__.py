@@ -273,17 +273,20 @@ def _leaving_voters_down(desired: Desired, observed: Observed) -> list[tuple[str
 def _roles(observed: Observed, *, pooler: bool = False) -> list[Action]:
     """Roles Patroni does not create (Patroni 4 ignores bootstrap.users), and the app's
     database, owned by its role (so the role is made first, in the same cycle); with the
-    pooler on, its role (made after its auth_query function is in every database)."""
+    pooler on, its role (made after its auth_query function is in every database).
+    The app's role and database come first: until they exist no client can write (the
+    first write of a new cluster waits on them), the admin role can follow."""
     leader = observed.patroni.leader
     if observed.roles is None or leader is None:
         return []
-    actions: list[Action] = [
-        CreateRole(role, leader.host, leader.port)
-        for role in (ADMIN_USER, APP_USER)
-        if role not in observed.roles
-    ]
+    at = (leader.host, leader.port)
+    actions: list[Action] = []
+    if APP_USER not in observed.roles:
+        actions.append(CreateRole(APP_USER, *at))
     if observed.databases is not None and APP_DATABASE not in observed.databases:
-        actions.append(CreateDatabase(APP_DATABASE, APP_USER, leader.host, leader.port))
+        actions.append(CreateDatabase(APP_DATABASE, APP_USER, *at))
+    if ADMIN_USER not in observed.roles:
+        actions.append(CreateRole(ADMIN_USER, *at))
     if pooler and POOLER_USER not in observed.roles:
         actions.append(CreateRole(POOLER_USER, leader.host, leader.port))
     return actions
