@@ -19,6 +19,7 @@ from pgha_operator.core.catalog_actions import (
 from pgha_operator.core.errors import OperatorError
 from pgha_operator.core.render import SUPERUSER, Secrets
 from pgha_operator.shell.clients import Clients, PostgresApi
+from pgha_operator.shell.clients.postgres import PRIMARY_TIMEOUT
 
 
 def perform_catalog(action: CatalogAction, clients: Clients, secrets: Secrets | None) -> None:
@@ -59,4 +60,7 @@ def _password(secrets: Secrets, role: str, login: bool) -> str | None:
 
 
 def _superuser(clients: Clients, host: str, port: int, secrets: Secrets) -> PostgresApi:
-    return clients.postgres(host, port, SUPERUSER, secrets.superuser_password)
+    # The observation's client (same timeout): its kept connection is not closed for this.
+    return clients.postgres(
+        host, port, SUPERUSER, secrets.superuser_password, timeout=PRIMARY_TIMEOUT
+    )

@@ -55,6 +55,7 @@ from pgha_operator.core.topology import Topology
 from pgha_operator.shell.backup_execute import perform_backup
 from pgha_operator.shell.catalog_execute import perform_catalog
 from pgha_operator.shell.clients import Clients, EtcdApi, PatroniApi, PostgresApi
+from pgha_operator.shell.clients.postgres import PRIMARY_TIMEOUT
 from pgha_operator.shell.hosts.base import HostError
 from pgha_operator.shell.providers.base import Provider
 from pgha_operator.shell.switchover_assist import (
@@ -294,10 +295,12 @@ def _create_role(env: Env, action: CreateRole) -> None:
 
 
 def _superuser(env: Env, host: str, port: int) -> PostgresApi:
-    """The superuser on one node directly (never through the load balancer, which refuses it)."""
+    """The superuser on one node directly (never through the load balancer, which refuses it),
+    on the connection the observation just read the primary over (PRIMARY_TIMEOUT)."""
     if env.secrets is None:
         raise OperatorError("no generated superuser password")
-    return env.clients.postgres(host, port, SUPERUSER, env.secrets.superuser_password)
+    password = env.secrets.superuser_password
+    return env.clients.postgres(host, port, SUPERUSER, password, timeout=PRIMARY_TIMEOUT)
 
 
 def _etcd(env: Env) -> EtcdApi:

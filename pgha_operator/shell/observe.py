@@ -28,6 +28,7 @@ from pgha_operator.core.render.haproxy import STATS_USER
 from pgha_operator.core.services import ServiceState
 from pgha_operator.core.spec import PostgresSpec
 from pgha_operator.shell.clients import Clients, ComponentError, PostgresApi
+from pgha_operator.shell.clients.postgres import PRIMARY_TIMEOUT
 from pgha_operator.shell.observe_backup import observe_backup
 from pgha_operator.shell.providers.base import Provider
 from pgha_operator.shell.start_failures import read_start_failures
@@ -36,7 +37,7 @@ ALL_SERVICES = ("etcd", "patroni", "pgbouncer", "haproxy", "keepalived")
 # etcd, Patroni and each HAProxy are read in parallel, on threads kept between cycles
 # (their own per-node reads run on shell/clients/transport.READERS).
 _COMPONENTS = ThreadPoolExecutor(max_workers=4, thread_name_prefix="pgha-observe")
-ROLES_TIMEOUT = 2.0  # seconds to connect to the primary while observing
+ROLES_TIMEOUT = PRIMARY_TIMEOUT  # seconds to connect to the primary while observing
 
 
 def observe(

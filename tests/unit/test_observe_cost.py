@@ -9,15 +9,18 @@ from typing import Any
 import psycopg
 import pytest
 
+from pgha_operator.core.actions import CreateDatabase, CreateRole
 from pgha_operator.core.facts.observed import MachineFact
 from pgha_operator.core.facts.types import EtcdFacts
+from pgha_operator.core.render import ADMIN_USER, APP_DATABASE, APP_USER, Binaries
 from pgha_operator.core.services import ServiceState
 from pgha_operator.shell.clients import RealClients
 from pgha_operator.shell.clients import postgres as pg
+from pgha_operator.shell.execute import Env, execute
 from pgha_operator.shell.hosts.base import CommandResult
-from pgha_operator.shell.observe import observe
+from pgha_operator.shell.observe import observe, observe_roles
 from tests.unit.test_plan import converged, demo_desired
-from tests.unit.test_shell_clients import SECRETS, FakeClients
+from tests.unit.test_shell_clients import DEMO, SECRETS, FakeClients, NoMachines
 
 
 @dataclass
@@ -114,7 +117,7 @@ class Connection:
         self.closed = False
         self.fail = fail
 
-    def execute(self, query: str, params: Any) -> Connection:
+    def execute(self, query: Any, params: Any = None) -> Connection:
         if self.fail:
             raise self.fail.pop()
         return self
@@ -122,8 +125,17 @@ class Connection:
     def fetchall(self) -> list[tuple[str]]:
         return [("admin",)]
 
+    def fetchone(self) -> tuple[int] | None:
+        return None  # a write's look before it acts: not there yet
+
     def close(self) -> None:
         self.closed = True
+
+    def __enter__(self) -> Connection:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 @pytest.fixture
@@ -140,6 +152,39 @@ def test_roles_are_read_over_one_kept_connection(connections: list[Exception]) -
         db = clients.postgres("127.0.0.1", 5432, "postgres", "pw", timeout=2)
         assert db.existing_roles(["admin"]) == frozenset({"admin"})
     assert Connection.made == 1
+
+
+def test_a_new_primarys_roles_are_read_and_made_over_one_connection(
+    connections: list[Exception],
+) -> None:
+    """A new cluster's first write waits on the app's role and database: the cycle that
+    sees the primary reads its roles and makes them over the one kept connection (each
+    new login is a TLS handshake and a SCRAM exchange)."""
+    desired = demo_desired()
+    clients = RealClients()
+    facts = converged(desired).patroni
+    roles, databases, _ = observe_roles(facts, SECRETS, clients)
+    assert roles is not None and databases is not None
+    leader = facts.leader
+    assert leader is not None
+    made = [
+        CreateRole(APP_USER, leader.host, leader.port),
+        CreateDatabase(APP_DATABASE, APP_USER, leader.host, leader.port),
+        CreateRole(ADMIN_USER, leader.host, leader.port),
+    ]
+    env = Env(DEMO, desired.topology, NoMachines([]), Binaries(), secrets=SECRETS, clients=clients)
+    assert execute(made, env).error is None
+    assert Connection.made == 1
+
+
+def test_a_write_on_a_dropped_kept_connection_is_made_again_once(
+    connections: list[Exception],
+) -> None:
+    db = RealClients().postgres("127.0.0.1", 5432, "postgres", "pw")
+    db.existing_roles(["admin"])
+    connections.append(psycopg.OperationalError("server closed the connection"))
+    assert db.create_role(APP_USER, "pw") is True  # looked again, then made
+    assert Connection.made == 2
 
 
 def test_a_dropped_connection_is_made_again_once(connections: list[Exception]) -> None:

@@ -1,14 +1,15 @@
 """PostgreSQL client: the operator's few SQL reads and writes (its roles and the app's
 database), as the superuser on a node directly (never through the load balancer), over TLS
-verified against the cluster's CA when given one. Reads go over one
-kept connection (the observation asks every cycle, and a SCRAM login costs ~2.5 ms of CPU);
-writes use one connection per call. The drill's own SQL writer and prober live in
-drill/pgclient.py: they measure."""
+verified against the cluster's CA when given one. Reads, and the writes of the operator's
+own roles and the app's database, go over one kept connection (the observation asks every
+cycle, a SCRAM login over TLS costs ~2.5 ms of CPU and tens of ms of wall time, and a new
+cluster's first write waits on those writes); the other writes use one connection per
+call. The drill's own SQL writer and prober live in drill/pgclient.py: they measure."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
 import psycopg
 from psycopg import sql
@@ -18,7 +19,13 @@ from pgha_operator.core.facts.controldata import parse_lsn
 from pgha_operator.shell.clients import pooler_auth
 from pgha_operator.shell.clients.errors import ComponentError
 
+T = TypeVar("T")
+
 CONNECT_TIMEOUT = 5.0  # seconds; libpq rounds up to whole seconds, 2 at least
+# The superuser's login on the primary, for the observation's reads and the writes that
+# follow them in the same cycle: one timeout, so they share one kept client (the clients
+# keep one per server, login and timeout).
+PRIMARY_TIMEOUT = 2.0
 
 # Role attributes the operator may grant: keywords go into SQL unquoted, so only these.
 ROLE_ATTRIBUTES = frozenset(
@@ -74,11 +81,17 @@ class PostgresClient:
     def _read(self, query: str, params: tuple[Any, ...], what: str) -> list[tuple[Any, ...]]:
         """One read on the kept connection. A connection the server dropped meanwhile (a
         restart, a switchover) is made again once, so a read never answers from the past."""
+        return self._on_kept(lambda conn: conn.execute(query, params).fetchall(), what)
+
+    def _on_kept(self, work: Callable[[psycopg.Connection], T], what: str) -> T:
+        """`work` on the kept connection (autocommit), made again once when the server
+        dropped it. Only for reads and for writes that look before they act (a write
+        retried after its answer was lost finds its effect and does nothing)."""
         for attempt in (1, 2):
             if self._kept is None or self._kept.closed:
                 self._kept = self._connect()
             try:
-                return self._kept.execute(query, params).fetchall()
+                return work(self._kept)
             except psycopg.OperationalError as exc:
                 self.close()
                 if attempt == 2:
@@ -151,17 +164,14 @@ class PostgresClient:
         statement = sql.SQL("CREATE DATABASE {} OWNER {}").format(
             sql.Identifier(name), sql.Identifier(owner)
         )
-        with self._connect() as conn:  # autocommit: CREATE DATABASE refuses a transaction
-            try:
-                if conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone():
-                    return False
-                conn.execute(statement)
-            except psycopg.Error as exc:
-                raise ComponentError(
-                    f"PostgreSQL {self.where}: creating database {name}: {_reason(exc)}",
-                    url=self.where,
-                ) from exc
-        return True
+
+        def create(conn: psycopg.Connection) -> bool:  # autocommit: no transaction around it
+            if conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone():
+                return False
+            conn.execute(statement)
+            return True
+
+        return self._on_kept(create, f"creating database {name}")
 
     def create_role(self, role: str, password: str, attributes: Sequence[str] = ("LOGIN",)) -> bool:
         """CREATE ROLE with a password unless it exists; True when it was created."""
@@ -173,17 +183,14 @@ class PostgresClient:
             sql.SQL(" ").join(sql.SQL(a) for a in attributes),
             sql.Literal(password),
         )
-        with self._connect() as conn:
-            try:
-                if conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)).fetchone():
-                    return False
-                conn.execute(statement)
-            except psycopg.Error as exc:
-                raise ComponentError(
-                    f"PostgreSQL {self.where}: creating role {role}: {_reason(exc)}",
-                    url=self.where,
-                ) from exc
-        return True
+
+        def create(conn: psycopg.Connection) -> bool:
+            if conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)).fetchone():
+                return False
+            conn.execute(statement)
+            return True
+
+        return self._on_kept(create, f"creating role {role}")
 
     def set_up_pooler_auth(self, role: str, password: str) -> None:
         """PgBouncer's auth_query function in every database, then its role (pooler_auth)."""
