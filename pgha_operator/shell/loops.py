@@ -16,6 +16,7 @@ import structlog
 from pgha_operator.core.errors import OperatorError
 from pgha_operator.core.leadership import CAMPAIGN_SECONDS
 from pgha_operator.shell.cycle import CycleReport
+from pgha_operator.shell.primary_wait import pause_for_next_cycle
 from pgha_operator.shell.status_http import Snapshot
 
 if TYPE_CHECKING:
@@ -94,7 +95,12 @@ def apply_until_converged(
             time.sleep(ctl.cluster.timing.loop_wait + 1.0)
             continue
         confirmed = False
-        time.sleep(next_delay(report, BUSY_SECONDS))  # apply waits for the next step: poll soon
+        # apply waits for the next step: poll soon, and at once when a primary appears
+        delay = next_delay(report, BUSY_SECONDS)
+        if report.retry_after is None:
+            pause_for_next_cycle(ctl.clients, ctl.topology, report.observed, delay)
+        else:
+            time.sleep(delay)
 
 
 def run_forever(ctl: Controller, stop: threading.Event) -> None:
