@@ -18,9 +18,12 @@ from pgha_operator.core.facts.observed import Observed
 from pgha_operator.core.services import ServiceState
 from pgha_operator.core.topology import Topology
 from pgha_operator.shell.clients import Clients, ComponentError
+from pgha_operator.shell.clients.transport import READERS
 
 PRIMARY_POLL_SECONDS = 0.1
-PROBE_TIMEOUT = 0.5  # a node that does not answer within this is asked again next poll
+# A node still starting may take the connection and answer late: it is asked again at the
+# next poll, and a poll never holds the pause past its delay.
+PROBE_TIMEOUT = 0.2
 
 
 def awaited_primaries(observed: Observed, topology: Topology) -> list[str]:
@@ -58,14 +61,18 @@ def wait_for_a_primary(
     delay: float,
     sleep: Callable[[float], None],
 ) -> bool:
-    """Ask each node `GET /primary` every PRIMARY_POLL_SECONDS for about `delay` seconds;
-    True as soon as one answers 200. A count of polls, not a clock: tests' sleeps move a
-    fake world, not the time."""
+    """Ask the nodes `GET /primary` (together) every PRIMARY_POLL_SECONDS for at most
+    `delay` seconds; True as soon as one answers 200. Bounded by the clock and by a count
+    of polls (tests' sleeps move a fake world, not the clock)."""
+    deadline = time.monotonic() + delay
     apis = [clients.patroni(url, timeout=PROBE_TIMEOUT) for url in api_urls]
     for _ in range(max(1, round(delay / PRIMARY_POLL_SECONDS))):
-        if any(_answers_primary(api.is_primary) for api in apis):
+        if any(READERS.map(lambda api: _answers_primary(api.is_primary), apis)):
             return True
-        sleep(PRIMARY_POLL_SECONDS)
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return False
+        sleep(min(PRIMARY_POLL_SECONDS, left))
     return False
 
 

@@ -4,6 +4,7 @@ cycle that sees its primary)."""
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field, replace
 from types import SimpleNamespace
 from typing import Any
@@ -142,3 +143,31 @@ def test_apply_starts_its_next_cycle_as_soon_as_the_primary_answers(
     assert final.converged
     assert slept == [PRIMARY_POLL_SECONDS]  # woken by the answer, not after BUSY_SECONDS
     assert PRIMARY_POLL_SECONDS < loops.BUSY_SECONDS
+
+
+@dataclass
+class SlowNode:
+    """A node still starting: takes the connection, answers late (never as primary)."""
+
+    seconds: float
+
+    def is_primary(self) -> bool:
+        time.sleep(self.seconds)
+        return False
+
+
+@dataclass
+class SlowProbes:
+    seconds: float
+
+    def patroni(self, api_url: str, auth: Any = None, timeout: float | None = None) -> SlowNode:
+        return SlowNode(self.seconds)
+
+
+def test_slow_nodes_never_hold_the_pause_past_its_delay() -> None:
+    """Three nodes answering 0.15 s late each: asked together, and the pause still ends
+    after its 0.3 s (one probe past it at most), not after 5 polls x 3 nodes x 0.15 s."""
+    began = time.monotonic()
+    woke = pause_for_next_cycle(SlowProbes(0.15), TOPO, waiting_for_a_primary(), 0.3)  # type: ignore[arg-type]
+    took = time.monotonic() - began
+    assert not woke and 0.3 <= took < 0.3 + 0.15 + 0.1
