@@ -299,6 +299,10 @@ class Fencer:
         if self.lease is not None and not self.lease.may_act():
             return FenceDecision(False, "this operator lost its lease: the leading one fences")
         decided = time.monotonic()
+        if how != "event":  # (a reported death was taken out of them at once)
+            # Before the power-off: its clients' sessions break then and reconnect at once;
+            # still listed UP, the dead server would hold them in HAProxy's connect retries.
+            self.out_of_load_balancers(self.leader)
         try:
             fencing.power_off(self.leader)  # confirms that no process is left
         except (HostError, OperatorError, OSError) as exc:
@@ -308,8 +312,6 @@ class Fencer:
         self.fenced = self.leader
         released = self.release()
         released_at = time.monotonic()
-        if how != "event":  # (a reported death was taken out of them at once)
-            self.out_of_load_balancers(self.leader)
         if released == RELEASED:
             self.route_to_new_leader(self.leader)
         if self.journal is not None:

@@ -173,3 +173,24 @@ def test_a_freeze_that_ends_within_the_confirmation_is_not_fenced(
     fencer._is_primary = lambda node: False  # type: ignore[method-assign]  # probe failed
     assert fencer.probe() is None
     assert world.machines["node1"].powered and world.etcd.keys[LEADER_KEY] == "node1"
+
+
+def test_a_frozen_primary_leaves_the_load_balancers_before_its_power_off(
+    world: FakeWorld,  # noqa: F811
+) -> None:
+    """Its clients' sessions break at the power-off and reconnect at once: HAProxy must
+    not list the dead server UP then (it would hold them in its connect retries)."""
+    steps: list[str] = []
+    fencer = fencer_for(world)
+    power_off = world.provider.power_off
+
+    def recorded_power_off(name: str) -> None:
+        steps.append(f"power off {name}")
+        power_off(name)
+
+    world.provider.power_off = recorded_power_off  # type: ignore[method-assign]
+    fencer.out_of_load_balancers = lambda node: steps.append(f"out {node}")  # type: ignore[method-assign]
+    world.provider.freeze("node1")
+    decision = fencer.probe()
+    assert decision is not None and decision.fence, decision
+    assert steps[:2] == ["out node1", "power off node1"]
