@@ -12,6 +12,13 @@ pidfd, shell/death_watch.py), or after one failed probe every process of the mac
 stopped and stays so (frozen). Either way the provider's own view of the machine must say
 dead or frozen, and every other guard still holds.
 
+A machine that still runs but answers nothing (cut off from the network: the provider sees
+it RUNNING) is fenced the way Pacemaker fences an unreachable node, and only when the
+provider can power it off without its network (nspawn, vagrant, a fence agent): after
+`failures_needed` failed probes, and only when every replica that answered confirms that
+it lost the primary too (its own network cannot reach the primary's PostgreSQL). A cut
+between the operator and the primary alone fences nothing: a replica still in touch says so.
+
 The anti-flap guard is about the operator itself: after a fence, no second one until the
 operator has seen the cluster healthy again (a primary answered its probes). A storm of
 fences, each new primary fenced in turn, is what an operator that cannot see (its own
@@ -45,6 +52,9 @@ class FenceView:
     unhealthy_since_fence: float | None = None
     # The provider itself reported the machine dead (its vital processes exited) or frozen
     death_reported: bool = False
+    # Replicas, among the `reachable_nodes` that answered, whose own network cannot reach
+    # the leader's PostgreSQL either (None: the provider cannot ask them)
+    replicas_lost_leader: int | None = None
 
 
 @dataclass(frozen=True)
@@ -65,8 +75,11 @@ def decide(v: FenceView) -> FenceDecision:
         return no(f"{v.failures} of {v.failures_needed} probes failed so far")
     if v.machine == MachineState.PATRONI_DOWN:
         return no("PostgreSQL still runs there; Patroni is restarted instead (no failover)")
-    if v.machine not in (MachineState.DEAD, MachineState.FROZEN):
-        return no(f"the provider sees its machine {v.machine}, not dead or frozen")
+    if v.machine not in (MachineState.DEAD, MachineState.FROZEN, MachineState.RUNNING):
+        return no(f"the provider sees its machine {v.machine}, not dead, frozen or running")
+    cut_off = v.machine == MachineState.RUNNING
+    if cut_off and v.failures < v.failures_needed:
+        return no(f"its machine runs; {v.failures} of {v.failures_needed} probes failed so far")
     if not v.etcd_quorum:
         return no("the operator cannot read etcd with a quorum (it may be the one cut off)")
     # A majority of all PostgreSQL machines must answer; the dead leader counts against it.
@@ -75,6 +88,8 @@ def decide(v: FenceView) -> FenceDecision:
             f"only {v.reachable_nodes} of {v.total_nodes} PostgreSQL machines answer "
             "(the operator may be the one cut off)"
         )
+    if cut_off and (refusal := _replicas_refuse(v)):
+        return no(refusal)
     if v.leader_key != v.leader:
         return no(f"it no longer holds the leader key (held by {v.leader_key or 'nobody'})")
     if not v.candidates:
@@ -86,9 +101,27 @@ def decide(v: FenceView) -> FenceDecision:
             "another fence could come from the operator's own blindness"
         )
     seen = f"reported {v.machine} by the provider" if v.death_reported else "probes failed"
+    if cut_off:
+        seen = f"cut off, lost by {v.replicas_lost_leader} replicas too"
     return FenceDecision(
         True,
         f"fencing {v.leader}: {seen} ({v.failures} probes failed), machine {v.machine}, "
         f"{v.reachable_nodes + 1}/{v.total_nodes} nodes seen, "
         f"candidates {', '.join(v.candidates)}",
     )
+
+
+def _replicas_refuse(v: FenceView) -> str | None:
+    """Why the replicas do not confirm that a running leader is cut off, or None."""
+    if v.replicas_lost_leader is None:
+        return (
+            "its machine still runs and the provider cannot ask the replicas whether they "
+            "reach it (a cut between the operator and the primary alone fences nothing)"
+        )
+    if v.replicas_lost_leader < v.reachable_nodes:
+        return (
+            f"its machine still runs and only {v.replicas_lost_leader} of "
+            f"{v.reachable_nodes} answering replicas lost it too (a cut between the "
+            "operator and the primary alone fences nothing)"
+        )
+    return None

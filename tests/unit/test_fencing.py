@@ -37,8 +37,8 @@ def test_all_guards_hold_fences() -> None:
         ({"provider_can_fence": False}, "cannot power machines off"),
         ({"failures": 2}, "2 of 3 probes"),
         ({"machine": MachineState.PATRONI_DOWN}, "Patroni is restarted instead"),
-        ({"machine": MachineState.RUNNING}, "not dead or frozen"),
-        ({"machine": MachineState.UNKNOWN}, "not dead or frozen"),
+        ({"machine": MachineState.RUNNING}, "cannot ask the replicas"),
+        ({"machine": MachineState.UNKNOWN}, "not dead, frozen or running"),
         ({"etcd_quorum": False}, "cannot read etcd"),
         ({"reachable_nodes": 1}, "only 1 of 3"),
         ({"leader_key": "node2"}, "no longer holds the leader key"),
@@ -84,3 +84,44 @@ def test_a_second_honest_death_soon_after_a_fence_is_fenced() -> None:
     assert decide(replace(GOOD, unhealthy_since_fence=None)).fence
     refused = decide(replace(GOOD, unhealthy_since_fence=19.6))
     assert not refused.fence and "19.6 s ago" in refused.reason and "ttl" not in refused.reason
+
+
+CUT_OFF = replace(GOOD, machine=MachineState.RUNNING, replicas_lost_leader=2)
+
+
+def test_a_running_primary_every_replica_lost_too_is_fenced() -> None:
+    """Cut off from the network: probes failed, and both answering replicas cannot reach it."""
+    d = decide(CUT_OFF)
+    assert d.fence and "cut off, lost by 2 replicas too" in d.reason
+
+
+@pytest.mark.parametrize(
+    ("change", "words"),
+    [
+        ({"replicas_lost_leader": None}, "cannot ask the replicas"),
+        ({"replicas_lost_leader": 1}, "only 1 of 2 answering replicas lost it too"),
+        ({"replicas_lost_leader": 0}, "a cut between the operator and the primary alone"),
+        ({"failures": 2}, "2 of 3 probes failed"),
+        ({"failures": 1, "death_reported": True}, "its machine runs; 1 of 3 probes failed"),
+        ({"etcd_quorum": False}, "cannot read etcd"),
+        ({"reachable_nodes": 1, "replicas_lost_leader": 1}, "only 1 of 3"),
+        ({"leader_key": "node2"}, "no longer holds the leader key"),
+        ({"candidates": ()}, "no healthy replica"),
+        ({"unhealthy_since_fence": 2.0}, "not been healthy since"),
+        ({"enabled": False}, "fencing is off"),
+        ({"provider_can_fence": False}, "cannot power machines off"),
+    ],
+)
+def test_a_cut_off_primary_needs_its_replicas_and_every_other_guard(
+    change: dict, words: str
+) -> None:
+    d = decide(replace(CUT_OFF, **change))
+    assert not d.fence
+    assert words in d.reason and d.reason.startswith("not fencing node1")
+
+
+def test_a_cut_off_primary_of_five_needs_every_answering_replica() -> None:
+    """5 nodes, 3 replicas answer: all 3 must have lost the leader, 2 of them are not enough."""
+    five = replace(CUT_OFF, total_nodes=5, reachable_nodes=3, replicas_lost_leader=3)
+    assert decide(five).fence
+    assert not decide(replace(five, replicas_lost_leader=2)).fence
