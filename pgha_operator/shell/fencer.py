@@ -35,6 +35,7 @@ from pgha_operator.shell.providers.base import (
     DeathReports,
     Fencing,
     MachineStates,
+    PeerReach,
     Provider,
     capability,
 )
@@ -46,6 +47,9 @@ REDECIDE_EVERY = 5  # failed probes between two evaluations of a refused fence
 SETTLE = 0.3  # seconds a reported death may take to show in the provider's machine state
 WAKE_CHECK = 0.1  # seconds between two looks at the loop's wake event while watching
 FROZEN_CONFIRM = 0.1  # seconds a machine the provider sees frozen must stay so
+# Seconds a replica's TCP connection to the leader may take: on a LAN a live machine's
+# kernel answers a SYN in well under a millisecond, loaded or not.
+PEER_TIMEOUT = 0.3
 
 RELEASED = "leader key released"
 
@@ -252,14 +256,23 @@ class Fencer:
         leader = self.leader
         # All at once: the other nodes' REST APIs (a TLS handshake each, on Patroni's side
         # too), the leader key and the machine's state; the fence waits for the slowest.
-        with ThreadPoolExecutor(max_workers=len(others) + 2) as pool:
+        reach = None if death_reported else capability(self.provider, PeerReach)
+        with ThreadPoolExecutor(max_workers=2 * len(others) + 2) as pool:
             alive = [pool.submit(lambda n=n: self._patroni(n).alive()) for n in others]
+            # And whether each replica's own network still reaches the leader (a running
+            # leader is fenced only when every answering replica lost it too).
+            lost = (
+                [pool.submit(self._lost_leader, reach, n, leader) for n in others] if reach else []
+            )
             key = pool.submit(self._leader_key)
             settle = SETTLE if death_reported else 0.0
             state = pool.submit(self._machine_state, states, leader, settle) if states else None
             answers = [f.result() for f in alive]
             key_holder, quorum = key.result()
             machine = state.result() if state else MachineState.UNKNOWN
+            lost_by = (
+                sum(a and f.result() for a, f in zip(answers, lost, strict=True)) if reach else None
+            )
         return FenceView(
             enabled=self.enabled,
             provider_can_fence=self.provider.can_fence,
@@ -278,7 +291,14 @@ class Fencer:
                 else time.monotonic() - self.last_fence
             ),
             death_reported=death_reported,
+            replicas_lost_leader=lost_by,
         )
+
+    def _lost_leader(self, reach: PeerReach, node: str, leader: str) -> bool:
+        """`node`'s own network cannot reach the leader's PostgreSQL (its walreceiver's
+        path): a refusal or an answer is contact; a probe that could not run is no proof."""
+        topo = self.desired.topology
+        return reach.reaches(node, topo.address(leader), topo.pg_port, PEER_TIMEOUT) is False
 
     @staticmethod
     def _machine_state(states: MachineStates, name: str, settle: float) -> MachineState:

@@ -5,11 +5,11 @@ Every provider implements `Provider`. A capability is a Protocol the provider im
 explicitly (its class lists it as a base); callers ask with `isinstance(provider, Fencing)`
 or `capability(provider, Fencing)`, never by probing for a method name.
 
-    provider   Fencing  MachineStates  Freezing  Isolation  DeathReports  HostSockets
-    local      yes      yes            yes       -          yes           yes
-    nspawn     yes      yes            yes       yes        yes           -
-    vagrant    yes      yes            -         -          -             -
-    ssh        -        -              -         -          -             -
+    provider   Fencing  MachineStates  Freezing  Isolation  DeathReports  HostSockets  PeerReach
+    local      yes      yes            yes       -          yes           yes          -
+    nspawn     yes      yes            yes       yes        yes           -            yes
+    vagrant    yes      yes            -         -          -             -            -
+    ssh        -        -              -         -          -             -            -
 (local: machines share this host's loopback; ssh: the operator does not own the power)
 """
 
@@ -111,6 +111,19 @@ class HostSockets(Protocol):
         ...
 
 
+@runtime_checkable
+class PeerReach(Protocol):
+    """The provider can try a TCP connection from one machine's own network, not the
+    operator's: the fencer asks the replicas whether they lost a primary too (a cut between
+    the operator and the primary alone must fence nothing)."""
+
+    def reaches(self, source: str, address: str, port: int, timeout: float) -> bool | None:
+        """Whether machine `source` reaches `address:port` within `timeout` seconds (a
+        refused connection counts as reached: the address answered); None when it could
+        not be tried."""
+        ...
+
+
 CAPABILITIES: tuple[type, ...] = (
     Fencing,
     MachineStates,
@@ -118,6 +131,7 @@ CAPABILITIES: tuple[type, ...] = (
     Isolation,
     DeathReports,
     HostSockets,
+    PeerReach,
 )
 Cap = TypeVar("Cap")
 

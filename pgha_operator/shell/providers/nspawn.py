@@ -45,8 +45,8 @@ from pgha_operator.shell.providers.base import (
     Freezing,
     Isolation,
     MachineStates,
+    PeerReach,
     ProviderBase,
-    booted_machine_state,
     broken_machine,
     read_machine_file,
 )
@@ -65,7 +65,9 @@ REQUIRED_TOOLS = ("systemd-nspawn", "ip", "nsenter", "mount", "umount", "ssh-key
 META_KEYS = ("address", "rootfs")
 
 
-class NspawnProvider(ProviderBase, Fencing, MachineStates, Freezing, Isolation, DeathReports):
+class NspawnProvider(
+    ProviderBase, Fencing, MachineStates, Freezing, Isolation, DeathReports, PeerReach
+):
     kind = "nspawn"
     service_manager: Literal["local", "systemd"] = "systemd"
     service_user: str | None = SERVICE_USER
@@ -303,15 +305,23 @@ class NspawnProvider(ProviderBase, Fencing, MachineStates, Freezing, Isolation, 
 
     def machine_state(self, name: str) -> MachineState:
         """What the host sees of a machine, whatever its network says (for fencing): no
-        nspawn is DEAD; every process of its PID namespace stopped is FROZEN; Patroni's unit
-        down while the machine answers is PATRONI_DOWN; anything else RUNNING (a machine
-        cut off from the network still runs)."""
+        nspawn is DEAD; every process of its PID namespace stopped is FROZEN; no Patroni
+        process in it (its config file on a command line) is PATRONI_DOWN; anything else
+        RUNNING (a machine cut off from the network still runs). All read from the host's
+        /proc: a cut-off machine is judged at once, not after an SSH timeout."""
         init = proc.container_init(self._dir(name))
         if init is None:
             return MachineState.DEAD
         if proc.frozen(init):
             return MachineState.FROZEN
-        return booted_machine_state(self.host(name), self.cluster.name)
+        if not proc.runs(init, self.layout(name).patroni_config):
+            return MachineState.PATRONI_DOWN
+        return MachineState.RUNNING
+
+    def reaches(self, source: str, address: str, port: int, timeout: float) -> bool | None:
+        """A TCP connection from `source`'s own network namespace (the fencer asks the
+        replicas whether they lost the primary too)."""
+        return net.reaches(self.net, source, address, port, timeout)
 
     def freeze(self, name: str) -> None:
         """SIGSTOP every process of the machine (a hung VM) until thaw(): for drills."""

@@ -88,6 +88,17 @@ def frozen(init: int) -> bool:
     return bool(states) and all(s in procfs.STOPPED_STATES for s in states)
 
 
+def runs(init: int, argument: str) -> bool:
+    """Some live process of the container has `argument` in its command line (seen from
+    the host: no need for the machine's network)."""
+    arg = argument.encode()
+    return any(
+        arg in procfs.read_cmdline(pid)
+        for pid, st in procfs.namespace_processes(init).items()
+        if st.state not in procfs.DEAD_STATES
+    )
+
+
 def signal_all(init: int, sig: int) -> None:
     """Signal every process of the container, again until no new one shows up: one forked
     between listing and signalling would otherwise keep running (a freeze that is none)."""
