@@ -26,6 +26,13 @@ shut down and the candidate received all its WAL; the default) and `patroni` (Pa
 own demote, which waits ~2 s more before it releases the key):
 
     .venv/bin/python bench/failover.py --switchover --runs 5
+
+`--partition` instead runs `partition-primary` on an nspawn cluster (root only; 3
+PostgreSQL machines with etcd beside them, 1 HAProxy machine, `synchronous: on`): the
+operator fences the cut-off primary once both replicas confirm they lost it too
+(bench/partition.py):
+
+    .venv/bin/python bench/failover.py --partition --runs 5
 """
 
 from __future__ import annotations
@@ -40,6 +47,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench.partition import run_partition  # noqa: E402
 from pgha_operator.core.spec import PROFILES  # noqa: E402
 from pgha_operator.drill.timeline import medians as timeline_medians  # noqa: E402
 from tests.integration.cluster_helpers import (  # noqa: E402
@@ -215,6 +223,7 @@ def main() -> None:
     parser.add_argument("--profiles", default="seed,fast")
     parser.add_argument("--compare-checks", action="store_true")
     parser.add_argument("--switchover", action="store_true", help="assisted vs Patroni's path")
+    parser.add_argument("--partition", action="store_true", help="partition-primary on nspawn")
     parser.add_argument(
         "--patroni-source",
         choices=("pypi", "debian"),
@@ -227,6 +236,11 @@ def main() -> None:
         return
     if args.switchover:
         print(json.dumps(compare_switchover(args.runs), indent=2))
+        return
+    if args.partition:
+        runs = run_partition(args.runs)
+        summary = summarize(runs, scenario="partition-primary", provider="nspawn")
+        print(json.dumps({"benchmark": "failover-partition", **summary}, indent=2))
         return
     profiles = args.profiles.split(",")
     results = {p: run_profile(p, args.runs, args.patroni_source) for p in profiles}
