@@ -104,13 +104,14 @@ def summary_line(run: RunFigures) -> str:
 
 
 def timeline_line(t: dict) -> str:
-    """death seen (how) -> fenced -> key released -> promoted -> HAProxy -> first write."""
+    """death seen (how) -> decided -> fenced -> key released -> promoted -> HAProxy -> first write."""
     steps = [f"{name} {_s(t.get(key))}" for key, name in TIMELINE_WORDS]
     return f"seen by {t.get('seenBy') or '-'}: " + " -> ".join(steps) + " s"
 
 
 TIMELINE_WORDS = (
     ("deathSeen", "death seen"),
+    ("decided", "decided"),
     ("fenced", "fenced"),
     ("keyReleased", "key released"),
     ("promoted", "promoted"),

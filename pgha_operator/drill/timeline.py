@@ -1,4 +1,5 @@
-"""A failover's steps, from the fault's start (pure): death seen -> fenced -> key released
+"""A failover's steps, from the fault's start (pure): death seen -> decided (the guards'
+observations gathered: other nodes, etcd, the provider) -> fenced (powered off) -> key released
 (the fencer's journal, shell/state/fence_journal.py) -> new primary accepted a write (the
 prober) -> HAProxy has it UP (the load-balancer watcher) -> first acknowledged write
 through it (the writers). Each moment is seconds from the fault's start, None when the run
@@ -12,7 +13,7 @@ from typing import Any
 
 from pgha_operator.drill.lbwatch import LbSample
 
-STEPS = ("deathSeen", "fenced", "keyReleased", "promoted", "haproxyUp", "firstWrite")
+STEPS = ("deathSeen", "decided", "fenced", "keyReleased", "promoted", "haproxyUp", "firstWrite")
 
 
 def fence_of(records: Iterable[Mapping[str, Any]], started: float, healed: float) -> dict | None:
@@ -46,6 +47,7 @@ def timeline(
     fence = fence or {}
     moments = {
         "deathSeen": rel(fence.get("seen")),
+        "decided": rel(fence.get("decided")),
         "fenced": rel(fence.get("fenced")),
         "keyReleased": rel(fence.get("released")),
         "promoted": rel(promoted),

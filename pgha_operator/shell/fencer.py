@@ -359,7 +359,11 @@ class Fencer:
         if self.lease is not None and guard is None:
             return "leader key kept: this operator holds no lease"
         try:
-            released = self._etcd().delete_key_if_value(self.leader_key(), self.leader, guard)
+            # Its member key too: Patroni's candidate asks every member in it whether it
+            # is the healthiest, and waits 2 s for a machine that cannot answer (cut off).
+            released = self._etcd().delete_key_if_value(
+                self.leader_key(), self.leader, guard, also=(self.member_key(self.leader),)
+            )
         except OperatorError as exc:
             return f"but releasing the key failed: {exc}"
         if released:
@@ -367,8 +371,15 @@ class Fencer:
         return "leader key not released (taken over, or this operator's lease ended)"
 
     def leader_key(self) -> str:
+        return f"{self._scope()}/leader"
+
+    def member_key(self, member: str) -> str:
+        """Patroni's record of a member (its REST URL, state); it writes it again each loop."""
+        return f"{self._scope()}/members/{member}"
+
+    def _scope(self) -> str:
         spec = self.desired.cluster.spec
-        return f"{spec.patroni.namespace.rstrip('/')}/{self.desired.cluster.name}/leader"
+        return f"{spec.patroni.namespace.rstrip('/')}/{self.desired.cluster.name}"
 
     def _leader_key(self) -> tuple[str | None, bool]:
         """(holder, quorum): a successful read of the key proves a quorum answered."""

@@ -96,9 +96,11 @@ class FakeEtcdClient:
     def get(self, key: str) -> str | None:
         return self._call(f"get {key}", lambda u: self.world.etcd.get(u, key))
 
-    def delete_key_if_value(self, key: str, value: str, guard: LeaseGuard | None = None) -> bool:
+    def delete_key_if_value(
+        self, key: str, value: str, guard: LeaseGuard | None = None, also: Sequence[str] = ()
+    ) -> bool:
         return self._call(
-            f"delete {key}", lambda u: self.world.etcd.delete_if(u, key, value, guard)
+            f"delete {key}", lambda u: self.world.etcd.delete_if(u, key, value, guard, also)
         )
 
 

@@ -14,6 +14,7 @@ What it keeps from the real one (LAB-NOTES, shell/clients/etcd.py):
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -233,9 +234,17 @@ class EtcdModel:
         self._need_quorum(url)
         return self.keys.get(key)
 
-    def delete_if(self, url: str, key: str, value: str, guard: LeaseGuard | None = None) -> bool:
+    def delete_if(
+        self,
+        url: str,
+        key: str,
+        value: str,
+        guard: LeaseGuard | None = None,
+        also: Sequence[str] = (),
+    ) -> bool:
         self._need_quorum(url)
         if self.keys.get(key) != value or not self.leases.guard_holds(guard):
             return False
-        del self.keys[key]
+        for k in (key, *also):
+            self.keys.pop(k, None)
         return True

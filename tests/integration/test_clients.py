@@ -231,6 +231,14 @@ def test_delete_key_if_value(etcd_lab: EtcdLab) -> None:
     client.put(key, "nodé-ü")  # non-ASCII survives the round trip
     assert client.get(key) == "nodé-ü"
     assert client.delete_key_if_value(key, "nodé-ü") is True
+    # A fence takes the member's record along, in the same transaction, only when it holds.
+    member = "/service/demo/members/pg1"
+    client.put(key, "pg1")
+    client.put(member, "{}")
+    assert client.delete_key_if_value(key, "pg2", also=(member,)) is False
+    assert client.get(member) == "{}"
+    assert client.delete_key_if_value(key, "pg1", also=(member, "/absent")) is True
+    assert client.get(key) is None and client.get(member) is None
 
 
 def test_leader_lease_create_once_keepalive_revoke(etcd_lab: EtcdLab) -> None:

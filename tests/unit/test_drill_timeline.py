@@ -5,7 +5,7 @@ from __future__ import annotations
 from pgha_operator.drill.lbwatch import LbSample
 from pgha_operator.drill.timeline import fence_of, lb_up_at, medians, timeline
 
-FENCE = {"seen": 100.01, "fenced": 100.03, "released": 100.05, "seenBy": "event"}
+FENCE = {"seen": 100.01, "decided": 100.02, "fenced": 100.03, "released": 100.05, "seenBy": "event"}
 
 
 def test_the_fence_of_the_run_is_the_one_seen_during_the_fault() -> None:
@@ -30,6 +30,7 @@ def test_a_run_timeline_is_relative_to_the_fault() -> None:
     t = timeline(100.0, FENCE, promoted=100.2, haproxy_up=100.3, first_write=100.35)
     assert t == {
         "deathSeen": 0.01,
+        "decided": 0.02,
         "fenced": 0.03,
         "keyReleased": 0.05,
         "promoted": 0.2,
@@ -43,14 +44,17 @@ def test_a_run_timeline_is_relative_to_the_fault() -> None:
 
 def test_medians_of_moments_and_of_steps() -> None:
     runs = [
-        timeline(0.0, {"seen": 0.0, "fenced": 0.1, "released": 0.2}, 0.3, 0.4, 0.5),
-        timeline(0.0, {"seen": 0.0, "fenced": 0.3, "released": 0.4}, 0.5, 0.9, 1.0),
+        timeline(
+            0.0, {"seen": 0.0, "decided": 0.05, "fenced": 0.1, "released": 0.2}, 0.3, 0.4, 0.5
+        ),
+        timeline(0.0, {"seen": 0.0, "decided": 0.1, "fenced": 0.3, "released": 0.4}, 0.5, 0.9, 1.0),
         timeline(0.0, None, 20.0, 20.1, 20.2),  # the lease decided: no fence steps
     ]
     m = medians(runs)
     assert m["runs"] == 3
     assert m["moments"]["fenced"] == {"median": 0.2, "min": 0.1, "max": 0.3}
     assert m["moments"]["firstWrite"]["median"] == 1.0
-    assert m["steps"]["deathSeen->fenced"]["median"] == 0.2
+    assert m["steps"]["deathSeen->decided"]["median"] == 0.075
+    assert m["steps"]["decided->fenced"]["median"] == 0.125
     assert m["steps"]["promoted->haproxyUp"] == {"median": 0.1, "min": 0.1, "max": 0.4}
     assert medians([])["moments"]["deathSeen"] is None

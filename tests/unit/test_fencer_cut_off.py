@@ -127,3 +127,20 @@ def test_the_reach_probe_reports_an_address_that_never_answers() -> None:
     """From a network namespace of its own (no link up: a machine cut off), as nsenter
     runs it in a machine's namespace."""
     assert run_reach("192.0.2.1", 5432, 0.2, "unshare", "--net") == 3
+
+
+def test_the_release_takes_the_fenced_members_key_with_the_leader_key(
+    world: FakeWorld,  # noqa: F811
+    provider: ReachProvider,
+) -> None:
+    """Patroni's candidate asks every member in etcd whether it is the healthiest and waits
+    2 s for one that cannot answer: the fenced machine's record goes in the same transaction."""
+    member_key = "/service/demo/members/node1"
+    world.etcd.keys[member_key] = '{"role": "primary"}'
+    world.etcd.keys["/service/demo/members/node2"] = '{"role": "replica"}'
+    fencer = fencer_for(world)
+    cut_off(fencer)
+    provider.cut = {"node2": True, "node3": True}
+    assert probe_until_decided(fencer).fence
+    assert LEADER_KEY not in world.etcd.keys and member_key not in world.etcd.keys
+    assert "/service/demo/members/node2" in world.etcd.keys

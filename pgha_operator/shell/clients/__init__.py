@@ -68,7 +68,7 @@ class EtcdApi(Protocol):
     def get(self, key: str) -> str | None: ...
 
     def delete_key_if_value(
-        self, key: str, value: str, guard: LeaseGuard | None = None
+        self, key: str, value: str, guard: LeaseGuard | None = None, also: Sequence[str] = ()
     ) -> bool: ...
 
 

@@ -168,8 +168,11 @@ class EtcdClient:
     def put(self, key: str, value: str) -> None:
         self._call(f"put {key}", lambda c: c.put(key.encode(), value.encode()))
 
-    def delete_key_if_value(self, key: str, value: str, guard: LeaseGuard | None = None) -> bool:
-        """Delete `key` only if it currently holds `value`, in one transaction.
+    def delete_key_if_value(
+        self, key: str, value: str, guard: LeaseGuard | None = None, also: Sequence[str] = ()
+    ) -> bool:
+        """Delete `key` only if it currently holds `value`, in one transaction, and the
+        keys `also` with it (absent ones are no error).
 
         Used for fencing: delete Patroni's leader key only while it still names the node
         we fenced, never a leader elected since, and (with `guard`) only while the
@@ -196,7 +199,10 @@ class EtcdClient:
             ]
         txn = {
             "compare": compare,
-            "success": [{"request_delete_range": {"key": k}}],
+            "success": [
+                {"request_delete_range": {"key": key_}}
+                for key_ in (k, *(_b64(a.encode()) for a in also))
+            ],
             "failure": [],
         }
         result = self._call(f"delete {key} if value", lambda c: c.transaction(txn))
