@@ -26,9 +26,11 @@ from pgha_operator.core.fence_decision import FenceDecision, FenceView, decide
 from pgha_operator.core.leadership import LeaseGuard
 from pgha_operator.core.plan import Desired
 from pgha_operator.core.plan.patroni import switchover_candidate
+from pgha_operator.shell import fence_asking as asking
 from pgha_operator.shell import fence_routing as routing
 from pgha_operator.shell.clients import Clients, EtcdApi, PatroniApi
 from pgha_operator.shell.death_watch import DeathWatch
+from pgha_operator.shell.fence_etcd import FirstAnswering
 from pgha_operator.shell.hosts.base import HostError
 from pgha_operator.shell.metrics import ClusterMetrics
 from pgha_operator.shell.providers.base import (
@@ -47,9 +49,6 @@ REDECIDE_EVERY = 5  # failed probes between two evaluations of a refused fence
 SETTLE = 0.3  # seconds a reported death may take to show in the provider's machine state
 WAKE_CHECK = 0.1  # seconds between two looks at the loop's wake event while watching
 FROZEN_CONFIRM = 0.1  # seconds a machine the provider sees frozen must stay so
-# Seconds a replica's TCP connection to the leader may take: on a LAN a live machine's
-# kernel answers a SYN in well under a millisecond, loaded or not.
-PEER_TIMEOUT = 0.3
 
 RELEASED = "leader key released"
 
@@ -86,7 +85,7 @@ class Fencer:
         # `run` probes in a thread of its own while cycles call update() and holding().
         self._lock = threading.RLock()
         self._apis: dict[str, PatroniApi] = {}  # one per node: keeps its connection open
-        self._etcd_client: tuple[tuple[str, ...], EtcdApi] | None = None
+        self._etcd_client: FirstAnswering | None = None
         self.watch: DeathWatch | None = None  # the leader's vital processes
         self.last_fence: float | None = None
         self.healthy_since_fence = True  # a primary answered the probes since the last fence
@@ -262,11 +261,13 @@ class Fencer:
             # And whether each replica's own network still reaches the leader (a running
             # leader is fenced only when every answering replica lost it too).
             lost = (
-                [pool.submit(self._lost_leader, reach, n, leader) for n in others] if reach else []
+                [pool.submit(asking.lost_leader, reach, topo, n, leader) for n in others]
+                if reach
+                else []
             )
             key = pool.submit(self._leader_key)
             settle = SETTLE if death_reported else 0.0
-            state = pool.submit(self._machine_state, states, leader, settle) if states else None
+            state = pool.submit(asking.settled_state, states, leader, settle) if states else None
             answers = [f.result() for f in alive]
             key_holder, quorum = key.result()
             machine = state.result() if state else MachineState.UNKNOWN
@@ -293,23 +294,6 @@ class Fencer:
             death_reported=death_reported,
             replicas_lost_leader=lost_by,
         )
-
-    def _lost_leader(self, reach: PeerReach, node: str, leader: str) -> bool:
-        """`node`'s own network cannot reach the leader's PostgreSQL (its walreceiver's
-        path): a refusal or an answer is contact; a probe that could not run is no proof."""
-        topo = self.desired.topology
-        return reach.reaches(node, topo.address(leader), topo.pg_port, PEER_TIMEOUT) is False
-
-    @staticmethod
-    def _machine_state(states: MachineStates, name: str, settle: float) -> MachineState:
-        """The provider's view; after a reported death, given up to `settle` seconds to
-        show it (a dead postmaster's last children take a moment to exit)."""
-        deadline = time.monotonic() + settle
-        while True:
-            state = states.machine_state(name)
-            if state in (MachineState.DEAD, MachineState.FROZEN) or time.monotonic() >= deadline:
-                return state
-            time.sleep(0.01)
 
     def fence(self, decision: FenceDecision, seen: float, how: str) -> FenceDecision:
         assert self.leader is not None
@@ -383,18 +367,18 @@ class Fencer:
 
     def _leader_key(self) -> tuple[str | None, bool]:
         """(holder, quorum): a successful read of the key proves a quorum answered."""
-        try:
-            return self._etcd().get(self.leader_key()), True
-        except OperatorError:
-            return None, False
+        return self._etcd_endpoints().get(self.leader_key())
 
     def _etcd(self) -> EtcdApi:
-        """One client for the key's read and its release: the release reuses the read's
+        """The endpoint that answered the last read: the release reuses the read's
         connection (no second TLS handshake on the fast path)."""
+        return self._etcd_endpoints().answered
+
+    def _etcd_endpoints(self) -> FirstAnswering:
         urls = tuple(self.desired.topology.etcd_client_urls)
-        if self._etcd_client is None or self._etcd_client[0] != urls:
-            self._etcd_client = (urls, self.clients.etcd(urls, timeout=1))
-        return self._etcd_client[1]
+        if self._etcd_client is None or self._etcd_client.urls != urls:
+            self._etcd_client = FirstAnswering(self.clients, urls, timeout=1)
+        return self._etcd_client
 
     def _patroni(self, node: str) -> PatroniApi:
         url = self.desired.topology.rest_api_url(node)
