@@ -1,6 +1,6 @@
 """A primary cut off from the network (its machine runs, its probes fail): the fencer asks
 the replicas, through the provider, whether their own network still reaches it, and fences
-only when every answering replica lost it too. nspawn_net's probe script on its own."""
+only when every answering replica lost it too. The reach probe's script on its own."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ import pytest
 from structlog.testing import capture_logs
 
 from pgha_operator.shell.fencer import Fencer
-from pgha_operator.shell.providers import nspawn_net
+from pgha_operator.shell.providers import reach
 from pgha_operator.shell.providers.base import PeerReach
 from tests.fakeworld.machines import FakeProvider
 from tests.fakeworld.world import FakeWorld
@@ -107,7 +107,7 @@ def test_without_peer_probes_a_running_primary_is_left_to_the_lease(
 
 
 def run_reach(address: str, port: int, timeout: float, *prefix: str) -> int:
-    argv = [sys.executable, "-I", "-S", "-c", nspawn_net._REACH, address, str(port), str(timeout)]
+    argv = reach.argv(sys.executable, address, port, timeout)
     return subprocess.run([*prefix, *argv], timeout=10).returncode
 
 

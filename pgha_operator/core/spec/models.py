@@ -21,6 +21,7 @@ from pydantic.alias_generators import to_camel
 
 from pgha_operator.core.spec.backup import BackupSpec
 from pgha_operator.core.spec.catalog import DatabaseSpec, RoleSpec
+from pgha_operator.core.spec.fence_agent import FenceAgentSpec
 from pgha_operator.core.spec.parameters import CheckedValue, ParameterName
 from pgha_operator.core.spec.patterns import (
     DURATION_PATTERN,
@@ -284,6 +285,8 @@ class FailoverSpec(Model):
     probe_interval_ms: Annotated[int, Field(ge=50, le=5000)] = 200
     probe_failures: Annotated[int, Field(ge=2, le=50)] = 3
     switchover: Literal["assisted", "patroni"] = "assisted"
+    # A ClusterLabs fence agent for providers that cannot power machines off (ssh)
+    fence_agent: FenceAgentSpec | None = None
 
 
 class PoolerSpec(Model):

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Network
 
 from pgha_operator.core.errors import PermanentError
+from pgha_operator.shell.providers import reach
 
 NETNS_DIR = "/run/netns"
 BRIDGE = "br0"
@@ -197,31 +198,17 @@ def remove_switch(net: LabNetwork) -> None:
         _ip(["netns", "del", net.switch_ns])
 
 
-# Run in the machine's network namespace: exit 0 when the address answered (a refusal is an
-# answer too), 3 when it did not (timeout, no route). The timeout counts from the connect,
-# not from the process's start, so a slow host never reads as a lost peer.
-_REACH = """import socket, sys
-try:
-    socket.create_connection((sys.argv[1], int(sys.argv[2])), float(sys.argv[3])).close()
-except ConnectionRefusedError:
-    pass
-except OSError:
-    sys.exit(3)
-"""
-REACH_SLACK = 5.0  # seconds the probe's process may take beyond its own timeout
-
-
 def reaches(net: LabNetwork, machine: str, address: str, port: int, timeout: float) -> bool | None:
     """A TCP connection to `address:port` from `machine`'s own network namespace: True when
     it answered, False when not within `timeout`, None when the probe could not run."""
     argv = [
         *("nsenter", f"--net={netns_path(net.machine_ns(machine))}", "--"),
-        *(sys.executable, "-I", "-S", "-c", _REACH, address, str(port), str(timeout)),
+        *reach.argv(sys.executable, address, port, timeout),
     ]
     try:
         res = subprocess.run(
-            argv, capture_output=True, timeout=timeout + REACH_SLACK, stdin=subprocess.DEVNULL
+            argv, capture_output=True, timeout=timeout + reach.SLACK, stdin=subprocess.DEVNULL
         )
     except (OSError, subprocess.TimeoutExpired):
         return None
-    return {0: True, 3: False}.get(res.returncode)
+    return reach.result(res.returncode)
