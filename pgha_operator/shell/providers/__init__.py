@@ -27,9 +27,11 @@ def make_provider(cluster: Cluster, state_dir: Path, topo: Topology | None = Non
 
         return VagrantProvider(cluster, state_dir, topo=topo)
     if kind == "ssh":
+        from pgha_operator.shell.providers.fence_agent import FencedSshProvider
         from pgha_operator.shell.providers.ssh import SshProvider
 
         spec = cluster.spec.provider
         port = spec.port if spec.type == "ssh" else 22
-        return SshProvider(cluster, state_dir, port=port, topo=topo)
+        kind_ = FencedSshProvider if cluster.spec.failover.fence_agent else SshProvider
+        return kind_(cluster, state_dir, port=port, topo=topo)
     raise PermanentError(f"unknown provider {kind!r}")
