@@ -27,6 +27,7 @@ network or load) would cause; two honest deaths a minute apart are not that.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
 from pgha_operator.core.facts.types import MachineState
@@ -125,3 +126,22 @@ def _replicas_refuse(v: FenceView) -> str | None:
             "operator and the primary alone fences nothing)"
         )
     return None
+
+
+def failover_key_value(synchronous: str, candidates: tuple[str, ...]) -> str | None:
+    """What the release writes to Patroni's failover key, in the same transaction, or None
+    (Patroni's own election decides).
+
+    Patroni's election asks every member it knew under the old leader, the old leader
+    first among them in synchronous mode, whether it is the healthiest, waiting up to 2 s
+    for each answer (hard-coded): a machine cut off from the network never answers. Naming
+    the candidate (`{"member": ...}`, as `patronictl failover` does) makes it take the key
+    at once. Only with synchronous replication: the candidate is then the synchronous
+    standby, the one member Patroni would let win anyway and which holds every
+    acknowledged commit; the election's other purpose, an old leader still running, is
+    what the fence (powered off, confirmed) has ruled out. Asynchronous clusters keep the
+    election: it finds the replica with the most WAL, which the operator does not compare.
+    """
+    if synchronous == "off" or not candidates:
+        return None
+    return json.dumps({"member": candidates[0]})

@@ -22,7 +22,12 @@ import structlog
 from pgha_operator.core.errors import OperatorError
 from pgha_operator.core.facts.observed import Observed
 from pgha_operator.core.facts.types import MachineState
-from pgha_operator.core.fence_decision import FenceDecision, FenceView, decide
+from pgha_operator.core.fence_decision import (
+    FenceDecision,
+    FenceView,
+    decide,
+    failover_key_value,
+)
 from pgha_operator.core.leadership import LeaseGuard
 from pgha_operator.core.plan import Desired
 from pgha_operator.core.plan.patroni import switchover_candidate
@@ -337,16 +342,21 @@ class Fencer:
     def release(self) -> str:
         """Delete Patroni's leader key in ONE etcd transaction that also checks that it still
         names the fenced node and that this operator's own leader key is still the one it
-        created (its lease holds): no other operator can lead meanwhile."""
+        created (its lease holds): no other operator can lead meanwhile. With synchronous
+        replication the same transaction names the candidate in Patroni's failover key
+        (fence_decision.failover_key_value)."""
         assert self.leader is not None
         guard = self.lease.guard() if self.lease is not None else None
         if self.lease is not None and guard is None:
             return "leader key kept: this operator holds no lease"
+        synchronous = self.desired.cluster.spec.postgres.synchronous
+        named = failover_key_value(synchronous, self.candidates)
         try:
-            # Its member key too: Patroni's candidate asks every member in it whether it
-            # is the healthiest, and waits 2 s for a machine that cannot answer (cut off).
             released = self._etcd().delete_key_if_value(
-                self.leader_key(), self.leader, guard, also=(self.member_key(self.leader),)
+                self.leader_key(),
+                self.leader,
+                guard,
+                put={self.failover_key(): named} if named else None,
             )
         except OperatorError as exc:
             return f"but releasing the key failed: {exc}"
@@ -357,9 +367,9 @@ class Fencer:
     def leader_key(self) -> str:
         return f"{self._scope()}/leader"
 
-    def member_key(self, member: str) -> str:
-        """Patroni's record of a member (its REST URL, state); it writes it again each loop."""
-        return f"{self._scope()}/members/{member}"
+    def failover_key(self) -> str:
+        """Patroni's manual failover request (it deletes it once a member took the key)."""
+        return f"{self._scope()}/failover"
 
     def _scope(self) -> str:
         spec = self.desired.cluster.spec

@@ -7,7 +7,7 @@ execute and the fencer take the same paths as against real processes.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from pgha_operator.core.facts.etcd import parse_member, parse_member_list
@@ -97,10 +97,14 @@ class FakeEtcdClient:
         return self._call(f"get {key}", lambda u: self.world.etcd.get(u, key))
 
     def delete_key_if_value(
-        self, key: str, value: str, guard: LeaseGuard | None = None, also: Sequence[str] = ()
+        self,
+        key: str,
+        value: str,
+        guard: LeaseGuard | None = None,
+        put: Mapping[str, str] | None = None,
     ) -> bool:
         return self._call(
-            f"delete {key}", lambda u: self.world.etcd.delete_if(u, key, value, guard, also)
+            f"delete {key}", lambda u: self.world.etcd.delete_if(u, key, value, guard, put)
         )
 
 

@@ -14,7 +14,7 @@ What it keeps from the real one (LAB-NOTES, shell/clients/etcd.py):
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -240,11 +240,11 @@ class EtcdModel:
         key: str,
         value: str,
         guard: LeaseGuard | None = None,
-        also: Sequence[str] = (),
+        put: Mapping[str, str] | None = None,
     ) -> bool:
         self._need_quorum(url)
         if self.keys.get(key) != value or not self.leases.guard_holds(guard):
             return False
-        for k in (key, *also):
-            self.keys.pop(k, None)
+        del self.keys[key]
+        self.keys.update(put or {})
         return True

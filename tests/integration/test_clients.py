@@ -231,14 +231,13 @@ def test_delete_key_if_value(etcd_lab: EtcdLab) -> None:
     client.put(key, "nodé-ü")  # non-ASCII survives the round trip
     assert client.get(key) == "nodé-ü"
     assert client.delete_key_if_value(key, "nodé-ü") is True
-    # A fence takes the member's record along, in the same transaction, only when it holds.
-    member = "/service/demo/members/pg1"
+    # A fence names the failover candidate in the same transaction, only when it holds.
+    failover = "/service/demo/failover"
     client.put(key, "pg1")
-    client.put(member, "{}")
-    assert client.delete_key_if_value(key, "pg2", also=(member,)) is False
-    assert client.get(member) == "{}"
-    assert client.delete_key_if_value(key, "pg1", also=(member, "/absent")) is True
-    assert client.get(key) is None and client.get(member) is None
+    assert client.delete_key_if_value(key, "pg2", put={failover: '{"member": "pg2"}'}) is False
+    assert client.get(failover) is None
+    assert client.delete_key_if_value(key, "pg1", put={failover: '{"member": "pg2"}'}) is True
+    assert client.get(key) is None and client.get(failover) == '{"member": "pg2"}'
 
 
 def test_leader_lease_create_once_keepalive_revoke(etcd_lab: EtcdLab) -> None:

@@ -4,16 +4,19 @@ only when every answering replica lost it too. The reach probe's script on its o
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
 import subprocess
 import sys
 from collections.abc import Iterator
+from dataclasses import replace
 
 import pytest
 from structlog.testing import capture_logs
 
+from pgha_operator.core.fence_decision import failover_key_value
 from pgha_operator.shell.fencer import Fencer
 from pgha_operator.shell.providers import reach
 from pgha_operator.shell.providers.base import PeerReach
@@ -129,18 +132,39 @@ def test_the_reach_probe_reports_an_address_that_never_answers() -> None:
     assert run_reach("192.0.2.1", 5432, 0.2, "unshare", "--net") == 3
 
 
-def test_the_release_takes_the_fenced_members_key_with_the_leader_key(
+def test_a_synchronous_cluster_names_the_candidate_in_the_same_transaction(
     world: FakeWorld,  # noqa: F811
     provider: ReachProvider,
 ) -> None:
-    """Patroni's candidate asks every member in etcd whether it is the healthiest and waits
-    2 s for one that cannot answer: the fenced machine's record goes in the same transaction."""
-    member_key = "/service/demo/members/node1"
-    world.etcd.keys[member_key] = '{"role": "primary"}'
-    world.etcd.keys["/service/demo/members/node2"] = '{"role": "replica"}'
+    """Patroni's election would wait 2 s for the cut-off old leader's answer: the release
+    names the synchronous standby in Patroni's failover key instead."""
+    fencer = fencer_for(world)
+    cut_off(fencer)
+    provider.cut = {"node2": True, "node3": True}
+    fencer.candidates = ("node2",)
+    spec = fencer.desired.cluster.spec
+    postgres = spec.postgres.model_copy(update={"synchronous": "on"})
+    cluster = fencer.desired.cluster.model_copy(
+        update={"spec": spec.model_copy(update={"postgres": postgres})}
+    )
+    fencer.desired = replace(fencer.desired, cluster=cluster)
+    assert probe_until_decided(fencer).fence
+    assert LEADER_KEY not in world.etcd.keys
+    assert json.loads(world.etcd.keys["/service/demo/failover"]) == {"member": "node2"}
+
+
+def test_an_asynchronous_cluster_leaves_the_election_to_patroni(
+    world: FakeWorld,  # noqa: F811
+    provider: ReachProvider,
+) -> None:
     fencer = fencer_for(world)
     cut_off(fencer)
     provider.cut = {"node2": True, "node3": True}
     assert probe_until_decided(fencer).fence
-    assert LEADER_KEY not in world.etcd.keys and member_key not in world.etcd.keys
-    assert "/service/demo/members/node2" in world.etcd.keys
+    assert "/service/demo/failover" not in world.etcd.keys
+
+
+def test_the_failover_key_only_with_synchronous_replication() -> None:
+    assert failover_key_value("off", ("node2",)) is None
+    assert failover_key_value("on", ()) is None
+    assert json.loads(failover_key_value("strict", ("node2", "node3")) or "") == {"member": "node2"}

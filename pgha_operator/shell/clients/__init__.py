@@ -12,7 +12,7 @@ a fact (reachable=False, error says why).
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
 from pgha_operator.core.catalog_actions import RoleAttributes
@@ -68,7 +68,11 @@ class EtcdApi(Protocol):
     def get(self, key: str) -> str | None: ...
 
     def delete_key_if_value(
-        self, key: str, value: str, guard: LeaseGuard | None = None, also: Sequence[str] = ()
+        self,
+        key: str,
+        value: str,
+        guard: LeaseGuard | None = None,
+        put: Mapping[str, str] | None = None,
     ) -> bool: ...
 
 

@@ -11,7 +11,7 @@ operator's `ClientTls` (None only for a test's plain etcd).
 from __future__ import annotations
 
 import base64
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import nullcontext
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
@@ -169,10 +169,14 @@ class EtcdClient:
         self._call(f"put {key}", lambda c: c.put(key.encode(), value.encode()))
 
     def delete_key_if_value(
-        self, key: str, value: str, guard: LeaseGuard | None = None, also: Sequence[str] = ()
+        self,
+        key: str,
+        value: str,
+        guard: LeaseGuard | None = None,
+        put: Mapping[str, str] | None = None,
     ) -> bool:
-        """Delete `key` only if it currently holds `value`, in one transaction, and the
-        keys `also` with it (absent ones are no error).
+        """Delete `key` only if it currently holds `value`, in one transaction, and write
+        the keys of `put` in the same one.
 
         Used for fencing: delete Patroni's leader key only while it still names the node
         we fenced, never a leader elected since, and (with `guard`) only while the
@@ -200,8 +204,11 @@ class EtcdClient:
         txn = {
             "compare": compare,
             "success": [
-                {"request_delete_range": {"key": key_}}
-                for key_ in (k, *(_b64(a.encode()) for a in also))
+                {"request_delete_range": {"key": k}},
+                *(
+                    {"request_put": {"key": _b64(pk.encode()), "value": _b64(pv.encode())}}
+                    for pk, pv in (put or {}).items()
+                ),
             ],
             "failure": [],
         }
