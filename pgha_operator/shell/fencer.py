@@ -54,6 +54,10 @@ REDECIDE_EVERY = 5  # failed probes between two evaluations of a refused fence
 SETTLE = 0.3  # seconds a reported death may take to show in the provider's machine state
 WAKE_CHECK = 0.1  # seconds between two looks at the loop's wake event while watching
 FROZEN_CONFIRM = 0.1  # seconds a machine the provider sees frozen must stay so
+# Seconds the quorum read may take: longer than an etcd election (election-timeout 1 s and a
+# round), so that a read while the cut-off machine's etcd member was the etcd leader waits
+# for the new one instead of refusing the fence until the next decision 1 s later.
+ETCD_TIMEOUT = 2.5
 
 RELEASED = "leader key released"
 
@@ -387,7 +391,7 @@ class Fencer:
     def _etcd_endpoints(self) -> FirstAnswering:
         urls = tuple(self.desired.topology.etcd_client_urls)
         if self._etcd_client is None or self._etcd_client.urls != urls:
-            self._etcd_client = FirstAnswering(self.clients, urls, timeout=1)
+            self._etcd_client = FirstAnswering(self.clients, urls, timeout=ETCD_TIMEOUT)
         return self._etcd_client
 
     def _patroni(self, node: str) -> PatroniApi:
