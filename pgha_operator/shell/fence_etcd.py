@@ -14,9 +14,14 @@ from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from pgha_operator.core.errors import OperatorError
 from pgha_operator.shell.clients import Clients, EtcdApi
 
+# Seconds a read may take: longer than an etcd election (election-timeout 1 s and a round),
+# so that a read while the cut-off machine's member was the etcd leader waits for the new
+# leader instead of refusing the fence until the fencer's next decision.
+TIMEOUT = 2.5
+
 
 class FirstAnswering:
-    def __init__(self, clients: Clients, urls: Sequence[str], timeout: float) -> None:
+    def __init__(self, clients: Clients, urls: Sequence[str], timeout: float = TIMEOUT) -> None:
         self.urls = tuple(urls)
         self._clients = [clients.etcd([u], timeout=timeout) for u in self.urls]
         self.answered: EtcdApi = self._clients[0]  # the one that answered last

@@ -54,10 +54,6 @@ REDECIDE_EVERY = 5  # failed probes between two evaluations of a refused fence
 SETTLE = 0.3  # seconds a reported death may take to show in the provider's machine state
 WAKE_CHECK = 0.1  # seconds between two looks at the loop's wake event while watching
 FROZEN_CONFIRM = 0.1  # seconds a machine the provider sees frozen must stay so
-# Seconds the quorum read may take: longer than an etcd election (election-timeout 1 s and a
-# round), so that a read while the cut-off machine's etcd member was the etcd leader waits
-# for the new one instead of refusing the fence until the next decision 1 s later.
-ETCD_TIMEOUT = 2.5
 
 RELEASED = "leader key released"
 
@@ -353,31 +349,21 @@ class Fencer:
         guard = self.lease.guard() if self.lease is not None else None
         if self.lease is not None and guard is None:
             return "leader key kept: this operator holds no lease"
-        synchronous = self.desired.cluster.spec.postgres.synchronous
-        named = failover_key_value(synchronous, self.candidates)
+        named = failover_key_value(self.desired.cluster.spec.postgres.synchronous, self.candidates)
+        put = {self.leader_key("failover"): named} if named else None
         try:
-            released = self._etcd().delete_key_if_value(
-                self.leader_key(),
-                self.leader,
-                guard,
-                put={self.failover_key(): named} if named else None,
-            )
+            released = self._etcd().delete_key_if_value(self.leader_key(), self.leader, guard, put)
         except OperatorError as exc:
             return f"but releasing the key failed: {exc}"
         if released:
             return RELEASED
         return "leader key not released (taken over, or this operator's lease ended)"
 
-    def leader_key(self) -> str:
-        return f"{self._scope()}/leader"
-
-    def failover_key(self) -> str:
-        """Patroni's manual failover request (it deletes it once a member took the key)."""
-        return f"{self._scope()}/failover"
-
-    def _scope(self) -> str:
+    def leader_key(self, key: str = "leader") -> str:
+        """Patroni's `key` of this cluster in etcd: its leader key, or "failover" (a manual
+        failover request, which Patroni deletes once a member took the leader key)."""
         spec = self.desired.cluster.spec
-        return f"{spec.patroni.namespace.rstrip('/')}/{self.desired.cluster.name}"
+        return f"{spec.patroni.namespace.rstrip('/')}/{self.desired.cluster.name}/{key}"
 
     def _leader_key(self) -> tuple[str | None, bool]:
         """(holder, quorum): a successful read of the key proves a quorum answered."""
@@ -391,7 +377,7 @@ class Fencer:
     def _etcd_endpoints(self) -> FirstAnswering:
         urls = tuple(self.desired.topology.etcd_client_urls)
         if self._etcd_client is None or self._etcd_client.urls != urls:
-            self._etcd_client = FirstAnswering(self.clients, urls, timeout=ETCD_TIMEOUT)
+            self._etcd_client = FirstAnswering(self.clients, urls)
         return self._etcd_client
 
     def _patroni(self, node: str) -> PatroniApi:
