@@ -24,7 +24,9 @@ from tests.lab.test_nspawn_lab import CLI, MANIFEST, REPO, Lab, lab_for, pytestm
 NAME = "fencelab"
 NETWORK = "10.231.79."
 APPLY_TIMEOUT = 600
-PARTITION_GAP_LIMIT = 5.0  # seconds; the lease alone took 25 s (docs/drill.md)
+# A generous bound, not a speed goal (bench/failover.py --partition measures that): well
+# under the 25 s the lease alone took (docs/drill.md), so the fence, not the lease, ended it.
+PARTITION_GAP_LIMIT = 15.0
 
 
 def fencing_manifest(folder: Path) -> Path:
