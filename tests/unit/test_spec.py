@@ -664,9 +664,10 @@ def test_shipped_manifests_validate() -> None:
         "postgres",
         "postgres-ha",
         "prod",
+        "seed",
     ]
     assert all(isinstance(item, LoadedCluster) for item in loaded)
-    for name in ("demo", "nspawn", "ssh.example", "vagrant", "vagrant-ha"):
+    for name in ("demo", "nspawn", "ssh.example", "vagrant", "vagrant-ha", "vagrant-lab"):
         assert len(load([MANIFESTS / f"{name}.yaml"])) == 1
 
 

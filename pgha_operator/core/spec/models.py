@@ -85,9 +85,11 @@ class VagrantProviderSpec(Model):
     network: IPv4Network = IPv4Network("192.168.50.0/24")
     box: str = "generic/debian12"
     box_version: str = "4.3.12"
-    vm_provider: Literal["virtualbox", "libvirt"] = "virtualbox"
+    vm_provider: Literal["virtualbox", "libvirt", "docker"] = "virtualbox"
     memory: Annotated[int, Strict(), Field(ge=512)] = 1024
     cpus: Annotated[int, Strict(), Field(ge=1)] = 1
+    # vmProvider docker: its box is imported from the nspawn provider's cached rootfs.
+    rootfs_cache: str = "/var/cache/pgha-operator/rootfs"
 
 
 class SshProviderSpec(Model):

@@ -21,7 +21,6 @@ import shlex
 import shutil
 import subprocess
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
@@ -35,6 +34,7 @@ from pgha_operator.core.render import TEMPLATES_DIR, Binaries
 from pgha_operator.core.spec import Cluster, VagrantProviderSpec
 from pgha_operator.core.topology import Layout, Machine, Topology
 from pgha_operator.shell.hosts.ssh import SshHost, SshTarget, SshUnreachable
+from pgha_operator.shell.providers import vagrant_docker as vd
 from pgha_operator.shell.providers.base import (
     Fencing,
     MachineStates,
@@ -42,7 +42,17 @@ from pgha_operator.shell.providers.base import (
     booted_machine_state,
 )
 from pgha_operator.shell.providers.packages import prepare_machine
-from pgha_operator.shell.providers.sshkeys import generate_host_key, pin_host_key, unpin_host_key
+from pgha_operator.shell.providers.sshkeys import (
+    ensure_client_key,
+    generate_host_key,
+    pin_host_key,
+    unpin_host_key,
+)
+from pgha_operator.shell.providers.vagrant_output import (  # noqa: F401 (re-exported)
+    SshConfig,
+    parse_ssh_config,
+    parse_status,
+)
 
 log = structlog.get_logger("pgha-operator")
 
@@ -51,60 +61,6 @@ WORK_DIR = "vagrant-work"  # under the cluster's state dir: machines.json, Vagra
 UP_TIMEOUT = 1800.0  # the first `vagrant up` downloads the box
 CMD_TIMEOUT = 300.0
 SSH_WAIT = 120.0
-
-
-@dataclass(frozen=True)
-class SshConfig:
-    host: str
-    hostname: str
-    user: str
-    port: int
-    identity_file: str
-
-
-def parse_ssh_config(text: str) -> dict[str, SshConfig]:
-    """`vagrant ssh-config [NAME]` output -> per Host block; only what the operator needs.
-    Vagrant quotes paths with spaces ("IdentityFile "/a b/private_key"")."""
-    blocks: dict[str, dict[str, str]] = {}
-    current: dict[str, str] | None = None
-    for raw in text.splitlines():
-        line = raw.strip()
-        if not line or line.startswith("#"):
-            continue
-        key, _, value = line.partition(" ")
-        key = key.lower()
-        value = value.strip()
-        if len(value) >= 2 and value[0] == value[-1] == '"':
-            value = value[1:-1]
-        if key == "host":
-            current = blocks.setdefault(value, {})
-            continue
-        if current is not None and key not in current:  # the first IdentityFile wins
-            current[key] = value
-    out = {}
-    for host, fields in blocks.items():
-        missing = [k for k in ("hostname", "user", "port", "identityfile") if k not in fields]
-        if missing:
-            raise ValueError(f"ssh-config for {host} lacks {', '.join(missing)}")
-        out[host] = SshConfig(
-            host=host,
-            hostname=fields["hostname"],
-            user=fields["user"],
-            port=int(fields["port"]),
-            identity_file=fields["identityfile"],
-        )
-    return out
-
-
-def parse_status(text: str) -> dict[str, str]:
-    """`vagrant status --machine-readable` -> machine name -> state ("running",
-    "poweroff", "not_created", ...). Lines: timestamp,target,type,data..."""
-    states = {}
-    for line in text.splitlines():
-        parts = line.split(",")
-        if len(parts) >= 4 and parts[2] == "state" and parts[1]:
-            states[parts[1]] = parts[3]
-    return states
 
 
 class VagrantProvider(ProviderBase, Fencing, MachineStates):
@@ -135,6 +91,10 @@ class VagrantProvider(ProviderBase, Fencing, MachineStates):
         self.machines_file = self.work_dir / "machines.json"
         self.known_hosts = state_dir / "known_hosts"
         self.vm_dir = state_dir / "vagrant"
+        # vmProvider docker: the operator's own key, the cluster's internal network.
+        self.docker = spec.vm_provider == "docker"
+        self.key_file = state_dir / "ssh" / "id_ed25519"
+        self.docker_network = f"pgha-{cluster.name}"
         self._hosts: dict[str, SshHost] = {}
 
     # --- vagrant ------------------------------------------------------------------------------
@@ -191,6 +151,8 @@ class VagrantProvider(ProviderBase, Fencing, MachineStates):
         if not (self.project_dir / "Vagrantfile").exists():
             raise PermanentError(f"no Vagrantfile in {self.project_dir}")
         self.state_dir.mkdir(parents=True, exist_ok=True)
+        if self.docker:
+            vd.preflight()
 
     # --- the machine list ---------------------------------------------------------------------
 
@@ -225,7 +187,7 @@ class VagrantProvider(ProviderBase, Fencing, MachineStates):
                     "host_key": str(self._host_key(name)),
                 }
             )
-        return {
+        listing: dict[str, object] = {
             "cluster": self.cluster.name,
             "box": self.spec.box,
             "box_version": self.spec.box_version,
@@ -234,6 +196,14 @@ class VagrantProvider(ProviderBase, Fencing, MachineStates):
             "cpus": self.spec.cpus,
             "machines": machines,
         }
+        if self.docker:
+            listing |= {
+                "image": vd.image_tag(),
+                "docker_network": self.docker_network,
+                "docker_run_args": list(vd.RUN_ARGS),
+                "client_key": str(self.key_file),
+            }
+        return listing
 
     def write_machine_list(self) -> Path:
         self.machines_file.parent.mkdir(parents=True, exist_ok=True)
@@ -267,6 +237,8 @@ class VagrantProvider(ProviderBase, Fencing, MachineStates):
         key = self._host_key(machine.name)
         if not key.exists():
             generate_host_key(key, comment=machine.name)
+        if self.docker:
+            self._docker_prerequisites()
         self.write_machine_list()
         log.info("vagrant up", machine=machine.name, provider=self.spec.vm_provider)
         self.vagrant(
@@ -278,15 +250,30 @@ class VagrantProvider(ProviderBase, Fencing, MachineStates):
         (self.vm_dir / machine.name / "created").write_text(
             json.dumps({"address": machine.address}) + "\n"
         )
-        config = self._refresh_ssh_config(machine.name)
-        pin_host_key(
-            self.known_hosts, config.hostname, key.with_suffix(".pub").read_text(), config.port
-        )
-        host = self.host(machine.name)
-        _wait_for(host, SSH_WAIT)
+        if self.docker:  # no Vagrant SSH: the manifest's address, the operator's key
+            pin_host_key(self.known_hosts, machine.address, key.with_suffix(".pub").read_text())
+            self._hosts.pop(machine.name, None)
+            host = self.host(machine.name)
+            _wait_for(host, SSH_WAIT)
+            host.run(["systemctl", "is-system-running", "--wait"], check=False, timeout=SSH_WAIT)
+        else:
+            config = self._refresh_ssh_config(machine.name)
+            pin_host_key(
+                self.known_hosts, config.hostname, key.with_suffix(".pub").read_text(), config.port
+            )
+            host = self.host(machine.name)
+            _wait_for(host, SSH_WAIT)
         prepare_machine(
             host, machine, self.layout(machine.name), "postgres", self.binaries.patroni_source
         )
+
+    def _docker_prerequisites(self) -> None:
+        """The box (imported once), the cluster's internal network, the operator's key."""
+        vd.ensure_image(self.spec.rootfs_cache, self.state_dir / "rootfs-build.log")
+        taken = [m.address for m in self.topology.machines]
+        network = self.spec.network
+        vd.ensure_network(self.docker_network, network, vd.gateway(network, taken))
+        ensure_client_key(self.key_file)
 
     def _refresh_ssh_config(self, name: str) -> SshConfig:
         vm = self.vm_name(name)
@@ -305,6 +292,18 @@ class VagrantProvider(ProviderBase, Fencing, MachineStates):
         return self._refresh_ssh_config(name)
 
     def host(self, name: str) -> SshHost:
+        if name not in self._hosts and self.docker:
+            self._hosts[name] = SshHost(
+                SshTarget(
+                    name=name,
+                    address=self._address(name),
+                    user="root",
+                    key_file=str(self.key_file),
+                    known_hosts=str(self.known_hosts),
+                    connect_timeout=5.0,
+                ),
+                cluster=self.cluster.name,
+            )
         if name not in self._hosts:
             config = self._ssh_config(name)
             self._hosts[name] = SshHost(
@@ -326,7 +325,7 @@ class VagrantProvider(ProviderBase, Fencing, MachineStates):
         vm_name = self.vm_name(name)
         res = self.vagrant("status", vm_name, "--machine-readable", check=False)
         vm = parse_status(res.stdout).get(vm_name)
-        if vm in ("poweroff", "aborted", "not_created", "shutoff"):
+        if vm in ("poweroff", "aborted", "not_created", "shutoff", "stopped"):
             return MachineState.DEAD
         if vm in ("paused", "saved", "suspended"):
             return MachineState.FROZEN
@@ -346,8 +345,21 @@ class VagrantProvider(ProviderBase, Fencing, MachineStates):
         if ssh.exists():
             config = SshConfig(**json.loads(ssh.read_text()))
             unpin_host_key(self.known_hosts, config.hostname, config.port)
+        if self.docker:
+            unpin_host_key(self.known_hosts, self._address(name))
         shutil.rmtree(self.vm_dir / name, ignore_errors=True)
         self.write_machine_list()
+        if self.docker and not self.created():
+            # The last machine: nothing of the cluster stays in Docker (the box goes too
+            # unless another cluster's container still uses it).
+            vd.remove_network(self.docker_network)
+            vd.remove_image_if_unused(vd.image_tag())
+
+    def _address(self, name: str) -> str:
+        created = self.vm_dir / name / "created"
+        if created.exists():
+            return str(json.loads(created.read_text())["address"])
+        return self.topology.address(name)
 
     def _drop(self, name: str) -> None:
         h = self._hosts.pop(name, None)
