@@ -38,7 +38,12 @@ case "${1:-}" in
       kill -TERM "$pid"
       for _ in $(seq 1 150); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
     fi
-    if [ "$1" = purge ]; then rm -rf "$DATA"; fi
+    if [ "$1" = purge ]; then
+      # Mounts dockerd left under its data (a container it could not stop) go first, so
+      # rm never reaches through them.
+      grep -F " $DATA/" /proc/mounts | awk '{print $2}' | sort -r | xargs -r -n1 umount -l
+      rm -rf "$DATA"
+    fi
     ;;
   *)
     echo "usage: $0 start|stop|purge" >&2

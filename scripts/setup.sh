@@ -9,8 +9,10 @@ cd "$(dirname "$0")/.."
 # for clusters with spec.patroni.source: debian.
 # chromium + chromium-driver: the status page's browser test (Selenium uses /usr/bin/chromedriver).
 # keepalived: the virtual IP in front of two or more HAProxy machines (spec.loadBalancer.vip).
+# docker.io: Vagrant's docker provider for manifests/vagrant-lab.yaml (the lab starts its own
+# dockerd: scripts/lab-dockerd.sh; none runs on its own).
 # prometheus: its promtool checks and unit-tests docs/alerts.yml (tests/unit/test_alerts.py).
-DEB_PACKAGES=(postgresql-15 pgbouncer etcd-server etcd-client haproxy keepalived iptables iproute2 python3-venv debootstrap systemd-container openssh-client openssh-server sudo vagrant patroni python3-etcd python3-idna pgbackrest chromium chromium-driver prometheus)
+DEB_PACKAGES=(postgresql-15 pgbouncer etcd-server etcd-client haproxy keepalived iptables iproute2 python3-venv debootstrap systemd-container openssh-client openssh-server sudo vagrant docker.io patroni python3-etcd python3-idna pgbackrest chromium chromium-driver prometheus)
 PATRONI_VENV=${PGHA_PATRONI_VENV:-/opt/pgha-operator/patroni}
 PATRONI_REQ=("patroni[etcd3]>=4.1,<4.2" "psycopg[binary]>=3.1")
 
