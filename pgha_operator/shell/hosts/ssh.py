@@ -157,7 +157,10 @@ class SshHost:
                 out.append(chan.recv(65536))
             while chan.recv_stderr_ready():
                 err.append(chan.recv_stderr(65536))
-            if chan.exit_status_ready() and not chan.recv_ready() and not chan.recv_stderr_ready():
+            # OpenSSH may send the exit status before the last output: done only once the
+            # server has also closed its output (EOF), or the channel is gone.
+            drained = not chan.recv_ready() and not chan.recv_stderr_ready()
+            if chan.exit_status_ready() and (chan.eof_received or chan.closed) and drained:
                 break
             if chan.closed and not chan.exit_status_ready():
                 raise HostError(f"{self.name}: connection lost while running {command!r}")
