@@ -209,3 +209,21 @@ def test_destroying_one_clusters_node1_never_names_the_others(
     assert [m.name for m in beta.machines()] == ["node1"]
     *_, (dot, _, status) = calls(tmp_path)
     assert status == "status --machine-readable" and dot.startswith(str(beta.state_dir))
+
+
+def test_a_failed_vagrant_status_is_no_answer_not_machines_down(
+    two: tuple[VagrantProvider, ...], tmp_path: Path
+) -> None:
+    """Seen in a drill on the docker lab: `vagrant status` failed ("machine is locked" by a
+    concurrent vagrant call) and every machine read as down, so the operator ran `vagrant up`
+    on running machines."""
+    from pgha_operator.core.errors import TemporaryError
+
+    alpha, _ = two
+    marker = alpha.vm_dir / "node1" / "created"
+    marker.parent.mkdir(parents=True)
+    marker.write_text('{"address": "192.168.50.11"}\n')
+    failing = tmp_path / "bin" / "vagrant"
+    failing.write_text("#!/bin/sh\necho 'the machine is locked' >&2\nexit 1\n")
+    with pytest.raises(TemporaryError, match="locked"):
+        alpha.machines()

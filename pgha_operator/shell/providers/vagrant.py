@@ -27,7 +27,7 @@ from typing import Literal
 import structlog
 
 from pgha_operator.core import topology
-from pgha_operator.core.errors import PermanentError
+from pgha_operator.core.errors import PermanentError, TemporaryError
 from pgha_operator.core.facts.observed import MachineFact
 from pgha_operator.core.facts.types import MachineState
 from pgha_operator.core.render import TEMPLATES_DIR, Binaries
@@ -61,6 +61,7 @@ WORK_DIR = "vagrant-work"  # under the cluster's state dir: machines.json, Vagra
 UP_TIMEOUT = 1800.0  # the first `vagrant up` downloads the box
 CMD_TIMEOUT = 300.0
 SSH_WAIT = 120.0
+STATUS_TRIES = 3
 
 
 class VagrantProvider(ProviderBase, Fencing, MachineStates):
@@ -224,7 +225,18 @@ class VagrantProvider(ProviderBase, Fencing, MachineStates):
         if not created:
             return []  # nothing made yet: no need to ask vagrant (slow, and maybe absent)
         self.write_machine_list()
-        states = parse_status(self.vagrant("status", "--machine-readable", check=False).stdout)
+        for _ in range(STATUS_TRIES):  # another vagrant call may hold a machine's lock
+            res = self.vagrant("status", "--machine-readable", check=False)
+            if res.returncode == 0:
+                break
+            time.sleep(1.0)
+        if res.returncode != 0:
+            # e.g. "the machine is locked" by another vagrant call: no answer is not "down"
+            # (reading it so would create running machines again).
+            raise TemporaryError(
+                "vagrant status failed: " + "\n".join(res.stderr.strip().splitlines()[-3:])
+            )
+        states = parse_status(res.stdout)
         facts = []
         for name in created:
             meta = json.loads((self.vm_dir / name / "created").read_text())
