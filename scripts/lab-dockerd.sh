@@ -5,7 +5,7 @@
 # iptables rules, no IP forwarding, no masquerading; its data stays under /var/lib/pgha-lab.
 #   eval "$(scripts/lab-dockerd.sh start)"   # prints export DOCKER_HOST=...
 #   scripts/lab-dockerd.sh stop              # stops dockerd (and its containerd)
-#   scripts/lab-dockerd.sh purge             # stop, then delete its data (images too)
+#   scripts/lab-dockerd.sh purge             # stop, then delete its data (images too) and run dir
 set -euo pipefail
 RUN=${PGHA_LAB_RUN:-/run/pgha-lab}
 DATA=${PGHA_LAB_DATA:-/var/lib/pgha-lab/docker}
@@ -41,8 +41,9 @@ case "${1:-}" in
     if [ "$1" = purge ]; then
       # Mounts dockerd left under its data (a container it could not stop) go first, so
       # rm never reaches through them.
-      grep -F " $DATA/" /proc/mounts | awk '{print $2}' | sort -r | xargs -r -n1 umount -l
-      rm -rf "$DATA"
+      { grep -F " $DATA/" /proc/mounts || true; } | awk '{print $2}' | sort -r |
+        xargs -r -n1 umount -l
+      rm -rf "$DATA" "$RUN"
     fi
     ;;
   *)
