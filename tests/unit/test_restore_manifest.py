@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import shlex
 import shutil
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -15,7 +16,7 @@ import yaml
 from pgha_operator.core import topology
 from pgha_operator.core.backup_actions import CreateStanza
 from pgha_operator.core.desired import PLACEHOLDER_SECRETS, build_desired
-from pgha_operator.core.facts.backup import BackupFacts, parse_backup_info
+from pgha_operator.core.facts.backup import BackupFacts, BackupInfoFile, parse_backup_info
 from pgha_operator.core.plan import Desired, plan
 from pgha_operator.core.render import Binaries
 from pgha_operator.core.render.pgbackrest import backup_paths
@@ -223,26 +224,24 @@ def test_the_clone_creates_its_own_stanza_never_the_sources() -> None:
 # --- the source, checked before the cluster is made -----------------------------------------
 
 
-def source_info() -> object:
+def source_info() -> BackupInfoFile:
     return parse_backup_info((FIXTURES / "pgbackrest_backup.info").read_text())
 
 
 def test_the_source_must_hold_a_backup_ending_before_the_target() -> None:
     info = source_info()
-    first_stop = info.backups[0].stop  # type: ignore[attr-defined]
+    first_stop = info.backups[0].stop
     after = datetime.fromtimestamp(first_stop + 60, UTC).isoformat()
     ok = load(f"source: src, targetTime: '{after}'").spec.bootstrap.recovery
-    assert ok is not None and source_reason(ok, info) is None  # type: ignore[arg-type]
+    assert ok is not None and source_reason(ok, info) is None
     before = datetime.fromtimestamp(first_stop - 60, UTC).isoformat()
     early = load(f"source: src, targetTime: '{before}'").spec.bootstrap.recovery
     assert early is not None
-    assert "no backup of stanza src ends before targetTime" in (
-        source_reason(early, info) or ""  # type: ignore[arg-type]
-    )
+    assert "no backup of stanza src ends before targetTime" in (source_reason(early, info) or "")
     latest = load("source: src, latest: true").spec.bootstrap.recovery
     assert latest is not None
     assert "unknown source 'src'" in (source_reason(latest, None) or "")
-    empty = replace(info, backups=())  # type: ignore[type-var]
+    empty = replace(info, backups=())
     assert "has no backup yet" in (source_reason(latest, empty) or "")
 
 
