@@ -24,7 +24,7 @@ import posixpath
 import shlex
 from typing import Any
 
-from pgha_operator.core.render.context import SUPERUSER, DesiredFile, RenderContext
+from pgha_operator.core.render.context import SUPERUSER, DesiredFile, RenderContext, Secrets
 from pgha_operator.core.render.pgbackrest import PGBACKREST, backup_paths
 from pgha_operator.core.rotation import LOGINS, ROLE_FIELD, declared_login
 from pgha_operator.core.spec.recovery import (
@@ -146,10 +146,9 @@ def role_password_statement(role: str, password: str) -> str:
     )
 
 
-def role_passwords(ctx: RenderContext) -> list[tuple[str, str]]:
+def role_passwords(secrets: Secrets) -> list[tuple[str, str]]:
     """(role, password) of every database login whose password this cluster generated:
     the operator's (core/rotation.py's LOGINS) and the declared login roles."""
-    secrets = ctx.secrets
     declared = [declared_login(name) for name, _ in secrets.roles]
     pairs = []
     for login in (*LOGINS, *declared):
@@ -164,13 +163,13 @@ def role_passwords(ctx: RenderContext) -> list[tuple[str, str]]:
     return pairs
 
 
-def roles_sql(ctx: RenderContext) -> str:
+def roles_sql(cluster: str, secrets: Secrets) -> str:
     """The restored roles given this cluster's passwords; never logged (log_statement off
-    for the session), the superuser's last (the others are set over its login)."""
-    pairs = sorted(role_passwords(ctx), key=lambda pair: pair[0] == SUPERUSER)
+    for the session), the superuser's last (the others are set over its login). Also run
+    after an in-place restore (shell/restore.py)."""
+    pairs = sorted(role_passwords(secrets), key=lambda pair: pair[0] == SUPERUSER)
     lines = [
-        f"-- cluster {ctx.topology.cluster}: its passwords on the restored roles; "
-        "written by pgha-operator.",
+        f"-- cluster {cluster}: its passwords on the restored roles; written by pgha-operator.",
         "SET log_statement = 'none';",
         "SET log_min_duration_statement = -1;",
         *(role_password_statement(role, password) for role, password in pairs),
@@ -195,7 +194,7 @@ def restore_files(ctx: RenderContext, machine: str) -> list[DesiredFile]:
         DesiredFile(
             machine=machine,
             path=roles_sql_path(ctx, machine),
-            content=roles_sql(ctx),
+            content=roles_sql(ctx.topology.cluster, ctx.secrets),
             mode=ROLES_SQL_MODE,
             owner=ctx.service_user,
             service=None,

@@ -1,0 +1,240 @@
+"""In-place point-in-time restore (`pgha-operator restore --to-time T --yes`): runs the
+steps of core/plan/restore.py on the cluster's machines, under the operator's lock and
+lease (taken by the command, held throughout), so no running operator repairs the cluster
+mid-restore.
+
+The replay to T runs in a private PostgreSQL of the primary's node: no TCP address, a
+socket in a directory only PostgreSQL's user reaches (trust there), hot_standby off (so
+`pg_ctl -w` returns once it is promoted), archiving into the cluster's own stanza (the new
+timeline's history file reaches the repository before any replica needs it). Patroni is
+never running meanwhile: it would promote a node in recovery as soon as it led, before T.
+"""
+
+from __future__ import annotations
+
+import posixpath
+import shlex
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from pgha_operator.core.errors import OperatorError
+from pgha_operator.core.plan.restore import RestorePlan, RestoreStep
+from pgha_operator.core.render.context import SUPERUSER, Secrets
+from pgha_operator.core.render.pgbackrest import PGBACKREST, backup_paths
+from pgha_operator.core.render.restore import roles_sql
+from pgha_operator.core.topology import Layout
+from pgha_operator.shell.backups import run_backup
+from pgha_operator.shell.hosts.base import Host
+
+if TYPE_CHECKING:
+    from pgha_operator.shell.controller import Controller
+
+REPLAY_TIMEOUT = 3600  # seconds pg_ctl waits for the replay to reach T and promote
+PRIMARY_TIMEOUT = 180.0
+CONVERGE_TIMEOUT = 600.0
+PRIVATE_DIR = "pgha-restore"  # beside the data directory, PostgreSQL's user's only
+
+
+def patroni_prefix(namespace: str, cluster: str) -> str:
+    """Patroni's keys of one cluster in etcd (namespace + scope), with the trailing '/' that
+    keeps `demo` from matching `demo2`."""
+    return f"{namespace.rstrip('/')}/{cluster}/"
+
+
+def restore_in_place(
+    ctl: Controller, plan: RestorePlan, say: Callable[[str], None] = print
+) -> None:
+    """Every step of `plan`, in order; the caller holds the operator's lock and lease."""
+    secrets = ctl.secrets()
+    for step in plan.steps:
+        say(f"-> {step.describe}")
+        _run_step(ctl, plan, step, secrets)
+
+
+def _run_step(ctl: Controller, plan: RestorePlan, step: RestoreStep, secrets: Secrets) -> None:
+    match step.kind:
+        case "stop":
+            for machine in step.machines:
+                _stop_patroni(ctl, machine)
+        case "clear-dcs":
+            prefix = patroni_prefix(ctl.cluster.spec.patroni.namespace, ctl.cluster.name)
+            ctl.clients.etcd(ctl.topology.etcd_client_urls).delete_prefix(prefix)
+        case "restore":
+            replay_to_target(ctl, plan, secrets)
+        case "start-primary":
+            ctl.provider.host(plan.primary).service("patroni").start()
+            _wait_for_primary(ctl, plan.primary)
+        case "backup":
+            run_backup(ctl, "full", plan.primary, None, "restore")
+        case "wipe":
+            for machine in step.machines:
+                data = ctl.layouts[machine].pg_data
+                host = ctl.provider.host(machine)
+                host.run(["find", data, "-mindepth", "1", "-delete"], user=ctl.user, timeout=600)
+        case "converge":
+            report = ctl.apply(CONVERGE_TIMEOUT)
+            if not report.converged:
+                raise OperatorError(
+                    f"the restored cluster did not converge ({report.phase}): {report.decision}"
+                )
+
+
+def _stop_patroni(ctl: Controller, machine: str) -> None:
+    """Patroni stops PostgreSQL with it (a fast shutdown); wait until the postmaster is gone."""
+    host = ctl.provider.host(machine)
+    host.service("patroni").stop()
+    pid_file = posixpath.join(ctl.layouts[machine].pg_data, "postmaster.pid")
+    deadline = time.monotonic() + 60
+    while host.read(pid_file) is not None:
+        if time.monotonic() > deadline:
+            raise OperatorError(f"{machine}: PostgreSQL still runs 60 s after Patroni stopped")
+        time.sleep(0.2)
+
+
+def _wait_for_primary(ctl: Controller, machine: str) -> None:
+    deadline = time.monotonic() + PRIMARY_TIMEOUT
+    while time.monotonic() < deadline:
+        _, observed = ctl.observe()
+        leader = observed.patroni.leader
+        if leader is not None and leader.name == machine and leader.state == "running":
+            return
+        time.sleep(1.0)
+    raise OperatorError(f"{machine} did not become the primary within {PRIMARY_TIMEOUT:.0f} s")
+
+
+def replay_to_target(ctl: Controller, plan: RestorePlan, secrets: Secrets) -> None:
+    """pgbackrest --delta restore to T, the private replay until promoted, the roles'
+    passwords, a clean stop, the new timeline's history file archived."""
+    machine = plan.primary
+    host, layout, user = ctl.provider.host(machine), ctl.layouts[machine], ctl.user
+    private = posixpath.join(posixpath.dirname(layout.pg_data.rstrip("/")), PRIVATE_DIR)
+    port = ctl.topology.pg_port
+    host.run(["rm", "-rf", private], user=user)
+    host.run(["mkdir", "-m", "0700", private], user=user)
+    pgbackrest = _pgbackrest(ctl, layout)
+    target = plan.target.isoformat(sep=" ")
+    host.run(
+        [
+            *pgbackrest,
+            "--delta",
+            "--type=time",
+            f"--target={target}",
+            "--target-action=promote",
+            f"--set={plan.backup.label}",
+            "restore",
+        ],
+        user=user,
+        timeout=REPLAY_TIMEOUT,
+    )
+    conf = private_config(ctl, layout, private, port)
+    host.write(posixpath.join(private, "postgresql.conf"), conf.encode(), mode=0o600, owner=user)
+    host.write(
+        posixpath.join(private, "pg_hba.conf"), b"local all all trust\n", mode=0o600, owner=user
+    )
+    host.write(posixpath.join(private, "pg_ident.conf"), b"", mode=0o600, owner=user)
+    sql = roles_sql(ctl.cluster.name, secrets).encode()
+    host.write(posixpath.join(private, "roles.sql"), sql, mode=0o600, owner=user)
+    bin_dir = ctl.binaries.pg_bin_dir
+    pg_ctl = posixpath.join(bin_dir, "pg_ctl")
+    log = posixpath.join(private, "postgres.log")
+    options = f"-c config_file={shlex.quote(posixpath.join(private, 'postgresql.conf'))}"
+    started = host.run(
+        [
+            pg_ctl,
+            "-D",
+            layout.pg_data,
+            "-w",
+            "-t",
+            str(REPLAY_TIMEOUT),
+            "-l",
+            log,
+            "-o",
+            options,
+            "start",
+        ],
+        user=user,
+        timeout=REPLAY_TIMEOUT + 30,
+        check=False,
+    )
+    if not started.ok:
+        tail = (host.read(log) or b"").decode(errors="replace")[-2000:]
+        raise OperatorError(f"{machine}: the replay to {target} failed:\n{tail}")
+    try:
+        psql = posixpath.join(bin_dir, "psql")
+        host.run(
+            [
+                psql,
+                "-h",
+                private,
+                "-p",
+                str(port),
+                "-U",
+                SUPERUSER,
+                "-d",
+                "postgres",
+                "-X",
+                "-q",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-f",
+                posixpath.join(private, "roles.sql"),
+            ],
+            user=user,
+            timeout=60,
+        )
+    finally:
+        host.run([pg_ctl, "-D", layout.pg_data, "-m", "fast", "-w", "stop"], user=user, timeout=120)
+    _archive_history(host, layout, user, pgbackrest)
+    host.run(["rm", "-rf", private], user=user)
+
+
+def private_config(ctl: Controller, layout: Layout, private: str, port: int) -> str:
+    """The replay's whole configuration (the restored postgresql.conf is whichever node's
+    the backup copied): no address, its own socket and hba, archiving into the stanza."""
+    paths = backup_paths(layout)
+    push = shlex.join(
+        [PGBACKREST, f"--config={paths.config}", f"--stanza={ctl.cluster.name}", "archive-push"]
+    )
+    settings = {
+        "listen_addresses": "",
+        "port": str(port),
+        "unix_socket_directories": private,
+        "hba_file": posixpath.join(private, "pg_hba.conf"),
+        "ident_file": posixpath.join(private, "pg_ident.conf"),
+        "ssl": "off",
+        "hot_standby": "off",
+        "wal_level": "replica",
+        "wal_log_hints": "on",
+        "archive_mode": "on",
+        "archive_command": f'{push} "%p"',
+        "password_encryption": "scram-sha-256",
+    }
+    return "".join(
+        f"{name} = '{value.replace(chr(39), chr(39) * 2)}'\n" for name, value in settings.items()
+    )
+
+
+def _pgbackrest(ctl: Controller, layout: Layout) -> list[str]:
+    paths = backup_paths(layout)
+    return [
+        "env",
+        f"PGPASSFILE={paths.passfile}",
+        PGBACKREST,
+        f"--config={paths.config}",
+        f"--stanza={ctl.cluster.name}",
+    ]
+
+
+def _archive_history(host: Host, layout: Layout, user: str | None, pgbackrest: list[str]) -> None:
+    """The newest timeline's history file into the repository (archive-push accepts one it
+    has already): replicas restoring from the repository follow that timeline."""
+    pg_wal = posixpath.join(layout.pg_data, "pg_wal")
+    names = host.run(["ls", "-1", pg_wal], user=user).stdout.split()
+    histories = sorted(n for n in names if n.endswith(".history"))
+    if histories:
+        host.run(
+            [*pgbackrest, "archive-push", posixpath.join(pg_wal, histories[-1])],
+            user=user,
+            timeout=120,
+        )
