@@ -140,3 +140,29 @@ def test_a_clone_to_a_time_is_row_exact_on_its_own_stanza(source: Source) -> Non
         cli("destroy", *clone.args(), "--yes", "--delete-backups", timeout=180)
         destroy_cluster(clone.manifest, clone.state)
         shutil.rmtree(root, ignore_errors=True)
+
+
+def test_in_place_restore_to_a_time_is_row_exact_with_the_current_passwords(
+    source: Source,
+) -> None:
+    """Last in the module: it rewinds the shared source."""
+    # The app role's password changes after T: the restored pg_authid has the old one.
+    cli("rotate", "passwords", *source.args(), "--role", "app", check=True, timeout=240)
+    [(old_timeline,)] = source.superuser("SELECT timeline_id FROM pg_control_checkpoint()")
+    shown = cli("restore", *source.args(), "--to-time", source.target, check=True, timeout=60)
+    assert "is lost" in shown.stdout and "Nothing was done" in shown.stdout, shown.stdout
+    assert source.superuser("SELECT count(*) FROM t") == [(len(BEFORE) + len(AFTER),)]
+    res = cli("restore", *source.args(), "--to-time", source.target, "--yes", timeout=900)
+    assert res.returncode == 0, f"restore failed:\n{res.stdout}\n{res.stderr}"
+    ids = [row[0] for row in source.superuser("SELECT id FROM t ORDER BY id")]
+    assert ids == list(BEFORE), f"target {source.target}: {ids}"
+    [(timeline,)] = source.superuser("SELECT timeline_id FROM pg_control_checkpoint()")
+    assert timeline > old_timeline
+    assert query(superuser_dsn(source, "app"), "SELECT current_user") == [("app",)]
+    # A full backup on the new timeline; writes archived again.
+    backups = json.loads(cli("backups", *source.args(), "--json", check=True).stdout)
+    assert backups["backups"][-1]["walStart"].startswith(f"{timeline:08X}"), backups
+    source.superuser("INSERT INTO t (id) VALUES (2000)")
+    archived_up_to_now(source)
+    shown_status = json.loads(cli("status", *source.args(), "--json", timeout=60).stdout)
+    assert shown_status["phase"] == "Converged", shown_status["conditions"]
