@@ -13,6 +13,7 @@ the clone's apply to its first accepted write. The clone is destroyed with its b
 from __future__ import annotations
 
 import ipaddress
+import json
 import shutil
 import tempfile
 import threading
@@ -75,9 +76,12 @@ def clone_network(cluster: Cluster, given: str | None) -> str:
 
 
 def clone_manifest(source: Cluster, name: str, network: str, target: str) -> str:
-    """A one-node clone of `source` restored to `target`, archiving into its own stanza."""
+    """A one-node clone of `source` restored to `target`, archiving into its own stanza.
+    The source's PostgreSQL parameters: a replay with a lower max_connections (and the
+    like) than the source's pauses instead of promoting."""
     assert source.spec.backup is not None
     repository = repository_path(source.spec.backup, source.name)
+    parameters = json.dumps(dict(source.spec.postgres.parameters))
     return f"""apiVersion: pgha/v1
 kind: Cluster
 metadata: {{name: {name}}}
@@ -85,7 +89,7 @@ spec:
   provider: {{type: local, network: {network}}}
   profile: {source.spec.profile}
   etcd: {{members: 1}}
-  postgres: {{instances: 1}}
+  postgres: {{instances: 1, parameters: {parameters}}}
   loadBalancer: {{instances: 1}}
   backup: {{}}
   bootstrap:

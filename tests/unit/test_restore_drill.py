@@ -16,6 +16,7 @@ metadata: {name: demo}
 spec:
   provider: {type: local, network: 127.0.10.0/24}
   drills: allowed
+  postgres: {parameters: {max_connections: 200}}
   backup: {repository: {path: /srv/backups/demo}}
 """
 
@@ -74,3 +75,4 @@ def test_the_clone_manifest_is_valid_and_restores_the_sources_stanza() -> None:
     assert recovery is not None and recovery.source == "/srv/backups/demo"
     assert recovery.stanza == "demo" and recovery.target_time is not None
     assert clone.cluster.spec.backup is not None and clone.cluster.spec.postgres.instances == 1
+    assert clone.cluster.spec.postgres.parameters == {"max_connections": 200}
