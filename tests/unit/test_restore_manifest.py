@@ -84,6 +84,13 @@ def test_a_source_is_a_cluster_name_or_a_repository_path() -> None:
     assert recovery is not None
     assert (source_repository(recovery), source_stanza(recovery)) == ("/srv/old/repo", "shop")
     assert restore_target(recovery) == ("lsn", "0/3A000060")
+    # PostgreSQL's spelling of the zone (what `SELECT now()` prints) is taken too.
+    pg_style = load("source: src, targetTime: '2026-11-28 14:16:39.148821+00'").spec
+    assert pg_style.bootstrap.recovery is not None
+    assert restore_target(pg_style.bootstrap.recovery) == (
+        "time",
+        "2026-11-28 14:16:39.148821+00:00",
+    )
     timed = load("source: /srv/old/src, targetTime: '2026-11-28 14:00:00.25+01:00'").spec
     assert timed.bootstrap.recovery is not None
     assert source_stanza(timed.bootstrap.recovery) == "src"  # the path's last component
@@ -111,6 +118,7 @@ def test_without_recovery_the_cluster_runs_initdb() -> None:
         ("source: src", "spec.bootstrap.recovery", "none is given"),
         ("source: src, latest: false", "spec.bootstrap.recovery.latest", ""),
         ("source: src, targetTime: '2026-11-28 14:00:00'", "targetTime", "timezone"),
+        ("source: src, targetTime: 'yesterday'", "targetTime", "is not a time: write it like"),
         ("source: src, targetLsn: 3000060", "spec.bootstrap.recovery.targetLsn", ""),
         ("source: Src!, latest: true", "spec.bootstrap.recovery.source", "neither a cluster"),
         ("source: srv/b, latest: true", "spec.bootstrap.recovery.source", "neither a cluster"),

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import posixpath
 import re
+from datetime import datetime
 from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import AwareDatetime, Field, field_validator, model_validator
@@ -53,6 +54,19 @@ class RecoverySpec(Model):
                 "nor an absolute repository path"
             )
         return source
+
+    @field_validator("target_time", mode="before")
+    @classmethod
+    def _iso_time(cls, value: object) -> object:
+        """PostgreSQL's own spelling too (`now()` prints `...+00`): ISO 8601 as Python reads it."""
+        if not isinstance(value, str):
+            return value
+        try:
+            return datetime.fromisoformat(value.strip())
+        except ValueError:
+            raise ValueError(
+                f"{value!r} is not a time: write it like '2026-11-28 14:00:00+00:00'"
+            ) from None
 
     @model_validator(mode="after")
     def _one_target(self) -> RecoverySpec:
