@@ -104,6 +104,7 @@ def test_without_recovery_the_cluster_runs_initdb() -> None:
     desired = desired_of(loaded[0].cluster)
     patroni = yaml.safe_load(file_text(desired, "node1", "patroni.yml"))
     assert "method" not in patroni["bootstrap"] and "post_bootstrap" not in patroni["bootstrap"]
+    assert "use_unix_socket" not in patroni["postgresql"]
     assert not [f for f in desired.files if "restore" in f.path or "source" in f.path]
 
 
@@ -177,6 +178,10 @@ def test_patroni_restores_the_source_read_only_then_sets_this_clusters_passwords
     assert post[:2] == ["/bin/sh", "-c"] and f"-f {etc}/restore-roles.sql" in post[2]
     assert post[3] == "pgha-post-bootstrap"  # $0: Patroni's connection string becomes $1
     assert bootstrap["initdb"]  # kept: unused by the custom method
+    # Patroni's own trust access during the bootstrap is `local` (its TCP logins to the
+    # node's address come from 127.0.0.1): it logs in over the socket.
+    postgresql = yaml.safe_load(file_text(desired, "node2", "patroni.yml"))["postgresql"]
+    assert postgresql["use_unix_socket"] is True
 
 
 def test_the_source_config_reads_the_sources_repository_into_this_node() -> None:

@@ -130,6 +130,16 @@ def bootstrap_section(ctx: RenderContext, machine: str) -> dict[str, Any]:
     }
 
 
+def local_connection(ctx: RenderContext) -> dict[str, Any]:
+    """A restored cluster's Patroni logs in locally over the Unix socket. During the custom
+    bootstrap it has only the trust access it opens itself (`local`, and `host` for the
+    node's address): its TCP connections to the node's address come from 127.0.0.1 and
+    would match neither (found by the integration test). libpq uses no TLS on a socket."""
+    if ctx.cluster.spec.bootstrap.recovery is None:
+        return {}
+    return {"use_unix_socket": True}
+
+
 def _literal(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
