@@ -106,87 +106,94 @@ def _wait_for_primary(ctl: Controller, machine: str) -> None:
 def replay_to_target(ctl: Controller, plan: RestorePlan, secrets: Secrets) -> None:
     """pgbackrest --delta restore to T, the private replay until promoted, the roles'
     passwords, a clean stop, the new timeline's history file archived."""
-    machine = plan.primary
-    host, layout, user = ctl.provider.host(machine), ctl.layouts[machine], ctl.user
+    layout = ctl.layouts[plan.primary]
     private = posixpath.join(posixpath.dirname(layout.pg_data.rstrip("/")), PRIVATE_DIR)
-    port = ctl.topology.pg_port
-    host.run(["rm", "-rf", private], user=user)
-    host.run(["mkdir", "-m", "0700", private], user=user)
-    pgbackrest = _pgbackrest(ctl, layout)
-    target = plan.target.isoformat(sep=" ")
-    host.run(
-        [
-            *pgbackrest,
-            "--delta",
-            "--type=time",
-            f"--target={target}",
-            "--target-action=promote",
-            f"--set={plan.backup.label}",
-            "restore",
-        ],
-        user=user,
-        timeout=REPLAY_TIMEOUT,
-    )
-    conf = private_config(ctl, layout, private, port)
-    host.write(posixpath.join(private, "postgresql.conf"), conf.encode(), mode=0o600, owner=user)
-    host.write(
-        posixpath.join(private, "pg_hba.conf"), b"local all all trust\n", mode=0o600, owner=user
-    )
-    host.write(posixpath.join(private, "pg_ident.conf"), b"", mode=0o600, owner=user)
-    sql = roles_sql(ctl.cluster.name, secrets).encode()
-    host.write(posixpath.join(private, "roles.sql"), sql, mode=0o600, owner=user)
-    bin_dir = ctl.binaries.pg_bin_dir
-    pg_ctl = posixpath.join(bin_dir, "pg_ctl")
-    log = posixpath.join(private, "postgres.log")
-    options = f"-c config_file={shlex.quote(posixpath.join(private, 'postgresql.conf'))}"
-    started = host.run(
-        [
-            pg_ctl,
-            "-D",
-            layout.pg_data,
-            "-w",
-            "-t",
-            str(REPLAY_TIMEOUT),
-            "-l",
-            log,
-            "-o",
-            options,
-            "start",
-        ],
-        user=user,
-        timeout=REPLAY_TIMEOUT + 30,
-        check=False,
-    )
-    if not started.ok:
-        tail = (host.read(log) or b"").decode(errors="replace")[-2000:]
-        raise OperatorError(f"{machine}: the replay to {target} failed:\n{tail}")
+    replay = _Replay(ctl.provider.host(plan.primary), layout, ctl.user, private, ctl)
+    replay.prepare(plan, secrets)
+    replay.start()
     try:
-        psql = posixpath.join(bin_dir, "psql")
+        replay.wait_promoted(plan.target.isoformat(sep=" "))
+        replay.psql("-f", posixpath.join(private, "roles.sql"))
+    finally:
+        replay.pg_ctl("-m", "fast", "-w", "stop")
+    _archive_history(replay.host, layout, ctl.user, _pgbackrest(ctl, layout))
+    replay.host.run(["rm", "-rf", private], user=ctl.user)
+
+
+class _Replay:
+    """The private PostgreSQL of the restored node (shell/restore.py's docstring)."""
+
+    def __init__(
+        self, host: Host, layout: Layout, user: str | None, private: str, ctl: Controller
+    ) -> None:
+        self.host, self.layout, self.user, self.private, self.ctl = host, layout, user, private, ctl
+        self.bin_dir = ctl.binaries.pg_bin_dir
+        self.port = ctl.topology.pg_port
+        self.log = posixpath.join(private, "postgres.log")
+
+    def prepare(self, plan: RestorePlan, secrets: Secrets) -> None:
+        host, user, private = self.host, self.user, self.private
+        host.run(["rm", "-rf", private], user=user)
+        host.run(["mkdir", "-m", "0700", private], user=user)
         host.run(
             [
-                psql,
-                "-h",
-                private,
-                "-p",
-                str(port),
-                "-U",
-                SUPERUSER,
-                "-d",
-                "postgres",
-                "-X",
-                "-q",
-                "-v",
-                "ON_ERROR_STOP=1",
-                "-f",
-                posixpath.join(private, "roles.sql"),
+                *_pgbackrest(self.ctl, self.layout),
+                "--delta",
+                "--type=time",
+                f"--target={plan.target.isoformat(sep=' ')}",
+                "--target-action=promote",
+                f"--set={plan.backup.label}",
+                "restore",
             ],
             user=user,
-            timeout=60,
+            timeout=REPLAY_TIMEOUT,
         )
-    finally:
-        host.run([pg_ctl, "-D", layout.pg_data, "-m", "fast", "-w", "stop"], user=user, timeout=120)
-    _archive_history(host, layout, user, pgbackrest)
-    host.run(["rm", "-rf", private], user=user)
+        files = {
+            "postgresql.conf": private_config(self.ctl, self.layout, private, self.port),
+            "pg_hba.conf": "local all all trust\n",
+            "pg_ident.conf": "",
+            "roles.sql": roles_sql(self.ctl.cluster.name, secrets),
+        }
+        for name, text in files.items():
+            host.write(posixpath.join(private, name), text.encode(), mode=0o600, owner=user)
+
+    def pg_ctl(self, *args: str, check: bool = True) -> bool:
+        argv = [posixpath.join(self.bin_dir, "pg_ctl"), "-D", self.layout.pg_data, *args]
+        return self.host.run(argv, user=self.user, timeout=120, check=check).ok
+
+    def start(self) -> None:
+        config = shlex.quote(posixpath.join(self.private, "postgresql.conf"))
+        # -W: no wait here (pg_ctl gives up after 60 s); wait_promoted waits for the replay.
+        if not self.pg_ctl(
+            "-W", "-l", self.log, "-o", f"-c config_file={config}", "start", check=False
+        ):
+            raise OperatorError(f"{self.host.name}: the replay did not start:\n{self.log_tail()}")
+
+    def psql(self, *args: str, check: bool = True) -> str:
+        argv = [
+            posixpath.join(self.bin_dir, "psql"),
+            *("-h", self.private, "-p", str(self.port), "-U", SUPERUSER, "-d", "postgres"),
+            *("-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", *args),
+        ]
+        result = self.host.run(argv, user=self.user, timeout=60, check=check)
+        return result.stdout.strip() if result.ok else ""
+
+    def wait_promoted(self, target: str) -> None:
+        """Until the replay reached T and promoted (hot_standby off: no connection before);
+        a postmaster that died (T beyond the archive, a missing segment) fails at once."""
+        deadline = time.monotonic() + REPLAY_TIMEOUT
+        while time.monotonic() < deadline:
+            if self.psql("-c", "SELECT pg_is_in_recovery()", check=False) == "f":
+                return
+            if not self.pg_ctl("status", check=False):
+                break
+            time.sleep(0.5)
+        raise OperatorError(
+            f"{self.host.name}: the replay to {target} did not end promoted:\n{self.log_tail()}"
+        )
+
+    def log_tail(self) -> str:
+        return (self.host.read(self.log) or b"").decode(errors="replace")[-2000:]
 
 
 def private_config(ctl: Controller, layout: Layout, private: str, port: int) -> str:
