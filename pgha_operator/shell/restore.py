@@ -33,6 +33,7 @@ if TYPE_CHECKING:
 REPLAY_TIMEOUT = 3600  # seconds pg_ctl waits for the replay to reach T and promote
 PRIMARY_TIMEOUT = 180.0
 CONVERGE_TIMEOUT = 600.0
+START_TIMEOUT = 30.0  # seconds for the private replay's postmaster to write its pid file
 PRIVATE_DIR = "pgha-restore"  # beside the data directory, PostgreSQL's user's only
 
 
@@ -115,7 +116,8 @@ def replay_to_target(ctl: Controller, plan: RestorePlan, secrets: Secrets) -> No
         replay.wait_promoted(plan.target.isoformat(sep=" "))
         replay.psql("-f", posixpath.join(private, "roles.sql"))
     finally:
-        replay.pg_ctl("-m", "fast", "-w", "stop")
+        # check=False: a replay that died already must not hide why behind pg_ctl's own error
+        replay.pg_ctl("-m", "fast", "-w", "stop", check=False)
     _archive_history(replay.host, layout, ctl.user, _pgbackrest(ctl, layout))
     replay.host.run(["rm", "-rf", private], user=ctl.user)
 
@@ -168,6 +170,17 @@ class _Replay:
             "-W", "-l", self.log, "-o", f"-c config_file={config}", "start", check=False
         ):
             raise OperatorError(f"{self.host.name}: the replay did not start:\n{self.log_tail()}")
+        # pg_ctl -W returns before the postmaster wrote its pid file: until it has, `pg_ctl
+        # status` says "no server running" (a replay taken for dead; found by the test).
+        pid_file = posixpath.join(self.layout.pg_data, "postmaster.pid")
+        deadline = time.monotonic() + START_TIMEOUT
+        while self.host.read(pid_file) is None:
+            if time.monotonic() > deadline:
+                raise OperatorError(
+                    f"{self.host.name}: the replay did not start within {START_TIMEOUT:.0f} s:\n"
+                    f"{self.log_tail()}"
+                )
+            time.sleep(0.1)
 
     def psql(self, *args: str, check: bool = True) -> str:
         argv = [
