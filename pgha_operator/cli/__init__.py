@@ -13,7 +13,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from pgha_operator import __version__
-from pgha_operator.cli import backup, connect, day2, logs, operate, preview
+from pgha_operator.cli import backup, connect, day2, logs, operate, preview, restore
 from pgha_operator.cli.args import add_manifest_arguments
 from pgha_operator.cli.endpoint import add_token_command
 from pgha_operator.cli.rotate import add_rotate_command
@@ -80,6 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
     day2.add_commands(command)
     connect.add_commands(command)
     backup.add_commands(command)
+    restore.add_commands(command)
     add_rotate_command(sub)
     add_drill_command(sub)
     add_ssh_command(sub)

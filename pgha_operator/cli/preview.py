@@ -17,6 +17,7 @@ from pgha_operator.core.facts.observed import Observed
 from pgha_operator.core.plan import Desired, plan
 from pgha_operator.core.spec import Cluster, load
 from pgha_operator.shell.controller import Controller
+from pgha_operator.shell.restore_source import refuse_missing_source
 
 
 def add_commands(command: Any, sub: Any) -> None:
@@ -46,6 +47,7 @@ def add_commands(command: Any, sub: Any) -> None:
 
 def cmd_validate(args: argparse.Namespace) -> int:
     for item in load(manifest_files(args)):
+        refuse_missing_source(item, only_new=True)
         print_warnings(item.warnings)
         print(f"{item.source}: {summary(item.cluster)}")
     return 0

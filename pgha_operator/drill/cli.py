@@ -9,6 +9,7 @@ import sys
 from typing import Any
 
 from pgha_operator.cli.args import add_manifest_arguments, add_state_dir_argument, manifest_files
+from pgha_operator.drill import restore_cli
 from pgha_operator.drill.checker import RunFigures
 from pgha_operator.drill.faults import FAULTS
 from pgha_operator.drill.report import DrillResult
@@ -28,6 +29,7 @@ HELP = (
 
 def add_drill_command(sub: Any) -> argparse.ArgumentParser:
     scenarios = "\n".join(f"  {name:18} {f.summary}" for name, f in FAULTS.items())
+    scenarios += f"\n  {restore_cli.SCENARIO:18} {restore_cli.SUMMARY}"
     p: argparse.ArgumentParser = sub.add_parser(
         "drill",
         help=HELP,
@@ -37,7 +39,14 @@ def add_drill_command(sub: Any) -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_drill)
     add_manifest_arguments(p)
     add_state_dir_argument(p)
-    p.add_argument("--scenario", required=True, choices=list(FAULTS), metavar="NAME")
+    p.add_argument(
+        "--scenario", required=True, choices=[*FAULTS, restore_cli.SCENARIO], metavar="NAME"
+    )
+    p.add_argument(
+        "--clone-network",
+        metavar="CIDR",
+        help="restore scenario: the clone's addresses (default: the next /24)",
+    )
     p.add_argument("--repeat", type=_positive_int, default=1, metavar="N", help="default 1")
     p.add_argument(
         "--seconds",
@@ -65,6 +74,8 @@ def _interrupt(signum: int, frame: object) -> None:
 
 
 def cmd_drill(args: argparse.Namespace) -> int:
+    if args.scenario == restore_cli.SCENARIO:
+        return restore_cli.cmd_restore_drill(args)
     options = DrillOptions(
         scenario=args.scenario,
         repeat=args.repeat,

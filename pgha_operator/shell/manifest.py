@@ -19,6 +19,7 @@ from pgha_operator.core.spec import (
     load,
 )
 from pgha_operator.shell.providers.local import default_state_dir
+from pgha_operator.shell.restore_source import refuse_missing_source
 from pgha_operator.shell.state import StateDir, StateError
 
 log = structlog.get_logger("pgha-operator")
@@ -96,6 +97,8 @@ class ManifestInForce:
             self.state_error = str(exc)
             return
         if running is None:
+            if not fall_back:  # a cluster to create: its restore source must be there
+                refuse_missing_source(self.loaded)
             return
         try:
             refuse_fixed_changes(running.cluster, self.loaded)

@@ -36,6 +36,7 @@ from pgha_operator.core.render.keepalived import has_vip, keepalived_files
 from pgha_operator.core.render.patroni import dynamic_config, patroni_config, patroni_yaml, pg_hba
 from pgha_operator.core.render.pgbackrest import backup_files
 from pgha_operator.core.render.pgbouncer import pgbouncer_ini, pgbouncer_userlist
+from pgha_operator.core.render.restore import restore_files
 from pgha_operator.core.render.services import (
     SYSTEMD_UNIT_DIR,
     service_definitions,
@@ -116,6 +117,7 @@ def render_machine(ctx: RenderContext, machine: str) -> tuple[DesiredFile, ...]:
             )
         )
         files.extend(backup_files(ctx, machine))
+        files.extend(restore_files(ctx, machine))
     if m.has(Role.POSTGRES) and ctx.cluster.spec.pooler.enabled:
         files += pgbouncer_files(ctx, machine)
     if m.has(Role.LOADBALANCER):

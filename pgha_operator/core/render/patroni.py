@@ -16,6 +16,7 @@ from pgha_operator.core.render.pgbackrest import (
     recovery_settings,
     replica_creation,
 )
+from pgha_operator.core.render.restore import bootstrap_section, local_connection
 from pgha_operator.core.render.tls import daemon_tls
 from pgha_operator.core.spec import HbaRule, ParameterValue
 
@@ -135,6 +136,7 @@ def patroni_config(ctx: RenderContext, machine: str) -> dict[str, Any]:
             "initdb": [{"encoding": "UTF8"}, "data-checksums"],
             # No pg_hba here: bootstrap.pg_hba is appended to initdb's file, which trusts
             # 127.0.0.1. postgresql.pg_hba below replaces the file instead.
+            **bootstrap_section(ctx, machine),  # spec.bootstrap.recovery: a restore
         },
         "postgresql": _postgresql_section(ctx, machine, address),
         "watchdog": {"mode": "off"},
@@ -229,6 +231,7 @@ def _postgresql_section(ctx: RenderContext, machine: str, address: str) -> dict[
         # a replica made while the primary has dirty buffers (a CREATE DATABASE just ran)
         # waited 90 s for it. A fast one costs a short burst of writes.
         "basebackup": [{"checkpoint": "fast"}],
+        **local_connection(ctx),  # a restored cluster: over the socket (render/restore.py)
         # With spec.backup: restore from the repository first, pg_basebackup after.
         **replica_creation(ctx, machine),
     }

@@ -29,6 +29,7 @@ from pgha_operator.core.spec.patterns import (
     NAME_PATTERN,
     NAMESPACE_PATTERN,
 )
+from pgha_operator.core.spec.recovery import BootstrapSpec
 from pgha_operator.core.spec.rules import cluster_problems
 from pgha_operator.core.spec.timing import Timing, duration_ms, resolve_timing
 
@@ -371,6 +372,8 @@ class ClusterSpec(Model):
     # None: no backups, no WAL archiving (core/spec/backup.py).
     backup: BackupSpec | None = None
     pooler: PoolerSpec = PoolerSpec()
+    # recovery: built from another cluster's backup (core/spec/recovery.py)
+    bootstrap: BootstrapSpec = BootstrapSpec()
 
 
 class Metadata(Model):

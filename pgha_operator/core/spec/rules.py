@@ -12,6 +12,7 @@ from pgha_operator.core.spec.backup import backup_problems
 from pgha_operator.core.spec.catalog_rules import catalog_problems
 from pgha_operator.core.spec.parameters import case_duplicates
 from pgha_operator.core.spec.problems import path_part
+from pgha_operator.core.spec.recovery import recovery_problems
 from pgha_operator.core.spec.timing import Timing, duration_ms, resolve_timing
 
 if TYPE_CHECKING:
@@ -35,6 +36,7 @@ def cluster_problems(cluster: Cluster) -> Iterable[tuple[str, str]]:
     yield from _parameter_set_twice(spec)
     yield from catalog_problems(spec.postgres)
     yield from backup_problems(spec.provider.type, spec.backup)
+    yield from recovery_problems(cluster.name, spec)
 
 
 def _odd_etcd_members(spec: ClusterSpec) -> Found:

@@ -67,6 +67,8 @@ class EtcdApi(Protocol):
 
     def get(self, key: str) -> str | None: ...
 
+    def delete_prefix(self, prefix: str) -> None: ...
+
     def delete_key_if_value(
         self,
         key: str,

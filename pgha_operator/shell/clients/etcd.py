@@ -168,6 +168,10 @@ class EtcdClient:
     def put(self, key: str, value: str) -> None:
         self._call(f"put {key}", lambda c: c.put(key.encode(), value.encode()))
 
+    def delete_prefix(self, prefix: str) -> None:
+        """Every key under `prefix` (`restore` clears Patroni's state of a cluster)."""
+        self._call(f"delete {prefix}*", lambda c: c.delete_prefix(prefix.encode()))
+
     def delete_key_if_value(
         self,
         key: str,
