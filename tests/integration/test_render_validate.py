@@ -17,6 +17,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -205,10 +206,20 @@ def wait_for(what: str, check: Callable[[], bool], timeout: float, logs: list[Pa
 # --- HAProxy --------------------------------------------------------------------------------
 
 
+@pytest.fixture
+def short_tmp() -> Iterator[Path]:
+    """A folder with a short path: the stats socket's path must fit a Unix socket address
+    (HAProxy: at most 97 characters), and pytest's tmp_path for a long test name and a
+    machine named haproxynode2 did not."""
+    folder = Path(tempfile.mkdtemp(prefix="pgha-rv-"))
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
+
+
 @pytest.mark.parametrize("manifest", MANIFESTS, ids=[p.stem for p in MANIFESTS])
-def test_haproxy_check_accepts_the_rendered_config(manifest: Path, tmp_path: Path) -> None:
+def test_haproxy_check_accepts_the_rendered_config(manifest: Path, short_tmp: Path) -> None:
     _require(BINARIES.haproxy)
-    _, files = render_local(spec.load([manifest])[0].cluster, tmp_path)
+    _, files = render_local(spec.load([manifest])[0].cluster, short_tmp)
     cfgs = configs(files, "haproxy")
     assert cfgs
     for f in cfgs:
