@@ -3,11 +3,11 @@ from its stats page, every 50 ms (the timeline's "HAProxy sees the new primary")
 
 from __future__ import annotations
 
-import threading
 import time
 from dataclasses import dataclass
 
 from pgha_operator.core.conditions import PRIMARY_BACKEND
+from pgha_operator.drill.background import BackgroundLoop
 from pgha_operator.shell.clients import ComponentError
 from pgha_operator.shell.clients.haproxy import HaproxyClient
 
@@ -21,21 +21,13 @@ class LbSample:
     up: frozenset[str]  # servers UP in the primary backend
 
 
-class LbWatcher:
+class LbWatcher(BackgroundLoop):
+    THREAD_NAME = "lb-watcher"
+
     def __init__(self, stats_url: str, auth: tuple[str, str]) -> None:
+        super().__init__()
         self.client = HaproxyClient(stats_url, auth, timeout=TIMEOUT)
         self.samples: list[LbSample] = []
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-
-    def start(self) -> None:
-        self._thread = threading.Thread(target=self._loop, name="lb-watcher", daemon=True)
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread:
-            self._thread.join(timeout=5)
 
     def _loop(self) -> None:
         while not self._stop.is_set():

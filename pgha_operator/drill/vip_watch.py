@@ -13,13 +13,13 @@
 from __future__ import annotations
 
 import contextlib
-import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from pgha_operator.core.vip import vip_interface
+from pgha_operator.drill.background import BackgroundLoop
 from pgha_operator.drill.target import DrillError, Target
 from pgha_operator.shell.hosts.base import HostError
 
@@ -89,28 +89,20 @@ def moves(changes: Sequence[VipChange], after: float) -> list[VipChange]:
     return [c for c in changes if c.at >= after and c.machine is not None]
 
 
-class VipWatcher:
+class VipWatcher(BackgroundLoop):
     """Records every change of the machine the VIP resolves to on this host."""
 
+    THREAD_NAME = "vip-watcher"
+
     def __init__(self, address: str, macs: dict[str, str], table: Path = ARP_TABLE) -> None:
+        super().__init__()
         self.address = address
         self.macs = macs
         self.table = table
         self.changes: list[VipChange] = []
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
 
     def now(self) -> str | None:
         return self.changes[-1].machine if self.changes else None
-
-    def start(self) -> None:
-        self._thread = threading.Thread(target=self._loop, name="vip-watcher", daemon=True)
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread:
-            self._thread.join(timeout=5)
 
     def _loop(self) -> None:
         last: object = object()  # nothing recorded yet

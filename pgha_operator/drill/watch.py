@@ -8,7 +8,6 @@ view that keeps a SIGKILLed member "streaming" until its key expires.
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -16,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pgha_operator.core.facts.patroni import parse_patroni, streaming_replicas
+from pgha_operator.drill.background import BackgroundLoop
 from pgha_operator.shell.clients import ComponentError
 from pgha_operator.shell.clients.etcd import member_healthy
 from pgha_operator.shell.clients.patroni import PatroniClient
@@ -44,7 +44,9 @@ class WatchSample:
     etcd_healthy: frozenset[str] = frozenset()
 
 
-class Watcher:
+class Watcher(BackgroundLoop):
+    JOIN_SECONDS = 10.0  # a sample asks every node and member, each with its own timeout
+
     def __init__(
         self,
         rest_urls: Mapping[str, str],  # Patroni node -> REST base URL
@@ -52,23 +54,16 @@ class Watcher:
         interval: float = 0.5,
         tls: ClientTls | None = None,  # the operator's files: the CA; etcd requires a client cert
     ) -> None:
+        super().__init__()
         self.rest_urls = dict(rest_urls)
         self.etcd_urls = dict(etcd_urls)
         self.tls = tls
         self.interval = interval
         self.samples: list[WatchSample] = []
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
         self._pool = ThreadPoolExecutor(max_workers=len(self.rest_urls) + len(self.etcd_urls))
 
-    def start(self) -> None:
-        self._thread = threading.Thread(target=self._loop, name="watcher", daemon=True)
-        self._thread.start()
-
     def stop(self) -> None:
-        self._stop.set()
-        if self._thread:
-            self._thread.join(timeout=10)
+        super().stop()
         self._pool.shutdown(wait=True)
 
     def latest(self) -> WatchSample | None:

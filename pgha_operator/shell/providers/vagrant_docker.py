@@ -15,6 +15,7 @@ import shlex
 import subprocess
 from collections.abc import Iterable
 from pathlib import Path
+from typing import IO
 
 import structlog
 
@@ -41,7 +42,9 @@ RUN_ARGS = (
 )
 
 
-def docker(*args: str, timeout: float = CMD_TIMEOUT, check: bool = True, stdin=None) -> str:  # noqa: ANN001
+def docker(
+    *args: str, timeout: float = CMD_TIMEOUT, check: bool = True, stdin: IO[bytes] | None = None
+) -> str:
     argv = ["docker", *args]
     try:
         res = subprocess.run(
